@@ -1,0 +1,46 @@
+# seqforge — one command per job; each installs what it needs into .venv first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch first, so pip does not pull a CUDA build where a CPU wheel is wanted; override for GPUs.
+TORCH_SPEC ?= torch==2.13.0
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+
+.PHONY: install pipeline smoke gpu repro test test-all bench clean-runs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	touch $@
+
+## The main job: the whole DVC pipeline on the default profile (full Multi30k, CPU).
+pipeline: install
+	$(MAKE) repro PROFILE=default
+
+## Every stage on tiny data and models (minutes); used by tests and CI.
+smoke: install
+	$(MAKE) repro PROFILE=smoke
+
+## Sized for one GPU (bf16-mixed, one Ray Train worker per GPU).
+gpu: install
+	$(MAKE) repro PROFILE=gpu
+
+repro:
+	seqforge profile $(PROFILE)
+	seqforge fetch
+	dvc repro
+
+## Fast suite (no training); `test-all` adds the slow end-to-end tests (what CI runs).
+test: install
+	pytest
+
+test-all: install
+	pytest -m "slow or not slow" --durations=10
+
+bench: install
+	python -m bench.throughput

@@ -1,0 +1,117 @@
+"""Training and beam-decoding throughput per model family, with peak memory.
+
+    python -m bench.throughput [--budgets 3000 6000] [--threads 1] [--device cpu|cuda]
+
+Each (experiment, budget) cell runs in its own process so peak memory is its own. Models are the
+default-profile experiments from conf/experiments/ at a fixed vocabulary; batches are synthetic
+Multi30k-shaped (source and target lengths drawn around 14 subwords).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from seqforge.config import load_experiment
+from seqforge.data.batching import pad
+from seqforge.data.tokenizer import BOS, EOS, PAD
+from seqforge.decoding import beam_search, max_lengths
+from seqforge.models import build_model, count_parameters
+
+EXPERIMENTS = ("gru_bahdanau", "lstm_luong", "transformer")
+
+
+def synthetic_batch(budget: int, vocab: int, gen: torch.Generator) -> dict:
+    """Sentences of 8-20 subwords until `budget` padded source+target tokens are used."""
+    rows_src, rows_tgt = [], []
+    while (len(rows_src) + 1) * 2 * 22 <= budget:
+        n = int(torch.randint(8, 21, (1,), generator=gen))
+        rows_src.append(torch.randint(5, vocab, (n,), generator=gen).tolist() + [EOS])
+        rows_tgt.append(torch.randint(5, vocab, (n + 1,), generator=gen).tolist())
+    return {
+        "src": pad(rows_src), "src_lens": torch.tensor([len(r) for r in rows_src]),
+        "tgt_in": pad([[BOS] + r for r in rows_tgt]), "tgt_out": pad([r + [EOS] for r in rows_tgt]),
+    }
+
+
+def measure(name: str, budget: int, vocab: int, threads: int, device: str, steps: int, queue) -> None:
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    model = build_model(load_experiment(name).model, vocab, vocab).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batches = [{k: v.to(device) for k, v in synthetic_batch(budget, vocab, gen).items()} for _ in range(3)]
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
+
+    def train_step(batch: dict) -> None:
+        with autocast:
+            logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["tgt_out"].flatten(), ignore_index=PAD)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    model.train()
+    train_step(batches[0])  # warm-up
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    tokens, start = 0, time.perf_counter()
+    for i in range(steps):
+        batch = batches[i % len(batches)]
+        train_step(batch)
+        tokens += int((batch["tgt_out"] != PAD).sum() + batch["src_lens"].sum())
+    sync()
+    train_tps = tokens / (time.perf_counter() - start)
+
+    model.eval()
+    batch = batches[0]
+    src, lens = batch["src"][:64], batch["src_lens"][:64]
+    limit = max_lengths(lens, 1.5, 10)
+    with autocast:
+        beam_search(model, src, lens, limit, beam_size=5)  # warm-up
+        sync()
+        start = time.perf_counter()
+        hyps = beam_search(model, src, lens, limit, beam_size=5)
+        sync()
+    decode_tps = sum(len(h[0].tokens) + 1 for h in hyps) / (time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    queue.put((count_parameters(model), batch["src"].size(0), train_tps, decode_tps, peak / 2**20))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
+    parser.add_argument("--budgets", nargs="+", type=int, default=[3000, 6000])
+    parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (Ray gives each CPU worker 1)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+
+    table = Table(title=f"seqforge throughput — {args.device}, {args.threads} thread(s), vocab {args.vocab}")
+    for col in ("experiment", "params (M)", "batch tokens", "sentences", "train tok/s",
+                "beam-5 decode tok/s", "peak mem (MiB)"):
+        table.add_column(col, justify="right" if col != "experiment" else "left")
+    ctx = mp.get_context("spawn")
+    for name in args.experiments:
+        for budget in args.budgets:
+            queue = ctx.Queue()
+            proc = ctx.Process(target=measure, args=(name, budget, args.vocab, args.threads,
+                                                     args.device, args.steps, queue))
+            proc.start()
+            params, sents, train_tps, decode_tps, peak = queue.get()
+            proc.join()
+            table.add_row(name, f"{params / 1e6:.1f}", str(budget), str(sents),
+                          f"{train_tps:,.0f}", f"{decode_tps:,.0f}", f"{peak:,.0f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

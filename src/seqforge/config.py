@@ -1,0 +1,261 @@
+"""Validated configuration: `conf/config.yaml` + `conf/experiments/<name>.yaml` + a profile overlay.
+
+Every stage calls :func:`load_config` (or :func:`load_experiment`) and gets typed, validated
+objects; a wrong value fails here with the file and the dotted key that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONF_DIR = Path("conf")
+LANGS = ("en", "de", "fr", "cs")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TranslationCfg(_Strict):
+    corpus: Literal["multi30k"] = "multi30k"
+    src_lang: Literal[LANGS] = "en"
+    tgt_lang: Literal[LANGS] = "de"
+
+    @model_validator(mode="after")
+    def _different_langs(self) -> TranslationCfg:
+        if self.src_lang == self.tgt_lang:
+            raise ValueError("src_lang and tgt_lang must differ")
+        return self
+
+    @property
+    def pair(self) -> str:
+        return f"{self.src_lang}-{self.tgt_lang}"
+
+
+class PrepareCfg(_Strict):
+    max_tokens: int = Field(100, gt=0)
+    max_ratio: float = Field(4.0, ge=1.0)
+    max_train_pairs: int | None = Field(None, gt=0)
+
+
+class TokenizerCfg(_Strict):
+    model: Literal["bpe", "unigram"] = "bpe"
+    vocab_size: int = Field(8000, ge=100)
+    joint: bool = True
+    min_frequency: int = Field(2, ge=1)
+
+
+class TrainCfg(_Strict):
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    max_epochs: int = Field(30, ge=1)
+    max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")
+    batch_tokens: int = Field(6000, ge=64)
+    eval_batch_size: int = Field(128, ge=1)
+    val_bleu_beam: int = Field(1, ge=1)
+    early_stopping_patience: int = Field(4, ge=1)
+    seed: int = 1234
+    log_every_n_steps: int = Field(25, ge=1)
+    storage_path: str = "runs/ray"
+    num_checkpoints: int = Field(2, ge=1)
+
+
+class DecodeCfg(_Strict):
+    beam_size: int = Field(5, ge=1)
+    length_penalty: float = Field(1.0, ge=0.0)
+    max_len_ratio: float = Field(1.5, gt=0)
+    max_len_offset: int = Field(10, ge=0)
+    n_best: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _n_best_fits_beam(self) -> DecodeCfg:
+        if self.n_best > self.beam_size:
+            raise ValueError(f"n_best ({self.n_best}) cannot exceed beam_size ({self.beam_size})")
+        return self
+
+
+class EvaluateCfg(DecodeCfg):
+    num_samples: int = Field(25, ge=0)
+
+
+class MlflowCfg(_Strict):
+    experiment: str = "seqforge"
+    registry_alias: str = "challenger"
+
+
+class RNNModelCfg(_Strict):
+    arch: Literal["rnn"]
+    cell: Literal["rnn", "lstm", "gru"] = "gru"
+    emb_dim: int = Field(256, gt=0)
+    hidden_dim: int = Field(512, gt=0)
+    enc_layers: int = Field(1, ge=1)
+    dec_layers: int = Field(1, ge=1)
+    bidirectional: bool = True
+    attention: Literal["bahdanau", "luong_dot", "luong_general", "luong_concat"] = "bahdanau"
+    input_feeding: bool = True
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    tied_embeddings: bool = True
+    shared_embeddings: bool = False
+
+
+class TransformerModelCfg(_Strict):
+    arch: Literal["transformer"]
+    d_model: int = Field(256, gt=0)
+    heads: int = Field(4, ge=1)
+    enc_layers: int = Field(3, ge=1)
+    dec_layers: int = Field(3, ge=1)
+    ffn_dim: int = Field(1024, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    tied_embeddings: bool = True
+    shared_embeddings: bool = True
+    max_positions: int = Field(512, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TransformerModelCfg:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        return self
+
+
+ModelCfg = Annotated[RNNModelCfg | TransformerModelCfg, Field(discriminator="arch")]
+
+
+class OptimCfg(_Strict):
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    schedule: Literal["inverse_sqrt", "plateau"] = "inverse_sqrt"
+    warmup_steps: int = Field(500, ge=0)
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(1, ge=0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    clip_norm: float = Field(1.0, gt=0)
+
+
+class ExperimentCfg(_Strict):
+    name: str
+    task: Literal["translation"] = "translation"
+    model: ModelCfg
+    optim: OptimCfg = OptimCfg()
+    train: dict[str, Any] = {}  # overrides of conf/config.yaml `train` for this experiment
+
+    def train_config(self, base: TrainCfg) -> TrainCfg:
+        """The global train settings with this experiment's overrides applied (validated)."""
+        return _validate(TrainCfg, {**base.model_dump(), **self.train}, f"experiment {self.name}: train")
+
+
+class Config(_Strict):
+    profile: str = "default"
+    translation: TranslationCfg = TranslationCfg()
+    prepare: PrepareCfg = PrepareCfg()
+    tokenizer: TokenizerCfg = TokenizerCfg()
+    train: TrainCfg = TrainCfg()
+    evaluate: EvaluateCfg = EvaluateCfg()
+    mlflow: MlflowCfg = MlflowCfg()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge `over` into a copy of `base` (mappings merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(p) for p in e["loc"] if p not in ("rnn", "transformer"))
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+
+
+def _profile_overlay(profile: str, conf_dir: Path) -> dict[str, Any]:
+    path = conf_dir / "profiles" / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (conf_dir / "profiles").glob("*.yaml"))
+        raise ConfigError(
+            f"{conf_dir / 'config.yaml'}: profile: unknown profile {profile!r} "
+            f"(known: {', '.join(known)})"
+        )
+    return _read_yaml(path)
+
+
+def load_config(conf_dir: Path = CONF_DIR) -> Config:
+    """The pipeline configuration with the active profile's overlay applied."""
+    raw = _read_yaml(conf_dir / "config.yaml")
+    overlay = _profile_overlay(str(raw.get("profile", "default")), conf_dir)
+    overlay.pop("experiments", None)
+    sources = f"{conf_dir / 'config.yaml'} (profile {raw.get('profile', 'default')!r})"
+    return _validate(Config, _merge(raw, overlay), sources)
+
+
+def set_profile(profile: str, conf_dir: Path = CONF_DIR) -> None:
+    """Switch the active profile: rewrite the `profile:` line of `conf/config.yaml` in place."""
+    _profile_overlay(profile, conf_dir)  # validates the name
+    path = conf_dir / "config.yaml"
+    text, n = re.subn(r"(?m)^profile:[ \t]*\S+", f"profile: {profile}", path.read_text(), count=1)
+    if n != 1:
+        raise ConfigError(f"{path}: no top-level `profile:` line to switch")
+    path.write_text(text)
+
+
+def experiment_names(conf_dir: Path = CONF_DIR) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / "experiments").glob("*.yaml"))
+
+
+def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
+    """One experiment (`conf/experiments/<name>.yaml`) with the active profile's overlay."""
+    path = conf_dir / "experiments" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: unknown experiment {name!r} (known: {', '.join(experiment_names(conf_dir))})"
+        )
+    profile = str(_read_yaml(conf_dir / "config.yaml").get("profile", "default"))
+    overlay = _profile_overlay(profile, conf_dir).get("experiments", {}).get(name, {})
+    data = _merge({"name": name, **_read_yaml(path)}, overlay)
+    return _validate(ExperimentCfg, data, f"{path} (profile {profile!r})")
+
+
+def flatten(data: dict[str, Any] | BaseModel, prefix: str = "") -> dict[str, Any]:
+    """Dotted-key view of a nested config, for MLflow params."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump()
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,91 @@
+"""Length-bucketed batches under a token budget, sharded across data-parallel workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Sampler
+
+from seqforge.data.tokenizer import BOS, EOS, PAD
+
+
+def token_batches(lengths: Sequence[tuple[int, int]], batch_tokens: int, order: np.ndarray) -> list[list[int]]:
+    """Group indices (visited in `order`, sorted by length) so each padded batch fits the budget.
+
+    A batch's cost is ``size * (longest source + longest target)``; one over-long example still
+    forms a batch of its own.
+    """
+    batches, current, max_src, max_tgt = [], [], 0, 0
+    for i in order:
+        src, tgt = lengths[i]
+        new_src, new_tgt = max(max_src, src), max(max_tgt, tgt)
+        if current and (len(current) + 1) * (new_src + new_tgt) > batch_tokens:
+            batches.append(current)
+            current, new_src, new_tgt = [], src, tgt
+        current.append(int(i))
+        max_src, max_tgt = new_src, new_tgt
+    if current:
+        batches.append(current)
+    return batches
+
+
+class TokenBudgetBatchSampler(Sampler[list[int]]):
+    """Sorts by length (random tie order per epoch), packs by token budget, shuffles batches.
+
+    With `even=True` (training) every rank gets the same number of batches, as DDP requires;
+    validation shards without padding, so every example is scored exactly once.
+    """
+
+    def __init__(
+        self, lengths: Sequence[tuple[int, int]], batch_tokens: int, shuffle: bool, seed: int,
+        rank: int = 0, world_size: int = 1, even: bool = True,
+    ) -> None:
+        self.lengths, self.batch_tokens, self.shuffle, self.seed = lengths, batch_tokens, shuffle, seed
+        self.rank, self.world_size, self.even = rank, world_size, even
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        n = len(self.lengths)
+        tiebreak = rng.permutation(n) if self.shuffle else np.arange(n)
+        keys = np.array([s + t for s, t in self.lengths])
+        order = tiebreak[np.argsort(keys[tiebreak], kind="stable")]
+        batches = token_batches(self.lengths, self.batch_tokens, order)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        if self.even and len(batches) % self.world_size:
+            batches += batches[: self.world_size - len(batches) % self.world_size]
+        return batches[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+def pad(rows: list[list[int]]) -> Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def collate(examples: list[dict]) -> dict[str, Tensor]:
+    """Source ids + EOS; decoder input BOS + target; decoder output target + EOS."""
+    src = [ex["src_ids"] + [EOS] for ex in examples]
+    batch = {
+        "src": pad(src),
+        "src_lens": torch.tensor([len(s) for s in src]),
+        "index": torch.tensor([ex["index"] for ex in examples]),
+    }
+    if "tgt_ids" in examples[0]:
+        batch["tgt_in"] = pad([[BOS] + ex["tgt_ids"] for ex in examples])
+        batch["tgt_out"] = pad([ex["tgt_ids"] + [EOS] for ex in examples])
+    return batch

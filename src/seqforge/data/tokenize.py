@@ -1,0 +1,25 @@
+"""Train the subword tokenizer on the train split and encode every split to token ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import DatasetDict, load_from_disk
+
+from seqforge.config import TokenizerCfg
+from seqforge.data.tokenizer import SubwordTokenizer
+
+
+def tokenize_splits(prepared: Path, cfg: TokenizerCfg) -> tuple[DatasetDict, SubwordTokenizer]:
+    """(source, target) text splits -> the same splits with `src_ids`/`tgt_ids` columns."""
+    splits: DatasetDict = load_from_disk(str(prepared))
+    train = splits["train"]
+    tokenizer = SubwordTokenizer.train(list(train["source"]), list(train["target"]), cfg)
+
+    def encode(batch: dict) -> dict:
+        return {
+            "src_ids": tokenizer.encode(batch["source"], "source"),
+            "tgt_ids": tokenizer.encode(batch["target"], "target"),
+        }
+
+    return splits.map(encode, batched=True, batch_size=2000), tokenizer

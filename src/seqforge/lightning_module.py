@@ -1,0 +1,157 @@
+"""Lightning module and data module shared by every model family and task."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from datasets import load_from_disk
+from torch.utils.data import DataLoader, Dataset
+
+from seqforge.config import ExperimentCfg, TrainCfg
+from seqforge.data.batching import TokenBudgetBatchSampler, collate
+from seqforge.data.tokenizer import PAD, SubwordTokenizer
+from seqforge.decoding import greedy, max_lengths
+from seqforge.metrics import bleu_from_stats, bleu_stats
+from seqforge.models import build_model
+
+
+class TokenizedSplit(Dataset):
+    """One split of token ids in memory (Multi30k-sized corpora fit easily)."""
+
+    def __init__(self, path: Path, split: str) -> None:
+        data = load_from_disk(str(path))[split]
+        self.src_ids, self.tgt_ids = list(data["src_ids"]), list(data["tgt_ids"])
+        self.targets = list(data["target"])
+
+    def __len__(self) -> int:
+        return len(self.src_ids)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"src_ids": self.src_ids[i], "tgt_ids": self.tgt_ids[i], "index": i}
+
+    def lengths(self) -> list[tuple[int, int]]:
+        return [(len(s) + 1, len(t) + 1) for s, t in zip(self.src_ids, self.tgt_ids, strict=True)]
+
+
+class Seq2SeqDataModule(pl.LightningDataModule):
+    def __init__(self, tokenized_dir: str, train_cfg: TrainCfg) -> None:
+        super().__init__()
+        self.path, self.cfg = Path(tokenized_dir), train_cfg
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = TokenizedSplit(self.path, "train")
+        self.val_set = TokenizedSplit(self.path, "validation")
+
+    def _loader(self, data: TokenizedSplit, train: bool) -> DataLoader:
+        sampler = TokenBudgetBatchSampler(
+            data.lengths(), self.cfg.batch_tokens, shuffle=train, seed=self.cfg.seed,
+            rank=self.trainer.global_rank, world_size=self.trainer.world_size, even=train,
+        )
+        return DataLoader(data, batch_sampler=sampler, collate_fn=collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+
+class Seq2SeqModule(pl.LightningModule):
+    """Label-smoothed training, clipped gradients, per-epoch validation loss and greedy BLEU."""
+
+    def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer_file: str) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.exp = ExperimentCfg.model_validate(experiment)
+        self.model = build_model(self.exp.model, src_vocab, tgt_vocab)
+        self.tokenizer = SubwordTokenizer.load(Path(tokenizer_file))
+        self._reset_epoch_counters()
+
+    def _reset_epoch_counters(self) -> None:
+        self._tokens, self._clipped, self._steps, self._t0 = 0, 0, 0, time.perf_counter()
+        self._val = torch.zeros(12, dtype=torch.float64)  # loss_sum, n_tokens, 10 BLEU stats
+
+    def _loss(self, batch: dict, reduction: str = "mean") -> torch.Tensor:
+        logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
+        return F.cross_entropy(
+            logits.flatten(0, 1).float(), batch["tgt_out"].flatten(), ignore_index=PAD,
+            label_smoothing=self.exp.optim.label_smoothing if self.training else 0.0,
+            reduction=reduction,
+        )
+
+    # -- training -----------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._reset_epoch_counters()
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        optim = self.exp.optim
+        if optim.schedule == "plateau" and self.global_step < optim.warmup_steps:
+            for group in self.trainer.optimizers[0].param_groups:
+                group["lr"] = optim.lr * (self.global_step + 1) / optim.warmup_steps
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self._tokens += int((batch["tgt_out"] != PAD).sum()) + int(batch["src_lens"].sum())
+        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=batch["src"].size(0))
+        return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.exp.optim.clip_norm)
+        clipped = float(norm > self.exp.optim.clip_norm)
+        self._clipped += int(clipped)
+        self._steps += 1
+        self.log("grad_norm", norm, on_step=True, on_epoch=False)
+        self.log("clipped", clipped, on_step=False, on_epoch=True)
+
+    # -- validation ---------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._train_seconds = time.perf_counter() - self._t0
+        self._val = torch.zeros(12, dtype=torch.float64)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss_sum = self._loss(batch, reduction="sum")
+        n_tokens = (batch["tgt_out"] != PAD).sum()
+        limit = max_lengths(batch["src_lens"], 1.5, 10)
+        hyps = self.tokenizer.decode(greedy(self.model, batch["src"], batch["src_lens"], limit))
+        refs = [self.trainer.datamodule.val_set.targets[i] for i in batch["index"].tolist()]
+        self._val += torch.tensor([float(loss_sum), float(n_tokens), *bleu_stats(hyps, refs)], dtype=torch.float64)
+
+    def on_validation_epoch_end(self) -> None:
+        """Sum loss, BLEU statistics and training tokens over workers; log epoch metrics."""
+        local = torch.cat([self._val, torch.tensor([float(self._tokens)], dtype=torch.float64)])
+        totals = self.trainer.strategy.reduce(local.to(self.device), reduce_op="sum").cpu()
+        if self.trainer.sanity_checking:
+            return
+        val_loss = float(totals[0] / max(totals[1], 1))
+        self.log_dict(
+            {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)),
+             "val_bleu": bleu_from_stats(totals[2:12].tolist()),
+             "tokens_per_s": float(totals[12]) / max(self._train_seconds, 1e-9),
+             "lr": self.trainer.optimizers[0].param_groups[0]["lr"]},
+            sync_dist=False,
+        )
+
+    # -- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optim = self.exp.optim
+        opt = torch.optim.AdamW(
+            self.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+        )
+        if optim.schedule == "inverse_sqrt":
+            warmup = max(optim.warmup_steps, 1)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=optim.plateau_factor, patience=optim.plateau_patience
+        )
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "monitor": "val_bleu", "interval": "epoch"},
+        }

@@ -1,0 +1,112 @@
+"""RNN encoder-decoder with attention: one encoder and one decoder, each with a configurable `cell`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqforge.config import RNNModelCfg
+from seqforge.data.tokenizer import PAD
+from seqforge.models.attention import Attention
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+State = dict[str, Tensor]
+
+
+class RNNSeq2Seq(nn.Module):
+    """(Bi)directional RNN encoder; RNN decoder that attends after each step (Luong-style flow).
+
+    Decoder step: ``h_t = cell([y_{t-1}; h~_{t-1}], h_{t-1})`` (input feeding optional),
+    ``c_t = attention(h_t, encoder states)``, ``h~_t = tanh(W [h_t; c_t])``, logits from ``h~_t``.
+    Every tensor in the decoding state is batch-first so beam search can reorder it uniformly.
+    """
+
+    def __init__(self, cfg: RNNModelCfg, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        rnn_cls = CELLS[cfg.cell]
+        self.src_embed = nn.Embedding(src_vocab, cfg.emb_dim, padding_idx=PAD)
+        self.tgt_embed = (
+            self.src_embed if cfg.shared_embeddings
+            else nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD)
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.encoder = rnn_cls(
+            cfg.emb_dim, cfg.hidden_dim, num_layers=cfg.enc_layers, batch_first=True,
+            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0,
+        )
+        enc_dim = cfg.hidden_dim * (2 if cfg.bidirectional else 1)
+        self.bridge = nn.Linear(enc_dim, cfg.dec_layers * cfg.hidden_dim)
+        dec_in = cfg.emb_dim + (cfg.hidden_dim if cfg.input_feeding else 0)
+        self.decoder = rnn_cls(
+            dec_in, cfg.hidden_dim, num_layers=cfg.dec_layers, batch_first=True,
+            dropout=cfg.dropout if cfg.dec_layers > 1 else 0.0,
+        )
+        self.attention = Attention(cfg.attention, cfg.hidden_dim, enc_dim, cfg.hidden_dim)
+        self.att_out = nn.Linear(cfg.hidden_dim + enc_dim, cfg.hidden_dim, bias=False)
+        out_dim = cfg.emb_dim if cfg.tied_embeddings else cfg.hidden_dim
+        self.pre_output = (
+            nn.Linear(cfg.hidden_dim, out_dim) if out_dim != cfg.hidden_dim else nn.Identity()
+        )
+        self.output = nn.Linear(out_dim, tgt_vocab, bias=False)
+        if cfg.tied_embeddings:
+            self.output.weight = self.tgt_embed.weight
+
+    # -- encoder ---------------------------------------------------------------------------
+    def encode(self, src: Tensor, src_lens: Tensor) -> State:
+        """Run the encoder (packed sequences) and build the initial decoding state."""
+        emb = self.dropout(self.src_embed(src))
+        packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
+        out, final = self.encoder(packed)
+        enc_out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        h_n = final[0] if isinstance(final, tuple) else final  # (layers*dirs, B, H)
+        dirs = 2 if self.cfg.bidirectional else 1
+        top = h_n.view(self.cfg.enc_layers, dirs, src.size(0), -1)[-1]  # (dirs, B, H)
+        summary = torch.cat(list(top), dim=-1)  # (B, dirs*H)
+        hidden = torch.tanh(self.bridge(summary)).view(src.size(0), self.cfg.dec_layers, -1)
+        state: State = {
+            "enc_out": enc_out,
+            "proj_keys": self.attention.project_keys(enc_out),
+            "mask": src != PAD,
+            "hidden": hidden,
+            "att_vec": enc_out.new_zeros(src.size(0), self.cfg.hidden_dim),
+        }
+        if self.cfg.cell == "lstm":
+            state["cell"] = hidden
+        return state
+
+    # -- decoder ---------------------------------------------------------------------------
+    def _step(self, prev_emb: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
+        """One decoder step: returns the attentional vector, attention weights and new state."""
+        rnn_in = torch.cat([prev_emb, state["att_vec"]], -1) if self.cfg.input_feeding else prev_emb
+        h0 = state["hidden"].transpose(0, 1).contiguous()
+        h0 = (h0, state["cell"].transpose(0, 1).contiguous()) if self.cfg.cell == "lstm" else h0
+        out, hn = self.decoder(rnn_in.unsqueeze(1), h0)
+        query = out.squeeze(1)
+        context, weights = self.attention(query, state["enc_out"], state["proj_keys"], state["mask"])
+        att_vec = torch.tanh(self.att_out(self.dropout(torch.cat([query, context], -1))))
+        new_state = dict(state, att_vec=att_vec)
+        if self.cfg.cell == "lstm":
+            new_state["hidden"], new_state["cell"] = hn[0].transpose(0, 1), hn[1].transpose(0, 1)
+        else:
+            new_state["hidden"] = hn.transpose(0, 1)
+        return att_vec, weights, new_state
+
+    def _logits(self, att_vec: Tensor) -> Tensor:
+        return self.output(self.pre_output(self.dropout(att_vec)))
+
+    def decode_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """Log-probabilities of the next token given the previous one, (B, V)."""
+        att_vec, _, state = self._step(self.tgt_embed(prev_tokens), state)
+        return torch.log_softmax(self._logits(att_vec).float(), dim=-1), state
+
+    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V)."""
+        state = self.encode(src, src_lens)
+        embs = self.dropout(self.tgt_embed(tgt_in))
+        att_vecs = []
+        for t in range(tgt_in.size(1)):
+            att_vec, _, state = self._step(embs[:, t], state)
+            att_vecs.append(att_vec)
+        return self._logits(torch.stack(att_vecs, dim=1))

@@ -1,0 +1,37 @@
+"""Where each pipeline stage reads and writes, relative to the repository root (the cwd)."""
+
+from pathlib import Path
+
+DATA = Path("data")  # raw corpora, pinned by data.dvc
+ARTIFACTS = Path("artifacts")
+MODELS = Path("models")
+METRICS = Path("metrics")
+REPORTS = Path("reports")
+
+
+def raw_dir(corpus: str) -> Path:
+    return DATA / corpus
+
+
+def prepared_dir(task: str) -> Path:
+    return ARTIFACTS / "prepared" / task
+
+
+def tokenized_dir(task: str) -> Path:
+    return ARTIFACTS / "tokenized" / task
+
+
+def tokenizer_file(task: str) -> Path:
+    return tokenized_dir(task) / "tokenizer.json"
+
+
+def model_dir(experiment: str) -> Path:
+    return MODELS / experiment
+
+
+def metrics_file(experiment: str) -> Path:
+    return METRICS / f"{experiment}.json"
+
+
+def curves_file(experiment: str) -> Path:
+    return METRICS / "curves" / f"{experiment}.csv"

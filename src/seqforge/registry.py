@@ -1,0 +1,89 @@
+"""Package an exported model as a self-contained MLflow pyfunc and register it under an alias."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from seqforge import paths
+from seqforge.config import DecodeCfg, load_config
+from seqforge.tracking import setup_mlflow
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+EXAMPLE = {"translation": "A man is riding a bike."}
+
+
+class TranslationModel(mlflow.pyfunc.PythonModel):
+    """pyfunc: a DataFrame with a `source` column -> a DataFrame with a `translation` column."""
+
+    def load_context(self, context) -> None:
+        from seqforge.translator import Translator
+
+        self.translator = Translator.load(
+            context.artifacts["model_dir"], DecodeCfg.model_validate(context.model_config)
+        )
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        sentences = [str(s) for s in model_input["source"].tolist()]
+        return pd.DataFrame({"translation": [h[0] for h in self.translator.translate(sentences)]})
+
+
+def registered_name(meta: dict) -> str:
+    return f"{meta['task']}-{meta['pair']}"
+
+
+def _requirements() -> list[str]:
+    pkgs = ["torch", "tokenizers", "sacrebleu", "pydantic", "pyyaml", "pandas", "mlflow"]
+    return [f"{p}=={version(p).split('+')[0]}" for p in pkgs]
+
+
+def register_experiment(name: str) -> dict:
+    """Log `models/<name>` as a pyfunc on its training run, register it, set the alias."""
+    cfg = load_config()
+    model_dir = paths.model_dir(name)
+    meta = json.loads((model_dir / "model.json").read_text())
+    report = json.loads(paths.metrics_file(name).read_text())
+    decode = DecodeCfg.model_validate(cfg.evaluate.model_dump(exclude={"num_samples"}))
+    model_name = registered_name(meta)
+    setup_mlflow(cfg.mlflow.experiment)
+    with mlflow.start_run(run_id=meta["run_id"]):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=TranslationModel(),
+            artifacts={"model_dir": str(model_dir)},
+            model_config=decode.model_dump(),
+            code_paths=[str(PACKAGE_DIR)],
+            signature=ModelSignature(
+                inputs=Schema([ColSpec("string", "source")]),
+                outputs=Schema([ColSpec("string", "translation")]),
+            ),
+            input_example=pd.DataFrame({"source": [EXAMPLE[meta["task"]]]}),
+            pip_requirements=_requirements(),
+            registered_model_name=model_name,
+        )
+    client = mlflow.MlflowClient()
+    model_version = str(info.registered_model_version)
+    tags = {
+        "experiment": name,
+        "arch": meta["experiment"]["model"]["arch"],
+        "data_version": meta["data_version"],
+        "git_commit": meta["git_commit"],
+        "profile": meta["profile"],
+        **{f"test_{k}": str(v) for k, v in report["metrics"].items()},
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, model_version, key, value)
+    client.set_registered_model_alias(model_name, cfg.mlflow.registry_alias, model_version)
+    record = {"name": model_name, "version": model_version, "alias": cfg.mlflow.registry_alias,
+              "run_id": meta["run_id"], "model_uri": info.model_uri}
+    out = paths.REPORTS / name / "registered.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"registered {model_name} version {model_version} as @{cfg.mlflow.registry_alias}")
+    return record

@@ -1,0 +1,191 @@
+"""Train one experiment with Lightning on Ray Train (Train V2 API) and export the best model."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import warnings
+import shutil
+from pathlib import Path
+
+import torch
+
+from seqforge import paths
+from seqforge.config import Config, ExperimentCfg, TrainCfg, flatten, load_config, load_experiment
+from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.tracking import data_version, git_commit, setup_mlflow, tracking_uri
+
+CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_bleu", "tokens_per_s", "lr")
+
+
+def train_worker(config: dict) -> None:
+    """Per-worker loop: a Lightning Trainer wired to Ray's DDP strategy and checkpoint reporting."""
+    import lightning.pytorch as pl
+    import ray.train
+    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.loggers import MLFlowLogger
+    from ray.train.lightning import (
+        RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer,
+    )
+
+    from seqforge.lightning_module import Seq2SeqDataModule, Seq2SeqModule
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    train_cfg = TrainCfg.model_validate(config["train"])
+    pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
+    module = Seq2SeqModule(
+        config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer_file"]
+    )
+    trainer = pl.Trainer(
+        accelerator="auto",
+        devices="auto",
+        strategy=RayDDPStrategy(),
+        plugins=[RayLightningEnvironment()],
+        precision=train_cfg.precision,
+        max_epochs=train_cfg.max_epochs,
+        max_time=train_cfg.max_time,
+        callbacks=[
+            RayTrainReportCallback(),
+            EarlyStopping("val_bleu", mode="max", patience=train_cfg.early_stopping_patience),
+        ],
+        logger=MLFlowLogger(tracking_uri=config["tracking_uri"], run_id=config["run_id"]),
+        log_every_n_steps=train_cfg.log_every_n_steps,
+        use_distributed_sampler=False,  # the token-budget sampler shards by rank itself
+        enable_checkpointing=False,  # Ray owns checkpoints (RayTrainReportCallback)
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer = prepare_trainer(trainer)
+    datamodule = Seq2SeqDataModule(config["tokenized_dir"], train_cfg)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(module, datamodule=datamodule)
+        return
+    with checkpoint.as_directory() as ckpt_dir:  # resuming an interrupted run
+        ckpt = os.path.join(ckpt_dir, RayTrainReportCallback.CHECKPOINT_NAME)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+
+
+def run_name(exp: ExperimentCfg, cfg: Config, train_cfg: TrainCfg, data_hash: str) -> str:
+    """Ray run name: the same inputs resume the same run; changed inputs start a new one."""
+    key = json.dumps([exp.model_dump(), train_cfg.model_dump(), cfg.tokenizer.model_dump(),
+                      cfg.prepare.model_dump(), cfg.translation.model_dump(), data_hash], sort_keys=True)
+    return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def fit_on_ray(config: dict, cfg: TrainCfg, name: str):
+    """Launch `train_worker` on the Ray cluster (`RAY_ADDRESS`, else a local instance)."""
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                 log_to_driver=True, configure_logging=False)
+    storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.num_checkpoints,
+                checkpoint_score_attribute="val_bleu",
+                checkpoint_score_order="max",
+            ),
+        ),
+    )
+    return trainer.fit()
+
+
+def export_model(checkpoint_dir: Path, out_dir: Path, meta: dict, tokenizer_file: Path) -> None:
+    """Lightning checkpoint -> `model.pt` (weights), `model.json` (config), `tokenizer.json`."""
+    from ray.train.lightning import RayTrainReportCallback
+
+    ckpt = torch.load(checkpoint_dir / RayTrainReportCallback.CHECKPOINT_NAME, map_location="cpu",
+                      weights_only=False)
+    weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    torch.save(weights, out_dir / "model.pt")
+    shutil.copyfile(tokenizer_file, out_dir / "tokenizer.json")
+    (out_dir / "model.json").write_text(json.dumps({**meta, "epoch": ckpt.get("epoch")}, indent=2))
+
+
+def write_curves(run_id: str, out: Path) -> None:
+    """Per-epoch learning curves from the MLflow run, as CSV for `dvc plots`."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    history = {m: client.get_metric_history(run_id, m) for m in CURVE_METRICS}
+    epochs = len(history["val_bleu"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch", *CURVE_METRICS])
+        for epoch in range(epochs):
+            row = [history[m][epoch].value if epoch < len(history[m]) else "" for m in CURVE_METRICS]
+            writer.writerow([epoch + 1, *row])
+
+
+def train_experiment(name: str) -> Path:
+    """Train experiment `name`; the exported model lands in `models/<name>/`."""
+    import mlflow
+
+    cfg, exp = load_config(), load_experiment(name)
+    train_cfg = exp.train_config(cfg.train)
+    tokenizer_file = paths.tokenizer_file(exp.task)
+    tokenizer = SubwordTokenizer.load(tokenizer_file)
+    data_hash = data_version()
+    experiment_id = setup_mlflow(cfg.mlflow.experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
+                                   "train": train_cfg.model_dump(),
+                                   "tokenizer": cfg.tokenizer.model_dump(),
+                                   "prepare": cfg.prepare.model_dump(),
+                                   "translation": cfg.translation.model_dump()}))
+        meta = {
+            "experiment": exp.model_dump(mode="json"),
+            "src_vocab": tokenizer.vocab_size("source"),
+            "tgt_vocab": tokenizer.vocab_size("target"),
+            "task": exp.task,
+            "pair": cfg.translation.pair,
+            "run_id": run.info.run_id,
+            "data_version": data_hash,
+            "git_commit": git_commit(),
+            "profile": cfg.profile,
+        }
+        mlflow.set_tags({
+            "task": exp.task, "experiment": name, "arch": exp.model.arch, "profile": cfg.profile,
+            "data_version": data_hash, "git_commit": meta["git_commit"], "pair": cfg.translation.pair,
+        })
+        config = {
+            "experiment": meta["experiment"], "train": train_cfg.model_dump(mode="json"),
+            "src_vocab": meta["src_vocab"], "tgt_vocab": meta["tgt_vocab"],
+            "tokenized_dir": str(paths.tokenized_dir(exp.task).resolve()),
+            "tokenizer_file": str(tokenizer_file.resolve()),
+            "run_id": run.info.run_id, "tracking_uri": tracking_uri(),
+        }
+        result = fit_on_ray(config, train_cfg, run_name(exp, cfg, train_cfg, data_hash))
+        if result.error is not None:
+            raise RuntimeError(f"training {name} failed on Ray Train") from result.error
+        best = result.get_best_checkpoint(metric="val_bleu", mode="max") or result.checkpoint
+        if best is None:
+            raise RuntimeError(f"training {name} reported no checkpoint (did any epoch finish?)")
+        with best.as_directory() as ckpt_dir:
+            export_model(Path(ckpt_dir), paths.model_dir(name), meta, tokenizer_file)
+        write_curves(run.info.run_id, paths.curves_file(name))
+        model_meta = json.loads((paths.model_dir(name) / "model.json").read_text())
+        mlflow.log_metric("best_epoch", (model_meta["epoch"] or 0) + 1)
+    return paths.model_dir(name)
