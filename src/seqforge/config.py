@@ -69,6 +69,7 @@ class TrainCfg(_Strict):
     log_every_n_steps: int = Field(25, ge=1)
     storage_path: str = "runs/ray"
     num_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(1, ge=-1)  # worker-failure restarts from the last checkpoint; -1: no limit
 
 
 class DecodeCfg(_Strict):

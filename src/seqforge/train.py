@@ -81,7 +81,7 @@ def run_name(exp: ExperimentCfg, cfg: Config, train_cfg: TrainCfg, data_hash: st
 def fit_on_ray(config: dict, cfg: TrainCfg, name: str):
     """Launch `train_worker` on the Ray cluster (`RAY_ADDRESS`, else a local instance)."""
     import ray
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
@@ -98,6 +98,7 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str):
         run_config=RunConfig(
             name=name,
             storage_path=storage,
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.num_checkpoints,
                 checkpoint_score_attribute="val_bleu",

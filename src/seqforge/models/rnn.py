@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -31,6 +33,12 @@ class RNNSeq2Seq(nn.Module):
             self.src_embed if cfg.shared_embeddings
             else nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD)
         )
+        # Small weights keep tied output logits near uniform at the start; lookups are scaled
+        # by sqrt(emb_dim) so the RNNs still see unit-scale inputs (as in the Transformer).
+        for embed in {self.src_embed, self.tgt_embed}:
+            nn.init.normal_(embed.weight, std=cfg.emb_dim**-0.5)
+            nn.init.zeros_(embed.weight[PAD])
+        self.emb_scale = math.sqrt(cfg.emb_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = rnn_cls(
             cfg.emb_dim, cfg.hidden_dim, num_layers=cfg.enc_layers, batch_first=True,
@@ -56,7 +64,7 @@ class RNNSeq2Seq(nn.Module):
     # -- encoder ---------------------------------------------------------------------------
     def encode(self, src: Tensor, src_lens: Tensor) -> State:
         """Run the encoder (packed sequences) and build the initial decoding state."""
-        emb = self.dropout(self.src_embed(src))
+        emb = self.dropout(self.src_embed(src) * self.emb_scale)
         packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
         out, final = self.encoder(packed)
         enc_out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
@@ -98,13 +106,13 @@ class RNNSeq2Seq(nn.Module):
 
     def decode_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """Log-probabilities of the next token given the previous one, (B, V)."""
-        att_vec, _, state = self._step(self.tgt_embed(prev_tokens), state)
+        att_vec, _, state = self._step(self.tgt_embed(prev_tokens) * self.emb_scale, state)
         return torch.log_softmax(self._logits(att_vec).float(), dim=-1), state
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced logits (B, T, V)."""
         state = self.encode(src, src_lens)
-        embs = self.dropout(self.tgt_embed(tgt_in))
+        embs = self.dropout(self.tgt_embed(tgt_in) * self.emb_scale)
         att_vecs = []
         for t in range(tgt_in.size(1)):
             att_vec, _, state = self._step(embs[:, t], state)

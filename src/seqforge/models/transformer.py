@@ -96,8 +96,9 @@ class TransformerSeq2Seq(nn.Module):
             self.src_embed if cfg.shared_embeddings
             else nn.Embedding(tgt_vocab, cfg.d_model, padding_idx=PAD)
         )
-        nn.init.normal_(self.src_embed.weight, std=cfg.d_model**-0.5)
-        nn.init.normal_(self.tgt_embed.weight, std=cfg.d_model**-0.5)
+        for embed in {self.src_embed, self.tgt_embed}:
+            nn.init.normal_(embed.weight, std=cfg.d_model**-0.5)
+            nn.init.zeros_(embed.weight[PAD])
         self.register_buffer(
             "positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
         )

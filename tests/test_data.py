@@ -1,0 +1,86 @@
+import gzip
+import urllib.error
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from seqforge.config import PrepareCfg, TranslationCfg
+from seqforge.data import fetch
+from seqforge.data.batching import TokenBudgetBatchSampler
+from seqforge.data.prepare import CorpusError, clean_pairs, prepare_translation, read_parallel
+
+
+def write_gz(path: Path, lines: list[str]) -> Path:
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_misaligned_files_name_both_files_and_counts(tmp_path) -> None:
+    src = write_gz(tmp_path / "train.en.gz", ["a", "b", "c"])
+    tgt = write_gz(tmp_path / "train.de.gz", ["x", "y"])
+    with pytest.raises(CorpusError) as err:
+        read_parallel(src, tgt)
+    assert f"{src} has 3 lines" in str(err.value) and f"{tgt} has 2" in str(err.value)
+
+
+def test_cleaning_normalises_and_counts_drops() -> None:
+    sources = ["  A  dog\u00a0runs. ", "", "one two three four five", "x"]
+    targets = ["Ein Hund läuft.", "leer", "eins", "y"]
+    pairs, counts = clean_pairs(sources, targets, PrepareCfg(max_tokens=4, max_ratio=3.0))
+    assert pairs == [{"source": "A dog runs.", "target": "Ein Hund läuft."}, {"source": "x", "target": "y"}]
+    assert counts == Counter(kept=2, dropped_empty=1, dropped_too_long=1)
+
+
+def test_prepare_real_multi30k(mirror, tmp_path) -> None:
+    raw = tmp_path / "multi30k"
+    fetch.fetch_corpus("multi30k", raw, mirror=mirror)
+    splits, stats = prepare_translation(raw, TranslationCfg(src_lang="en", tgt_lang="fr"),
+                                        PrepareCfg(max_train_pairs=100))
+    assert splits["train"].num_rows == 100 and stats["train"]["dropped_cap"] > 28000
+    assert splits["validation"].num_rows == 1014 and splits["test"].num_rows == 1000
+    assert splits["test"][0]["target"].startswith("Un homme")
+
+
+def test_fetch_verifies_checksums(mirror, tmp_path) -> None:
+    corrupt = tmp_path / "mirror" / "multi30k"
+    corrupt.mkdir(parents=True)
+    for f in (mirror / "multi30k").iterdir():
+        (corrupt / f.name).write_bytes(f.read_bytes())
+    (corrupt / "val.de.gz").write_bytes(b"not the real file")
+    with pytest.raises(fetch.FetchError, match=r"val\.de\.gz: SHA-256 .* does not match"):
+        fetch.fetch_corpus("multi30k", tmp_path / "out", mirror=tmp_path / "mirror")
+
+
+def test_missing_mirror_folder_is_named(tmp_path) -> None:
+    with pytest.raises(fetch.FetchError, match=r"SEQFORGE_DATA_MIRROR=.*nowhere: no folder"):
+        fetch.fetch_corpus("multi30k", tmp_path / "out", mirror=tmp_path / "nowhere")
+
+
+def test_offline_without_mirror_names_both_ways(tmp_path, monkeypatch) -> None:
+    def offline(url, dest, timeout):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.delenv(fetch.MIRROR_ENV, raising=False)
+    monkeypatch.setattr(fetch, "_download", offline)
+    with pytest.raises(fetch.FetchError) as err:
+        fetch.fetch_corpus("multi30k", tmp_path / "out")
+    assert "connect to the internet" in str(err.value) and "SEQFORGE_DATA_MIRROR" in str(err.value)
+
+
+def test_token_budget_batches_cover_everything_once_per_epoch() -> None:
+    lengths = [(n % 17 + 1, n % 13 + 2) for n in range(500)]
+    shards = [TokenBudgetBatchSampler(lengths, 200, shuffle=True, seed=3, rank=r, world_size=2)
+              for r in range(2)]
+    for epoch in range(2):
+        for s in shards:
+            s.set_epoch(epoch)
+        batches = [list(s) for s in shards]
+        assert len(batches[0]) == len(batches[1]) == len(shards[0])  # DDP needs equal counts
+        seen = [i for shard in batches for b in shard for i in b]
+        assert set(seen) == set(range(500)) and len(seen) - 500 <= max(len(b) for b in batches[0])
+        for b in batches[0] + batches[1]:
+            assert len(b) * (max(lengths[i][0] for i in b) + max(lengths[i][1] for i in b)) <= 200
+    val = [list(TokenBudgetBatchSampler(lengths, 200, False, 0, r, 2, even=False)) for r in range(2)]
+    assert sorted(i for shard in val for b in shard for i in b) == list(range(500))

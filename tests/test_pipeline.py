@@ -1,0 +1,112 @@
+"""End to end: `dvc repro` on the smoke profile in a fresh copy of the repository.
+
+Real parts only: DVC, a local Ray instance running Ray Train with 2 workers, an MLflow SQLite
+store. The registered model must load in a fresh process and translate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory, request) -> tuple[Path, dict]:
+    """A clone-like copy of the working tree (tracked + untracked, not ignored) with the smoke run done."""
+    mirror = ROOT.parent / "shared" / "data"
+    mirror = Path(os.environ.get("SEQFORGE_DATA_MIRROR", mirror)).resolve()
+    if not (mirror / "multi30k").is_dir():
+        pytest.skip(f"no corpus mirror at {mirror}")
+    repo = tmp_path_factory.mktemp("clone") / "seqforge"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+    env.update(SEQFORGE_DATA_MIRROR=str(mirror), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"]):
+        run(cmd, repo, env)
+    for cmd in (["seqforge", "profile", "smoke"], ["seqforge", "fetch"], ["dvc", "repro"]):
+        run(cmd, repo, env)
+    return repo, env
+
+
+def test_smoke_pipeline_registers_three_translating_versions(smoke_repo) -> None:
+    repo, env = smoke_repo
+    check = """
+import json, mlflow
+mlflow.set_tracking_uri('sqlite:///mlflow.db')
+client = mlflow.MlflowClient()
+versions = client.search_model_versions("name='translation-en-de'")
+champion = client.get_model_version_by_alias('translation-en-de', 'challenger')
+run = client.get_run(champion.run_id)
+model = mlflow.pyfunc.load_model('models:/translation-en-de@challenger')
+out = model.predict(__import__('pandas').DataFrame({'source': ['A man is riding a bike.', 'Two dogs.']}))
+print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': run.data.params,
+                  'metrics': run.data.metrics, 'out': out['translation'].tolist()}))
+"""
+    result = json.loads(run([sys.executable, "-c", check], repo, env).stdout.strip().splitlines()[-1])
+    assert result["versions"] == 3
+    assert result["params"]["train.num_workers"] == "2"  # Ray Train ran 2 workers
+    assert {"test_bleu", "val_bleu", "tokens_per_s", "test_chrf"} <= set(result["metrics"])
+    assert result["tags"]["data_version"].endswith(".dir") and result["tags"]["arch"] == "transformer"
+    assert len(result["out"]) == 2 and all(isinstance(s, str) for s in result["out"])
+
+    cli = run(["seqforge", "translate", "--model", "translation-en-de@challenger", "A man is riding a bike."], repo, env)
+    assert len(cli.stdout.strip().splitlines()) == 1
+    piped = subprocess.run(["seqforge", "translate", "-m", "translation-en-de@challenger"], cwd=repo, env=env,
+                           input="A dog.\nA cat.\nA girl.\n", capture_output=True, text=True, check=True)
+    assert len(piped.stdout.strip().splitlines()) == 3
+
+    metrics = json.loads((repo / "metrics" / "transformer.json").read_text())
+    assert metrics["signature"]["bleu"].startswith("nrefs:1|case:mixed")
+    assert (repo / "metrics" / "curves" / "gru_bahdanau.csv").read_text().startswith("epoch,")
+
+
+def test_second_repro_does_nothing_and_params_rerun_only_dependents(smoke_repo) -> None:
+    repo, env = smoke_repo
+    again = run(["dvc", "repro"], repo, env)
+    assert "Running stage" not in again.stdout
+    config = repo / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("beam_size: 5", "beam_size: 4"))
+    status = run(["dvc", "status"], repo, env).stdout
+    assert "evaluate@gru_bahdanau" in status and "register@transformer" in status
+    assert "train@" not in status and "tokenize" not in status
+
+
+def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_repo) -> None:
+    repo, env = smoke_repo
+    bad = repo / "data" / "multi30k" / "val.de.gz"
+    original = bad.read_bytes()
+    import gzip
+
+    lines = gzip.decompress(original).decode().splitlines()[:-3]
+    bad.chmod(0o644)
+    bad.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    try:
+        proc = run([sys.executable, "-m", "pipelines.prepare"], repo, env, check=False)
+        assert proc.returncode != 0
+        assert "val.en.gz has 1014 lines" in proc.stderr and "val.de.gz has 1011" in proc.stderr
+        assert (repo / "artifacts" / "prepared" / "translation").is_dir()  # earlier result kept
+    finally:
+        bad.write_bytes(original)

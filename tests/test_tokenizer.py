@@ -1,0 +1,44 @@
+import pytest
+
+from seqforge.config import TokenizerCfg
+from seqforge.data.prepare import normalize
+from seqforge.data.tokenizer import SubwordTokenizer
+
+SOURCES = [
+    "Two young, White males are outside near many bushes.",
+    "A little girl climbing into a wooden playhouse.",
+    "Several men in hard hats are operating a giant pulley system.",
+] * 20
+TARGETS = [
+    "Zwei junge weiße Männer sind im Freien in der Nähe vieler Büsche.",
+    "Ein kleines Mädchen klettert in ein Spielhaus aus Holz.",
+    "Mehrere Männer mit Schutzhelmen bedienen ein Antriebsradsystem.",
+] * 20
+
+
+@pytest.mark.parametrize("model", ["bpe", "unigram"])
+@pytest.mark.parametrize("joint", [True, False])
+def test_round_trip_and_save_load(tmp_path, model: str, joint: bool) -> None:
+    cfg = TokenizerCfg(model=model, vocab_size=120, joint=joint, min_frequency=1)
+    tok = SubwordTokenizer.train(SOURCES, TARGETS, cfg)
+    unseen = ["A girl near many men.", "Zwei  Männer\tim Freien ."]
+    for side, texts in (("source", SOURCES[:3] + unseen[:1]), ("target", TARGETS[:3] + unseen[1:])):
+        ids = tok.encode(texts, side)
+        assert tok.decode(ids, side) == [normalize(t) for t in texts]
+    tok.save(tmp_path / "tokenizer.json")
+    loaded = SubwordTokenizer.load(tmp_path / "tokenizer.json")
+    assert loaded.joint == joint
+    assert loaded.encode(TARGETS[:3], "target") == tok.encode(TARGETS[:3], "target")
+    assert (loaded.vocab_size("source") == loaded.vocab_size("target")) or not joint
+
+
+def test_decomposed_unicode_is_composed() -> None:
+    tok = SubwordTokenizer.train(SOURCES, TARGETS, TokenizerCfg(vocab_size=120, min_frequency=1))
+    decomposed = "Ma\u0308dchen"  # a + combining diaeresis
+    assert tok.decode(tok.encode([decomposed], "target"))[0] == "Mädchen"
+
+
+def test_load_rejects_other_files(tmp_path) -> None:
+    (tmp_path / "x.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="x.json: not a seqforge-tokenizer/1 file"):
+        SubwordTokenizer.load(tmp_path / "x.json")
