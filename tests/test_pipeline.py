@@ -110,3 +110,32 @@ def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_repo
         assert (repo / "artifacts" / "prepared" / "translation").is_dir()  # earlier result kept
     finally:
         bad.write_bytes(original)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo) -> None:
+    """Kill the Ray Train driver after its first checkpoint; the rerun continues, not restarts."""
+    import re
+    import signal
+    import time
+
+    repo, env = smoke_repo
+    exp = repo / "conf" / "experiments" / "gru_bahdanau.yaml"
+    exp.write_text(exp.read_text() + "train:\n  max_epochs: 8\n")  # new inputs -> a new Ray run
+    storage = repo / "runs" / "ray"
+    before = set(storage.glob("gru_bahdanau-*"))
+    cmd = [sys.executable, "-m", "pipelines.train", "gru_bahdanau"]
+    with open(repo / "first.log", "w") as log:
+        first = subprocess.Popen(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        deadline = time.time() + 300
+        while not any(run.glob("checkpoint_*") for run in set(storage.glob("gru_bahdanau-*")) - before):
+            assert first.poll() is None, (repo / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    run(["ray", "stop", "--force"], repo, env, check=False)
+    second = run(cmd, repo, env)
+    epochs = [int(e) for e in re.findall(r"'epoch': (\d+)", second.stdout + second.stderr)]
+    assert epochs and epochs[0] >= 1, f"resumed run started at epoch {epochs[:1]}"
+    assert max(epochs) == 7

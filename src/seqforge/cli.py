@@ -70,8 +70,8 @@ def profile(name: Annotated[str, typer.Argument(help="default, smoke, gpu, or an
 
 @app.command()
 def translate(
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS (e.g. translation-en-de@challenger), NAME/VERSION or a model URI")],
     sentences: Annotated[list[str] | None, typer.Argument(help="sentences; none: read stdin lines")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS, NAME/VERSION or a model URI")] = "translation-en-de@champion",
 ) -> None:
     """Translate sentences (arguments, or one per stdin line) in one batch."""
     import pandas as pd
@@ -83,6 +83,75 @@ def translate(
     result = pyfunc.predict(pd.DataFrame({"source": texts}))
     for line in result["translation"]:
         typer.echo(line)
+
+
+@app.command()
+def models(name: Annotated[str | None, typer.Argument(help="registered model name; all when omitted")] = None) -> None:
+    """Table of registered models and versions: aliases, architecture, metrics, data version."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seqforge.lifecycle import list_versions
+
+    rows = list_versions(_client(), name)
+    table = Table(title=f"registered models — {_tracking()}")
+    for col in ("name", "version", "aliases", "experiment", "metric", "chrF", "data version", "created"):
+        table.add_column(col)
+    for r in rows:
+        value = "" if r["value"] is None else f"{r['metric']} {r['value']:.2f}"
+        table.add_row(r["name"], str(r["version"]), r["aliases"], r["arch"], value,
+                      "" if r["chrf"] is None else f"{r['chrf']:.2f}", r["data_version"], r["created"])
+    Console().print(table)
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="registered model, e.g. translation-en-de")],
+    version: Annotated[str | None, typer.Option(help="candidate version (default: the --from alias)")] = None,
+    from_alias: Annotated[str, typer.Option("--from", help="alias holding the candidate")] = "challenger",
+    to_alias: Annotated[str, typer.Option("--to", help="alias to move")] = "champion",
+    force: Annotated[bool, typer.Option(help="promote even if worse or incomparable")] = False,
+    reason: Annotated[str | None, typer.Option(help="why (required with --force; recorded)")] = None,
+) -> None:
+    """Move an alias (default @champion) to a candidate that beats the current holder."""
+    from seqforge.lifecycle import PromotionError
+    from seqforge.lifecycle import promote as do_promote
+
+    try:
+        done = do_promote(_client(), name, version=version, from_alias=from_alias, to_alias=to_alias,
+                          force=force, reason=reason)
+    except PromotionError as err:
+        typer.echo(f"promote: {err}", err=True)
+        raise typer.Exit(1) from None
+    before = f"v{done.previous} ({done.metric}={done.previous_value})" if done.previous else "nobody"
+    typer.echo(f"{done.name}@{done.alias}: v{done.version} ({done.metric}={done.candidate_value}), "
+               f"was {before}{' [forced]' if done.forced else ''}")
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000) -> None:
+    """Start the MLflow UI on the project's store."""
+    import subprocess
+
+    uri = _tracking()
+    if uri.startswith("http"):
+        typer.echo(f"the store is a tracking server already: open {uri}")
+        return
+    subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                    "--host", "127.0.0.1", "--port", str(port)], check=False)
+
+
+def _tracking() -> str:
+    from seqforge.tracking import tracking_uri
+
+    return tracking_uri()
+
+
+def _client():
+    import mlflow
+
+    mlflow.set_tracking_uri(_tracking())
+    return mlflow.MlflowClient()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -22,4 +22,5 @@ def tokenize_splits(prepared: Path, cfg: TokenizerCfg) -> tuple[DatasetDict, Sub
             "tgt_ids": tokenizer.encode(batch["target"], "target"),
         }
 
-    return splits.map(encode, batched=True, batch_size=2000), tokenizer
+    # in memory: caching would write files into the prepare stage's output directory
+    return splits.map(encode, batched=True, batch_size=2000, keep_in_memory=True), tokenizer
