@@ -42,7 +42,7 @@ def test_gated_promotion(client) -> None:
     v2 = register(client, 32.5)
     done = promote(client, NAME)
     assert (done.version, done.previous) == (v2, v1)
-    assert client.get_model_version_by_alias(NAME, "champion").version == v2
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == v2
     tags = client.get_model_version(NAME, v2).tags
     assert tags["promotion.champion.previous"] == v1 and tags["promotion.champion.forced"] == "false"
 
@@ -50,7 +50,7 @@ def test_gated_promotion(client) -> None:
     with pytest.raises(PromotionError) as err:
         promote(client, NAME)
     assert "test_bleu=31.0" in str(err.value) and "test_bleu=32.5" in str(err.value)
-    assert client.get_model_version_by_alias(NAME, "champion").version == v2  # unchanged
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == v2  # unchanged
 
     with pytest.raises(PromotionError, match="--force needs --reason"):
         promote(client, NAME, force=True)

@@ -109,12 +109,12 @@ def promote(
             )
     client.set_registered_model_alias(name, to_alias, candidate.version)
     record = {
-        f"promotion.{to_alias}.previous": current.version if current else "none",
+        f"promotion.{to_alias}.previous": str(current.version) if current else "none",
         f"promotion.{to_alias}.time": datetime.now(UTC).isoformat(timespec="seconds"),
         f"promotion.{to_alias}.reason": reason or f"{metric} {cand_value} >= {cur_value}",
         f"promotion.{to_alias}.forced": str(force).lower(),
     }
     for key, value in record.items():
         client.set_model_version_tag(name, candidate.version, key, value)
-    return Promotion(name, candidate.version, to_alias, current.version if current else None,
-                     metric, cand_value, cur_value, force)
+    previous = str(current.version) if current else None
+    return Promotion(name, str(candidate.version), to_alias, previous, metric, cand_value, cur_value, force)
