@@ -127,7 +127,7 @@ def main() -> None:
             proc.join()
             table.add_row(name, f"{params / 1e6:.1f}", str(budget), str(sents),
                           f"{train_tps:,.0f}", f"{decode_tps:,.0f}", f"{peak:,.0f}")
-    Console().print(table)
+    Console(width=130).print(table)
 
 
 if __name__ == "__main__":
