@@ -73,7 +73,7 @@ class Seq2SeqModule(pl.LightningModule):
         self._reset_epoch_counters()
 
     def _reset_epoch_counters(self) -> None:
-        self._tokens, self._clipped, self._steps, self._t0 = 0, 0, 0, time.perf_counter()
+        self._tokens, self._t0 = 0, time.perf_counter()
         self._val = torch.zeros(12, dtype=torch.float64)  # loss_sum, n_tokens, 10 BLEU stats
 
     def _loss(self, batch: dict, reduction: str = "mean") -> torch.Tensor:
@@ -102,11 +102,8 @@ class Seq2SeqModule(pl.LightningModule):
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.exp.optim.clip_norm)
-        clipped = float(norm > self.exp.optim.clip_norm)
-        self._clipped += int(clipped)
-        self._steps += 1
         self.log("grad_norm", norm, on_step=True, on_epoch=False)
-        self.log("clipped", clipped, on_step=False, on_epoch=True)
+        self.log("clipped", float(norm > self.exp.optim.clip_norm), on_step=False, on_epoch=True)
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -11,6 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqforge.config import RNNModelCfg
 from seqforge.data.tokenizer import PAD
 from seqforge.models.attention import Attention
+from seqforge.models.embeddings import make_embeddings
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 State = dict[str, Tensor]
@@ -28,16 +29,9 @@ class RNNSeq2Seq(nn.Module):
         super().__init__()
         self.cfg = cfg
         rnn_cls = CELLS[cfg.cell]
-        self.src_embed = nn.Embedding(src_vocab, cfg.emb_dim, padding_idx=PAD)
-        self.tgt_embed = (
-            self.src_embed if cfg.shared_embeddings
-            else nn.Embedding(tgt_vocab, cfg.emb_dim, padding_idx=PAD)
+        self.src_embed, self.tgt_embed = make_embeddings(
+            src_vocab, tgt_vocab, cfg.emb_dim, cfg.shared_embeddings
         )
-        # Small weights keep tied output logits near uniform at the start; lookups are scaled
-        # by sqrt(emb_dim) so the RNNs still see unit-scale inputs (as in the Transformer).
-        for embed in {self.src_embed, self.tgt_embed}:
-            nn.init.normal_(embed.weight, std=cfg.emb_dim**-0.5)
-            nn.init.zeros_(embed.weight[PAD])
         self.emb_scale = math.sqrt(cfg.emb_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = rnn_cls(

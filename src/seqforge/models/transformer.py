@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from seqforge.config import TransformerModelCfg
 from seqforge.data.tokenizer import PAD
+from seqforge.models.embeddings import make_embeddings
 
 State = dict[str, Tensor]
 
@@ -91,14 +92,9 @@ class TransformerSeq2Seq(nn.Module):
     def __init__(self, cfg: TransformerModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.src_embed = nn.Embedding(src_vocab, cfg.d_model, padding_idx=PAD)
-        self.tgt_embed = (
-            self.src_embed if cfg.shared_embeddings
-            else nn.Embedding(tgt_vocab, cfg.d_model, padding_idx=PAD)
+        self.src_embed, self.tgt_embed = make_embeddings(
+            src_vocab, tgt_vocab, cfg.d_model, cfg.shared_embeddings
         )
-        for embed in {self.src_embed, self.tgt_embed}:
-            nn.init.normal_(embed.weight, std=cfg.d_model**-0.5)
-            nn.init.zeros_(embed.weight[PAD])
         self.register_buffer(
             "positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
         )
