@@ -90,6 +90,10 @@ class DecodeCfg(_Strict):
 class EvaluateCfg(DecodeCfg):
     num_samples: int = Field(25, ge=0)
 
+    def decode(self) -> DecodeCfg:
+        """The decoding settings alone (what evaluation uses and a registered model carries)."""
+        return DecodeCfg.model_validate(self.model_dump(exclude={"num_samples"}))
+
 
 class MlflowCfg(_Strict):
     experiment: str = "seqforge"

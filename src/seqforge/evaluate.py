@@ -8,7 +8,7 @@ import time
 from datasets import load_from_disk
 
 from seqforge import paths
-from seqforge.config import DecodeCfg, load_config
+from seqforge.config import load_config
 from seqforge.metrics import corpus_scores
 from seqforge.tracking import setup_mlflow
 from seqforge.translator import Translator
@@ -19,7 +19,7 @@ def evaluate_experiment(name: str) -> dict:
     import mlflow
 
     cfg = load_config()
-    decode = DecodeCfg.model_validate(cfg.evaluate.model_dump(exclude={"num_samples"}))
+    decode = cfg.evaluate.decode()
     translator = Translator.load(paths.model_dir(name), decode)
     test = load_from_disk(str(paths.tokenized_dir(translator.meta["task"])))["test"].to_dict()
     start = time.perf_counter()

@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from datasets import load_from_disk
 from torch.utils.data import DataLoader, Dataset
 
-from seqforge.config import ExperimentCfg, TrainCfg
+from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
 from seqforge.data.batching import TokenBudgetBatchSampler, collate
 from seqforge.data.tokenizer import PAD, SubwordTokenizer
 from seqforge.decoding import greedy, max_lengths
 from seqforge.metrics import bleu_from_stats, bleu_stats
 from seqforge.models import build_model
+
+VAL_DECODE = DecodeCfg()  # length caps for the per-epoch greedy validation BLEU
 
 
 class TokenizedSplit(Dataset):
@@ -73,8 +75,8 @@ class Seq2SeqModule(pl.LightningModule):
         self._reset_epoch_counters()
 
     def _reset_epoch_counters(self) -> None:
-        self._tokens, self._t0 = 0, time.perf_counter()
-        self._val = torch.zeros(12, dtype=torch.float64)  # loss_sum, n_tokens, 10 BLEU stats
+        self._tokens = torch.zeros((), dtype=torch.long, device=self.device)  # no per-step sync
+        self._t0 = time.perf_counter()
 
     def _loss(self, batch: dict, reduction: str = "mean") -> torch.Tensor:
         logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
@@ -96,7 +98,7 @@ class Seq2SeqModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        self._tokens += int((batch["tgt_out"] != PAD).sum()) + int(batch["src_lens"].sum())
+        self._tokens += (batch["tgt_out"] != PAD).sum() + batch["src_lens"].sum()
         self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=batch["src"].size(0))
         return loss
 
@@ -108,19 +110,19 @@ class Seq2SeqModule(pl.LightningModule):
     # -- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._train_seconds = time.perf_counter() - self._t0
-        self._val = torch.zeros(12, dtype=torch.float64)
+        self._val = torch.zeros(12, dtype=torch.float64)  # loss_sum, n_tokens, 10 BLEU stats
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss_sum = self._loss(batch, reduction="sum")
         n_tokens = (batch["tgt_out"] != PAD).sum()
-        limit = max_lengths(batch["src_lens"], 1.5, 10)
+        limit = max_lengths(batch["src_lens"], VAL_DECODE.max_len_ratio, VAL_DECODE.max_len_offset)
         hyps = self.tokenizer.decode(greedy(self.model, batch["src"], batch["src_lens"], limit))
         refs = [self.trainer.datamodule.val_set.targets[i] for i in batch["index"].tolist()]
         self._val += torch.tensor([float(loss_sum), float(n_tokens), *bleu_stats(hyps, refs)], dtype=torch.float64)
 
     def on_validation_epoch_end(self) -> None:
         """Sum loss, BLEU statistics and training tokens over workers; log epoch metrics."""
-        local = torch.cat([self._val, torch.tensor([float(self._tokens)], dtype=torch.float64)])
+        local = torch.cat([self._val, self._tokens.cpu().double().view(1)])
         totals = self.trainer.strategy.reduce(local.to(self.device), reduce_op="sum").cpu()
         if self.trainer.sanity_checking:
             return

@@ -49,7 +49,7 @@ def register_experiment(name: str) -> dict:
     model_dir = paths.model_dir(name)
     meta = json.loads((model_dir / "model.json").read_text())
     report = json.loads(paths.metrics_file(name).read_text())
-    decode = DecodeCfg.model_validate(cfg.evaluate.model_dump(exclude={"num_samples"}))
+    decode = cfg.evaluate.decode()
     model_name = registered_name(meta)
     setup_mlflow(cfg.mlflow.experiment)
     with mlflow.start_run(run_id=meta["run_id"]):
