@@ -1,4 +1,4 @@
-"""Thin DVC stage entry points: `python -m pipelines.<stage> [experiment]`."""
+"""Thin DVC stage entry points: `python -m pipelines.<stage> <task|experiment>`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import sys
 from collections.abc import Callable
 
 from seqforge.config import ConfigError
+from seqforge.data.prepare import CorpusError
 
 
-def run_experiment_stage(stage: str, fn: Callable[[str], object]) -> None:
-    """Run `fn(<experiment>)` from the command line; known failures exit with one clear line."""
+def run_stage(stage: str, fn: Callable[[str], object], what: str = "experiment") -> None:
+    """Run `fn(<task or experiment>)` from the command line; known failures exit with one clear line."""
     if len(sys.argv) != 2:
-        sys.exit(f"usage: python -m pipelines.{stage} <experiment>")
+        sys.exit(f"usage: python -m pipelines.{stage} <{what}>")
     try:
         fn(sys.argv[1])
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, CorpusError, FileNotFoundError) as err:
         sys.exit(f"{stage}: {err}")

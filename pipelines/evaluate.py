@@ -1,7 +1,7 @@
 """Stage — beam-search the test split, write metrics/<name>.json."""
 
-from pipelines import run_experiment_stage
+from pipelines import run_stage
 from seqforge.evaluate import evaluate_experiment
 
 if __name__ == "__main__":
-    run_experiment_stage("evaluate", evaluate_experiment)
+    run_stage("evaluate", evaluate_experiment)

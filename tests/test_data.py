@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from seqforge.config import PrepareCfg, TranslationCfg
+from seqforge.config import TranslationData
 from seqforge.data import fetch
 from seqforge.data.batching import TokenBudgetBatchSampler
 from seqforge.data.prepare import CorpusError, clean_pairs, prepare_translation, read_parallel
@@ -28,7 +28,7 @@ def test_misaligned_files_name_both_files_and_counts(tmp_path) -> None:
 def test_cleaning_normalises_and_counts_drops() -> None:
     sources = ["  A  dog\u00a0runs. ", "", "one two three four five", "x"]
     targets = ["Ein Hund läuft.", "leer", "eins", "y"]
-    pairs, counts = clean_pairs(sources, targets, PrepareCfg(max_tokens=4, max_ratio=3.0))
+    pairs, counts = clean_pairs(sources, targets, TranslationData(max_tokens=4, max_ratio=3.0))
     assert pairs == [{"source": "A dog runs.", "target": "Ein Hund läuft."}, {"source": "x", "target": "y"}]
     assert counts == Counter(kept=2, dropped_empty=1, dropped_too_long=1)
 
@@ -36,8 +36,7 @@ def test_cleaning_normalises_and_counts_drops() -> None:
 def test_prepare_real_multi30k(mirror, tmp_path) -> None:
     raw = tmp_path / "multi30k"
     fetch.fetch_corpus("multi30k", raw, mirror=mirror)
-    splits, stats = prepare_translation(raw, TranslationCfg(src_lang="en", tgt_lang="fr"),
-                                        PrepareCfg(max_train_pairs=100))
+    splits, stats = prepare_translation(raw, TranslationData(src_lang="en", tgt_lang="fr", max_train_pairs=100))
     assert splits["train"].num_rows == 100 and stats["train"]["dropped_cap"] > 28000
     assert splits["validation"].num_rows == 1014 and splits["test"].num_rows == 1000
     assert splits["test"][0]["target"].startswith("Un homme")

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from seqforge.config import RNNModelCfg, TransformerModelCfg
-from seqforge.data.tokenizer import PAD
-from seqforge.decoding import beam_search, greedy, max_lengths
+from seqforge.data.tokenizer import EOS, PAD
+from seqforge.decoding import Sampler, banned_tokens, beam_search, generate, greedy, max_lengths
 from seqforge.models import build_model
 
 MODELS = {
@@ -62,3 +62,61 @@ def test_padding_does_not_change_the_result() -> None:
         alone = beam_search(model, src[short : short + 1, : lens[short]], lens[short : short + 1],
                             limit[short : short + 1], beam_size=3)
         assert together[short][0].tokens == alone[0][0].tokens
+
+
+def repeats(tokens: list[int], n: int) -> bool:
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def test_banned_tokens_complete_only_seen_ngrams() -> None:
+    assert banned_tokens([7, 8, 9, 7, 8], 3) == {9}  # "7 8" was followed by 9
+    assert banned_tokens([7, 8, 9, 7], 2) == {8}
+    assert banned_tokens([7, 8], 1) == {7, 8}
+    assert banned_tokens([7], 3) == set()
+
+
+@pytest.mark.parametrize("name", ["gru_bahdanau", "transformer"])
+@pytest.mark.parametrize("how", ["greedy", "sample", "beam"])
+def test_ngram_blocking_never_repeats_a_blocked_ngram(name: str, how: str) -> None:
+    """A random small-vocabulary model loops; with blocking no output repeats a bigram."""
+    torch.manual_seed(0)
+    model = build_model(MODELS[name].model_copy(update={"shared_embeddings": False}), 40, 12).eval()
+    src, lens = batch(5)
+    limit = torch.full_like(lens, 25)
+
+    def decode(n: int) -> list[list[int]]:
+        if how == "beam":
+            return [h[0].tokens for h in beam_search(model, src, lens, limit, 3, no_repeat_ngram=n, min_length=24)]
+        sampler = Sampler(torch.Generator().manual_seed(0)) if how == "sample" else None
+        return generate(model, src, lens, limit, sampler, no_repeat_ngram=n, min_length=24)
+
+    assert any(repeats(out, 2) for out in decode(0))  # without blocking the model repeats itself
+    blocked = decode(2)
+    assert not any(repeats(out, 2) for out in blocked)
+    assert all(len(out) >= 20 for out in blocked)  # blocking narrows choices, it does not stop decoding
+
+
+def test_min_length_defers_eos() -> None:
+    torch.manual_seed(0)
+    model = build_model(MODELS["gru_bahdanau"], 40, 40).eval()
+    src, lens = batch(6)
+    limit = torch.full_like(lens, 30)
+    for out in generate(model, src, lens, limit, min_length=5):
+        assert len(out) >= 5 and EOS not in out
+    for hyps in beam_search(model, src, lens, limit, 3, min_length=5):
+        assert len(hyps[0].tokens) >= 5
+
+
+def test_sampling_is_reproducible_with_a_seed() -> None:
+    torch.manual_seed(0)
+    model = build_model(MODELS["transformer"], 40, 40).eval()
+    src, lens = batch(7)
+    limit = max_lengths(lens, 1.5, 6)
+
+    def draw(seed: int, **kw) -> list[list[int]]:
+        return generate(model, src, lens, limit, Sampler(torch.Generator().manual_seed(seed), **kw))
+
+    assert draw(1, top_p=0.9, temperature=0.8) == draw(1, top_p=0.9, temperature=0.8)
+    assert draw(1) != draw(2)  # the seed matters
+    assert draw(3, top_k=1) == greedy(model, src, lens, limit)  # top-1 sampling is arg-max

@@ -1,4 +1,4 @@
-"""`seqforge` command line: fetch corpora, translate with a registered model."""
+"""`seqforge` command line: fetch corpora, translate or chat with a registered model, manage versions."""
 
 from __future__ import annotations
 
@@ -41,18 +41,19 @@ def load_registered(model: str):
 def fetch(
     mirror: Annotated[Path | None, typer.Option(help="offline mirror folder (default: $SEQFORGE_DATA_MIRROR)")] = None,
 ) -> None:
-    """Fetch and verify the raw corpora into data/ (official source or mirror)."""
+    """Fetch and verify the raw corpora of every task into data/ (official source or mirror)."""
     from seqforge import paths
-    from seqforge.config import load_config
-    from seqforge.data.fetch import FetchError, fetch_corpus
+    from seqforge.config import TASKS, load_config
+    from seqforge.data.fetch import FetchError, fetch_all
 
-    corpus = load_config().translation.corpus
+    cfg = load_config()
     try:
-        files = fetch_corpus(corpus, paths.raw_dir(corpus), mirror=mirror)
+        fetched = fetch_all([cfg.task(t).data.corpus for t in TASKS], paths.DATA, mirror=mirror)
     except FetchError as err:
         typer.echo(f"fetch: {err}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{len(files)} {corpus} files verified in {paths.raw_dir(corpus)}")
+    for corpus, files in fetched.items():
+        typer.echo(f"{len(files)} {corpus} files verified in {paths.raw_dir(corpus)}")
 
 
 @app.command()
@@ -83,6 +84,53 @@ def translate(
     result = pyfunc.predict(pd.DataFrame({"source": texts}))
     for line in result["translation"]:
         typer.echo(line)
+
+
+def _chat_window(pyfunc, window: int | None) -> int:
+    """Turns of history sent with each message: `--window`, else the context the model was trained on."""
+    if window is not None:
+        return window
+    return int(pyfunc.unwrap_python_model().predictor.meta["data"]["context_turns"])
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS (e.g. chatbot-dailydialog@challenger), NAME/VERSION or a model URI")],
+    window: Annotated[int | None, typer.Option(min=1, help="previous turns sent as context (default: what the model was trained with)")] = None,
+) -> None:
+    """Chat with a registered chatbot. Interactive on a terminal (/reset, /quit, Ctrl-D);
+    with piped stdin, one reply per input line, the conversation carried across lines."""
+    import pandas as pd
+
+    pyfunc = load_registered(model)
+    window = _chat_window(pyfunc, window)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        typer.echo(f"chatting with {model} (context: last {window} turns). /reset starts over, /quit or Ctrl-D ends.")
+    history: list[str] = []
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not interactive and line == "":
+            break
+        line = line.strip()
+        if line == "/quit":
+            break
+        if line == "/reset":
+            history = []
+            if interactive:
+                typer.echo("(conversation reset)")
+            continue
+        if not line:
+            continue
+        history.append(line)
+        reply = pyfunc.predict(pd.DataFrame({"conversation": [history[-window:]]}))["reply"][0]
+        history.append(reply)
+        typer.echo(f"bot> {reply}" if interactive else reply)
+    if interactive:
+        typer.echo("")
 
 
 @app.command()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -25,26 +25,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TranslationCfg(_Strict):
+class TranslationData(_Strict):
+    """Which parallel corpus and language pair, and which pairs `prepare` keeps."""
+
     corpus: Literal["multi30k"] = "multi30k"
     src_lang: Literal[LANGS] = "en"
     tgt_lang: Literal[LANGS] = "de"
+    max_tokens: int = Field(100, gt=0)
+    max_ratio: float = Field(4.0, ge=1.0)
+    max_train_pairs: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _different_langs(self) -> TranslationCfg:
+    def _different_langs(self) -> TranslationData:
         if self.src_lang == self.tgt_lang:
             raise ValueError("src_lang and tgt_lang must differ")
         return self
 
-    @property
-    def pair(self) -> str:
-        return f"{self.src_lang}-{self.tgt_lang}"
 
+class ChatData(_Strict):
+    """Which dialogue corpus, and how dialogues become (context, response) pairs."""
 
-class PrepareCfg(_Strict):
-    max_tokens: int = Field(100, gt=0)
-    max_ratio: float = Field(4.0, ge=1.0)
+    corpus: Literal["dailydialog"] = "dailydialog"
+    context_turns: int = Field(3, ge=1)  # previous turns joined into the context
+    max_context_tokens: int = Field(100, gt=0)  # oldest turns are dropped to fit
+    max_response_tokens: int = Field(40, gt=0)  # longer responses are dropped
     max_train_pairs: int | None = Field(None, gt=0)
+    max_eval_pairs: int | None = Field(None, gt=0)  # cap on validation/test pairs (smoke runs)
 
 
 class TokenizerCfg(_Strict):
@@ -62,8 +68,6 @@ class TrainCfg(_Strict):
     max_epochs: int = Field(30, ge=1)
     max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")
     batch_tokens: int = Field(6000, ge=64)
-    eval_batch_size: int = Field(128, ge=1)
-    val_bleu_beam: int = Field(1, ge=1)
     early_stopping_patience: int = Field(4, ge=1)
     seed: int = 1234
     log_every_n_steps: int = Field(25, ge=1)
@@ -73,26 +77,67 @@ class TrainCfg(_Strict):
 
 
 class DecodeCfg(_Strict):
+    """How hypotheses are searched: beam search (beam 1 = greedy) or top-k/top-p sampling."""
+
+    strategy: Literal["beam", "sample"] = "beam"
     beam_size: int = Field(5, ge=1)
-    length_penalty: float = Field(1.0, ge=0.0)
-    max_len_ratio: float = Field(1.5, gt=0)
-    max_len_offset: int = Field(10, ge=0)
+    length_penalty: float = Field(1.0, ge=0.0)  # GNMT alpha; 0 disables
+    no_repeat_ngram: int = Field(0, ge=0)  # never repeat an n-gram of this size; 0 disables
+    min_length: int = Field(0, ge=0)  # tokens generated before EOS is allowed
+    top_k: int = Field(0, ge=0)  # sampling: keep the k most likely tokens; 0 keeps all
+    top_p: float = Field(1.0, gt=0.0, le=1.0)  # sampling: nucleus mass
+    temperature: float = Field(1.0, gt=0.0)
+    seed: int = 0  # sampling: the same seed gives the same outputs
+    max_len_ratio: float = Field(1.5, ge=0)  # output length <= ratio * source length + offset
+    max_len_offset: int = Field(10, ge=1)
     n_best: int = Field(1, ge=1)
     batch_size: int = Field(64, ge=1)
 
     @model_validator(mode="after")
-    def _n_best_fits_beam(self) -> DecodeCfg:
+    def _n_best_fits(self) -> DecodeCfg:
         if self.n_best > self.beam_size:
             raise ValueError(f"n_best ({self.n_best}) cannot exceed beam_size ({self.beam_size})")
+        if self.strategy == "sample" and self.n_best != 1:
+            raise ValueError("sampling returns one hypothesis: n_best must be 1")
         return self
 
 
-class EvaluateCfg(DecodeCfg):
-    num_samples: int = Field(25, ge=0)
+class TranslationTask(_Strict):
+    """Machine translation: the corpus, its tokenizer and how evaluation and serving decode."""
 
-    def decode(self) -> DecodeCfg:
-        """The decoding settings alone (what evaluation uses and a registered model carries)."""
-        return DecodeCfg.model_validate(self.model_dump(exclude={"num_samples"}))
+    data: TranslationData = TranslationData()
+    tokenizer: TokenizerCfg = TokenizerCfg()
+    decode: DecodeCfg = DecodeCfg()
+    # validation metric for early stopping, checkpoints and the LR plateau (name, mode)
+    monitor: ClassVar[tuple[str, str]] = ("val_bleu", "max")
+
+    def registered_name(self) -> str:
+        return f"translation-{self.data.src_lang}-{self.data.tgt_lang}"
+
+
+class ChatbotTask(_Strict):
+    """Chatbot: dialogue context -> response, with the same stages and models as translation."""
+
+    data: ChatData = ChatData()
+    tokenizer: TokenizerCfg = TokenizerCfg()
+    decode: DecodeCfg = DecodeCfg()
+    monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
+
+    def registered_name(self) -> str:
+        return f"chatbot-{self.data.corpus}"
+
+
+TASKS = ("translation", "chatbot")
+TaskCfg = TranslationTask | ChatbotTask
+
+
+def monitor(task: str) -> tuple[str, str]:
+    """(validation metric, "max" | "min") that early stopping and checkpointing use for `task`."""
+    return {"translation": TranslationTask, "chatbot": ChatbotTask}[task].monitor
+
+
+class EvaluateCfg(_Strict):
+    num_samples: int = Field(25, ge=0)  # sample outputs written to reports/ and MLflow
 
 
 class MlflowCfg(_Strict):
@@ -151,7 +196,7 @@ class OptimCfg(_Strict):
 
 class ExperimentCfg(_Strict):
     name: str
-    task: Literal["translation"] = "translation"
+    task: Literal[TASKS]
     model: ModelCfg
     optim: OptimCfg = OptimCfg()
     train: dict[str, Any] = {}  # overrides of conf/config.yaml `train` for this experiment
@@ -163,12 +208,17 @@ class ExperimentCfg(_Strict):
 
 class Config(_Strict):
     profile: str = "default"
-    translation: TranslationCfg = TranslationCfg()
-    prepare: PrepareCfg = PrepareCfg()
-    tokenizer: TokenizerCfg = TokenizerCfg()
+    translation: TranslationTask = TranslationTask()
+    chatbot: ChatbotTask = ChatbotTask()
     train: TrainCfg = TrainCfg()
     evaluate: EvaluateCfg = EvaluateCfg()
     mlflow: MlflowCfg = MlflowCfg()
+
+    def task(self, name: str) -> TaskCfg:
+        """The section of task `name` (`translation` or `chatbot`)."""
+        if name not in TASKS:
+            raise ConfigError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+        return getattr(self, name)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

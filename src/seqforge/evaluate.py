@@ -1,41 +1,66 @@
-"""Evaluate an exported model on the test split: sacreBLEU BLEU/chrF, samples, MLflow logging."""
+"""Evaluate an exported model on its task's test split; write metrics, samples, and log to MLflow.
+
+Translation: sacreBLEU BLEU/chrF (cased and lowercased BLEU). Chatbot: sentence BLEU-1/2,
+distinct-1/2, mean length, top-10 response share. Both: test perplexity and decoding speed.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
+import torch
+import torch.nn.functional as F
 from datasets import load_from_disk
 
 from seqforge import paths
 from seqforge.config import load_config
-from seqforge.metrics import corpus_scores
+from seqforge.data.batching import collate
+from seqforge.data.tokenizer import PAD
+from seqforge.metrics import corpus_scores, dialogue_scores
+from seqforge.predictor import Predictor
 from seqforge.tracking import setup_mlflow
-from seqforge.translator import Translator
+
+
+@torch.no_grad()
+def perplexity(model: torch.nn.Module, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> float:
+    """Per-target-token perplexity under teacher forcing (subword tokens, EOS included)."""
+    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+    loss_sum, n_tokens = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        batch = collate([{"src_ids": src_ids[i], "tgt_ids": tgt_ids[i], "index": i}
+                         for i in order[start : start + batch_size]])
+        logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
+        loss_sum += float(F.cross_entropy(logits.flatten(0, 1).float(), batch["tgt_out"].flatten(),
+                                          ignore_index=PAD, reduction="sum"))
+        n_tokens += int((batch["tgt_out"] != PAD).sum())
+    return math.exp(loss_sum / max(n_tokens, 1))
 
 
 def evaluate_experiment(name: str) -> dict:
-    """Beam-search the test split with `models/<name>`; write `metrics/<name>.json` and samples."""
+    """Decode the test split with `models/<name>`; write `metrics/<name>.json` and sample outputs."""
     import mlflow
 
     cfg = load_config()
-    decode = cfg.evaluate.decode()
-    translator = Translator.load(paths.model_dir(name), decode)
-    test = load_from_disk(str(paths.tokenized_dir(translator.meta["task"])))["test"].to_dict()
+    predictor = Predictor.load(paths.model_dir(name))
+    task = predictor.meta["task"]
+    decode = cfg.task(task).decode
+    test = load_from_disk(str(paths.tokenized_dir(task)))["test"].to_dict()
     start = time.perf_counter()
-    nbest = translator.translate_ids(test["src_ids"])
+    nbest = predictor.generate_ids(test["src_ids"], decode)
     seconds = time.perf_counter() - start
-    hyps = translator.tokenizer.decode([hyps[0] for hyps in nbest], "target")
-    scores = corpus_scores(hyps, test["target"])
-    n_tokens = sum(len(h[0]) for h in nbest)
+    hyps = predictor.tokenizer.decode([hyps[0] for hyps in nbest], "target")
+    scores = corpus_scores(hyps, test["target"]) if task == "translation" else dialogue_scores(hyps, test["target"])
     metrics = {
         **{k: v for k, v in scores.items() if k != "signature"},
+        "ppl": round(perplexity(predictor.model, test["src_ids"], test["tgt_ids"], decode.batch_size), 3),
         "decode_sentences_per_s": round(len(hyps) / seconds, 2),
-        "decode_tokens_per_s": round(n_tokens / seconds, 1),
+        "decode_tokens_per_s": round(sum(len(h[0]) for h in nbest) / seconds, 1),
         "test_sentences": len(hyps),
     }
-    report = {"experiment": name, "split": "test", "metrics": metrics, "signature": scores["signature"],
-              "decode": decode.model_dump()}
+    report = {"experiment": name, "task": task, "split": "test", "metrics": metrics,
+              "signature": scores["signature"], "decode": decode.model_dump()}
     paths.METRICS.mkdir(exist_ok=True)
     paths.metrics_file(name).write_text(json.dumps(report, indent=2) + "\n")
     samples = [{"source": s, "reference": r, "hypothesis": h}
@@ -45,11 +70,14 @@ def evaluate_experiment(name: str) -> dict:
     sample_file.write_text(json.dumps(samples, indent=2, ensure_ascii=False) + "\n")
 
     setup_mlflow(cfg.mlflow.experiment)
-    with mlflow.start_run(run_id=translator.meta["run_id"]):
+    with mlflow.start_run(run_id=predictor.meta["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         mlflow.log_dict(report, "evaluation/metrics.json")
         mlflow.log_dict({"samples": samples}, "evaluation/samples.json")
         mlflow.set_tags({f"sacrebleu.{k}": v for k, v in scores["signature"].items()})
-    print(f"{name}: BLEU {metrics['bleu']} (lowercased {metrics['bleu_lc']}), chrF {metrics['chrf']}")
-    print(f"  {scores['signature']['bleu']}")
+    shown = ("bleu", "bleu_lc", "chrf", "ppl") if task == "translation" else (
+        "bleu_1", "bleu_2", "distinct_1", "distinct_2", "mean_length", "top10_share", "ppl")
+    print(f"{name}: " + ", ".join(f"{k} {metrics[k]}" for k in shown))
+    for signature in scores["signature"].values():
+        print(f"  {signature}")
     return report

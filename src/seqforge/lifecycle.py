@@ -10,7 +10,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 # The test metric that decides promotion, per task (version tags written by `register`).
-PRIMARY_METRIC = {"translation": "test_bleu"}
+PRIMARY_METRIC = {"translation": "test_bleu", "chatbot": "test_bleu_2"}
 
 
 class PromotionError(RuntimeError):

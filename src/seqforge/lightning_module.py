@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from datasets import load_from_disk
 from torch.utils.data import DataLoader, Dataset
 
-from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
+from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg, monitor
 from seqforge.data.batching import TokenBudgetBatchSampler, collate
 from seqforge.data.tokenizer import PAD, SubwordTokenizer
 from seqforge.decoding import greedy, max_lengths
@@ -64,7 +64,8 @@ class Seq2SeqDataModule(pl.LightningDataModule):
 
 
 class Seq2SeqModule(pl.LightningModule):
-    """Label-smoothed training, clipped gradients, per-epoch validation loss and greedy BLEU."""
+    """Label-smoothed training, clipped gradients, per-epoch validation loss/perplexity, and for
+    translation greedy validation BLEU (the metric it is selected on; chat models use the loss)."""
 
     def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer_file: str) -> None:
         super().__init__()
@@ -72,6 +73,7 @@ class Seq2SeqModule(pl.LightningModule):
         self.exp = ExperimentCfg.model_validate(experiment)
         self.model = build_model(self.exp.model, src_vocab, tgt_vocab)
         self.tokenizer = SubwordTokenizer.load(Path(tokenizer_file))
+        self.monitor = monitor(self.exp.task)
         self._reset_epoch_counters()
 
     def _reset_epoch_counters(self) -> None:
@@ -115,10 +117,13 @@ class Seq2SeqModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss_sum = self._loss(batch, reduction="sum")
         n_tokens = (batch["tgt_out"] != PAD).sum()
-        limit = max_lengths(batch["src_lens"], VAL_DECODE.max_len_ratio, VAL_DECODE.max_len_offset)
-        hyps = self.tokenizer.decode(greedy(self.model, batch["src"], batch["src_lens"], limit))
-        refs = [self.trainer.datamodule.val_set.targets[i] for i in batch["index"].tolist()]
-        self._val += torch.tensor([float(loss_sum), float(n_tokens), *bleu_stats(hyps, refs)], dtype=torch.float64)
+        stats = [0.0] * 10
+        if self.monitor[0] == "val_bleu":
+            limit = max_lengths(batch["src_lens"], VAL_DECODE.max_len_ratio, VAL_DECODE.max_len_offset)
+            hyps = self.tokenizer.decode(greedy(self.model, batch["src"], batch["src_lens"], limit))
+            refs = [self.trainer.datamodule.val_set.targets[i] for i in batch["index"].tolist()]
+            stats = bleu_stats(hyps, refs)
+        self._val += torch.tensor([float(loss_sum), float(n_tokens), *stats], dtype=torch.float64)
 
     def on_validation_epoch_end(self) -> None:
         """Sum loss, BLEU statistics and training tokens over workers; log epoch metrics."""
@@ -127,13 +132,12 @@ class Seq2SeqModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         val_loss = float(totals[0] / max(totals[1], 1))
-        self.log_dict(
-            {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)),
-             "val_bleu": bleu_from_stats(totals[2:12].tolist()),
-             "tokens_per_s": float(totals[12]) / max(self._train_seconds, 1e-9),
-             "lr": self.trainer.optimizers[0].param_groups[0]["lr"]},
-            sync_dist=False,
-        )
+        metrics = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)),
+                   "tokens_per_s": float(totals[12]) / max(self._train_seconds, 1e-9),
+                   "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        if self.monitor[0] == "val_bleu":
+            metrics["val_bleu"] = bleu_from_stats(totals[2:12].tolist())
+        self.log_dict(metrics, sync_dist=False)
 
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -147,10 +151,11 @@ class Seq2SeqModule(pl.LightningModule):
                 opt, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
             )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        metric, mode = self.monitor
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="max", factor=optim.plateau_factor, patience=optim.plateau_patience
+            opt, mode=mode, factor=optim.plateau_factor, patience=optim.plateau_patience
         )
         return {
             "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "monitor": "val_bleu", "interval": "epoch"},
+            "lr_scheduler": {"scheduler": sched, "monitor": metric, "interval": "epoch"},
         }

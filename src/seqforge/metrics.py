@@ -1,8 +1,12 @@
-"""Corpus metrics with sacreBLEU, including BLEU from sufficient statistics summed across workers."""
+"""Metrics: sacreBLEU corpus scores for translation (also from statistics summed across workers)
+and the dialogue metrics for chat (sentence BLEU-1/2, distinct-n, length, response concentration)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 
 def bleu_stats(hyps: list[str], refs: list[str]) -> list[float]:
@@ -31,4 +35,45 @@ def corpus_scores(hyps: list[str], refs: list[str]) -> dict:
             "bleu_lc": str(bleu_lc.get_signature()),
             "chrf": str(chrf.get_signature()),
         },
+    }
+
+
+def _words(text: str, tokenize=Tokenizer13a()) -> list[str]:
+    """The tokens dialogue metrics count: sacreBLEU's 13a tokenization of the lowercased text."""
+    return tokenize(text.lower()).split()
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Distinct-n (Li et al. 2016): distinct n-grams / all n-grams, over all `texts` together."""
+    grams = [tuple(w[i : i + n]) for w in map(_words, texts) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def sentence_bleu_n(hyps: list[str], refs: list[str], n: int) -> tuple[float, str]:
+    """Mean sentence-level BLEU-n in [0, 1] (uniform weights up to order n) and its signature.
+
+    sacreBLEU `BLEU(max_ngram_order=n, lowercase=True, tokenize="13a", smooth_method="exp",
+    effective_order=True).sentence_score`, averaged over the responses.
+    """
+    bleu = BLEU(max_ngram_order=n, lowercase=True, tokenize="13a", smooth_method="exp", effective_order=True)
+    total = sum(bleu.sentence_score(h, [r]).score for h, r in zip(hyps, refs, strict=True))
+    return total / max(len(hyps), 1) / 100, str(bleu.get_signature())
+
+
+def dialogue_scores(hyps: list[str], refs: list[str]) -> dict:
+    """Chat metrics of generated responses against the reference responses."""
+    bleu_1, sig_1 = sentence_bleu_n(hyps, refs, 1)
+    bleu_2, sig_2 = sentence_bleu_n(hyps, refs, 2)
+    top10 = sum(c for _, c in Counter(" ".join(_words(h)) for h in hyps).most_common(10))
+    return {
+        "bleu_1": round(bleu_1, 4),
+        "bleu_2": round(bleu_2, 4),
+        "distinct_1": round(distinct_n(hyps, 1), 4),
+        "distinct_2": round(distinct_n(hyps, 2), 4),
+        "mean_length": round(sum(len(_words(h)) for h in hyps) / max(len(hyps), 1), 2),
+        "top10_share": round(top10 / max(len(hyps), 1), 4),
+        "ref_distinct_1": round(distinct_n(refs, 1), 4),
+        "ref_distinct_2": round(distinct_n(refs, 2), 4),
+        "ref_mean_length": round(sum(len(_words(r)) for r in refs) / max(len(refs), 1), 2),
+        "signature": {"bleu_1": sig_1, "bleu_2": sig_2},
     }

@@ -9,37 +9,54 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
 
 from seqforge import paths
 from seqforge.config import DecodeCfg, load_config
 from seqforge.tracking import setup_mlflow
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-EXAMPLE = {"translation": "A man is riding a bike."}
 
 
-class TranslationModel(mlflow.pyfunc.PythonModel):
-    """pyfunc: a DataFrame with a `source` column -> a DataFrame with a `translation` column."""
+class _Seq2SeqPyfunc(mlflow.pyfunc.PythonModel):
+    """Loads the exported model directory with the decoding settings it was registered with."""
 
     def load_context(self, context) -> None:
-        from seqforge.translator import Translator
+        from seqforge.predictor import Predictor
 
-        self.translator = Translator.load(
+        self.predictor = Predictor.load(
             context.artifacts["model_dir"], DecodeCfg.model_validate(context.model_config)
         )
 
+
+class TranslationModel(_Seq2SeqPyfunc):
+    """pyfunc: a DataFrame with a `source` column -> a DataFrame with a `translation` column."""
+
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         sentences = [str(s) for s in model_input["source"].tolist()]
-        return pd.DataFrame({"translation": [h[0] for h in self.translator.translate(sentences)]})
+        return pd.DataFrame({"translation": [h[0] for h in self.predictor.translate(sentences)]})
 
 
-def registered_name(meta: dict) -> str:
-    return f"{meta['task']}-{meta['pair']}"
+class ChatbotModel(_Seq2SeqPyfunc):
+    """pyfunc: a `conversation` column (each row: the turns so far, newest last) -> a `reply` column."""
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        conversations = [[str(t) for t in turns] for turns in model_input["conversation"].tolist()]
+        return pd.DataFrame({"reply": self.predictor.reply(conversations)})
+
+
+# Per task: the pyfunc class, its input/output columns, and an input example.
+PYFUNCS = {
+    "translation": (TranslationModel, ColSpec(DataType.string, "source"), ColSpec(DataType.string, "translation"),
+                    pd.DataFrame({"source": ["A man is riding a bike."]})),
+    "chatbot": (ChatbotModel, ColSpec(Array(DataType.string), "conversation"), ColSpec(DataType.string, "reply"),
+                pd.DataFrame({"conversation": [["Hi, how are you?", "Fine, thanks. And you?"]]})),
+}
 
 
 def _requirements() -> list[str]:
-    pkgs = ["torch", "tokenizers", "sacrebleu", "pydantic", "pyyaml", "pandas", "mlflow"]
+    pkgs = ["torch", "tokenizers", "sacrebleu", "sacremoses", "pydantic", "pyyaml", "pandas", "mlflow"]
     return [f"{p}=={version(p).split('+')[0]}" for p in pkgs]
 
 
@@ -49,27 +66,26 @@ def register_experiment(name: str) -> dict:
     model_dir = paths.model_dir(name)
     meta = json.loads((model_dir / "model.json").read_text())
     report = json.loads(paths.metrics_file(name).read_text())
-    decode = cfg.evaluate.decode()
-    model_name = registered_name(meta)
+    decode = cfg.task(meta["task"]).decode
+    model_name = meta["registered_name"]
+    pyfunc, inputs, outputs, example = PYFUNCS[meta["task"]]
     setup_mlflow(cfg.mlflow.experiment)
     with mlflow.start_run(run_id=meta["run_id"]):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=TranslationModel(),
+            python_model=pyfunc(),
             artifacts={"model_dir": str(model_dir)},
             model_config=decode.model_dump(),
             code_paths=[str(PACKAGE_DIR)],
-            signature=ModelSignature(
-                inputs=Schema([ColSpec("string", "source")]),
-                outputs=Schema([ColSpec("string", "translation")]),
-            ),
-            input_example=pd.DataFrame({"source": [EXAMPLE[meta["task"]]]}),
+            signature=ModelSignature(inputs=Schema([inputs]), outputs=Schema([outputs])),
+            input_example=example,
             pip_requirements=_requirements(),
             registered_model_name=model_name,
         )
     client = mlflow.MlflowClient()
     model_version = str(info.registered_model_version)
     tags = {
+        "task": meta["task"],
         "experiment": name,
         "arch": meta["experiment"]["model"]["arch"],
         "data_version": meta["data_version"],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
 
-import yaml
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -41,10 +41,18 @@ def git_commit() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
-def data_version(dvc_file: Path = Path("data.dvc")) -> str:
-    """The content hash DVC pins the raw corpora with (`outs[0].md5` of `data.dvc`)."""
-    try:
-        outs = yaml.safe_load(dvc_file.read_text())["outs"][0]
-    except (OSError, KeyError, TypeError, IndexError):
+def data_version(corpus: str, data_dir: Path = Path("data")) -> str:
+    """Content version of one raw corpus: `<corpus>-` + SHA-256 over its files' names and hashes.
+
+    Models are comparable (promotion gate) only on the same data version; DVC pins the same
+    bytes in `data.dvc`.
+    """
+    from seqforge.data.fetch import sha256
+
+    files = sorted(p for p in (data_dir / corpus).rglob("*") if p.is_file())
+    if not files:
         return "unknown"
-    return str(outs.get("md5", "unknown"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(data_dir)} {sha256(path)}\n".encode())
+    return f"{corpus}-{digest.hexdigest()[:12]}"

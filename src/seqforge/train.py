@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 from seqforge import paths
-from seqforge.config import Config, ExperimentCfg, TrainCfg, flatten, load_config, load_experiment
+from seqforge.config import Config, ExperimentCfg, TrainCfg, flatten, load_config, load_experiment, monitor
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.tracking import data_version, git_commit, setup_mlflow, tracking_uri
 
-CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_bleu", "tokens_per_s", "lr")
+CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr")
 
 
 def train_worker(config: dict) -> None:
@@ -37,6 +37,7 @@ def train_worker(config: dict) -> None:
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     train_cfg = TrainCfg.model_validate(config["train"])
+    metric, mode = monitor(config["experiment"]["task"])
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     module = Seq2SeqModule(
         config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer_file"]
@@ -51,7 +52,7 @@ def train_worker(config: dict) -> None:
         max_time=train_cfg.max_time,
         callbacks=[
             RayTrainReportCallback(),
-            EarlyStopping("val_bleu", mode="max", patience=train_cfg.early_stopping_patience),
+            EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
         ],
         logger=MLFlowLogger(tracking_uri=config["tracking_uri"], run_id=config["run_id"]),
         log_every_n_steps=train_cfg.log_every_n_steps,
@@ -73,12 +74,13 @@ def train_worker(config: dict) -> None:
 
 def run_name(exp: ExperimentCfg, cfg: Config, train_cfg: TrainCfg, data_hash: str) -> str:
     """Ray run name: the same inputs resume the same run; changed inputs start a new one."""
-    key = json.dumps([exp.model_dump(), train_cfg.model_dump(), cfg.tokenizer.model_dump(),
-                      cfg.prepare.model_dump(), cfg.translation.model_dump(), data_hash], sort_keys=True)
+    task = cfg.task(exp.task)
+    key = json.dumps([exp.model_dump(), train_cfg.model_dump(), task.data.model_dump(),
+                      task.tokenizer.model_dump(), data_hash], sort_keys=True)
     return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def fit_on_ray(config: dict, cfg: TrainCfg, name: str):
+def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str]):
     """Launch `train_worker` on the Ray cluster (`RAY_ADDRESS`, else a local instance)."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -101,8 +103,8 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str):
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.num_checkpoints,
-                checkpoint_score_attribute="val_bleu",
-                checkpoint_score_order="max",
+                checkpoint_score_attribute=metric[0],
+                checkpoint_score_order=metric[1],
             ),
         ),
     )
@@ -125,12 +127,12 @@ def export_model(checkpoint_dir: Path, out_dir: Path, meta: dict, tokenizer_file
 
 
 def write_curves(run_id: str, out: Path) -> None:
-    """Per-epoch learning curves from the MLflow run, as CSV for `dvc plots`."""
+    """Per-epoch learning curves from the MLflow run, as CSV for `dvc plots` (empty cells: not logged)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     history = {m: client.get_metric_history(run_id, m) for m in CURVE_METRICS}
-    epochs = len(history["val_bleu"])
+    epochs = len(history["val_loss"])
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -145,23 +147,24 @@ def train_experiment(name: str) -> Path:
     import mlflow
 
     cfg, exp = load_config(), load_experiment(name)
+    task = cfg.task(exp.task)
     train_cfg = exp.train_config(cfg.train)
     tokenizer_file = paths.tokenizer_file(exp.task)
     tokenizer = SubwordTokenizer.load(tokenizer_file)
-    data_hash = data_version()
+    data_hash = data_version(task.data.corpus)
     experiment_id = setup_mlflow(cfg.mlflow.experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
                                    "train": train_cfg.model_dump(),
-                                   "tokenizer": cfg.tokenizer.model_dump(),
-                                   "prepare": cfg.prepare.model_dump(),
-                                   "translation": cfg.translation.model_dump()}))
+                                   "data": task.data.model_dump(),
+                                   "tokenizer": task.tokenizer.model_dump()}))
         meta = {
             "experiment": exp.model_dump(mode="json"),
             "src_vocab": tokenizer.vocab_size("source"),
             "tgt_vocab": tokenizer.vocab_size("target"),
             "task": exp.task,
-            "pair": cfg.translation.pair,
+            "registered_name": task.registered_name(),
+            "data": task.data.model_dump(mode="json"),
             "run_id": run.info.run_id,
             "data_version": data_hash,
             "git_commit": git_commit(),
@@ -169,7 +172,7 @@ def train_experiment(name: str) -> Path:
         }
         mlflow.set_tags({
             "task": exp.task, "experiment": name, "arch": exp.model.arch, "profile": cfg.profile,
-            "data_version": data_hash, "git_commit": meta["git_commit"], "pair": cfg.translation.pair,
+            "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": task.data.corpus,
         })
         config = {
             "experiment": meta["experiment"], "train": train_cfg.model_dump(mode="json"),
@@ -178,10 +181,11 @@ def train_experiment(name: str) -> Path:
             "tokenizer_file": str(tokenizer_file.resolve()),
             "run_id": run.info.run_id, "tracking_uri": tracking_uri(),
         }
-        result = fit_on_ray(config, train_cfg, run_name(exp, cfg, train_cfg, data_hash))
+        metric = monitor(exp.task)
+        result = fit_on_ray(config, train_cfg, run_name(exp, cfg, train_cfg, data_hash), metric)
         if result.error is not None:
             raise RuntimeError(f"training {name} failed on Ray Train") from result.error
-        best = result.get_best_checkpoint(metric="val_bleu", mode="max") or result.checkpoint
+        best = result.get_best_checkpoint(metric=metric[0], mode=metric[1]) or result.checkpoint
         if best is None:
             raise RuntimeError(f"training {name} reported no checkpoint (did any epoch finish?)")
         with best.as_directory() as ckpt_dir:

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -42,6 +43,36 @@ def _download(url: str, dest: Path, timeout: float) -> None:
         shutil.copyfileobj(resp, out)
 
 
+def _download_verified(url: str, dest: Path, expected: str, corpus: str, timeout: float) -> None:
+    try:
+        _download(url, dest, timeout)
+    except (urllib.error.URLError, OSError) as err:
+        raise FetchError(
+            f"cannot download {url} ({err}). Either connect to the internet or point {MIRROR_ENV} "
+            f"at an offline mirror holding {corpus}/ (e.g. {MIRROR_ENV}=../shared/data)."
+        ) from err
+    actual = sha256(dest)
+    if actual != expected:
+        raise FetchError(f"{url}: SHA-256 {actual} does not match the pinned {expected}")
+
+
+def _extract_member(archive: Path, member: str, dest: Path) -> None:
+    """Copy `member` out of a zip archive; `a.zip!b.txt` reads `b.txt` inside the nested `a.zip`."""
+    outer, _, inner = member.partition("!")
+    with zipfile.ZipFile(archive) as zf:
+        if not inner:
+            with zf.open(outer) as src, dest.open("wb") as out:
+                shutil.copyfileobj(src, out)
+            return
+        nested = dest.with_suffix(".zip.part")
+        with zf.open(outer) as src, nested.open("wb") as out:
+            shutil.copyfileobj(src, out)
+    try:
+        _extract_member(nested, inner, dest)
+    finally:
+        nested.unlink()
+
+
 def fetch_corpus(
     corpus: str,
     dest_dir: Path,
@@ -52,41 +83,45 @@ def fetch_corpus(
     """Make `dest_dir` hold every file of `corpus`, each verified against its checksum.
 
     Files already present with the right checksum are kept. Missing ones come from the mirror
-    when one is given (``$SEQFORGE_DATA_MIRROR``), else from the official source.
+    when one is given (``$SEQFORGE_DATA_MIRROR``), else from the official source: one URL per
+    file, or one archive (verified as a whole) whose members are extracted.
     """
     manifest = corpus_manifest(corpus)
     mirror = mirror or (Path(os.environ[MIRROR_ENV]) if os.environ.get(MIRROR_ENV) else None)
     if mirror is not None and not (mirror / corpus).is_dir():
         raise FetchError(f"{MIRROR_ENV}={mirror}: no folder {mirror / corpus} with the {corpus} files")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    fetched = []
-    for name, expected in manifest["files"].items():
-        target = dest_dir / name
-        if target.is_file() and sha256(target) == expected:
-            fetched.append(target)
-            continue
-        with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
+    files = {name: dest_dir / name for name in manifest["files"]}
+    missing = [n for n, path in files.items() if not (path.is_file() and sha256(path) == manifest["files"][n])]
+    if not missing:
+        return list(files.values())
+    if mirror is None and not online:
+        raise FetchError(f"offline and no {MIRROR_ENV} set: cannot obtain {corpus}/{missing[0]}")
+    with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
+        if mirror is None and "archive" in manifest:
+            archive = manifest["archive"]
+            part = Path(tmp) / "archive.zip"
+            _download_verified(archive["url"], part, archive["sha256"], corpus, timeout)
+            for name, member in archive["members"].items():
+                _extract_member(part, member, Path(tmp) / name)
+                (Path(tmp) / name).replace(files[name])
+            return list(files.values())
+        for name in missing:
             part = Path(tmp) / name
             if mirror is not None:
                 source = mirror / corpus / name
                 if not source.is_file():
                     raise FetchError(f"{source}: missing from the mirror {mirror}")
                 shutil.copyfile(source, part)
-            elif online:
-                source = manifest["url"].format(file=name)
-                try:
-                    _download(source, part, timeout)
-                except (urllib.error.URLError, OSError) as err:
-                    raise FetchError(
-                        f"cannot download {source} ({err}). Either connect to the internet or "
-                        f"point {MIRROR_ENV} at an offline mirror holding {corpus}/{name} "
-                        f"(e.g. {MIRROR_ENV}=../shared/data)."
-                    ) from err
+                actual = sha256(part)
+                if actual != manifest["files"][name]:
+                    raise FetchError(f"{source}: SHA-256 {actual} does not match the pinned {manifest['files'][name]}")
             else:
-                raise FetchError(f"offline and no {MIRROR_ENV} set: cannot obtain {corpus}/{name}")
-            actual = sha256(part)
-            if actual != expected:
-                raise FetchError(f"{source}: SHA-256 {actual} does not match the pinned {expected}")
-            part.replace(target)
-        fetched.append(target)
-    return fetched
+                _download_verified(manifest["url"].format(file=name), part, manifest["files"][name], corpus, timeout)
+            part.replace(files[name])
+    return list(files.values())
+
+
+def fetch_all(corpora: list[str], data_dir: Path, mirror: Path | None = None) -> dict[str, list[Path]]:
+    """Fetch every corpus the tasks use into `data_dir/<corpus>/`."""
+    return {corpus: fetch_corpus(corpus, data_dir / corpus, mirror=mirror) for corpus in corpora}

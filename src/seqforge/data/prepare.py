@@ -10,7 +10,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from seqforge.config import PrepareCfg, TranslationCfg
+from seqforge.config import TranslationData
 
 MULTI30K_SPLITS = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
 _SPACES = re.compile(r"\s+")
@@ -39,7 +39,7 @@ def read_lines(path: Path) -> list[str]:
 
 
 def clean_pairs(
-    sources: list[str], targets: list[str], cfg: PrepareCfg
+    sources: list[str], targets: list[str], cfg: TranslationData
 ) -> tuple[list[dict[str, str]], Counter]:
     """Normalise pairs and drop empty, over-long and badly proportioned ones; count the drops."""
     kept, counts = [], Counter()
@@ -69,14 +69,12 @@ def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]
     return sources, targets
 
 
-def prepare_translation(
-    raw_dir: Path, task: TranslationCfg, cfg: PrepareCfg
-) -> tuple[DatasetDict, dict]:
+def prepare_translation(raw_dir: Path, cfg: TranslationData) -> tuple[DatasetDict, dict]:
     """Multi30k raw files -> `DatasetDict(train, validation, test)` and corpus statistics."""
     splits, stats = {}, {}
     for split, stem in MULTI30K_SPLITS.items():
         sources, targets = read_parallel(
-            raw_dir / f"{stem}.{task.src_lang}.gz", raw_dir / f"{stem}.{task.tgt_lang}.gz"
+            raw_dir / f"{stem}.{cfg.src_lang}.gz", raw_dir / f"{stem}.{cfg.tgt_lang}.gz"
         )
         pairs, counts = clean_pairs(sources, targets, cfg)
         if split == "train" and cfg.max_train_pairs is not None:

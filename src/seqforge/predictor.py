@@ -1,0 +1,84 @@
+"""Inference: an exported model directory -> batched decoding of raw text, for either task.
+
+Translation inputs are sentences; chatbot inputs are conversations, turned into the same
+context string the model was trained on (`seqforge.data.dialogue.build_context`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from seqforge.config import DecodeCfg, ExperimentCfg
+from seqforge.data.batching import collate
+from seqforge.data.dialogue import build_context, clean_turn
+from seqforge.data.prepare import normalize
+from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.decoding import Sampler, beam_search, generate, max_lengths
+from seqforge.models import build_model
+
+
+class Predictor:
+    """Weights + tokenizer + decoding settings; `translate` / `reply` take and return plain text."""
+
+    def __init__(
+        self, model: torch.nn.Module, tokenizer: SubwordTokenizer, meta: dict,
+        decode_cfg: DecodeCfg | None = None,
+    ) -> None:
+        self.model, self.tokenizer, self.meta = model.eval(), tokenizer, meta
+        self.decode_cfg = decode_cfg or DecodeCfg()
+
+    @classmethod
+    def load(cls, model_dir: Path | str, decode_cfg: DecodeCfg | None = None) -> Predictor:
+        model_dir = Path(model_dir)
+        if not (model_dir / "model.json").is_file():
+            raise FileNotFoundError(f"{model_dir}: no exported model here (model.json missing; run the train stage)")
+        meta = json.loads((model_dir / "model.json").read_text())
+        exp = ExperimentCfg.model_validate(meta["experiment"])
+        model = build_model(exp.model, meta["src_vocab"], meta["tgt_vocab"])
+        model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
+        return cls(model, SubwordTokenizer.load(model_dir / "tokenizer.json"), meta, decode_cfg)
+
+    def generate_ids(self, src_ids: list[list[int]], cfg: DecodeCfg | None = None) -> list[list[list[int]]]:
+        """n-best token ids per source, decoded in length-sorted batches (input order kept).
+
+        Sampling draws from a generator seeded with `cfg.seed` at each call: the same inputs and
+        seed give the same outputs.
+        """
+        cfg = cfg or self.decode_cfg
+        sampler = None
+        if cfg.strategy == "sample":
+            sampler = Sampler(torch.Generator().manual_seed(cfg.seed), cfg.top_k, cfg.top_p, cfg.temperature)
+        order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+        out: list[list[list[int]]] = [[] for _ in src_ids]
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            batch = collate([{"src_ids": src_ids[i], "index": i} for i in idx])
+            limit = max_lengths(batch["src_lens"], cfg.max_len_ratio, cfg.max_len_offset)
+            if sampler is not None or cfg.beam_size == 1:
+                results = [[hyp] for hyp in generate(self.model, batch["src"], batch["src_lens"], limit,
+                                                     sampler, cfg.no_repeat_ngram, cfg.min_length)]
+            else:
+                nbest = beam_search(self.model, batch["src"], batch["src_lens"], limit, cfg.beam_size,
+                                    cfg.length_penalty, cfg.n_best, cfg.no_repeat_ngram, cfg.min_length)
+                results = [[h.tokens for h in hyps] for hyps in nbest]
+            for i, hyps in zip(idx, results, strict=True):
+                out[i] = hyps
+        return out
+
+    def generate(self, sources: list[str], cfg: DecodeCfg | None = None) -> list[list[str]]:
+        """n-best detokenized outputs per (already prepared) source string."""
+        nbest = self.generate_ids(self.tokenizer.encode(sources, "source"), cfg)
+        return [self.tokenizer.decode(hyps, "target") for hyps in nbest]
+
+    def translate(self, sentences: list[str], cfg: DecodeCfg | None = None) -> list[list[str]]:
+        """n-best translations per input sentence."""
+        return self.generate([normalize(s) for s in sentences], cfg)
+
+    def reply(self, conversations: list[list[str]], cfg: DecodeCfg | None = None) -> list[str]:
+        """The next turn of each conversation (its turns oldest first, newest last)."""
+        max_tokens = self.meta["data"]["max_context_tokens"]
+        contexts = [build_context([c for c in map(clean_turn, turns) if c], max_tokens) for turns in conversations]
+        return [hyps[0] for hyps in self.generate(contexts, cfg)]
