@@ -1,7 +1,7 @@
 """End to end: `dvc repro` on the smoke profile in a fresh copy of the repository.
 
 Real parts only: DVC, a local Ray instance running Ray Train with 2 workers, an MLflow SQLite
-store. The registered model must load in a fresh process and translate.
+store. Both tasks' registered models must load in a fresh process and translate / reply.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': ru
     assert result["versions"] == 3
     assert result["params"]["train.num_workers"] == "2"  # Ray Train ran 2 workers
     assert {"test_bleu", "val_bleu", "tokens_per_s", "test_chrf"} <= set(result["metrics"])
-    assert result["tags"]["data_version"].endswith(".dir") and result["tags"]["arch"] == "transformer"
+    assert result["tags"]["data_version"].startswith("multi30k-") and result["tags"]["arch"] == "transformer"
     assert len(result["out"]) == 2 and all(isinstance(s, str) for s in result["out"])
 
     cli = run(["seqforge", "translate", "--model", "translation-en-de@challenger", "A man is riding a bike."], repo, env)
@@ -83,15 +83,61 @@ print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': ru
     assert (repo / "metrics" / "curves" / "gru_bahdanau.csv").read_text().startswith("epoch,")
 
 
+CHAT_CHECK = """
+import json, sys, mlflow, pandas as pd
+mlflow.set_tracking_uri('sqlite:///mlflow.db')
+client = mlflow.MlflowClient()
+model = mlflow.pyfunc.load_model('models:/chatbot-dailydialog@challenger')
+reply = lambda turns: model.predict(pd.DataFrame({'conversation': [turns]}))['reply'][0]
+a, b = 'Hi, how are you?', 'What do you do for a living?'
+first = reply([a])
+version = client.get_model_version_by_alias('chatbot-dailydialog', 'challenger')
+print(json.dumps({'versions': len(client.search_model_versions("name='chatbot-dailydialog'")),
+                  'tags': version.tags, 'metrics': client.get_run(version.run_id).data.metrics,
+                  'with_history': [first, reply([a, first, b])], 'after_reset': reply([b])}))
+"""
+
+
+def test_smoke_pipeline_registers_chatbots_that_answer(smoke_repo) -> None:
+    repo, env = smoke_repo
+    result = json.loads(run([sys.executable, "-c", CHAT_CHECK], repo, env).stdout.strip().splitlines()[-1])
+    assert result["versions"] == 2 and result["tags"]["task"] == "chatbot"
+    assert result["tags"]["data_version"].startswith("dailydialog-")
+    assert {"test_bleu_1", "test_bleu_2", "test_distinct_2", "test_ppl", "val_loss"} <= set(result["metrics"])
+    assert "val_bleu" not in result["metrics"]  # chat models are selected on validation loss
+    assert all(isinstance(r, str) and r.strip() for r in result["with_history"])  # min_length: never empty
+
+    # the CLI carries the conversation: its second reply is the model's answer to both turns
+    chat = subprocess.run(["seqforge", "chat", "--model", "chatbot-dailydialog@challenger"], cwd=repo, env=env,
+                          input="Hi, how are you?\nWhat do you do for a living?\n", capture_output=True,
+                          text=True, check=True)
+    assert chat.stdout.splitlines() == result["with_history"]
+    reset = subprocess.run(["seqforge", "chat", "-m", "chatbot-dailydialog@challenger"], cwd=repo, env=env,
+                           input="Hi, how are you?\n/reset\nWhat do you do for a living?\n/quit\nignored\n",
+                           capture_output=True, text=True, check=True)
+    assert reset.stdout.splitlines() == [result["with_history"][0], result["after_reset"]]
+
+    metrics = json.loads((repo / "metrics" / "chatbot_transformer.json").read_text())
+    assert metrics["task"] == "chatbot" and 0 <= metrics["metrics"]["distinct_2"] <= 1
+    data = json.loads((repo / "metrics" / "data_chatbot.json").read_text())
+    assert data["train"]["kept"] == 1500 and data["test"]["dropped_dialogue_in_train"] > 0
+
+
 def test_second_repro_does_nothing_and_params_rerun_only_dependents(smoke_repo) -> None:
     repo, env = smoke_repo
     again = run(["dvc", "repro"], repo, env)
     assert "Running stage" not in again.stdout
     config = repo / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("beam_size: 5", "beam_size: 4"))
+    original = config.read_text()
+    config.write_text(original.replace("top_p: 0.9", "top_p: 0.8"))  # a chatbot decoding knob
+    status = run(["dvc", "status"], repo, env).stdout
+    assert "evaluate@chatbot_gru_bahdanau" in status and "register@chatbot_transformer" in status
+    assert "@gru_bahdanau" not in status and "train@" not in status and "tokenize" not in status
+    config.write_text(original.replace("beam_size: 5", "beam_size: 4"))
     status = run(["dvc", "status"], repo, env).stdout
     assert "evaluate@gru_bahdanau" in status and "register@transformer" in status
     assert "train@" not in status and "tokenize" not in status
+    config.write_text(original)
 
 
 def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_repo) -> None:
@@ -104,7 +150,7 @@ def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_repo
     bad.chmod(0o644)
     bad.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     try:
-        proc = run([sys.executable, "-m", "pipelines.prepare"], repo, env, check=False)
+        proc = run([sys.executable, "-m", "pipelines.prepare", "translation"], repo, env, check=False)
         assert proc.returncode != 0
         assert "val.en.gz has 1014 lines" in proc.stderr and "val.de.gz has 1011" in proc.stderr
         assert (repo / "artifacts" / "prepared" / "translation").is_dir()  # earlier result kept

@@ -74,9 +74,9 @@ def evaluate_experiment(name: str) -> dict:
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         mlflow.log_dict(report, "evaluation/metrics.json")
         mlflow.log_dict({"samples": samples}, "evaluation/samples.json")
-        mlflow.set_tags({f"sacrebleu.{k}": v for k, v in scores["signature"].items()})
+        mlflow.set_tags({f"signature.{k}": v for k, v in scores["signature"].items()})
     shown = ("bleu", "bleu_lc", "chrf", "ppl") if task == "translation" else (
-        "bleu_1", "bleu_2", "distinct_1", "distinct_2", "mean_length", "top10_share", "ppl")
+        "bleu_1", "bleu_2", "corpus_bleu", "distinct_1", "distinct_2", "mean_length", "top10_share", "ppl")
     print(f"{name}: " + ", ".join(f"{k} {metrics[k]}" for k in shown))
     for signature in scores["signature"].values():
         print(f"  {signature}")

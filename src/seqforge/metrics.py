@@ -1,10 +1,13 @@
 """Metrics: sacreBLEU corpus scores for translation (also from statistics summed across workers)
-and the dialogue metrics for chat (sentence BLEU-1/2, distinct-n, length, response concentration)."""
+and the dialogue metrics for chat (sentence BLEU-1/2 as dialogue papers compute it, corpus BLEU,
+distinct-n, length, response concentration)."""
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
@@ -49,25 +52,32 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def sentence_bleu_n(hyps: list[str], refs: list[str], n: int) -> tuple[float, str]:
-    """Mean sentence-level BLEU-n in [0, 1] (uniform weights up to order n) and its signature.
+def sentence_bleu_n(hyps: list[str], refs: list[str], n: int) -> float:
+    """Mean sentence-level BLEU-n in [0, ~1] as dialogue papers report it (PLATO, Bao et al. 2020).
 
-    sacreBLEU `BLEU(max_ngram_order=n, lowercase=True, tokenize="13a", smooth_method="exp",
-    effective_order=True).sentence_score`, averaged over the responses.
+    NLTK `sentence_bleu([ref], hyp, weights=(1/n,)*n, smoothing_function=SmoothingFunction().method7)`
+    on 13a tokens of the lowercased text, averaged over responses. Method 7 (Chen & Cherry 2014,
+    methods 4 + 5) averages each n-gram precision with its neighbours, so scores run higher than
+    unsmoothed BLEU and can exceed the plain precision; read them next to distinct-n.
     """
-    bleu = BLEU(max_ngram_order=n, lowercase=True, tokenize="13a", smooth_method="exp", effective_order=True)
-    total = sum(bleu.sentence_score(h, [r]).score for h, r in zip(hyps, refs, strict=True))
-    return total / max(len(hyps), 1) / 100, str(bleu.get_signature())
+    weights = tuple([1.0 / n] * n + [0.0] * (4 - n))
+    smoothing = SmoothingFunction().method7
+    with warnings.catch_warnings():  # NLTK warns on responses shorter than n tokens
+        warnings.simplefilter("ignore")
+        total = sum(sentence_bleu([_words(r)], _words(h), weights=weights, smoothing_function=smoothing)
+                    for h, r in zip(hyps, refs, strict=True))
+    return total / max(len(hyps), 1)
 
 
 def dialogue_scores(hyps: list[str], refs: list[str]) -> dict:
     """Chat metrics of generated responses against the reference responses."""
-    bleu_1, sig_1 = sentence_bleu_n(hyps, refs, 1)
-    bleu_2, sig_2 = sentence_bleu_n(hyps, refs, 2)
+    bleu = BLEU(lowercase=True)
+    corpus = bleu.corpus_score(hyps, [refs])
     top10 = sum(c for _, c in Counter(" ".join(_words(h)) for h in hyps).most_common(10))
     return {
-        "bleu_1": round(bleu_1, 4),
-        "bleu_2": round(bleu_2, 4),
+        "bleu_1": round(sentence_bleu_n(hyps, refs, 1), 4),
+        "bleu_2": round(sentence_bleu_n(hyps, refs, 2), 4),
+        "corpus_bleu": round(corpus.score, 2),
         "distinct_1": round(distinct_n(hyps, 1), 4),
         "distinct_2": round(distinct_n(hyps, 2), 4),
         "mean_length": round(sum(len(_words(h)) for h in hyps) / max(len(hyps), 1), 2),
@@ -75,5 +85,8 @@ def dialogue_scores(hyps: list[str], refs: list[str]) -> dict:
         "ref_distinct_1": round(distinct_n(refs, 1), 4),
         "ref_distinct_2": round(distinct_n(refs, 2), 4),
         "ref_mean_length": round(sum(len(_words(r)) for r in refs) / max(len(refs), 1), 2),
-        "signature": {"bleu_1": sig_1, "bleu_2": sig_2},
+        "signature": {
+            "bleu_1_2": "nltk sentence_bleu, SmoothingFunction().method7, 13a tokens, lowercased, mean over responses",
+            "corpus_bleu": str(bleu.get_signature()),
+        },
     }
