@@ -28,8 +28,12 @@ VARIANTS = {
     "beam 5, block 3-grams": {"strategy": "beam", "no_repeat_ngram": 3},
     "beam 5, block 3, lp 2.0": {"strategy": "beam", "no_repeat_ngram": 3, "length_penalty": 2.0},
     "sample top-p 0.9, T 0.8": {"strategy": "sample", "top_p": 0.9, "top_k": 0, "temperature": 0.8},
-    "sample top-p 0.7, T 0.7": {"strategy": "sample", "top_p": 0.7, "top_k": 0, "temperature": 0.7},
+    "sample top-p 0.8, T 0.7": {"strategy": "sample", "top_p": 0.8, "top_k": 0, "temperature": 0.7},
+    "sample top-p 0.7, T 0.5": {"strategy": "sample", "top_p": 0.7, "top_k": 0, "temperature": 0.5},
     "sample top-k 10, T 0.7": {"strategy": "sample", "top_p": 1.0, "top_k": 10, "temperature": 0.7},
+    "sample top-p 0.9, T 0.8, min 6": {"strategy": "sample", "top_p": 0.9, "top_k": 0, "temperature": 0.8, "min_length": 6},
+    "sample top-p 0.8, T 0.7, min 6": {"strategy": "sample", "top_p": 0.8, "top_k": 0, "temperature": 0.7, "min_length": 6},
+    "sample top-k 10, T 0.7, min 6": {"strategy": "sample", "top_p": 1.0, "top_k": 10, "temperature": 0.7, "min_length": 6},
 }
 COLUMNS = ("bleu_1", "bleu_2", "distinct_1", "distinct_2", "mean_length", "top10_share")
 
@@ -38,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="chatbot_gru_bahdanau")
     parser.add_argument("--pairs", type=int, default=1000, help="validation pairs decoded per strategy")
+    parser.add_argument("--only", nargs="*", help="run only these strategies (names as in the table)")
     args = parser.parse_args()
 
     base = load_config().chatbot.decode
@@ -47,6 +52,8 @@ def main() -> None:
     for col in ("strategy", *COLUMNS, "pairs/s"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for name, update in VARIANTS.items():
+        if args.only and name not in args.only:
+            continue
         cfg = base.model_validate({**base.model_dump(), **update})
         start = time.perf_counter()
         nbest = predictor.generate_ids(val["src_ids"], cfg)

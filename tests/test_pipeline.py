@@ -198,3 +198,79 @@ def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo) -> None:
     epochs = [int(e) for e in re.findall(r"'epoch': (\d+)", second.stdout + second.stderr)]
     assert epochs and epochs[0] >= 1, f"resumed run started at epoch {epochs[:1]}"
     assert max(epochs) == 7
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post(port: int, payload: object) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def serving(cmd: list[str], repo: Path, env: dict, port: int):
+    """Start a scoring server and wait until /ping answers; the caller terminates it."""
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen(cmd, cwd=repo, env={**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(1)
+    proc.terminate()
+    raise AssertionError("server did not answer /ping within 120 s")
+
+
+def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> None:
+    repo, env = smoke_repo
+    port = free_port()
+    plain = ["mlflow", "models", "serve", "-m", "models:/translation-en-de@challenger", "--env-manager", "local",
+             "--host", "127.0.0.1", "--port", str(port)]
+    proc = serving(plain, repo, env, port)
+    try:
+        status, body = post(port, {"dataframe_records": [{"source": "A man is riding a bike."}]})
+        assert status == 200 and isinstance(body["predictions"][0]["translation"], str)
+        status, body = post(port, {"dataframe_records": [{"source": "x" * 1001}]})
+        assert status == 400 and "1001 characters, more than the limit of 1000" in body["message"]
+        status, body = post(port, {"dataframe_records": [{"source": "A dog."}] * 65})
+        assert status == 400 and "65 rows in one request, more than the limit of 64" in body["message"]
+        status, body = post(port, {"dataframe_records": [{"source": 42}]})
+        assert status == 400 and body["message"]
+        status, body = post(port, {"dataframe_records": [{"text": "A dog."}]})
+        assert status == 400
+        status, _ = post(port, {"dataframe_records": [{"source": "Two dogs."}]})  # still serving
+        assert status == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+    port = free_port()
+    proc = serving(["seqforge", "serve", "--model", "chatbot-dailydialog@challenger", "--port", str(port)], repo, env, port)
+    try:
+        status, body = post(port, {"dataframe_records": [{"conversation": ["Hi, how are you?"]}]})
+        assert status == 200 and isinstance(body["predictions"][0]["reply"], str)
+        status, body = post(port, {"dataframe_records": [{"conversation": ["Hi."] * 21}]})
+        assert status == 400 and "expected a list of 1 to 20 turns" in body["message"]
+    finally:
+        proc.terminate()
+        proc.wait(30)

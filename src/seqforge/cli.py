@@ -177,6 +177,21 @@ def promote(
 
 
 @app.command()
+def serve(
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS or NAME/VERSION")],
+    port: Annotated[int, typer.Option(help="port on --host")] = 5001,
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+) -> None:
+    """Serve a registered model with MLflow's scoring server (POST /invocations), alias resolved now."""
+    import subprocess
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking()}
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", _model_uri(model), "--env-manager", "local",
+           "--host", host, "--port", str(port)]
+    raise typer.Exit(subprocess.run(cmd, env=env, check=False).returncode)
+
+
+@app.command()
 def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000) -> None:
     """Start the MLflow UI on the project's store."""
     import subprocess

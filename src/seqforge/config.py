@@ -140,6 +140,14 @@ class EvaluateCfg(_Strict):
     num_samples: int = Field(25, ge=0)  # sample outputs written to reports/ and MLflow
 
 
+class ServeCfg(_Strict):
+    """Request limits a registered model enforces when served (violations get HTTP 400)."""
+
+    max_batch: int = Field(64, ge=1)  # rows per request
+    max_chars: int = Field(1000, ge=1)  # characters per sentence or conversation turn
+    max_turns: int = Field(20, ge=1)  # chatbot: turns per conversation
+
+
 class MlflowCfg(_Strict):
     experiment: str = "seqforge"
     registry_alias: str = "challenger"
@@ -212,6 +220,7 @@ class Config(_Strict):
     chatbot: ChatbotTask = ChatbotTask()
     train: TrainCfg = TrainCfg()
     evaluate: EvaluateCfg = EvaluateCfg()
+    serve: ServeCfg = ServeCfg()
     mlflow: MlflowCfg = MlflowCfg()
 
     def task(self, name: str) -> TaskCfg:

@@ -8,33 +8,58 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
 from mlflow.types.schema import Array
 
 from seqforge import paths
-from seqforge.config import DecodeCfg, load_config
+from seqforge.config import DecodeCfg, ServeCfg, load_config
 from seqforge.tracking import setup_mlflow
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def invalid_input(message: str) -> MlflowException:
+    """A request error: MLflow's scoring server answers it with HTTP 400 and this message."""
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def checked_texts(values: list, limits: ServeCfg, what: str) -> list[str]:
+    """`values` if every one is a string within `limits.max_chars`, else a 400 naming the first bad one."""
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise invalid_input(f"{what} {i}: expected a string, got {type(value).__name__} {value!r:.80}")
+        if len(value) > limits.max_chars:
+            raise invalid_input(f"{what} {i}: {len(value)} characters, more than the limit of {limits.max_chars}")
+    return values
+
+
 class _Seq2SeqPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the exported model directory with the decoding settings it was registered with."""
+    """Loads the exported model with the decoding settings and request limits it was registered with."""
 
     def load_context(self, context) -> None:
         from seqforge.predictor import Predictor
 
+        self.limits = ServeCfg.model_validate(context.model_config["serve"])
         self.predictor = Predictor.load(
-            context.artifacts["model_dir"], DecodeCfg.model_validate(context.model_config)
+            context.artifacts["model_dir"], DecodeCfg.model_validate(context.model_config["decode"])
         )
+
+    def _rows(self, model_input: pd.DataFrame, column: str) -> list:
+        if column not in model_input.columns:
+            raise invalid_input(f"missing input column {column!r} (got {list(model_input.columns)})")
+        if len(model_input) > self.limits.max_batch:
+            raise invalid_input(f"{len(model_input)} rows in one request, more than the limit of {self.limits.max_batch}")
+        return model_input[column].tolist()
 
 
 class TranslationModel(_Seq2SeqPyfunc):
     """pyfunc: a DataFrame with a `source` column -> a DataFrame with a `translation` column."""
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        sentences = [str(s) for s in model_input["source"].tolist()]
+        sentences = checked_texts(self._rows(model_input, "source"), self.limits, "source")
         return pd.DataFrame({"translation": [h[0] for h in self.predictor.translate(sentences)]})
 
 
@@ -42,7 +67,12 @@ class ChatbotModel(_Seq2SeqPyfunc):
     """pyfunc: a `conversation` column (each row: the turns so far, newest last) -> a `reply` column."""
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        conversations = [[str(t) for t in turns] for turns in model_input["conversation"].tolist()]
+        conversations = []
+        for i, turns in enumerate(self._rows(model_input, "conversation")):
+            turns = list(turns) if not isinstance(turns, str) and hasattr(turns, "__iter__") else None
+            if not turns or len(turns) > self.limits.max_turns:
+                raise invalid_input(f"conversation {i}: expected a list of 1 to {self.limits.max_turns} turns")
+            conversations.append(checked_texts(turns, self.limits, f"conversation {i} turn"))
         return pd.DataFrame({"reply": self.predictor.reply(conversations)})
 
 
@@ -75,7 +105,7 @@ def register_experiment(name: str) -> dict:
             name="model",
             python_model=pyfunc(),
             artifacts={"model_dir": str(model_dir)},
-            model_config=decode.model_dump(),
+            model_config={"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
             code_paths=[str(PACKAGE_DIR)],
             signature=ModelSignature(inputs=Schema([inputs]), outputs=Schema([outputs])),
             input_example=example,
