@@ -26,11 +26,12 @@ def test_unknown_profile_lists_known_ones(conf_copy) -> None:
         ("beam_size: 5", "beam_sise: 5", "translation.decode.beam_sise"),
         ("context_turns: 3", "context_turns: 0", "chatbot.data.context_turns"),
         ("top_p: 0.9", "top_p: 1.5", "chatbot.decode.top_p"),
-        ("strategy: beam        # beam | sample (", "strategy: nucleus     # (", "chatbot.decode.strategy"),
+        ("strategy: sample", "strategy: nucleus", "chatbot.decode.strategy"),
     ],
 )
 def test_invalid_value_names_the_key(conf_copy, old: str, new: str, key: str) -> None:
     path = conf_copy / "config.yaml"
+    assert old in path.read_text()
     path.write_text(path.read_text().replace(old, new))
     with pytest.raises(ConfigError) as err:
         load_config(conf_copy)
