@@ -20,9 +20,12 @@ def mirror() -> Path:
 
 @pytest.fixture
 def conf_copy(tmp_path: Path) -> Path:
-    """A writable copy of conf/ to edit in a test."""
+    """A writable copy of conf/ on the default profile (whatever the checkout's is) to edit in a test."""
     import shutil
+
+    from seqforge.config import set_profile
 
     dest = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", dest)
+    set_profile("default", dest)
     return dest
