@@ -21,8 +21,8 @@ def _model_uri(model: str) -> str:
     return f"models:/{model}"
 
 
-def load_registered(model: str):
-    """Load a registered pyfunc by name, resolving the alias now (picks up alias moves)."""
+def load_registered(model: str, task: str):
+    """Load a registered `task` pyfunc by name, resolving the alias now (picks up alias moves)."""
     import mlflow
 
     from seqforge.tracking import tracking_uri
@@ -30,11 +30,18 @@ def load_registered(model: str):
     mlflow.set_tracking_uri(tracking_uri())
     uri = _model_uri(model)
     try:
-        return mlflow.pyfunc.load_model(uri)
+        pyfunc = mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as err:
         raise typer.BadParameter(
             f"cannot load {uri} from {tracking_uri()}: {err.message}", param_hint="--model"
         ) from None
+    try:
+        found = pyfunc.unwrap_python_model().predictor.meta["task"]
+    except (AttributeError, KeyError, mlflow.exceptions.MlflowException):
+        found = "unknown"
+    if found != task:
+        raise typer.BadParameter(f"{uri} is not a {task} model (its task: {found})", param_hint="--model")
+    return pyfunc
 
 
 @app.command()
@@ -80,10 +87,21 @@ def translate(
     texts = list(sentences) if sentences else [line.rstrip("\n") for line in sys.stdin]
     if not texts:
         raise typer.BadParameter("no input sentences (pass arguments or pipe lines on stdin)")
-    pyfunc = load_registered(model)
-    result = pyfunc.predict(pd.DataFrame({"source": texts}))
+    pyfunc = load_registered(model, "translation")
+    result = _predict(pyfunc, pd.DataFrame({"source": texts}))
     for line in result["translation"]:
         typer.echo(line)
+
+
+def _predict(pyfunc, frame):
+    """`pyfunc.predict`; an input it rejects (request limits, schema) exits with its message."""
+    import mlflow
+
+    try:
+        return pyfunc.predict(frame)
+    except mlflow.exceptions.MlflowException as err:
+        typer.echo(f"error: {err.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _chat_window(pyfunc, window: int | None) -> int:
@@ -102,7 +120,7 @@ def chat(
     with piped stdin, one reply per input line, the conversation carried across lines."""
     import pandas as pd
 
-    pyfunc = load_registered(model)
+    pyfunc = load_registered(model, "chatbot")
     window = _chat_window(pyfunc, window)
     interactive = sys.stdin.isatty()
     if interactive:
@@ -126,7 +144,7 @@ def chat(
         if not line:
             continue
         history.append(line)
-        reply = pyfunc.predict(pd.DataFrame({"conversation": [history[-window:]]}))["reply"][0]
+        reply = _predict(pyfunc, pd.DataFrame({"conversation": [history[-window:]]}))["reply"][0]
         history.append(reply)
         typer.echo(f"bot> {reply}" if interactive else reply)
     if interactive:

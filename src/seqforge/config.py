@@ -102,38 +102,43 @@ class DecodeCfg(_Strict):
         return self
 
 
-class TranslationTask(_Strict):
-    """Machine translation: the corpus, its tokenizer and how evaluation and serving decode."""
+class _TaskBase(_Strict):
+    """What every task has: its tokenizer and how evaluation and serving decode."""
 
-    data: TranslationData = TranslationData()
     tokenizer: TokenizerCfg = TokenizerCfg()
     decode: DecodeCfg = DecodeCfg()
     # validation metric for early stopping, checkpoints and the LR plateau (name, mode)
+    monitor: ClassVar[tuple[str, str]]
+
+
+class TranslationTask(_TaskBase):
+    """Machine translation on a parallel corpus."""
+
+    data: TranslationData = TranslationData()
     monitor: ClassVar[tuple[str, str]] = ("val_bleu", "max")
 
     def registered_name(self) -> str:
         return f"translation-{self.data.src_lang}-{self.data.tgt_lang}"
 
 
-class ChatbotTask(_Strict):
+class ChatbotTask(_TaskBase):
     """Chatbot: dialogue context -> response, with the same stages and models as translation."""
 
     data: ChatData = ChatData()
-    tokenizer: TokenizerCfg = TokenizerCfg()
-    decode: DecodeCfg = DecodeCfg()
     monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
 
     def registered_name(self) -> str:
         return f"chatbot-{self.data.corpus}"
 
 
-TASKS = ("translation", "chatbot")
+TASK_CLASSES: dict[str, type[_TaskBase]] = {"translation": TranslationTask, "chatbot": ChatbotTask}
+TASKS = tuple(TASK_CLASSES)
 TaskCfg = TranslationTask | ChatbotTask
 
 
 def monitor(task: str) -> tuple[str, str]:
     """(validation metric, "max" | "min") that early stopping and checkpointing use for `task`."""
-    return {"translation": TranslationTask, "chatbot": ChatbotTask}[task].monitor
+    return TASK_CLASSES[task].monitor
 
 
 class EvaluateCfg(_Strict):

@@ -46,10 +46,14 @@ def _words(text: str, tokenize=Tokenizer13a()) -> list[str]:
     return tokenize(text.lower()).split()
 
 
+def _distinct(token_lists: list[list[str]], n: int) -> float:
+    grams = [tuple(w[i : i + n]) for w in token_lists for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
 def distinct_n(texts: list[str], n: int) -> float:
     """Distinct-n (Li et al. 2016): distinct n-grams / all n-grams, over all `texts` together."""
-    grams = [tuple(w[i : i + n]) for w in map(_words, texts) for i in range(len(w) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    return _distinct([_words(t) for t in texts], n)
 
 
 def sentence_bleu_n(hyps: list[str], refs: list[str], n: int) -> float:
@@ -73,18 +77,19 @@ def dialogue_scores(hyps: list[str], refs: list[str]) -> dict:
     """Chat metrics of generated responses against the reference responses."""
     bleu = BLEU(lowercase=True)
     corpus = bleu.corpus_score(hyps, [refs])
-    top10 = sum(c for _, c in Counter(" ".join(_words(h)) for h in hyps).most_common(10))
+    hyp_words, ref_words = [_words(h) for h in hyps], [_words(r) for r in refs]
+    top10 = sum(c for _, c in Counter(" ".join(w) for w in hyp_words).most_common(10))
     return {
         "bleu_1": round(sentence_bleu_n(hyps, refs, 1), 4),
         "bleu_2": round(sentence_bleu_n(hyps, refs, 2), 4),
         "corpus_bleu": round(corpus.score, 2),
-        "distinct_1": round(distinct_n(hyps, 1), 4),
-        "distinct_2": round(distinct_n(hyps, 2), 4),
-        "mean_length": round(sum(len(_words(h)) for h in hyps) / max(len(hyps), 1), 2),
+        "distinct_1": round(_distinct(hyp_words, 1), 4),
+        "distinct_2": round(_distinct(hyp_words, 2), 4),
+        "mean_length": round(sum(map(len, hyp_words)) / max(len(hyps), 1), 2),
         "top10_share": round(top10 / max(len(hyps), 1), 4),
-        "ref_distinct_1": round(distinct_n(refs, 1), 4),
-        "ref_distinct_2": round(distinct_n(refs, 2), 4),
-        "ref_mean_length": round(sum(len(_words(r)) for r in refs) / max(len(refs), 1), 2),
+        "ref_distinct_1": round(_distinct(ref_words, 1), 4),
+        "ref_distinct_2": round(_distinct(ref_words, 2), 4),
+        "ref_mean_length": round(sum(map(len, ref_words)) / max(len(refs), 1), 2),
         "signature": {
             "bleu_1_2": "nltk sentence_bleu, SmoothingFunction().method7, 13a tokens, lowercased, mean over responses",
             "corpus_bleu": str(bleu.get_signature()),
