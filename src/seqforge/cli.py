@@ -203,7 +203,9 @@ def serve(
     """Serve a registered model with MLflow's scoring server (POST /invocations), alias resolved now."""
     import subprocess
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking()}
+    # MLflow starts `uvicorn` by name: put this interpreter's bin/ first so an unactivated venv works
+    env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking(),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", _model_uri(model), "--env-manager", "local",
            "--host", host, "--port", str(port)]
     raise typer.Exit(subprocess.run(cmd, env=env, check=False).returncode)
