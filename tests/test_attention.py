@@ -47,3 +47,33 @@ def test_unknown_kind_in_config_names_file_and_key(conf_copy) -> None:
         load_experiment("gru_bahdanau", conf_copy)
     message = str(err.value)
     assert str(path) in message and "model.attention" in message and "cosine" in message
+
+
+def test_transformer_attention_weights_are_the_ones_it_uses() -> None:
+    """With one head, the reported weights times the values give the layer's own cross-attention."""
+    from seqforge.models.transformer import MultiHeadAttention
+
+    torch.manual_seed(0)
+    att = MultiHeadAttention(d_model=8, heads=1, dropout=0.0).eval()
+    x, memory = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    weights = att.weights(x, memory, mask)
+    assert torch.all(weights[1, :, 2:] == 0)
+    values = att.kv_proj(memory).chunk(2, dim=-1)[1]
+    torch.testing.assert_close(att.out_proj(weights @ values), att(x, memory, key_mask=mask))
+
+
+def test_attention_heatmaps_are_written_as_png(tmp_path) -> None:
+    from seqforge.attention_maps import save_attention_maps
+    from seqforge.config import RNNModelCfg, TokenizerCfg
+    from seqforge.data.tokenizer import SubwordTokenizer
+    from seqforge.models import build_model
+
+    texts = ["a man rides a bike", "two dogs play in the snow", "ein Mann fährt Rad", "zwei Hunde spielen"] * 5
+    tokenizer = SubwordTokenizer.train(texts, texts, TokenizerCfg(vocab_size=100, min_frequency=1))
+    model = build_model(RNNModelCfg(arch="rnn", emb_dim=8, hidden_dim=8), 100, 100)
+    src = tokenizer.encode(["a man rides a bike", "two dogs"], "source")
+    out = tokenizer.encode(["ein Mann", "zwei Hunde spielen"], "target")
+    files = save_attention_maps(model, tokenizer, src, out, tmp_path / "maps", "tiny")
+    assert [f.name for f in files] == ["sample_00.png", "sample_01.png"]
+    assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 5000 for f in files)

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from seqforge.attention_maps import attention_matrix
 from seqforge.config import RNNModelCfg, TransformerModelCfg
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD
@@ -22,8 +23,8 @@ def reversal_examples(n: int, gen: torch.Generator) -> list[dict]:
     return examples
 
 
-def train_and_score(cfg, steps: int, lr: float) -> tuple[float, float, float]:
-    """Returns (first loss, last loss, exact-match accuracy of greedy decoding on held-out data)."""
+def train_and_score(cfg, steps: int, lr: float) -> tuple[float, float, float, torch.nn.Module]:
+    """(first loss, last loss, exact-match accuracy of greedy decoding on held-out data, model)."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     model = build_model(cfg, VOCAB, VOCAB)
@@ -47,14 +48,28 @@ def train_and_score(cfg, steps: int, lr: float) -> tuple[float, float, float]:
     exact = sum(h == ex["tgt_ids"] for h, ex in zip(hyps, test, strict=True)) / len(test)
     exact_beam = sum(b[0].tokens == ex["tgt_ids"] for b, ex in zip(beams, test, strict=True)) / len(test)
     assert exact_beam >= exact - 0.02  # beam search is not worse than greedy on a learnt task
-    return sum(losses[:10]) / 10, sum(losses[-10:]) / 10, exact
+    return sum(losses[:10]) / 10, sum(losses[-10:]) / 10, exact, model
+
+
+def mirrored_attention(model: torch.nn.Module) -> float:
+    """Share of output tokens whose strongest attention is on the source token they copy."""
+    hits = total = 0
+    for ex in reversal_examples(50, torch.Generator().manual_seed(7)):
+        weights = attention_matrix(model, ex["src_ids"], ex["tgt_ids"])  # (T+1, S+1), EOS last
+        n = len(ex["src_ids"])
+        assert weights.shape == (n + 1, n + 1)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(n + 1))
+        hits += sum(int(weights[t].argmax()) == n - 1 - t for t in range(n))
+        total += n
+    return hits / total
 
 
 def test_gru_bahdanau_learns_reversal() -> None:
     cfg = RNNModelCfg(arch="rnn", cell="gru", emb_dim=32, hidden_dim=64, attention="bahdanau", dropout=0.0)
-    first, last, exact = train_and_score(cfg, steps=400, lr=3e-3)
+    first, last, exact, model = train_and_score(cfg, steps=400, lr=3e-3)
     assert last < first / 5
     assert exact >= 0.95, f"exact match {exact:.2%}"
+    assert mirrored_attention(model) >= 0.9  # the heatmaps show the learnt alignment
 
 
 @pytest.mark.slow
@@ -62,7 +77,7 @@ def test_gru_bahdanau_learns_reversal() -> None:
 def test_other_cells_and_attention_kinds_learn(cell: str, attention: str) -> None:
     cfg = RNNModelCfg(arch="rnn", cell=cell, emb_dim=32, hidden_dim=64, attention=attention, dropout=0.0,
                       bidirectional=attention != "luong_dot")
-    _, _, exact = train_and_score(cfg, steps=600, lr=3e-3)
+    _, _, exact, _ = train_and_score(cfg, steps=600, lr=3e-3)
     assert exact >= 0.95, f"{cell}/{attention}: exact match {exact:.2%}"
 
 
@@ -70,6 +85,7 @@ def test_other_cells_and_attention_kinds_learn(cell: str, attention: str) -> Non
 def test_transformer_learns_reversal() -> None:
     cfg = TransformerModelCfg(arch="transformer", d_model=64, heads=4, enc_layers=2, dec_layers=2,
                               ffn_dim=128, dropout=0.0)
-    first, last, exact = train_and_score(cfg, steps=600, lr=1e-3)
+    first, last, exact, model = train_and_score(cfg, steps=600, lr=1e-3)
     assert last < first / 5
     assert exact >= 0.95, f"exact match {exact:.2%}"
+    assert mirrored_attention(model) >= 0.9  # last decoder layer, heads averaged

@@ -143,6 +143,7 @@ def monitor(task: str) -> tuple[str, str]:
 
 class EvaluateCfg(_Strict):
     num_samples: int = Field(25, ge=0)  # sample outputs written to reports/ and MLflow
+    attention_samples: int = Field(4, ge=0)  # first test pairs drawn as attention heatmaps
 
 
 class ServeCfg(_Strict):

@@ -1,4 +1,5 @@
-"""Evaluate an exported model on its task's test split; write metrics, samples, and log to MLflow.
+"""Evaluate an exported model on its task's test split; write metrics, samples and attention
+heatmaps, and log them to the model's MLflow run.
 
 Translation: sacreBLEU BLEU/chrF (cased and lowercased BLEU). Chatbot: sentence BLEU-1/2,
 distinct-1/2, mean length, top-10 response share. Both: test perplexity and decoding speed.
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
 
 from seqforge import paths
+from seqforge.attention_maps import save_attention_maps
 from seqforge.config import load_config
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD
@@ -57,7 +61,7 @@ def evaluate_experiment(name: str) -> dict:
         "ppl": round(perplexity(predictor.model, test["src_ids"], test["tgt_ids"], decode.batch_size), 3),
         "decode_sentences_per_s": round(len(hyps) / seconds, 2),
         "decode_tokens_per_s": round(sum(len(h[0]) for h in nbest) / seconds, 1),
-        "test_sentences": len(hyps),
+        "sentences": len(hyps),
     }
     report = {"experiment": name, "task": task, "split": "test", "metrics": metrics,
               "signature": scores["signature"], "decode": decode.model_dump()}
@@ -68,12 +72,19 @@ def evaluate_experiment(name: str) -> dict:
     sample_file = paths.REPORTS / name / "samples.json"
     sample_file.parent.mkdir(parents=True, exist_ok=True)
     sample_file.write_text(json.dumps(samples, indent=2, ensure_ascii=False) + "\n")
+    shown_maps = slice(cfg.evaluate.attention_samples)
+    attention_dir = paths.REPORTS / name / "attention"
+    shutil.rmtree(attention_dir, ignore_errors=True)
+    save_attention_maps(predictor.model, predictor.tokenizer, test["src_ids"][shown_maps],
+                        [hyps[0] for hyps in nbest[shown_maps]], attention_dir, name)
 
     setup_mlflow(cfg.mlflow.experiment)
     with mlflow.start_run(run_id=predictor.meta["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         mlflow.log_dict(report, "evaluation/metrics.json")
-        mlflow.log_dict({"samples": samples}, "evaluation/samples.json")
+        mlflow.log_table(pd.DataFrame(samples, columns=["source", "reference", "hypothesis"]),
+                         "evaluation/samples.json")
+        mlflow.log_artifacts(str(attention_dir), "attention")
         mlflow.set_tags({f"signature.{k}": v for k, v in scores["signature"].items()})
     shown = ("bleu", "bleu_lc", "chrf", "ppl") if task == "translation" else (
         "bleu_1", "bleu_2", "corpus_bleu", "distinct_1", "distinct_2", "mean_length", "top10_share", "ppl")

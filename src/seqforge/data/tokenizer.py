@@ -62,6 +62,10 @@ class SubwordTokenizer:
         """Detokenized text; special tokens are dropped."""
         return self.sides[side].decode_batch(ids, skip_special_tokens=True)
 
+    def tokens(self, ids: list[int], side: Side = "target") -> list[str]:
+        """The subword strings of `ids`, special tokens included (for display)."""
+        return [self.sides[side].id_to_token(i) for i in ids]
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {

@@ -1,4 +1,4 @@
-"""Model families behind one interface (`encode`, `decode_step`, `forward`) and a factory."""
+"""Model families behind one interface (`encode`, `decode_step`, `forward`, `cross_attention`) and a factory."""
 
 from __future__ import annotations
 

@@ -103,12 +103,21 @@ class RNNSeq2Seq(nn.Module):
         att_vec, _, state = self._step(self.tgt_embed(prev_tokens) * self.emb_scale, state)
         return torch.log_softmax(self._logits(att_vec).float(), dim=-1), state
 
-    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher-forced logits (B, T, V)."""
+    def _teacher_force(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
+        """Attentional vectors (B, T, H) and attention weights (B, T, S) under teacher forcing."""
         state = self.encode(src, src_lens)
         embs = self.dropout(self.tgt_embed(tgt_in) * self.emb_scale)
-        att_vecs = []
+        att_vecs, weights = [], []
         for t in range(tgt_in.size(1)):
-            att_vec, _, state = self._step(embs[:, t], state)
+            att_vec, step_weights, state = self._step(embs[:, t], state)
             att_vecs.append(att_vec)
-        return self._logits(torch.stack(att_vecs, dim=1))
+            weights.append(step_weights)
+        return torch.stack(att_vecs, dim=1), torch.stack(weights, dim=1)
+
+    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V)."""
+        return self._logits(self._teacher_force(src, src_lens, tgt_in)[0])
+
+    def cross_attention(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        """Encoder-decoder attention weights (B, T, S): row t is the step predicting token t+1."""
+        return self._teacher_force(src, src_lens, tgt_in)[1]

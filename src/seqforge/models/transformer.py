@@ -42,6 +42,14 @@ class MultiHeadAttention(nn.Module):
         )
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
+    def weights(self, x: Tensor, memory: Tensor, key_mask: Tensor) -> Tensor:
+        """Attention probabilities of `x` over `memory`, averaged over heads: (B, T, S)."""
+        q = self._split(self.q_proj(x))
+        k = self._split(self.kv_proj(memory).chunk(2, dim=-1)[0])
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        return torch.softmax(scores, dim=-1).mean(dim=1)
+
 
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float) -> None:
@@ -76,6 +84,11 @@ class DecoderLayer(nn.Module):
         x = x + self.drop(self.self_attn(self.norms[0](x), causal=True))
         x = x + self.drop(self.cross_attn(self.norms[1](x), memory, key_mask=mem_mask))
         return x + self.drop(self.ffn(self.norms[2](x)))
+
+    def cross_weights(self, x: Tensor, memory: Tensor, mem_mask: Tensor) -> Tensor:
+        """Head-averaged encoder-decoder attention of this layer for input `x` (eval mode)."""
+        x = x + self.self_attn(self.norms[0](x), causal=True)
+        return self.cross_attn.weights(self.norms[1](x), memory, mem_mask)
 
 
 def sinusoidal_positions(n: int, d: int) -> Tensor:
@@ -127,6 +140,14 @@ class TransformerSeq2Seq(nn.Module):
         for layer in self.decoder:
             x = layer(x, memory, mask)
         return self.output(self.dec_norm(x))
+
+    def cross_attention(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        """Last decoder layer's encoder-decoder attention, averaged over heads: (B, T, S)."""
+        state = self.encode(src, src_lens)
+        x = self._embed(self.tgt_embed, tgt_in)
+        for layer in self.decoder[:-1]:
+            x = layer(x, state["memory"], state["mask"])
+        return self.decoder[-1].cross_weights(x, state["memory"], state["mask"])
 
     def decode_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
         prefix = torch.cat([state["prefix"], prev_tokens.unsqueeze(1)], dim=1)
