@@ -56,3 +56,33 @@ def data_version(corpus: str, data_dir: Path = Path("data")) -> str:
     for path in files:
         digest.update(f"{path.relative_to(data_dir)} {sha256(path)}\n".encode())
     return f"{corpus}-{digest.hexdigest()[:12]}"
+
+
+def dvc_data_md5(dvc_file: Path = Path("data.dvc")) -> str:
+    """The md5 that `data.dvc` pins for data/ (what `dvc checkout` restores), or `unknown`."""
+    import yaml
+
+    try:
+        return str(yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"])
+    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        return "unknown"
+
+
+def log_dataset_inputs(corpus: str, splits: dict, version: str) -> None:
+    """Log each split (a `datasets.Dataset` with source/target text) as an input of the active run.
+
+    The MLflow dataset is named `<corpus>-<split>` with context `<split>`, its source is the
+    corpus's official address, and its tags carry the corpus version and the md5 of `data.dvc`.
+    """
+    import mlflow
+
+    from seqforge.data.fetch import corpus_url
+
+    source = corpus_url(corpus)
+    tags = {"data_version": version, "dvc_md5": dvc_data_md5(), "dvc_path": f"data/{corpus}"}
+    for split, dataset in splits.items():
+        frame = dataset.select_columns(["source", "target"]).to_pandas()
+        mlflow.log_input(
+            mlflow.data.from_pandas(frame, source=source, name=f"{corpus}-{split}", targets="target"),
+            context=split, tags=tags,
+        )

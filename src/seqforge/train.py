@@ -7,16 +7,18 @@ import hashlib
 import json
 import logging
 import os
-import warnings
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
+from datasets import load_from_disk
 
 from seqforge import paths
 from seqforge.config import Config, ExperimentCfg, TrainCfg, flatten, load_config, load_experiment, monitor
 from seqforge.data.tokenizer import SubwordTokenizer
-from seqforge.tracking import data_version, git_commit, setup_mlflow, tracking_uri
+from seqforge.models import build_model, count_parameters
+from seqforge.tracking import data_version, git_commit, log_dataset_inputs, setup_mlflow, tracking_uri
 
 CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr")
 
@@ -152,16 +154,21 @@ def train_experiment(name: str) -> Path:
     tokenizer_file = paths.tokenizer_file(exp.task)
     tokenizer = SubwordTokenizer.load(tokenizer_file)
     data_hash = data_version(task.data.corpus)
+    src_vocab, tgt_vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
+    num_parameters = count_parameters(build_model(exp.model, src_vocab, tgt_vocab))
     experiment_id = setup_mlflow(cfg.mlflow.experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
                                    "train": train_cfg.model_dump(),
                                    "data": task.data.model_dump(),
-                                   "tokenizer": task.tokenizer.model_dump()}))
+                                   "tokenizer": task.tokenizer.model_dump(),
+                                   "model": {"num_parameters": num_parameters}}))
+        log_dataset_inputs(task.data.corpus, load_from_disk(str(paths.tokenized_dir(exp.task))), data_hash)
         meta = {
             "experiment": exp.model_dump(mode="json"),
-            "src_vocab": tokenizer.vocab_size("source"),
-            "tgt_vocab": tokenizer.vocab_size("target"),
+            "src_vocab": src_vocab,
+            "tgt_vocab": tgt_vocab,
+            "num_parameters": num_parameters,
             "task": exp.task,
             "registered_name": task.registered_name(),
             "data": task.data.model_dump(mode="json"),

@@ -38,6 +38,12 @@ def corpus_manifest(corpus: str, conf_dir: Path = CONF_DIR) -> dict:
     return manifest[corpus]
 
 
+def corpus_url(corpus: str, conf_dir: Path = CONF_DIR) -> str:
+    """Where the corpus officially comes from: its archive, or the folder its files are in."""
+    manifest = corpus_manifest(corpus, conf_dir)
+    return manifest["archive"]["url"] if "archive" in manifest else manifest["url"].format(file="")
+
+
 def _download(url: str, dest: Path, timeout: float) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as resp, dest.open("wb") as out:
         shutil.copyfileobj(resp, out)
