@@ -85,9 +85,41 @@ PYFUNCS = {
 }
 
 
+TASK_DESCRIPTIONS = {
+    "translation": "Sentence translation. Input: a `source` column of sentences; output: `translation`.",
+    "chatbot": "Open-domain chatbot. Input: a `conversation` column (each row the turns so far, newest "
+               "last); output: `reply`.",
+}
+
+
 def _requirements() -> list[str]:
     pkgs = ["torch", "tokenizers", "sacrebleu", "sacremoses", "pydantic", "pyyaml", "pandas", "mlflow"]
     return [f"{p}=={version(p).split('+')[0]}" for p in pkgs]
+
+
+def architecture(model: dict) -> str:
+    """One line describing a model config, e.g. `bidirectional GRU, 1+1 layers, bahdanau attention`."""
+    if model["arch"] == "transformer":
+        return (f"Transformer, {model['enc_layers']}+{model['dec_layers']} layers, d_model {model['d_model']}, "
+                f"{model['heads']} heads, FFN {model['ffn_dim']}")
+    direction = "bidirectional " if model["bidirectional"] else ""
+    return (f"{direction}{model['cell'].upper()} encoder-decoder, {model['enc_layers']}+{model['dec_layers']} "
+            f"layers, hidden {model['hidden_dim']}, embeddings {model['emb_dim']}, {model['attention']} attention")
+
+
+def describe_version(meta: dict, report: dict, decode: DecodeCfg) -> str:
+    """The model version's description (Markdown): architecture, data, test metrics, provenance."""
+    metrics = " · ".join(f"{k} {v}" for k, v in report["metrics"].items())
+    decoding = (f"beam {decode.beam_size}" if decode.strategy == "beam"
+                else f"sampling (top-k {decode.top_k}, top-p {decode.top_p}, T {decode.temperature})")
+    return "\n".join([
+        f"**{meta['experiment']['name']}** ({meta['task']}): {architecture(meta['experiment']['model'])}; "
+        f"{meta['num_parameters'] / 1e6:.2f}M parameters, best epoch {(meta['epoch'] or 0) + 1}.",
+        "",
+        f"- Data: `{meta['data_version']}` (corpus {meta['data']['corpus']}, profile {meta['profile']}).",
+        f"- Test ({report['metrics']['sentences']} pairs, {decoding}): {metrics}.",
+        f"- Trained from git `{meta['git_commit']}`; run `{meta['run_id']}`.",
+    ])
 
 
 def register_experiment(name: str) -> dict:
@@ -121,10 +153,16 @@ def register_experiment(name: str) -> dict:
         "data_version": meta["data_version"],
         "git_commit": meta["git_commit"],
         "profile": meta["profile"],
+        "num_parameters": str(meta["num_parameters"]),
         **{f"test_{k}": str(v) for k, v in report["metrics"].items()},
     }
     for key, value in tags.items():
         client.set_model_version_tag(model_name, model_version, key, value)
+    description = describe_version(meta, report, decode)
+    client.update_model_version(model_name, model_version, description)
+    client.set_tag(meta["run_id"], "mlflow.note.content", description)  # the run page's description
+    if not client.get_registered_model(model_name).description:
+        client.update_registered_model(model_name, TASK_DESCRIPTIONS[meta["task"]])
     client.set_registered_model_alias(model_name, cfg.mlflow.registry_alias, model_version)
     record = {"name": model_name, "version": model_version, "alias": cfg.mlflow.registry_alias,
               "run_id": meta["run_id"], "model_uri": info.model_uri}
