@@ -1,8 +1,11 @@
-"""Shared fixtures: the repository root, the corpus mirror, small synthetic corpora."""
+"""Shared fixtures: the repository root, the corpus mirror, a copy of the repo with the smoke pipeline run."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +24,70 @@ def mirror() -> Path:
 @pytest.fixture
 def conf_copy(tmp_path: Path) -> Path:
     """A writable copy of conf/ on the default profile (whatever the checkout's is) to edit in a test."""
-    import shutil
-
     from seqforge.config import set_profile
 
     dest = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", dest)
     set_profile("default", dest)
     return dest
+
+
+def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command to completion; unless `check=False`, a failure shows its output's tail."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(tmp_path_factory) -> tuple[Path, dict]:
+    """A clone-like copy of the working tree (tracked + untracked, not ignored) with the smoke run done."""
+    if not (MIRROR / "multi30k").is_dir():
+        pytest.skip(f"no corpus mirror at {MIRROR}")
+    repo = tmp_path_factory.mktemp("clone") / "seqforge"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
+    env.update(SEQFORGE_DATA_MIRROR=str(MIRROR), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"]):
+        run(cmd, repo, env)
+    for cmd in (["seqforge", "profile", "smoke"], ["seqforge", "fetch"], ["dvc", "repro"]):
+        run(cmd, repo, env)
+    return repo, env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(cmd: list[str], cwd: Path, env: dict, health_url: str, timeout: float = 120) -> subprocess.Popen:
+    """Start a server process and wait until `health_url` answers; the caller terminates it."""
+    import tempfile
+    import time
+    import urllib.request
+
+    log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on it
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"{' '.join(cmd)} exited ({proc.returncode}):\n{log.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(health_url, timeout=2):
+                return proc
+        except OSError:
+            time.sleep(1)
+    proc.terminate()
+    raise AssertionError(f"{' '.join(cmd)}: {health_url} did not answer within {timeout:.0f} s")

@@ -8,47 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import free_port, run, start_server
 
 pytestmark = pytest.mark.slow
-
-
-def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory, request) -> tuple[Path, dict]:
-    """A clone-like copy of the working tree (tracked + untracked, not ignored) with the smoke run done."""
-    mirror = ROOT.parent / "shared" / "data"
-    mirror = Path(os.environ.get("SEQFORGE_DATA_MIRROR", mirror)).resolve()
-    if not (mirror / "multi30k").is_dir():
-        pytest.skip(f"no corpus mirror at {mirror}")
-    repo = tmp_path_factory.mktemp("clone") / "seqforge"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
-    env.update(SEQFORGE_DATA_MIRROR=str(mirror), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"]):
-        run(cmd, repo, env)
-    for cmd in (["seqforge", "profile", "smoke"], ["seqforge", "fetch"], ["dvc", "repro"]):
-        run(cmd, repo, env)
-    return repo, env
 
 
 def test_smoke_pipeline_registers_three_translating_versions(smoke_repo) -> None:
@@ -81,6 +49,27 @@ print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': ru
     metrics = json.loads((repo / "metrics" / "transformer.json").read_text())
     assert metrics["signature"]["bleu"].startswith("nrefs:1|case:mixed")
     assert (repo / "metrics" / "curves" / "gru_bahdanau.csv").read_text().startswith("epoch,")
+
+
+def test_an_alias_moved_outside_seqforge_is_used_by_the_next_translate(smoke_repo) -> None:
+    """As if set by hand in the MLflow UI: the CLI resolves @champion when it loads, no restart flags."""
+    repo, env = smoke_repo
+    sentences = ["A man is riding a bike.", "Two dogs play in the snow."]
+
+    def set_champion(version: str | None) -> None:
+        action = (f"set_registered_model_alias('translation-en-de', 'champion', '{version}')" if version
+                  else "delete_registered_model_alias('translation-en-de', 'champion')")
+        run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('sqlite:///mlflow.db').{action}"], repo, env)
+
+    try:
+        for version in ("1", "3"):
+            set_champion(version)
+            by_alias = run(["seqforge", "translate", "-m", "translation-en-de@champion", *sentences], repo, env)
+            assert f"translation-en-de@champion is version {version}" in by_alias.stderr
+            pinned = run(["seqforge", "translate", "-m", f"translation-en-de/{version}", *sentences], repo, env)
+            assert by_alias.stdout == pinned.stdout and len(pinned.stdout.splitlines()) == 2
+    finally:
+        set_champion(None)
 
 
 CHAT_CHECK = """
@@ -200,14 +189,6 @@ def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo) -> None:
     assert max(epochs) == 7
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def post(port: int, payload: object) -> tuple[int, dict]:
     import urllib.error
     import urllib.request
@@ -221,24 +202,10 @@ def post(port: int, payload: object) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-def serving(cmd: list[str], repo: Path, env: dict, port: int):
-    """Start a scoring server and wait until /ping answers; the caller terminates it."""
-    import time
-    import urllib.request
-
-    proc = subprocess.Popen(cmd, cwd=repo, env={**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(1)
-    proc.terminate()
-    raise AssertionError("server did not answer /ping within 120 s")
+def serving(cmd: list[str], repo: Path, env: dict, port: int) -> subprocess.Popen:
+    """A scoring server on the smoke store, answering /ping; the caller terminates it."""
+    return start_server(cmd, repo, {**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"},
+                        f"http://127.0.0.1:{port}/ping")
 
 
 def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> None:

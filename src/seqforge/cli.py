@@ -21,8 +21,18 @@ def _model_uri(model: str) -> str:
     return f"models:/{model}"
 
 
+def _pin_alias(uri: str) -> str:
+    """`models:/NAME@ALIAS` -> `models:/NAME/VERSION` as the registry has it now, said on stderr."""
+    import mlflow
+
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+    typer.echo(f"{name}@{alias} is version {version}", err=True)
+    return f"models:/{name}/{version}"
+
+
 def load_registered(model: str, task: str):
-    """Load a registered `task` pyfunc by name, resolving the alias now (picks up alias moves)."""
+    """Load a registered `task` pyfunc by name; an alias is resolved now, so alias moves are picked up."""
     import mlflow
 
     from seqforge.tracking import tracking_uri
@@ -30,7 +40,7 @@ def load_registered(model: str, task: str):
     mlflow.set_tracking_uri(tracking_uri())
     uri = _model_uri(model)
     try:
-        pyfunc = mlflow.pyfunc.load_model(uri)
+        pyfunc = mlflow.pyfunc.load_model(_pin_alias(uri) if uri.startswith("models:/") and "@" in uri else uri)
     except mlflow.exceptions.MlflowException as err:
         raise typer.BadParameter(
             f"cannot load {uri} from {tracking_uri()}: {err.message}", param_hint="--model"
