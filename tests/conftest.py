@@ -78,7 +78,8 @@ def start_server(cmd: list[str], cwd: Path, env: dict, health_url: str, timeout:
     import urllib.request
 
     log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on it
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group: stop_server ends its children too
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -89,5 +90,19 @@ def start_server(cmd: list[str], cwd: Path, env: dict, health_url: str, timeout:
                 return proc
         except OSError:
             time.sleep(1)
-    proc.terminate()
+    stop_server(proc)
     raise AssertionError(f"{' '.join(cmd)}: {health_url} did not answer within {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server from `start_server` and everything it started (MLflow's uvicorn workers)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, free_port, run, start_server
+from conftest import ROOT, free_port, run, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,7 @@ def tracking_server(smoke_repo, tmp_path_factory):
         run(["seqforge", "promote", NAME], repo, env)
         yield repo, env, url, artifacts
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_server(server)
 
 
 RUN_PAGE = """
