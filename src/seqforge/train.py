@@ -26,7 +26,9 @@ CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_
 def train_worker(config: dict) -> None:
     """Per-worker loop: a Lightning Trainer wired to Ray's DDP strategy and checkpoint reporting."""
     import lightning.pytorch as pl
+    import ray
     import ray.train
+    from mlflow import MlflowClient
     from lightning.pytorch.callbacks import EarlyStopping
     from lightning.pytorch.loggers import MLFlowLogger
     from ray.train.lightning import (
@@ -64,6 +66,9 @@ def train_worker(config: dict) -> None:
         enable_model_summary=False,
     )
     trainer = prepare_trainer(trainer)
+    ctx = ray.train.get_context()
+    MlflowClient(config["tracking_uri"]).set_tag(  # which Ray node each worker ran on
+        config["run_id"], f"ray.worker{ctx.get_world_rank()}.node", ray.get_runtime_context().get_node_id())
     datamodule = Seq2SeqDataModule(config["tokenized_dir"], train_cfg)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
@@ -82,15 +87,17 @@ def run_name(exp: ExperimentCfg, cfg: Config, train_cfg: TrainCfg, data_hash: st
     return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str]):
-    """Launch `train_worker` on the Ray cluster (`RAY_ADDRESS`, else a local instance)."""
+def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], callbacks: tuple = ()):
+    """Launch `train_worker` on the Ray cluster (`RAY_ADDRESS`, else a local instance).
+
+    `callbacks` are Ray Train callbacks (a Tune trial passes `TuneReportCallback`).
+    """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-                 log_to_driver=True, configure_logging=False)
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True, configure_logging=False)
     storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
     trainer = TorchTrainer(
         train_worker,
@@ -102,6 +109,7 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str]):
         run_config=RunConfig(
             name=name,
             storage_path=storage,
+            callbacks=list(callbacks),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.num_checkpoints,
@@ -144,6 +152,17 @@ def write_curves(run_id: str, out: Path) -> None:
             writer.writerow([epoch + 1, *row])
 
 
+def loop_config(exp: ExperimentCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer, run_id: str) -> dict:
+    """What every Ray Train worker of one run gets (`train_worker`'s config): plain, serializable."""
+    return {
+        "experiment": exp.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
+        "src_vocab": tokenizer.vocab_size("source"), "tgt_vocab": tokenizer.vocab_size("target"),
+        "tokenized_dir": str(paths.tokenized_dir(exp.task).resolve()),
+        "tokenizer_file": str(paths.tokenizer_file(exp.task).resolve()),
+        "run_id": run_id, "tracking_uri": tracking_uri(),
+    }
+
+
 def train_experiment(name: str) -> Path:
     """Train experiment `name`; the exported model lands in `models/<name>/`."""
     import mlflow
@@ -181,13 +200,7 @@ def train_experiment(name: str) -> Path:
             "task": exp.task, "experiment": name, "arch": exp.model.arch, "profile": cfg.profile,
             "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": task.data.corpus,
         })
-        config = {
-            "experiment": meta["experiment"], "train": train_cfg.model_dump(mode="json"),
-            "src_vocab": meta["src_vocab"], "tgt_vocab": meta["tgt_vocab"],
-            "tokenized_dir": str(paths.tokenized_dir(exp.task).resolve()),
-            "tokenizer_file": str(tokenizer_file.resolve()),
-            "run_id": run.info.run_id, "tracking_uri": tracking_uri(),
-        }
+        config = loop_config(exp, train_cfg, tokenizer, run.info.run_id)
         metric = monitor(exp.task)
         result = fit_on_ray(config, train_cfg, run_name(exp, cfg, train_cfg, data_hash), metric)
         if result.error is not None:
