@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, run, start_server
+from conftest import free_port, run, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -119,11 +119,11 @@ def test_second_repro_does_nothing_and_params_rerun_only_dependents(smoke_repo) 
     config = repo / "conf" / "config.yaml"
     original = config.read_text()
     config.write_text(original.replace("top_p: 0.9", "top_p: 0.8"))  # a chatbot decoding knob
-    status = run(["dvc", "status"], repo, env).stdout
+    status = run(["dvc", "status", "dvc.yaml"], repo, env).stdout
     assert "evaluate@chatbot_gru_bahdanau" in status and "register@chatbot_transformer" in status
     assert "@gru_bahdanau" not in status and "train@" not in status and "tokenize" not in status
     config.write_text(original.replace("beam_size: 5", "beam_size: 4"))
-    status = run(["dvc", "status"], repo, env).stdout
+    status = run(["dvc", "status", "dvc.yaml"], repo, env).stdout
     assert "evaluate@gru_bahdanau" in status and "register@transformer" in status
     assert "train@" not in status and "tokenize" not in status
     config.write_text(original)
@@ -210,8 +210,9 @@ def serving(cmd: list[str], repo: Path, env: dict, port: int) -> subprocess.Pope
 
 def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> None:
     repo, env = smoke_repo
+    run(["seqforge", "promote", "translation-en-de"], repo, env)  # @challenger -> @champion (none yet)
     port = free_port()
-    plain = ["mlflow", "models", "serve", "-m", "models:/translation-en-de@challenger", "--env-manager", "local",
+    plain = ["mlflow", "models", "serve", "-m", "models:/translation-en-de@champion", "--env-manager", "local",
              "--host", "127.0.0.1", "--port", str(port)]
     proc = serving(plain, repo, env, port)
     try:
@@ -228,8 +229,7 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> No
         status, _ = post(port, {"dataframe_records": [{"source": "Two dogs."}]})  # still serving
         assert status == 200
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_server(proc)
 
     port = free_port()
     proc = serving(["seqforge", "serve", "--model", "chatbot-dailydialog@challenger", "--port", str(port)], repo, env, port)
@@ -239,5 +239,4 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> No
         status, body = post(port, {"dataframe_records": [{"conversation": ["Hi."] * 21}]})
         assert status == 400 and "expected a list of 1 to 20 turns" in body["message"]
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_server(proc)

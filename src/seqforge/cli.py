@@ -162,6 +162,27 @@ def chat(
 
 
 @app.command()
+def tune(
+    experiment: Annotated[str, typer.Argument(help="experiment to sweep; the space is conf/tune/<experiment>.yaml")],
+    num_samples: Annotated[int | None, typer.Option(min=1, help="trials (default: the sweep file's)")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the interrupted sweep: finished trials stay, errored ones rerun")] = False,
+) -> None:
+    """Sweep an experiment on the Ray cluster ($RAY_ADDRESS, else local) and write the winner to conf/tuned/."""
+    from seqforge.config import ConfigError, tuned_file
+    from seqforge.tune import run_sweep
+
+    try:
+        summary = run_sweep(experiment, num_samples=num_samples, resume=resume)
+    except (ConfigError, RuntimeError) as err:  # bad sweep file, nothing to resume, no trial succeeded
+        typer.echo(f"tune: {err}", err=True)
+        raise typer.Exit(1) from None
+    best, counts = summary["best"], summary["counts"]
+    typer.echo(f"{summary['sweep']}: {sum(counts.values())} trials ({counts['completed']} completed, "
+               f"{counts['stopped_early']} stopped early, {counts['failed']} failed); best {summary['metric']} "
+               f"{best['value']:.4g} (trial {best['trial_id']}) -> {tuned_file(experiment)}")
+
+
+@app.command()
 def models(name: Annotated[str | None, typer.Argument(help="registered model name; all when omitted")] = None) -> None:
     """Table of registered models and versions: aliases, architecture, metrics, data version."""
     from rich.console import Console

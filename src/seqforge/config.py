@@ -214,6 +214,7 @@ class ExperimentCfg(_Strict):
     model: ModelCfg
     optim: OptimCfg = OptimCfg()
     train: dict[str, Any] = {}  # overrides of conf/config.yaml `train` for this experiment
+    tuned_from: str | None = None  # MLflow run id of the sweep whose winner conf/tuned/<name>.yaml holds
 
     def train_config(self, base: TrainCfg) -> TrainCfg:
         """The global train settings with this experiment's overrides applied (validated)."""
@@ -304,8 +305,14 @@ def experiment_names(conf_dir: Path = CONF_DIR) -> list[str]:
     return sorted(p.stem for p in (conf_dir / "experiments").glob("*.yaml"))
 
 
+def tuned_file(name: str, conf_dir: Path = CONF_DIR) -> Path:
+    """`conf/tuned/<name>.yaml`: the best configuration a sweep found (`seqforge tune` writes it)."""
+    return conf_dir / "tuned" / f"{name}.yaml"
+
+
 def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
-    """One experiment (`conf/experiments/<name>.yaml`) with the active profile's overlay."""
+    """One experiment: `conf/experiments/<name>.yaml`, the active profile's overlay, then the
+    sweep winner's overrides from `conf/tuned/<name>.yaml` (if a sweep has written one)."""
     path = conf_dir / "experiments" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(
@@ -314,7 +321,102 @@ def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
     profile = str(_read_yaml(conf_dir / "config.yaml").get("profile", "default"))
     overlay = _profile_overlay(profile, conf_dir).get("experiments", {}).get(name, {})
     data = _merge({"name": name, **_read_yaml(path)}, overlay)
-    return _validate(ExperimentCfg, data, f"{path} (profile {profile!r})")
+    tuned = tuned_file(name, conf_dir)
+    winner = _read_yaml(tuned) if tuned.is_file() else {}
+    if winner:
+        data = _merge(data, winner.get("overrides") or {})
+        data["tuned_from"] = (winner.get("sweep") or {}).get("mlflow_run_id")
+    sources = f"{path} (profile {profile!r}){f' + {tuned}' if winner else ''}"
+    return _validate(ExperimentCfg, data, sources)
+
+
+def with_overrides(exp: ExperimentCfg, params: dict[str, Any], source: str) -> ExperimentCfg:
+    """`exp` with dotted-key values applied (`model.hidden_dim`, `optim.lr`, `train.batch_tokens`)."""
+    return _validate(ExperimentCfg, _merge(exp.model_dump(mode="json"), nest(params)), source)
+
+
+def nest(params: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys -> nested mappings: `{"optim.lr": 1}` -> `{"optim": {"lr": 1}}`."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+DOMAINS = ("choice", "uniform", "loguniform", "randint")
+SPACE_SECTIONS = ("model", "optim", "train")
+
+
+class SearchCfg(_Strict):
+    algorithm: Literal["optuna", "random"] = "optuna"
+    seed: int = 0
+
+
+class SchedulerCfg(_Strict):
+    """ASHA on the task's validation metric, one rung decision per epoch."""
+
+    grace_period: int = Field(1, ge=1)  # epochs every trial gets before it may be stopped
+    reduction_factor: float = Field(2.0, gt=1.0)  # keep the best 1/reduction_factor at each rung
+
+
+class TuneCfg(_Strict):
+    """A sweep (`conf/tune/<experiment>.yaml`): search space, search algorithm, scheduler, trials."""
+
+    num_samples: int = Field(8, ge=1)
+    max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the cluster's resources fit
+    storage_path: str = "runs/tune"  # a shared URI (s3://, NFS path) on a multi-node cluster
+    search: SearchCfg = SearchCfg()
+    scheduler: SchedulerCfg = SchedulerCfg()
+    train: dict[str, Any] = {}  # `train` overrides for every trial (workers, GPUs, epochs, time cap)
+    space: dict[str, dict[str, list[Any]]]
+
+    @model_validator(mode="after")
+    def _domains(self) -> TuneCfg:
+        for key, domain in self.space.items():
+            if key.split(".", 1)[0] not in SPACE_SECTIONS or "." not in key:
+                raise ValueError(f"space.{key}: keys are dotted paths under {', '.join(SPACE_SECTIONS)}")
+            if len(domain) != 1 or next(iter(domain)) not in DOMAINS:
+                raise ValueError(f"space.{key}: expected one of {', '.join(DOMAINS)}, got {domain}")
+            kind, args = next(iter(domain.items()))
+            if kind == "choice":
+                if not args:
+                    raise ValueError(f"space.{key}: choice needs at least one value")
+                continue
+            if len(args) != 2 or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
+                raise ValueError(f"space.{key}: {kind} needs [low, high] numbers, got {args}")
+            low, high = args
+            if not low < high:
+                raise ValueError(f"space.{key}: {kind} needs low < high, got {args}")
+            if kind == "loguniform" and low <= 0:
+                raise ValueError(f"space.{key}: loguniform needs low > 0, got {args}")
+            if kind == "randint" and not all(isinstance(a, int) for a in args):
+                raise ValueError(f"space.{key}: randint needs integers [low, high), got {args}")
+        return self
+
+    def corner(self, key: str) -> Any:
+        """One value of `key`'s domain (to check that the key exists in the experiment)."""
+        return next(iter(self.space[key].values()))[0]
+
+
+def load_tune(name: str, conf_dir: Path = CONF_DIR) -> tuple[TuneCfg, ExperimentCfg]:
+    """The sweep of experiment `name` and its base experiment; every space key must exist there."""
+    path = conf_dir / "tune" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (conf_dir / "tune").glob("*.yaml"))
+        raise ConfigError(f"{path}: no sweep for experiment {name!r} (sweeps: {', '.join(known) or 'none'})")
+    tune = _validate(TuneCfg, _read_yaml(path), str(path))
+    exp = load_experiment(name, conf_dir)
+    train = {**load_config(conf_dir).train.model_dump(), **tune.train}
+    _validate(TrainCfg, train, f"{path}: train")
+    for key in tune.space:
+        source = f"{path}: space.{key}"
+        trial = with_overrides(exp, {key: tune.corner(key)}, source)
+        _validate(TrainCfg, {**train, **trial.train}, source)
+    return tune, exp
 
 
 def flatten(data: dict[str, Any] | BaseModel, prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,229 @@
+"""Sweeps: search-space validation, the winner file, and (slow) a sweep on a two-node Ray cluster."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from seqforge.config import ConfigError, experiment_names, load_config, load_experiment, load_tune
+from seqforge.tune import trial_train_cfg, write_tuned
+
+
+@pytest.mark.parametrize(
+    ("domain", "message"),
+    [
+        ("optim.lr: {loguniform: [0, 0.01]}", "space.optim.lr: loguniform needs low > 0"),
+        ("optim.lr: {normal: [0.001, 0.1]}", "space.optim.lr: expected one of choice, uniform, loguniform, randint"),
+        ("model.dropout: {uniform: [0.4, 0.1]}", "space.model.dropout: uniform needs low < high"),
+        ("model.enc_layers: {randint: [1, 2.5]}", "space.model.enc_layers: randint needs integers"),
+        ("model.cell: {choice: []}", "space.model.cell: choice needs at least one value"),
+        ("seed: {choice: [1, 2]}", "space.seed: keys are dotted paths under model, optim, train"),
+    ],
+)
+def test_bad_domain_is_refused_naming_the_key(conf_copy, domain: str, message: str) -> None:
+    path = conf_copy / "tune" / "gru_bahdanau.yaml"
+    path.write_text(path.read_text() + f"  {domain}\n")
+    with pytest.raises(ConfigError) as err:
+        load_tune("gru_bahdanau", conf_copy)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("domain", "key"),
+    [
+        ("model.hidden_dimm: {choice: [128]}", "model.hidden_dimm"),  # no such field
+        ("model.cell: {choice: [cnn, gru]}", "model.cell"),  # a value the experiment refuses
+        ("train.batch_tokenz: {choice: [1000]}", "batch_tokenz"),  # no such train setting
+    ],
+)
+def test_space_keys_must_exist_in_the_experiment(conf_copy, domain: str, key: str) -> None:
+    path = conf_copy / "tune" / "gru_bahdanau.yaml"
+    path.write_text(path.read_text() + f"  {domain}\n")
+    with pytest.raises(ConfigError) as err:
+        load_tune("gru_bahdanau", conf_copy)
+    assert f"space.{domain.split(':')[0]}" in str(err.value) and key in str(err.value)
+
+
+def test_shipped_sweeps_are_valid_and_every_experiment_has_a_tuned_file() -> None:
+    conf = ROOT / "conf"
+    for path in (conf / "tune").glob("*.yaml"):
+        tune, _ = load_tune(path.stem, conf)
+        assert tune.space and tune.train["max_epochs"] >= tune.scheduler.grace_period
+    assert {p.stem for p in (conf / "tuned").glob("*.yaml")} == set(experiment_names(conf))
+    sweeps = yaml.safe_load((ROOT / "sweeps" / "dvc.yaml").read_text())["stages"]["tune"]["foreach"]
+    assert set(sweeps) == {p.stem for p in (conf / "tune").glob("*.yaml")}
+
+
+def test_trial_settings_precedence(conf_copy) -> None:
+    """global train < experiment's train < the sweep's train < a sampled train.* value."""
+    tune, exp = load_tune("transformer", conf_copy)  # the experiment sets max_time
+    base = load_config(conf_copy).train.model_dump()
+    cfg = trial_train_cfg(base, exp, tune)
+    assert cfg.max_time is None and cfg.max_epochs == tune.train["max_epochs"]  # the sweep's, not 34 min
+    assert cfg.storage_path == tune.storage_path
+    sampled = exp.model_copy(update={"train": {**exp.train, "batch_tokens": 8000}})
+    assert trial_train_cfg(base, sampled, tune).batch_tokens == 8000
+
+
+def test_winner_file_is_applied_by_the_train_stage_config(conf_copy) -> None:
+    summary = {"sweep": "tune-gru_bahdanau-x", "parent_run_id": "abc123", "metric": "val_bleu",
+               "best": {"trial_id": "t1", "run_id": "r1", "value": 31.23456,
+                        "config": {"model.cell": "lstm", "optim.lr": 0.0007, "train.batch_tokens": 4000}}}
+    path = write_tuned("gru_bahdanau", summary, conf_copy)
+    written = yaml.safe_load(path.read_text())
+    assert written["sweep"]["mlflow_run_id"] == "abc123" and written["sweep"]["value"] == 31.2346
+    exp = load_experiment("gru_bahdanau", conf_copy)
+    assert exp.model.cell == "lstm" and exp.optim.lr == 0.0007 and exp.tuned_from == "abc123"
+    assert exp.model.attention == "bahdanau"  # untouched keys keep the experiment's values
+    assert exp.train_config(load_config(conf_copy).train).batch_tokens == 4000
+
+
+SMOKE_SWEEP = """\
+num_samples: 6
+storage_path: runs/tune
+search: {algorithm: optuna, seed: 10}   # draws, in order: impossible, slow, fast, slow, fast, slow
+scheduler: {grace_period: 1, reduction_factor: 2}
+train: {num_workers: 2, max_epochs: 3, max_time: null, early_stopping_patience: 3}
+space:
+  model.hidden_dim: {choice: [16, 32]}
+  model.emb_dim: {choice: [16, 0]}        # 0 is an impossible size: those trials fail, the sweep goes on
+  optim.lr: {choice: [1.0e-2, 1.0e-6]}    # 1e-6 barely learns: ASHA stops such trials after one epoch
+"""
+
+CHILDREN = """
+import json, sys, mlflow
+client = mlflow.MlflowClient('sqlite:///mlflow.db')
+exp = client.get_experiment_by_name('seqforge')
+runs = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{sys.argv[1]}'")
+print(json.dumps([{'trial': r.data.tags['trial_id'], 'status': r.info.status, 'end': r.info.end_time,
+                   'tags': r.data.tags, 'epochs': len(client.get_metric_history(r.info.run_id, 'val_loss'))}
+                  for r in runs]))
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep_repo(smoke_repo, tmp_path_factory):
+    """A copy of the smoke repo, and its environment pointed at a head and a worker Ray node on this
+    machine (2 CPUs each, `ray.cluster_utils.Cluster`)."""
+    import shutil
+    from pathlib import Path
+
+    from ray.cluster_utils import Cluster
+
+    smoke, smoke_env = smoke_repo
+    repo = tmp_path_factory.mktemp("sweep") / "seqforge"
+    shutil.copytree(smoke, repo, symlinks=True, ignore=lambda d, names: ["runs"] if Path(d) == smoke else [])
+    # the head runs the dashboard: Ray Train's state API frees the resources of trials ASHA stops
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    yield repo, {**smoke_env, "RAY_ADDRESS": cluster.address}
+    cluster.shutdown()
+
+
+def children(repo, env, parent_run_id: str) -> dict[str, dict]:
+    """The sweep's MLflow child runs by trial id."""
+    import json
+    import sys
+
+    from conftest import run
+
+    return {r["trial"]: r for r in json.loads(run([sys.executable, "-c", CHILDREN, parent_run_id], repo, env).stdout)}
+
+
+@pytest.mark.slow
+def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep_repo) -> None:
+    import json
+    import time
+
+    from conftest import run
+
+    repo, env = sweep_repo
+    swept = "chatbot_gru_bahdanau"  # selected on validation loss, which moves even on smoke data
+    (repo / "conf" / "tune" / f"{swept}.yaml").write_text(SMOKE_SWEEP)
+    started = time.monotonic()
+    out = run(["seqforge", "tune", swept], repo, env).stdout
+    elapsed = time.monotonic() - started
+    summary = json.loads((repo / "reports" / "tune" / f"{swept}.json").read_text())
+    runs = children(repo, env, summary["parent_run_id"])
+
+    assert elapsed < 300, f"the smoke sweep took {elapsed:.0f} s"
+    assert "6 trials" in out and len(summary["trials"]) == 6
+    assert set(runs) == {t["trial_id"] for t in summary["trials"]}  # one child run per trial
+    for trial in summary["trials"]:
+        assert runs[trial["trial_id"]]["tags"]["trial_status"] == trial["status"]
+    counts = summary["counts"]
+    assert counts["failed"] >= 1 and counts["stopped_early"] >= 1 and counts["completed"] >= 1, counts
+    for r in runs.values():
+        status = r["tags"]["trial_status"]
+        assert r["status"] == {"failed": "FAILED", "stopped_early": "KILLED", "completed": "FINISHED"}[status]
+        assert status != "failed" or "emb_dim" in r["tags"]["error"]
+        assert status != "stopped_early" or r["epochs"] < 3
+    nodes = {v for r in runs.values() for k, v in r["tags"].items() if k.startswith("ray.worker")}
+    assert len(nodes) == 2, "trials ran on both nodes"
+    assert runs[summary["best"]["trial_id"]]["tags"]["best_trial"] == "true"
+
+    winner = yaml.safe_load((repo / "conf" / "tuned" / f"{swept}.yaml").read_text())
+    assert winner["sweep"]["mlflow_run_id"] == summary["parent_run_id"]
+    assert winner["overrides"]["optim"]["lr"] == 1.0e-2 and winner["overrides"]["model"]["emb_dim"] == 16
+    assert f"train@{swept}" in run(["dvc", "status", "dvc.yaml"], repo, env).stdout
+    run(["dvc", "repro", "--single-item", f"train@{swept}"], repo, env)
+    trained = json.loads((repo / "models" / swept / "model.json").read_text())["experiment"]
+    assert trained["tuned_from"] == summary["parent_run_id"]
+    assert trained["model"]["hidden_dim"] == winner["overrides"]["model"]["hidden_dim"]
+
+
+def terminated_trials(repo, swept: str) -> set[str]:
+    """Trials the sweep's saved Tune state records as finished (what `--resume` keeps)."""
+    import json
+
+    done = set()
+    for path in (repo / "runs" / "tune").glob(f"tune-{swept}-*/experiment_state-*.json"):
+        try:
+            trials = [json.loads(entry[0]) for entry in json.loads(path.read_text())["trial_data"]]
+        except (ValueError, KeyError):  # being rewritten
+            continue
+        done |= {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
+    return done
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_rerunning_finished_trials(sweep_repo) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import run
+
+    repo, env = sweep_repo
+    swept = "gru_bahdanau"
+    (repo / "conf" / "tune" / f"{swept}.yaml").write_text(
+        SMOKE_SWEEP.replace("num_samples: 6", "num_samples: 4"))
+    with open(repo / "first.log", "w") as log:
+        first = subprocess.Popen(["seqforge", "tune", swept], cwd=repo, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 300
+        while not terminated_trials(repo, swept):
+            assert first.poll() is None, (repo / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "no trial finished within 300 s"
+            time.sleep(0.5)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    parent = json.loads((repo / "runs" / "tune" / f"{swept}.latest.json").read_text())["parent_run_id"]
+    before = children(repo, env, parent)
+    finished = terminated_trials(repo, swept)  # what the restored sweep knows as done
+
+    resumed = run(["seqforge", "tune", swept, "--resume"], repo, env)
+    summary = json.loads((repo / "reports" / "tune" / f"{swept}.json").read_text())
+    after = children(repo, env, parent)
+    assert summary["parent_run_id"] == parent and "4 trials" in resumed.stdout, resumed.stdout
+    for trial in finished:  # not run again: no epoch logged since, and a finished run not reopened
+        assert after[trial]["epochs"] == before[trial]["epochs"]
+        assert before[trial]["end"] is None or after[trial]["end"] == before[trial]["end"]
+    in_sweep = {t["trial_id"] for t in summary["trials"]}
+    assert finished <= in_sweep and in_sweep <= set(after)
+    for trial, r in after.items():  # a trial the killed driver was starting, unknown after restore
+        assert trial in in_sweep or (r["tags"]["trial_status"] == "interrupted" and r["status"] != "RUNNING")
