@@ -14,7 +14,7 @@ def test_profiles_overlay_base_and_experiments(conf_copy) -> None:
 
 
 def test_unknown_profile_lists_known_ones(conf_copy) -> None:
-    with pytest.raises(ConfigError, match=r"unknown profile 'huge' \(known: default, gpu, smoke\)"):
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge' \(known: cluster, default, gpu, smoke\)"):
         set_profile("huge", conf_copy)
 
 

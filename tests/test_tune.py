@@ -55,6 +55,15 @@ def test_shipped_sweeps_are_valid_and_every_experiment_has_a_tuned_file() -> Non
     assert set(sweeps) == {p.stem for p in (conf / "tune").glob("*.yaml")}
 
 
+def test_cluster_profile_puts_checkpoints_and_sweep_state_on_shared_storage(conf_copy) -> None:
+    from seqforge.config import set_profile
+
+    set_profile("cluster", conf_copy)
+    tune, _ = load_tune("gru_bahdanau", conf_copy)
+    assert tune.storage_path.startswith("/mnt/shared/") and tune.space  # the sweep file, overlaid
+    assert load_config(conf_copy).train.storage_path.startswith("/mnt/shared/")
+
+
 def test_trial_settings_precedence(conf_copy) -> None:
     """global train < experiment's train < the sweep's train < a sampled train.* value."""
     tune, exp = load_tune("transformer", conf_copy)  # the experiment sets max_time

@@ -287,6 +287,7 @@ def load_config(conf_dir: Path = CONF_DIR) -> Config:
     raw = _read_yaml(conf_dir / "config.yaml")
     overlay = _profile_overlay(str(raw.get("profile", "default")), conf_dir)
     overlay.pop("experiments", None)
+    overlay.pop("tune", None)
     sources = f"{conf_dir / 'config.yaml'} (profile {raw.get('profile', 'default')!r})"
     return _validate(Config, _merge(raw, overlay), sources)
 
@@ -403,12 +404,15 @@ class TuneCfg(_Strict):
 
 
 def load_tune(name: str, conf_dir: Path = CONF_DIR) -> tuple[TuneCfg, ExperimentCfg]:
-    """The sweep of experiment `name` and its base experiment; every space key must exist there."""
+    """The sweep of experiment `name` (with the profile's `tune` overlay) and its base experiment;
+    every space key must exist there."""
     path = conf_dir / "tune" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (conf_dir / "tune").glob("*.yaml"))
         raise ConfigError(f"{path}: no sweep for experiment {name!r} (sweeps: {', '.join(known) or 'none'})")
-    tune = _validate(TuneCfg, _read_yaml(path), str(path))
+    profile = str(_read_yaml(conf_dir / "config.yaml").get("profile", "default"))
+    overlay = _profile_overlay(profile, conf_dir).get("tune", {})  # e.g. a cluster's shared storage
+    tune = _validate(TuneCfg, _merge(_read_yaml(path), overlay), f"{path} (profile {profile!r})")
     exp = load_experiment(name, conf_dir)
     train = {**load_config(conf_dir).train.model_dump(), **tune.train}
     _validate(TrainCfg, train, f"{path}: train")
