@@ -22,10 +22,7 @@ def attention_matrix(model: torch.nn.Module, src_ids: list[int], out_ids: list[i
 
 def heatmap(weights: torch.Tensor, src_tokens: list[str], out_tokens: list[str], title: str):
     """A matplotlib figure: output tokens (rows) × source tokens (columns)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 
     rows, cols = weights.shape
     fig = Figure(figsize=(min(2.0 + 0.32 * cols, 24), min(1.6 + 0.3 * rows, 24)), layout="constrained")

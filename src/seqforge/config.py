@@ -271,6 +271,10 @@ def _validate(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
 
 
+def _active_profile(conf_dir: Path) -> str:
+    return str(_read_yaml(conf_dir / "config.yaml").get("profile", "default"))
+
+
 def _profile_overlay(profile: str, conf_dir: Path) -> dict[str, Any]:
     path = conf_dir / "profiles" / f"{profile}.yaml"
     if not path.is_file():
@@ -319,7 +323,7 @@ def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
         raise ConfigError(
             f"{path}: unknown experiment {name!r} (known: {', '.join(experiment_names(conf_dir))})"
         )
-    profile = str(_read_yaml(conf_dir / "config.yaml").get("profile", "default"))
+    profile = _active_profile(conf_dir)
     overlay = _profile_overlay(profile, conf_dir).get("experiments", {}).get(name, {})
     data = _merge({"name": name, **_read_yaml(path)}, overlay)
     tuned = tuned_file(name, conf_dir)
@@ -410,7 +414,7 @@ def load_tune(name: str, conf_dir: Path = CONF_DIR) -> tuple[TuneCfg, Experiment
     if not path.is_file():
         known = sorted(p.stem for p in (conf_dir / "tune").glob("*.yaml"))
         raise ConfigError(f"{path}: no sweep for experiment {name!r} (sweeps: {', '.join(known) or 'none'})")
-    profile = str(_read_yaml(conf_dir / "config.yaml").get("profile", "default"))
+    profile = _active_profile(conf_dir)
     overlay = _profile_overlay(profile, conf_dir).get("tune", {})  # e.g. a cluster's shared storage
     tune = _validate(TuneCfg, _merge(_read_yaml(path), overlay), f"{path} (profile {profile!r})")
     exp = load_experiment(name, conf_dir)

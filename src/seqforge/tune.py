@@ -208,12 +208,12 @@ def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dic
     from mlflow import MlflowClient
 
     client = MlflowClient(sweep["tracking_uri"])
+    child_runs = {r.data.tags.get("trial_id"): r for r in client.search_runs(
+        [sweep["experiment_id"]], f"tags.mlflow.parentRunId = '{sweep['parent_run_id']}'")}
     trials, counts = [], {"completed": 0, "stopped_early": 0, "failed": 0}
     for result in grid:
         trial_id = (result.metrics or {}).get("trial_id") or _trial_id(result.path)
-        runs = client.search_runs([sweep["experiment_id"]], f"tags.mlflow.parentRunId = '{sweep['parent_run_id']}' "
-                                  f"and tags.trial_id = '{trial_id}'")
-        run = runs[0] if runs else None
+        run = child_runs.pop(trial_id, None)
         epochs = int((result.metrics or {}).get("training_iteration", 0))
         status = "failed" if result.error else ("stopped_early" if epochs < max_epochs else "completed")
         if run is not None and run.data.tags.get(STATUS_TAG) != status:
@@ -225,13 +225,11 @@ def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dic
             best = float(history[metric].max() if mode == "max" else history[metric].min())
         counts[status] += 1
         trials.append({"trial_id": trial_id, "run_id": run.info.run_id if run else None, "status": status,
-                       "epochs": epochs, metric: best,
-                       "config": dict(result.config or {}),
+                       "epochs": epochs, metric: best, "config": dict(result.config or {}),
                        "error": str(result.error)[:500] if result.error else None})
-    # a trial that was starting when the sweep driver died, and that the restored sweep does not know
-    known = {t["trial_id"] for t in trials}
-    for run in client.search_runs([sweep["experiment_id"]], f"tags.mlflow.parentRunId = '{sweep['parent_run_id']}'"):
-        if run.data.tags.get("trial_id") not in known and run.data.tags.get(STATUS_TAG) != "interrupted":
+    # left over: trials the killed driver was starting, which the restored sweep does not know
+    for run in child_runs.values():
+        if run.data.tags.get(STATUS_TAG) != "interrupted":
             client.set_tag(run.info.run_id, STATUS_TAG, "interrupted")
             if run.info.status == "RUNNING":
                 client.set_terminated(run.info.run_id, "KILLED")
