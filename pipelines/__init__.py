@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 
 from seqforge.config import ConfigError
-from seqforge.data.prepare import CorpusError
+from seqforge.data.readers import CorpusError
 
 
 def run_stage(stage: str, fn: Callable[[str], object], what: str = "experiment") -> None:

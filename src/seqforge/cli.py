@@ -31,8 +31,8 @@ def _pin_alias(uri: str) -> str:
     return f"models:/{name}/{version}"
 
 
-def load_registered(model: str, task: str):
-    """Load a registered `task` pyfunc by name; an alias is resolved now, so alias moves are picked up."""
+def load_registered(model: str, kind: str):
+    """Load a registered pyfunc of task kind `kind` by name; an alias is resolved now, so alias moves are picked up."""
     import mlflow
 
     from seqforge.tracking import tracking_uri
@@ -46,12 +46,18 @@ def load_registered(model: str, task: str):
             f"cannot load {uri} from {tracking_uri()}: {err.message}", param_hint="--model"
         ) from None
     try:
-        found = pyfunc.unwrap_python_model().predictor.meta["task"]
+        found = pyfunc.unwrap_python_model().predictor.meta["kind"]
     except (AttributeError, KeyError, mlflow.exceptions.MlflowException):
         found = "unknown"
-    if found != task:
-        raise typer.BadParameter(f"{uri} is not a {task} model (its task: {found})", param_hint="--model")
+    if found != kind:
+        raise typer.BadParameter(f"{uri} is not a {kind} model (its kind: {found})", param_hint="--model")
     return pyfunc
+
+
+def _fail(command: str, err: Exception) -> typer.Exit:
+    """One error line on stderr (no traceback) and exit status 1."""
+    typer.echo(f"{command}: {err}", err=True)
+    return typer.Exit(1)
 
 
 @app.command()
@@ -60,26 +66,86 @@ def fetch(
 ) -> None:
     """Fetch and verify the raw corpora of every task into data/ (official source or mirror)."""
     from seqforge import paths
-    from seqforge.config import TASKS, load_config
+    from seqforge.config import ConfigError, load_corpus, load_task, task_names, write_index
     from seqforge.data.fetch import FetchError, fetch_all
 
-    cfg = load_config()
     try:
-        fetched = fetch_all([cfg.task(t).data.corpus for t in TASKS], paths.DATA, mirror=mirror)
-    except FetchError as err:
-        typer.echo(f"fetch: {err}", err=True)
-        raise typer.Exit(1) from None
+        write_index()
+        corpora = sorted({load_task(t).corpus for t in task_names()})
+        fetched = fetch_all([load_corpus(c) for c in corpora], paths.DATA, mirror=mirror)
+    except (ConfigError, FetchError) as err:
+        raise _fail("fetch", err) from None
     for corpus, files in fetched.items():
         typer.echo(f"{len(files)} {corpus} files verified in {paths.raw_dir(corpus)}")
 
 
 @app.command()
+def sync() -> None:
+    """Regenerate conf/pipeline.yaml (the task and experiment lists of dvc.yaml) from conf/."""
+    from seqforge.config import ConfigError, write_index
+
+    try:
+        changed = write_index()
+    except ConfigError as err:
+        raise _fail("sync", err) from None
+    typer.echo("conf/pipeline.yaml " + ("updated" if changed else "up to date"))
+
+
+corpus_app = typer.Typer(no_args_is_help=True, help="Corpora: your own data, read, recorded in conf/corpora/, pinned by DVC.")
+task_app = typer.Typer(no_args_is_help=True, help="Tasks: a corpus, a language pair and experiments, in conf/tasks/.")
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(task_app, name="task")
+
+
+@corpus_app.command("add")
+def corpus_add(
+    name: Annotated[str, typer.Argument(help="corpus name (data/<name>/, conf/corpora/<name>.yaml)")],
+    format: Annotated[str, typer.Option("--format", help="tsv, csv, jsonl, parquet, text_pair, hf, multi30k, dailydialog")],
+    source: Annotated[list[str], typer.Option("--source", help="file, folder or Hugging Face dataset (text_pair: give it twice)")],
+    columns: Annotated[str | None, typer.Option(help="LANG=COL,... (0-based index, header name or JSON field; turns=FIELD for dialogues)")] = None,
+    split: Annotated[str | None, typer.Option(help="held-out sizes of a one-file corpus: validation=N,test=N")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the held-out carving")] = 0,
+) -> None:
+    """Read and validate a corpus, copy it into data/, record it in conf/corpora/ and pin it with DVC."""
+    from seqforge.catalog import CatalogError, add_corpus
+
+    try:
+        _, summary = add_corpus(name, format, source, columns, split, seed)
+    except CatalogError as err:
+        raise _fail("corpus add", err) from None
+    for line in summary:
+        typer.echo(line)
+
+
+@task_app.command("add")
+def task_add(
+    name: Annotated[str, typer.Argument(help="task name; also the registered model's name")],
+    kind: Annotated[str, typer.Option(help="translation or chatbot")],
+    corpus: Annotated[str, typer.Option(help="a corpus in conf/corpora/")],
+    src: Annotated[str | None, typer.Option(help="source language (chatbot: the language)")] = None,
+    tgt: Annotated[str | None, typer.Option(help="target language (translation)")] = None,
+    experiments: Annotated[str | None, typer.Option(help="experiment templates, comma-separated (default per kind)")] = None,
+) -> None:
+    """Add a task with experiments built from templates; the next `dvc repro` trains and registers it."""
+    from seqforge.catalog import CatalogError, add_task
+
+    try:
+        written = add_task(name, kind, corpus, src, tgt, experiments)
+    except CatalogError as err:
+        raise _fail("task add", err) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"`dvc repro` now prepares, trains, evaluates and registers {name} (model name {name})")
+
+
+@app.command()
 def profile(name: Annotated[str, typer.Argument(help="default, smoke, gpu, or any conf/profiles/<name>.yaml")]) -> None:
-    """Switch the pipeline profile (the `profile` key of conf/config.yaml that DVC tracks)."""
-    from seqforge.config import ConfigError, set_profile
+    """Switch the pipeline profile (the `profile` key of conf/config.yaml)."""
+    from seqforge.config import ConfigError, set_profile, write_index
 
     try:
         set_profile(name)
+        write_index()
     except ConfigError as err:
         typer.echo(f"profile: {err}", err=True)
         raise typer.Exit(1) from None
@@ -118,7 +184,7 @@ def _chat_window(pyfunc, window: int | None) -> int:
     """Turns of history sent with each message: `--window`, else the context the model was trained on."""
     if window is not None:
         return window
-    return int(pyfunc.unwrap_python_model().predictor.meta["data"]["context_turns"])
+    return int(pyfunc.unwrap_python_model().predictor.meta["task"]["data"]["context_turns"])
 
 
 @app.command()

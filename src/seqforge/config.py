@@ -11,10 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 CONF_DIR = Path("conf")
-LANGS = ("en", "de", "fr", "cs")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # corpus, task and experiment names (file stems, DVC keys)
+LANG_PATTERN = r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$"  # ISO 639 code, optional script/region: ko, zh-Hans
+Lang = Annotated[str, Field(pattern=LANG_PATTERN)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+# Scripts written without spaces between words: lengths are counted in characters there.
+UNSPACED_LANGS = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo", "yue", "wuu"})
 
 
 class ConfigError(ValueError):
@@ -25,39 +30,42 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TranslationData(_Strict):
-    """Which parallel corpus and language pair, and which pairs `prepare` keeps."""
-
-    corpus: Literal["multi30k"] = "multi30k"
-    src_lang: Literal[LANGS] = "en"
-    tgt_lang: Literal[LANGS] = "de"
-    max_tokens: int = Field(100, gt=0)
-    max_ratio: float = Field(4.0, ge=1.0)
-    max_train_pairs: int | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _different_langs(self) -> TranslationData:
-        if self.src_lang == self.tgt_lang:
-            raise ValueError("src_lang and tgt_lang must differ")
-        return self
+def base_lang(lang: str) -> str:
+    """`zh-Hans` -> `zh`: the language subtag, lowercased."""
+    return re.split(r"[-_]", lang)[0].lower()
 
 
-class ChatData(_Strict):
-    """Which dialogue corpus, and how dialogues become (context, response) pairs."""
-
-    corpus: Literal["dailydialog"] = "dailydialog"
-    context_turns: int = Field(3, ge=1)  # previous turns joined into the context
-    max_context_tokens: int = Field(100, gt=0)  # oldest turns are dropped to fit
-    max_response_tokens: int = Field(40, gt=0)  # longer responses are dropped
-    max_train_pairs: int | None = Field(None, gt=0)
+class _DataBase(_Strict):
+    normalization: Literal["nfc", "nfkc"] = "nfc"  # Unicode form applied to every text (NFKC folds width variants)
+    max_train_pairs: int | None = Field(None, gt=0)  # keep only the first N training pairs (smoke runs)
     max_eval_pairs: int | None = Field(None, gt=0)  # cap on validation/test pairs (smoke runs)
 
 
+class TranslationData(_DataBase):
+    """Which pairs `prepare` keeps."""
+
+    max_tokens: int = Field(100, gt=0)  # drop pairs with a side longer than this (in `length_unit`)
+    max_ratio: float = Field(4.0, ge=1.0)  # drop pairs whose length ratio exceeds this
+    length_unit: Literal["auto", "words", "chars"] = "auto"  # auto: chars for unspaced scripts (zh, ja, th)
+
+
+class ChatData(_DataBase):
+    """How dialogues become (context, response) pairs."""
+
+    context_turns: int = Field(3, ge=1)  # previous turns joined into the context
+    max_context_tokens: int = Field(100, gt=0)  # oldest turns are dropped to fit
+    max_response_tokens: int = Field(40, gt=0)  # longer responses are dropped
+
+
 class TokenizerCfg(_Strict):
+    library: Literal["tokenizers", "sentencepiece"] = "tokenizers"
     model: Literal["bpe", "unigram"] = "bpe"
     vocab_size: int = Field(8000, ge=100)
     joint: bool = True
-    min_frequency: int = Field(2, ge=1)
+    min_frequency: int = Field(2, ge=1)  # tokenizers only
+    character_coverage: float = Field(1.0, gt=0.0, le=1.0)  # sentencepiece: 1.0 keeps every character (CJK)
+    byte_fallback: bool = True  # sentencepiece: unseen characters become UTF-8 bytes, never <unk>
+    max_train_sentences: int = Field(1_000_000, ge=100)  # sentences sampled (seeded) to train the model
 
 
 class TrainCfg(_Strict):
@@ -103,42 +111,82 @@ class DecodeCfg(_Strict):
 
 
 class _TaskBase(_Strict):
-    """What every task has: its tokenizer and how evaluation and serving decode."""
+    """What every task has: its corpus, tokenizer, and how evaluation and serving decode."""
 
+    name: Name
+    corpus: Name
+    registered_name: str | None = None  # the MLflow model name; default: the task name
     tokenizer: TokenizerCfg = TokenizerCfg()
     decode: DecodeCfg = DecodeCfg()
-    # validation metric for early stopping, checkpoints and the LR plateau (name, mode)
-    monitor: ClassVar[tuple[str, str]]
+
+    def model_name(self) -> str:
+        return self.registered_name or self.name
 
 
 class TranslationTask(_TaskBase):
-    """Machine translation on a parallel corpus."""
+    """Machine translation from `src_lang` to `tgt_lang` on a parallel corpus."""
 
+    kind: Literal["translation"]
+    src_lang: Lang
+    tgt_lang: Lang
     data: TranslationData = TranslationData()
-    monitor: ClassVar[tuple[str, str]] = ("val_bleu", "max")
+    bleu_tokenize: str = "auto"  # sacreBLEU tokenizer; auto: chosen from tgt_lang (13a, zh, ja-mecab, ko-mecab, char)
 
-    def registered_name(self) -> str:
-        return f"translation-{self.data.src_lang}-{self.data.tgt_lang}"
+    @model_validator(mode="after")
+    def _different_langs(self) -> TranslationTask:
+        if self.src_lang == self.tgt_lang:
+            raise ValueError("src_lang and tgt_lang must differ")
+        return self
 
 
 class ChatbotTask(_TaskBase):
     """Chatbot: dialogue context -> response, with the same stages and models as translation."""
 
+    kind: Literal["chatbot"]
+    lang: Lang = "en"
     data: ChatData = ChatData()
-    monitor: ClassVar[tuple[str, str]] = ("val_loss", "min")
 
-    def registered_name(self) -> str:
-        return f"chatbot-{self.data.corpus}"
+    @property
+    def src_lang(self) -> str:
+        return self.lang
+
+    @property
+    def tgt_lang(self) -> str:
+        return self.lang
 
 
-TASK_CLASSES: dict[str, type[_TaskBase]] = {"translation": TranslationTask, "chatbot": ChatbotTask}
-TASKS = tuple(TASK_CLASSES)
-TaskCfg = TranslationTask | ChatbotTask
+TaskCfg = Annotated[TranslationTask | ChatbotTask, Field(discriminator="kind")]
+TASK_KINDS = ("translation", "chatbot")
 
 
-def monitor(task: str) -> tuple[str, str]:
-    """(validation metric, "max" | "min") that early stopping and checkpointing use for `task`."""
-    return TASK_CLASSES[task].monitor
+class ArchiveCfg(_Strict):
+    url: str
+    sha256: str
+    members: dict[str, str]  # file in data/<corpus>: path inside the archive (`!` enters a nested zip)
+
+
+FORMATS = ("tsv", "csv", "jsonl", "parquet", "text_pair", "hf", "multi30k", "dailydialog")
+
+
+class CorpusCfg(_Strict):
+    """A raw corpus in `data/<name>/`: its format, files (SHA-256 pinned) and how to read them."""
+
+    name: Name
+    format: Literal[FORMATS]
+    files: dict[str, str]  # file under data/<name>/ -> SHA-256
+    languages: list[Lang] = []  # parallel corpora: the languages it holds (empty: a dialogue corpus)
+    columns: dict[str, str | int] = {}  # language (or `turns`) -> column index, header name, field or file
+    header: bool = False  # tsv/csv: the first row names the columns
+    split: dict[Literal["validation", "test"], int] = {}  # one-file corpora: held-out sizes (unique sources)
+    seed: int = 0  # the carving's seed
+    source: str | None = None  # where it came from: a local path or a Hugging Face dataset (information)
+    url: str | None = None  # built-in corpora: official address of each file (`{file}`)
+    archive: ArchiveCfg | None = None  # built-in corpora: official archive holding the files
+    hf: dict[str, Any] = {}  # hf: config name, splits read
+
+    @property
+    def dialogue(self) -> bool:
+        return self.format == "dailydialog" or "turns" in self.columns
 
 
 class EvaluateCfg(_Strict):
@@ -209,8 +257,9 @@ class OptimCfg(_Strict):
 
 
 class ExperimentCfg(_Strict):
-    name: str
-    task: Literal[TASKS]
+    name: Name
+    task: Name
+    template: Name | None = None  # the experiment file this one extends (`seqforge task add`)
     model: ModelCfg
     optim: OptimCfg = OptimCfg()
     train: dict[str, Any] = {}  # overrides of conf/config.yaml `train` for this experiment
@@ -222,19 +271,13 @@ class ExperimentCfg(_Strict):
 
 
 class Config(_Strict):
+    """`conf/config.yaml`: what every task and experiment shares, with the profile's overlay."""
+
     profile: str = "default"
-    translation: TranslationTask = TranslationTask()
-    chatbot: ChatbotTask = ChatbotTask()
     train: TrainCfg = TrainCfg()
     evaluate: EvaluateCfg = EvaluateCfg()
     serve: ServeCfg = ServeCfg()
     mlflow: MlflowCfg = MlflowCfg()
-
-    def task(self, name: str) -> TaskCfg:
-        """The section of task `name` (`translation` or `chatbot`)."""
-        if name not in TASKS:
-            raise ConfigError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
-        return getattr(self, name)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -260,19 +303,23 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+def _validate(model: Any, data: dict[str, Any], source: str) -> Any:
+    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
     try:
-        return model.model_validate(data)
+        return adapter.validate_python(data)
     except ValidationError as err:
         lines = []
         for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"] if p not in ("rnn", "transformer"))
+            key = ".".join(str(p) for p in e["loc"] if p not in ("rnn", "transformer", *TASK_KINDS))
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
 
 
 def _active_profile(conf_dir: Path) -> str:
     return str(_read_yaml(conf_dir / "config.yaml").get("profile", "default"))
+
+
+PROFILE_SECTIONS = ("train", "evaluate", "serve", "mlflow", "tasks", "families", "tune")
 
 
 def _profile_overlay(profile: str, conf_dir: Path) -> dict[str, Any]:
@@ -283,15 +330,18 @@ def _profile_overlay(profile: str, conf_dir: Path) -> dict[str, Any]:
             f"{conf_dir / 'config.yaml'}: profile: unknown profile {profile!r} "
             f"(known: {', '.join(known)})"
         )
-    return _read_yaml(path)
+    overlay = _read_yaml(path)
+    unknown = sorted(set(overlay) - set(PROFILE_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: {unknown[0]}: not a profile section (sections: {', '.join(PROFILE_SECTIONS)})")
+    return overlay
 
 
 def load_config(conf_dir: Path = CONF_DIR) -> Config:
-    """The pipeline configuration with the active profile's overlay applied."""
+    """The shared configuration with the active profile's overlay applied."""
     raw = _read_yaml(conf_dir / "config.yaml")
-    overlay = _profile_overlay(str(raw.get("profile", "default")), conf_dir)
-    overlay.pop("experiments", None)
-    overlay.pop("tune", None)
+    overlay = {k: v for k, v in _profile_overlay(str(raw.get("profile", "default")), conf_dir).items()
+               if k in Config.model_fields}
     sources = f"{conf_dir / 'config.yaml'} (profile {raw.get('profile', 'default')!r})"
     return _validate(Config, _merge(raw, overlay), sources)
 
@@ -306,8 +356,49 @@ def set_profile(profile: str, conf_dir: Path = CONF_DIR) -> None:
     path.write_text(text)
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
 def experiment_names(conf_dir: Path = CONF_DIR) -> list[str]:
-    return sorted(p.stem for p in (conf_dir / "experiments").glob("*.yaml"))
+    return _names(conf_dir / "experiments")
+
+
+def task_names(conf_dir: Path = CONF_DIR) -> list[str]:
+    return _names(conf_dir / "tasks")
+
+
+def corpus_names(conf_dir: Path = CONF_DIR) -> list[str]:
+    return _names(conf_dir / "corpora")
+
+
+def _group_file(conf_dir: Path, group: str, name: str, what: str) -> Path:
+    path = conf_dir / group / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(_names(conf_dir / group)) or "none"
+        raise ConfigError(f"{path}: unknown {what} {name!r} (known: {known})")
+    return path
+
+
+def load_corpus(name: str, conf_dir: Path = CONF_DIR) -> CorpusCfg:
+    """`conf/corpora/<name>.yaml`: format, pinned files and how to read them."""
+    path = _group_file(conf_dir, "corpora", name, "corpus")
+    return _validate(CorpusCfg, {"name": name, **_read_yaml(path)}, str(path))
+
+
+_TASK = TypeAdapter(TaskCfg)
+
+
+def load_task(name: str, conf_dir: Path = CONF_DIR) -> TranslationTask | ChatbotTask:
+    """`conf/tasks/<name>.yaml` with the active profile's `tasks:` overlay; its corpus must exist."""
+    path = _group_file(conf_dir, "tasks", name, "task")
+    profile = _active_profile(conf_dir)
+    overlay = _profile_overlay(profile, conf_dir).get("tasks", {})
+    task = _validate(_TASK, _merge({"name": name, **_read_yaml(path)}, overlay), f"{path} (profile {profile!r})")
+    if not (conf_dir / "corpora" / f"{task.corpus}.yaml").is_file():
+        raise ConfigError(f"{path}: corpus: no corpus {task.corpus!r} in {conf_dir / 'corpora'} "
+                          f"(known: {', '.join(corpus_names(conf_dir)) or 'none'}; add it with `seqforge corpus add`)")
+    return task
 
 
 def tuned_file(name: str, conf_dir: Path = CONF_DIR) -> Path:
@@ -316,23 +407,30 @@ def tuned_file(name: str, conf_dir: Path = CONF_DIR) -> Path:
 
 
 def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
-    """One experiment: `conf/experiments/<name>.yaml`, the active profile's overlay, then the
-    sweep winner's overrides from `conf/tuned/<name>.yaml` (if a sweep has written one)."""
-    path = conf_dir / "experiments" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"{path}: unknown experiment {name!r} (known: {', '.join(experiment_names(conf_dir))})"
-        )
+    """One experiment: its template (if it names one), `conf/experiments/<name>.yaml`, the active
+    profile's overlay for its model family, then a sweep winner from `conf/tuned/<name>.yaml`."""
+    path = _group_file(conf_dir, "experiments", name, "experiment")
+    data = _read_yaml(path)
+    sources = str(path)
+    if data.get("template"):
+        template = _group_file(conf_dir, "experiments", str(data["template"]), f"template of {path}: experiment")
+        base = {k: v for k, v in _read_yaml(template).items() if k not in ("task", "template")}
+        data = _merge(base, data)
+        sources += f" + template {template}"
     profile = _active_profile(conf_dir)
-    overlay = _profile_overlay(profile, conf_dir).get("experiments", {}).get(name, {})
-    data = _merge({"name": name, **_read_yaml(path)}, overlay)
+    family = str((data.get("model") or {}).get("arch", ""))
+    data = _merge({"name": name, **data}, _profile_overlay(profile, conf_dir).get("families", {}).get(family, {}))
     tuned = tuned_file(name, conf_dir)
     winner = _read_yaml(tuned) if tuned.is_file() else {}
-    if winner:
-        data = _merge(data, winner.get("overrides") or {})
+    if winner.get("overrides"):
+        data = _merge(data, winner["overrides"])
         data["tuned_from"] = (winner.get("sweep") or {}).get("mlflow_run_id")
-    sources = f"{path} (profile {profile!r}){f' + {tuned}' if winner else ''}"
-    return _validate(ExperimentCfg, data, sources)
+        sources += f" + {tuned}"
+    exp = _validate(ExperimentCfg, data, f"{sources} (profile {profile!r})")
+    if not (conf_dir / "tasks" / f"{exp.task}.yaml").is_file():
+        raise ConfigError(f"{path}: task: no task {exp.task!r} in {conf_dir / 'tasks'} "
+                          f"(known: {', '.join(task_names(conf_dir))})")
+    return exp
 
 
 def with_overrides(exp: ExperimentCfg, params: dict[str, Any], source: str) -> ExperimentCfg:
@@ -350,6 +448,53 @@ def nest(params: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+INDEX_FILE = "pipeline.yaml"
+INDEX_HEADER = (
+    "# Generated from conf/tasks/ and conf/experiments/ by `seqforge sync` (also run by `seqforge task add`,\n"
+    "# `profile` and `fetch`): the task and experiment lists dvc.yaml iterates over. Do not edit by hand.\n"
+)
+
+
+def pipeline_index(conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+    """What dvc.yaml's `foreach` needs: every task with its corpus, every experiment with its task."""
+    tasks = {}
+    for name in task_names(conf_dir):
+        path = conf_dir / "tasks" / f"{name}.yaml"
+        corpus = _read_yaml(path).get("corpus")
+        if not isinstance(corpus, str):
+            raise ConfigError(f"{path}: corpus: a corpus name is required")
+        tasks[name] = {"corpus": corpus}
+    experiments = {}
+    for name in experiment_names(conf_dir):
+        path = conf_dir / "experiments" / f"{name}.yaml"
+        task = _read_yaml(path).get("task")
+        if task not in tasks:
+            raise ConfigError(f"{path}: task: no task {task!r} in {conf_dir / 'tasks'} (known: {', '.join(tasks)})")
+        experiments[name] = {"task": task}
+    return {"tasks": tasks, "experiments": experiments}
+
+
+def write_index(conf_dir: Path = CONF_DIR) -> bool:
+    """Rewrite `conf/pipeline.yaml` from the conf groups; True when it changed."""
+    path = conf_dir / INDEX_FILE
+    text = INDEX_HEADER + yaml.safe_dump(pipeline_index(conf_dir), sort_keys=False)
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
+
+
+def check_index(conf_dir: Path = CONF_DIR) -> None:
+    """Fail unless `conf/pipeline.yaml` lists exactly the tasks and experiments conf/ defines."""
+    path = conf_dir / INDEX_FILE
+    current = _read_yaml(path) if path.is_file() else {}
+    wanted = pipeline_index(conf_dir)
+    if current != wanted:
+        diff = [f"{group} {name}" for group in wanted for name in
+                sorted(set(wanted[group]) ^ set(current.get(group) or {}))] or ["its entries"]
+        raise ConfigError(f"{path} is out of date with conf/ ({', '.join(diff)}): run `seqforge sync`")
 
 
 DOMAINS = ("choice", "uniform", "loguniform", "randint")

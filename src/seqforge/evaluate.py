@@ -1,8 +1,9 @@
 """Evaluate an exported model on its task's test split; write metrics, samples and attention
 heatmaps, and log them to the model's MLflow run.
 
-Translation: sacreBLEU BLEU/chrF (cased and lowercased BLEU). Chatbot: sentence BLEU-1/2,
-distinct-1/2, mean length, top-10 response share. Both: test perplexity and decoding speed.
+The task's kind computes its metrics (translation: sacreBLEU BLEU/chrF with a tokenizer for the
+target language; chatbot: BLEU-1/2, distinct-n, length, top-10 share). Every task: test
+perplexity and decoding speed.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from datasets import load_from_disk
 
 from seqforge import paths
 from seqforge.attention_maps import save_attention_maps
-from seqforge.config import load_config
+from seqforge.config import load_config, load_task
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD
-from seqforge.metrics import corpus_scores, dialogue_scores
 from seqforge.predictor import Predictor
+from seqforge.tasks import task_kind
 from seqforge.tracking import setup_mlflow
 
 
@@ -48,14 +49,15 @@ def evaluate_experiment(name: str) -> dict:
 
     cfg = load_config()
     predictor = Predictor.load(paths.model_dir(name))
-    task = predictor.meta["task"]
-    decode = cfg.task(task).decode
-    test = load_from_disk(str(paths.tokenized_dir(task)))["test"].to_dict()
+    task = load_task(predictor.meta["task"]["name"])
+    kind = task_kind(task.kind)
+    decode = task.decode
+    test = load_from_disk(str(paths.tokenized_dir(task.name)))["test"].to_dict()
     start = time.perf_counter()
     nbest = predictor.generate_ids(test["src_ids"], decode)
     seconds = time.perf_counter() - start
     hyps = predictor.tokenizer.decode([hyps[0] for hyps in nbest], "target")
-    scores = corpus_scores(hyps, test["target"]) if task == "translation" else dialogue_scores(hyps, test["target"])
+    scores = kind.scores(hyps, test["target"], task.model_dump())
     metrics = {
         **{k: v for k, v in scores.items() if k != "signature"},
         "ppl": round(perplexity(predictor.model, test["src_ids"], test["tgt_ids"], decode.batch_size), 3),
@@ -63,7 +65,7 @@ def evaluate_experiment(name: str) -> dict:
         "decode_tokens_per_s": round(sum(len(h[0]) for h in nbest) / seconds, 1),
         "sentences": len(hyps),
     }
-    report = {"experiment": name, "task": task, "split": "test", "metrics": metrics,
+    report = {"experiment": name, "task": task.name, "kind": task.kind, "split": "test", "metrics": metrics,
               "signature": scores["signature"], "decode": decode.model_dump()}
     paths.METRICS.mkdir(exist_ok=True)
     paths.metrics_file(name).write_text(json.dumps(report, indent=2) + "\n")
@@ -86,9 +88,7 @@ def evaluate_experiment(name: str) -> dict:
                          "evaluation/samples.json")
         mlflow.log_artifacts(str(attention_dir), "attention")
         mlflow.set_tags({f"signature.{k}": v for k, v in scores["signature"].items()})
-    shown = ("bleu", "bleu_lc", "chrf", "ppl") if task == "translation" else (
-        "bleu_1", "bleu_2", "corpus_bleu", "distinct_1", "distinct_2", "mean_length", "top10_share", "ppl")
-    print(f"{name}: " + ", ".join(f"{k} {metrics[k]}" for k in shown))
+    print(f"{name}: " + ", ".join(f"{k} {metrics[k]}" for k in kind.shown_metrics))
     for signature in scores["signature"].values():
         print(f"  {signature}")
     return report

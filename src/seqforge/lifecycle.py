@@ -9,8 +9,6 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-# The test metric that decides promotion, per task (version tags written by `register`).
-PRIMARY_METRIC = {"translation": "test_bleu", "chatbot": "test_bleu_2"}
 
 
 class PromotionError(RuntimeError):
@@ -29,8 +27,9 @@ class Promotion:
     forced: bool
 
 
-def _task(name: str) -> str:
-    return name.split("-", 1)[0]
+def primary_metric(version: ModelVersion) -> str | None:
+    """The test metric that decides promotion: the version's `primary_metric` tag (from its task's kind)."""
+    return version.tags.get("primary_metric")
 
 
 def _metric(version: ModelVersion, metric: str) -> float | None:
@@ -54,13 +53,14 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[dict]:
         for alias, version in client.get_registered_model(model_name).aliases.items():
             aliases.setdefault(str(version), []).append(alias)
         for v in client.search_model_versions(f"name='{model_name}'"):
+            metric = primary_metric(v) or ""
             rows.append({
                 "name": model_name,
                 "version": int(v.version),
                 "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
                 "arch": v.tags.get("experiment", v.tags.get("arch", "")),
-                "metric": PRIMARY_METRIC.get(_task(model_name), ""),
-                "value": _metric(v, PRIMARY_METRIC.get(_task(model_name), "")),
+                "metric": metric,
+                "value": _metric(v, metric),
                 "chrf": _metric(v, "test_chrf"),
                 "data_version": v.tags.get("data_version", "")[:12],
                 "created": datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
@@ -86,9 +86,9 @@ def promote(
     except MlflowException as err:
         what = f"version {version}" if version else f"alias @{from_alias}"
         raise PromotionError(f"{name}: no {what} ({err.message})") from None
-    metric = PRIMARY_METRIC.get(_task(name))
+    metric = primary_metric(candidate)
     if metric is None:
-        raise PromotionError(f"{name}: no primary metric known for task {_task(name)!r}")
+        raise PromotionError(f"{name} v{candidate.version}: no `primary_metric` tag (was it registered by seqforge?)")
     current = _by_alias(client, name, to_alias)
     cand_value = _metric(candidate, metric)
     cur_value = _metric(current, metric) if current else None

@@ -7,37 +7,52 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
 from torch.utils.data import DataLoader, Dataset
 
-from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg, monitor
+from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
 from seqforge.data.batching import TokenBudgetBatchSampler, collate
 from seqforge.data.tokenizer import PAD, SubwordTokenizer
 from seqforge.decoding import greedy, max_lengths
 from seqforge.metrics import bleu_from_stats, bleu_stats
 from seqforge.models import build_model
+from seqforge.tasks import task_kind
 
 VAL_DECODE = DecodeCfg()  # length caps for the per-epoch greedy validation BLEU
 
 
 class TokenizedSplit(Dataset):
-    """One split of token ids in memory (Multi30k-sized corpora fit easily)."""
+    """One split of token ids, read from memory-mapped Arrow; lengths are numpy arrays.
+
+    Memory does not grow with the corpus: rows are read from the Arrow file per batch.
+    """
 
     def __init__(self, path: Path, split: str) -> None:
-        data = load_from_disk(str(path))[split]
-        self.src_ids, self.tgt_ids = list(data["src_ids"]), list(data["tgt_ids"])
-        self.targets = list(data["target"])
+        import pyarrow.compute as pc
+
+        self.data = load_from_disk(str(path))[split]
+        table = self.data.data
+        src, tgt = (pc.list_value_length(table.column(c)).to_numpy() for c in ("src_ids", "tgt_ids"))
+        self.lengths = np.stack([src + 1, tgt + 1], axis=1).astype(np.int32)  # + EOS / BOS
+        self._ids = self.data.select_columns(["src_ids", "tgt_ids"])
 
     def __len__(self) -> int:
-        return len(self.src_ids)
+        return len(self.lengths)
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        rows = self._ids[indices]
+        return [{"src_ids": s, "tgt_ids": t, "index": i}
+                for s, t, i in zip(rows["src_ids"], rows["tgt_ids"], indices, strict=True)]
 
     def __getitem__(self, i: int) -> dict:
-        return {"src_ids": self.src_ids[i], "tgt_ids": self.tgt_ids[i], "index": i}
+        return self.__getitems__([i])[0]
 
-    def lengths(self) -> list[tuple[int, int]]:
-        return [(len(s) + 1, len(t) + 1) for s, t in zip(self.src_ids, self.tgt_ids, strict=True)]
+    def targets(self, indices: list[int]) -> list[str]:
+        """Reference texts of rows `indices` (validation BLEU)."""
+        return self.data.select_columns(["target"])[indices]["target"]
 
 
 class Seq2SeqDataModule(pl.LightningDataModule):
@@ -51,7 +66,7 @@ class Seq2SeqDataModule(pl.LightningDataModule):
 
     def _loader(self, data: TokenizedSplit, train: bool) -> DataLoader:
         sampler = TokenBudgetBatchSampler(
-            data.lengths(), self.cfg.batch_tokens, shuffle=train, seed=self.cfg.seed,
+            data.lengths, self.cfg.batch_tokens, shuffle=train, seed=self.cfg.seed,
             rank=self.trainer.global_rank, world_size=self.trainer.world_size, even=train,
         )
         return DataLoader(data, batch_sampler=sampler, collate_fn=collate)
@@ -67,13 +82,15 @@ class Seq2SeqModule(pl.LightningModule):
     """Label-smoothed training, clipped gradients, per-epoch validation loss/perplexity, and for
     translation greedy validation BLEU (the metric it is selected on; chat models use the loss)."""
 
-    def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer_file: str) -> None:
+    def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer_file: str, kind: str,
+                 bleu_tokenize: str = "13a") -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.exp = ExperimentCfg.model_validate(experiment)
         self.model = build_model(self.exp.model, src_vocab, tgt_vocab)
         self.tokenizer = SubwordTokenizer.load(Path(tokenizer_file))
-        self.monitor = monitor(self.exp.task)
+        self.monitor = task_kind(kind).monitor
+        self.bleu_tokenize = bleu_tokenize  # sacreBLEU tokenizer for the target language
         self._reset_epoch_counters()
 
     def _reset_epoch_counters(self) -> None:
@@ -121,8 +138,8 @@ class Seq2SeqModule(pl.LightningModule):
         if self.monitor[0] == "val_bleu":
             limit = max_lengths(batch["src_lens"], VAL_DECODE.max_len_ratio, VAL_DECODE.max_len_offset)
             hyps = self.tokenizer.decode(greedy(self.model, batch["src"], batch["src_lens"], limit))
-            refs = [self.trainer.datamodule.val_set.targets[i] for i in batch["index"].tolist()]
-            stats = bleu_stats(hyps, refs)
+            refs = self.trainer.datamodule.val_set.targets(batch["index"].tolist())
+            stats = bleu_stats(hyps, refs, self.bleu_tokenize)
         self._val += torch.tensor([float(loss_sum), float(n_tokens), *stats], dtype=torch.float64)
 
     def on_validation_epoch_end(self) -> None:

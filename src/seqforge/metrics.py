@@ -12,9 +12,9 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 
-def bleu_stats(hyps: list[str], refs: list[str]) -> list[float]:
+def bleu_stats(hyps: list[str], refs: list[str], tokenize: str = "13a") -> list[float]:
     """[sys_len, ref_len, correct_1..4, total_1..4] of cased corpus BLEU (summable across shards)."""
-    score = BLEU().corpus_score(hyps, [refs])
+    score = BLEU(tokenize=tokenize).corpus_score(hyps, [refs])
     return [score.sys_len, score.ref_len, *score.counts, *score.totals]
 
 
@@ -23,9 +23,10 @@ def bleu_from_stats(stats: list[float]) -> float:
     return BLEU.compute_bleu(rest[:4], rest[4:], sys_len, ref_len).score
 
 
-def corpus_scores(hyps: list[str], refs: list[str]) -> dict:
-    """Cased BLEU and chrF on detokenized text, lowercased BLEU, and the sacreBLEU signatures."""
-    bleu, bleu_lc, chrf = BLEU(), BLEU(lowercase=True), CHRF()
+def corpus_scores(hyps: list[str], refs: list[str], tokenize: str = "13a") -> dict:
+    """Cased BLEU (with sacreBLEU tokenizer `tokenize`) and chrF on detokenized text, lowercased BLEU,
+    and the sacreBLEU signatures."""
+    bleu, bleu_lc, chrf = BLEU(tokenize=tokenize), BLEU(lowercase=True, tokenize=tokenize), CHRF()
     b, lc, c = bleu.corpus_score(hyps, [refs]), bleu_lc.corpus_score(hyps, [refs]), chrf.corpus_score(hyps, [refs])
     return {
         "bleu": round(b.score, 2),

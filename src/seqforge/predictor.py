@@ -1,7 +1,7 @@
-"""Inference: an exported model directory -> batched decoding of raw text, for either task.
+"""Inference: an exported model directory -> batched decoding of raw text, for any task.
 
-Translation inputs are sentences; chatbot inputs are conversations, turned into the same
-context string the model was trained on (`seqforge.data.dialogue.build_context`).
+The task's kind turns requests (sentences, conversations) into the source strings the model was
+trained on, with the same cleaning as the prepare stage.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ import torch
 
 from seqforge.config import DecodeCfg, ExperimentCfg
 from seqforge.data.batching import collate
-from seqforge.data.dialogue import build_context, clean_turn
-from seqforge.data.prepare import normalize
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.decoding import Sampler, beam_search, generate, max_lengths
 from seqforge.models import build_model
+from seqforge.tasks import task_kind
 
 
 class Predictor:
-    """Weights + tokenizer + decoding settings; `translate` / `reply` take and return plain text."""
+    """Weights + tokenizer + decoding settings; `predict` takes and returns plain text."""
 
     def __init__(
         self, model: torch.nn.Module, tokenizer: SubwordTokenizer, meta: dict,
@@ -73,12 +72,7 @@ class Predictor:
         nbest = self.generate_ids(self.tokenizer.encode(sources, "source"), cfg)
         return [self.tokenizer.decode(hyps, "target") for hyps in nbest]
 
-    def translate(self, sentences: list[str], cfg: DecodeCfg | None = None) -> list[list[str]]:
-        """n-best translations per input sentence."""
-        return self.generate([normalize(s) for s in sentences], cfg)
-
-    def reply(self, conversations: list[list[str]], cfg: DecodeCfg | None = None) -> list[str]:
-        """The next turn of each conversation (its turns oldest first, newest last)."""
-        max_tokens = self.meta["data"]["max_context_tokens"]
-        contexts = [build_context([c for c in map(clean_turn, turns) if c], max_tokens) for turns in conversations]
-        return [hyps[0] for hyps in self.generate(contexts, cfg)]
+    def predict(self, requests: list, cfg: DecodeCfg | None = None) -> list[str]:
+        """One output per checked request (a sentence, a conversation), prepared as in training."""
+        sources = task_kind(self.meta["kind"]).sources(requests, self.meta)
+        return [hyps[0] for hyps in self.generate(sources, cfg)]

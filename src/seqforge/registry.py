@@ -12,10 +12,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
-from mlflow.types.schema import Array
 
 from seqforge import paths
-from seqforge.config import DecodeCfg, ServeCfg, load_config
+from seqforge.config import DecodeCfg, ServeCfg, TaskCfg, load_config, load_task
+from seqforge.tasks import task_kind
+from seqforge.tasks.base import RequestError
 from seqforge.tracking import setup_mlflow
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -26,18 +27,12 @@ def invalid_input(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def checked_texts(values: list, limits: ServeCfg, what: str) -> list[str]:
-    """`values` if every one is a string within `limits.max_chars`, else a 400 naming the first bad one."""
-    for i, value in enumerate(values):
-        if not isinstance(value, str):
-            raise invalid_input(f"{what} {i}: expected a string, got {type(value).__name__} {value!r:.80}")
-        if len(value) > limits.max_chars:
-            raise invalid_input(f"{what} {i}: {len(value)} characters, more than the limit of {limits.max_chars}")
-    return values
+class Seq2SeqModel(mlflow.pyfunc.PythonModel):
+    """pyfunc for any task: a DataFrame with the kind's input column -> one with its output column
+    (translation: `source` -> `translation`; chatbot: `conversation` (turns, newest last) -> `reply`).
 
-
-class _Seq2SeqPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the exported model with the decoding settings and request limits it was registered with."""
+    Loads the exported model with the decoding settings and request limits it was registered with.
+    """
 
     def load_context(self, context) -> None:
         from seqforge.predictor import Predictor
@@ -46,54 +41,23 @@ class _Seq2SeqPyfunc(mlflow.pyfunc.PythonModel):
         self.predictor = Predictor.load(
             context.artifacts["model_dir"], DecodeCfg.model_validate(context.model_config["decode"])
         )
+        self.kind = task_kind(self.predictor.meta["kind"])
 
-    def _rows(self, model_input: pd.DataFrame, column: str) -> list:
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        column = self.kind.input_column
         if column not in model_input.columns:
             raise invalid_input(f"missing input column {column!r} (got {list(model_input.columns)})")
         if len(model_input) > self.limits.max_batch:
             raise invalid_input(f"{len(model_input)} rows in one request, more than the limit of {self.limits.max_batch}")
-        return model_input[column].tolist()
-
-
-class TranslationModel(_Seq2SeqPyfunc):
-    """pyfunc: a DataFrame with a `source` column -> a DataFrame with a `translation` column."""
-
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        sentences = checked_texts(self._rows(model_input, "source"), self.limits, "source")
-        return pd.DataFrame({"translation": [h[0] for h in self.predictor.translate(sentences)]})
-
-
-class ChatbotModel(_Seq2SeqPyfunc):
-    """pyfunc: a `conversation` column (each row: the turns so far, newest last) -> a `reply` column."""
-
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        conversations = []
-        for i, turns in enumerate(self._rows(model_input, "conversation")):
-            turns = list(turns) if not isinstance(turns, str) and hasattr(turns, "__iter__") else None
-            if not turns or len(turns) > self.limits.max_turns:
-                raise invalid_input(f"conversation {i}: expected a list of 1 to {self.limits.max_turns} turns")
-            conversations.append(checked_texts(turns, self.limits, f"conversation {i} turn"))
-        return pd.DataFrame({"reply": self.predictor.reply(conversations)})
-
-
-# Per task: the pyfunc class, its input/output columns, and an input example.
-PYFUNCS = {
-    "translation": (TranslationModel, ColSpec(DataType.string, "source"), ColSpec(DataType.string, "translation"),
-                    pd.DataFrame({"source": ["A man is riding a bike."]})),
-    "chatbot": (ChatbotModel, ColSpec(Array(DataType.string), "conversation"), ColSpec(DataType.string, "reply"),
-                pd.DataFrame({"conversation": [["Hi, how are you?", "Fine, thanks. And you?"]]})),
-}
-
-
-TASK_DESCRIPTIONS = {
-    "translation": "Sentence translation. Input: a `source` column of sentences; output: `translation`.",
-    "chatbot": "Open-domain chatbot. Input: a `conversation` column (each row the turns so far, newest "
-               "last); output: `reply`.",
-}
+        try:
+            requests = self.kind.requests(model_input[column].tolist(), self.limits)
+        except RequestError as err:
+            raise invalid_input(str(err)) from None
+        return pd.DataFrame({self.kind.output_column: self.predictor.predict(requests)})
 
 
 def _requirements() -> list[str]:
-    pkgs = ["torch", "tokenizers", "sacrebleu", "sacremoses", "pydantic", "pyyaml", "pandas", "mlflow"]
+    pkgs = ["torch", "tokenizers", "sentencepiece", "datasets", "sacrebleu", "sacremoses", "pydantic", "pyyaml", "pandas", "mlflow"]
     return [f"{p}=={version(p).split('+')[0]}" for p in pkgs]
 
 
@@ -107,16 +71,18 @@ def architecture(model: dict) -> str:
             f"layers, hidden {model['hidden_dim']}, embeddings {model['emb_dim']}, {model['attention']} attention")
 
 
-def describe_version(meta: dict, report: dict, decode: DecodeCfg) -> str:
+def describe_version(meta: dict, task: TaskCfg, report: dict, decode: DecodeCfg) -> str:
     """The model version's description (Markdown): architecture, data, test metrics, provenance."""
     metrics = " · ".join(f"{k} {v}" for k, v in report["metrics"].items())
     decoding = (f"beam {decode.beam_size}" if decode.strategy == "beam"
                 else f"sampling (top-k {decode.top_k}, top-p {decode.top_p}, T {decode.temperature})")
     return "\n".join([
-        f"**{meta['experiment']['name']}** ({meta['task']}): {architecture(meta['experiment']['model'])}; "
+        f"**{meta['experiment']['name']}** ({task.name}, {task.kind}): "
+        f"{architecture(meta['experiment']['model'])}; "
         f"{meta['num_parameters'] / 1e6:.2f}M parameters, best epoch {(meta['epoch'] or 0) + 1}.",
         "",
-        f"- Data: `{meta['data_version']}` (corpus {meta['data']['corpus']}, profile {meta['profile']}).",
+        f"- Data: `{meta['data_version']}` (corpus {task.corpus}, {task.src_lang} -> {task.tgt_lang}, "
+        f"profile {meta['profile']}).",
         f"- Test ({report['metrics']['sentences']} pairs, {decoding}): {metrics}.",
         f"- Trained from git `{meta['git_commit']}`; run `{meta['run_id']}`.",
     ])
@@ -128,26 +94,31 @@ def register_experiment(name: str) -> dict:
     model_dir = paths.model_dir(name)
     meta = json.loads((model_dir / "model.json").read_text())
     report = json.loads(paths.metrics_file(name).read_text())
-    decode = cfg.task(meta["task"]).decode
-    model_name = meta["registered_name"]
-    pyfunc, inputs, outputs, example = PYFUNCS[meta["task"]]
+    task = load_task(meta["task"]["name"])
+    kind = task_kind(task.kind)
+    decode = task.decode
+    model_name = task.model_name()
     setup_mlflow(cfg.mlflow.experiment)
     with mlflow.start_run(run_id=meta["run_id"]):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=pyfunc(),
+            python_model=Seq2SeqModel(),
             artifacts={"model_dir": str(model_dir)},
             model_config={"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
             code_paths=[str(PACKAGE_DIR)],
-            signature=ModelSignature(inputs=Schema([inputs]), outputs=Schema([outputs])),
-            input_example=example,
+            signature=ModelSignature(inputs=Schema([kind.input_schema()]),
+                                     outputs=Schema([ColSpec(DataType.string, kind.output_column)])),
+            input_example=pd.DataFrame({kind.input_column: kind.example()}),
             pip_requirements=_requirements(),
             registered_model_name=model_name,
         )
     client = mlflow.MlflowClient()
     model_version = str(info.registered_model_version)
     tags = {
-        "task": meta["task"],
+        "task": task.name,
+        "kind": task.kind,
+        "primary_metric": kind.primary_metric,
+        "languages": f"{task.src_lang}-{task.tgt_lang}",
         "experiment": name,
         "arch": meta["experiment"]["model"]["arch"],
         "data_version": meta["data_version"],
@@ -158,11 +129,12 @@ def register_experiment(name: str) -> dict:
     }
     for key, value in tags.items():
         client.set_model_version_tag(model_name, model_version, key, value)
-    description = describe_version(meta, report, decode)
+    description = describe_version(meta, task, report, decode)
     client.update_model_version(model_name, model_version, description)
     client.set_tag(meta["run_id"], "mlflow.note.content", description)  # the run page's description
     if not client.get_registered_model(model_name).description:
-        client.update_registered_model(model_name, TASK_DESCRIPTIONS[meta["task"]])
+        client.update_registered_model(model_name, f"{kind.description} Task `{task.name}` "
+                                                   f"({task.src_lang} -> {task.tgt_lang}, corpus {task.corpus}).")
     client.set_registered_model_alias(model_name, cfg.mlflow.registry_alias, model_version)
     record = {"name": model_name, "version": model_version, "alias": cfg.mlflow.registry_alias,
               "run_id": meta["run_id"], "model_uri": info.model_uri}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
+
+from seqforge.config import CorpusCfg
 
 
 DEFAULT_DB = "mlflow.db"
@@ -41,21 +44,25 @@ def git_commit() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
-def data_version(corpus: str, data_dir: Path = Path("data")) -> str:
-    """Content version of one raw corpus: `<corpus>-` + SHA-256 over its files' names and hashes.
+def data_version(corpus: CorpusCfg, data_dir: Path = Path("data")) -> str:
+    """Content version of one raw corpus: `<corpus>-` + SHA-256 over its files and how they are read
+    (format, columns, held-out sizes and seed).
 
     Models are comparable (promotion gate) only on the same data version; DVC pins the same
     bytes in `data.dvc`.
     """
     from seqforge.data.fetch import sha256
 
-    files = sorted(p for p in (data_dir / corpus).rglob("*") if p.is_file())
+    files = sorted(p for p in (data_dir / corpus.name).rglob("*") if p.is_file())
     if not files:
         return "unknown"
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.relative_to(data_dir)} {sha256(path)}\n".encode())
-    return f"{corpus}-{digest.hexdigest()[:12]}"
+    reading = corpus.model_dump(include={"format", "columns", "header", "split", "seed"})
+    if corpus.split:  # built-in corpora keep the version they always had
+        digest.update(json.dumps(reading, sort_keys=True).encode())
+    return f"{corpus.name}-{digest.hexdigest()[:12]}"
 
 
 def dvc_data_md5(dvc_file: Path = Path("data.dvc")) -> str:
@@ -68,7 +75,7 @@ def dvc_data_md5(dvc_file: Path = Path("data.dvc")) -> str:
         return "unknown"
 
 
-def log_dataset_inputs(corpus: str, splits: dict, version: str) -> None:
+def log_dataset_inputs(corpus: CorpusCfg, splits: dict, version: str) -> None:
     """Log each split (a `datasets.Dataset` with source/target text) as an input of the active run.
 
     The MLflow dataset is named `<corpus>-<split>` with context `<split>`, its source is the
@@ -79,10 +86,10 @@ def log_dataset_inputs(corpus: str, splits: dict, version: str) -> None:
     from seqforge.data.fetch import corpus_url
 
     source = corpus_url(corpus)
-    tags = {"data_version": version, "dvc_md5": dvc_data_md5(), "dvc_path": f"data/{corpus}"}
+    tags = {"data_version": version, "dvc_md5": dvc_data_md5(), "dvc_path": f"data/{corpus.name}"}
     for split, dataset in splits.items():
         frame = dataset.select_columns(["source", "target"]).to_pandas()
         mlflow.log_input(
-            mlflow.data.from_pandas(frame, source=source, name=f"{corpus}-{split}", targets="target"),
+            mlflow.data.from_pandas(frame, source=source, name=f"{corpus.name}-{split}", targets="target"),
             context=split, tags=tags,
         )

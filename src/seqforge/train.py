@@ -15,7 +15,9 @@ import torch
 from datasets import load_from_disk
 
 from seqforge import paths
-from seqforge.config import Config, ExperimentCfg, TrainCfg, flatten, load_config, load_experiment, monitor
+from seqforge.config import (
+    ExperimentCfg, TaskCfg, TrainCfg, flatten, load_config, load_corpus, load_experiment, load_task,
+)
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.models import build_model, count_parameters
 from seqforge.tracking import data_version, git_commit, log_dataset_inputs, setup_mlflow, tracking_uri
@@ -36,15 +38,17 @@ def train_worker(config: dict) -> None:
     )
 
     from seqforge.lightning_module import Seq2SeqDataModule, Seq2SeqModule
+    from seqforge.tasks import task_kind
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     train_cfg = TrainCfg.model_validate(config["train"])
-    metric, mode = monitor(config["experiment"]["task"])
+    metric, mode = task_kind(config["kind"]).monitor
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     module = Seq2SeqModule(
-        config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer_file"]
+        config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer_file"],
+        config["kind"], config["bleu_tokenize"],
     )
     trainer = pl.Trainer(
         accelerator="auto",
@@ -79,9 +83,8 @@ def train_worker(config: dict) -> None:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
 
 
-def run_name(exp: ExperimentCfg, cfg: Config, train_cfg: TrainCfg, data_hash: str) -> str:
+def run_name(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, data_hash: str) -> str:
     """Ray run name: the same inputs resume the same run; changed inputs start a new one."""
-    task = cfg.task(exp.task)
     key = json.dumps([exp.model_dump(), train_cfg.model_dump(), task.data.model_dump(),
                       task.tokenizer.model_dump(), data_hash], sort_keys=True)
     return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
@@ -93,12 +96,20 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], 
     `callbacks` are Ray Train callbacks (a Tune trial passes `TuneReportCallback`).
     """
     import ray
+
+    from seqforge.progress import printing
+
+    if not ray.is_initialized():  # workers' output goes to Ray's log files; the driver prints epoch lines
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False)
+    storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
+    with printing(name.rsplit("-", 1)[0], cfg.max_time) as lines:
+        return _fit(config, cfg, name, metric, storage, [lines, *callbacks])
+
+
+def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storage: str, callbacks: list):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True, configure_logging=False)
-    storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=config,
@@ -109,7 +120,7 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], 
         run_config=RunConfig(
             name=name,
             storage_path=storage,
-            callbacks=list(callbacks),
+            callbacks=callbacks,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.num_checkpoints,
@@ -152,9 +163,13 @@ def write_curves(run_id: str, out: Path) -> None:
             writer.writerow([epoch + 1, *row])
 
 
-def loop_config(exp: ExperimentCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer, run_id: str) -> dict:
+def loop_config(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer,
+                run_id: str) -> dict:
     """What every Ray Train worker of one run gets (`train_worker`'s config): plain, serializable."""
+    from seqforge.tasks.translation import bleu_tokenize
+
     return {
+        "kind": task.kind, "bleu_tokenize": bleu_tokenize(task.tgt_lang, getattr(task, "bleu_tokenize", "auto")),
         "experiment": exp.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
         "src_vocab": tokenizer.vocab_size("source"), "tgt_vocab": tokenizer.vocab_size("target"),
         "tokenized_dir": str(paths.tokenized_dir(exp.task).resolve()),
@@ -167,42 +182,45 @@ def train_experiment(name: str) -> Path:
     """Train experiment `name`; the exported model lands in `models/<name>/`."""
     import mlflow
 
+    from seqforge.tasks import task_kind
+
     cfg, exp = load_config(), load_experiment(name)
-    task = cfg.task(exp.task)
+    task = load_task(exp.task)
+    corpus = load_corpus(task.corpus)
     train_cfg = exp.train_config(cfg.train)
     tokenizer_file = paths.tokenizer_file(exp.task)
     tokenizer = SubwordTokenizer.load(tokenizer_file)
-    data_hash = data_version(task.data.corpus)
+    data_hash = data_version(corpus)
     src_vocab, tgt_vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
     num_parameters = count_parameters(build_model(exp.model, src_vocab, tgt_vocab))
     experiment_id = setup_mlflow(cfg.mlflow.experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
                                    "train": train_cfg.model_dump(),
-                                   "data": task.data.model_dump(),
-                                   "tokenizer": task.tokenizer.model_dump(),
+                                   "task": task.model_dump(exclude={"decode"}),
                                    "model": {"num_parameters": num_parameters}}))
-        log_dataset_inputs(task.data.corpus, load_from_disk(str(paths.tokenized_dir(exp.task))), data_hash)
+        log_dataset_inputs(corpus, load_from_disk(str(paths.tokenized_dir(exp.task))), data_hash)
         meta = {
             "experiment": exp.model_dump(mode="json"),
             "src_vocab": src_vocab,
             "tgt_vocab": tgt_vocab,
             "num_parameters": num_parameters,
-            "task": exp.task,
-            "registered_name": task.registered_name(),
-            "data": task.data.model_dump(mode="json"),
+            "kind": task.kind,
+            "task": task.model_dump(mode="json"),
+            "corpus_format": corpus.format,
             "run_id": run.info.run_id,
             "data_version": data_hash,
             "git_commit": git_commit(),
             "profile": cfg.profile,
         }
         mlflow.set_tags({
-            "task": exp.task, "experiment": name, "arch": exp.model.arch, "profile": cfg.profile,
-            "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": task.data.corpus,
+            "task": exp.task, "kind": task.kind, "experiment": name, "arch": exp.model.arch, "profile": cfg.profile,
+            "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": corpus.name,
+            "languages": f"{task.src_lang}-{task.tgt_lang}",
         })
-        config = loop_config(exp, train_cfg, tokenizer, run.info.run_id)
-        metric = monitor(exp.task)
-        result = fit_on_ray(config, train_cfg, run_name(exp, cfg, train_cfg, data_hash), metric)
+        config = loop_config(exp, task, train_cfg, tokenizer, run.info.run_id)
+        metric = task_kind(task.kind).monitor
+        result = fit_on_ray(config, train_cfg, run_name(exp, task, train_cfg, data_hash), metric)
         if result.error is not None:
             raise RuntimeError(f"training {name} failed on Ray Train") from result.error
         best = result.get_best_checkpoint(metric=metric[0], mode=metric[1]) or result.checkpoint

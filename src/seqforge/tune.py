@@ -20,10 +20,11 @@ import yaml
 
 from seqforge import paths
 from seqforge.config import (
-    CONF_DIR, ConfigError, ExperimentCfg, TrainCfg, TuneCfg, load_config, load_tune, monitor, nest,
+    CONF_DIR, ConfigError, ExperimentCfg, TrainCfg, TuneCfg, load_config, load_corpus, load_task, load_tune, nest,
     tuned_file, with_overrides,
 )
 from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.tasks import task_kind
 from seqforge.tracking import data_version, setup_mlflow, tracking_uri
 
 STATUS_TAG = "trial_status"  # completed | stopped_early | failed | interrupted (lost to a killed driver)
@@ -82,8 +83,10 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
         train_cfg = trial_train_cfg(sweep["train"], exp, TuneCfg.model_validate(sweep["tune"]))
         os.chdir(sweep["project_dir"])  # relative data paths, as in the train stage
         tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
-        result = fit_on_ray(loop_config(exp, train_cfg, tokenizer, run_id), train_cfg,
-                            f"{sweep['name']}-{trial_id}", monitor(exp.task), callbacks=(TuneReportCallback(),))
+        task = load_task(exp.task)
+        result = fit_on_ray(loop_config(exp, task, train_cfg, tokenizer, run_id), train_cfg,
+                            f"{sweep['name']}-{trial_id}", task_kind(task.kind).monitor,
+                            callbacks=(TuneReportCallback(),))
         if result.error is not None:
             raise RuntimeError(f"trial {trial_id}: Ray Train run failed: {result.error}") from result.error
     except Exception as err:
@@ -121,7 +124,8 @@ def run_sweep(name: str, num_samples: int | None = None, resume: bool = False) -
     if num_samples is not None:
         tune = tune.model_copy(update={"num_samples": num_samples})
     cfg = load_config()
-    metric, mode = monitor(exp.task)
+    task = load_task(exp.task)
+    metric, mode = task_kind(task.kind).monitor
     state_file = _state_file(name)
     if resume:
         if not state_file.is_file():
@@ -140,7 +144,7 @@ def run_sweep(name: str, num_samples: int | None = None, resume: bool = False) -
             state_file.parent.mkdir(parents=True, exist_ok=True)
             state_file.write_text(json.dumps(state, indent=2))
             mlflow.set_tags({"sweep": state["name"], "experiment": name, "task": exp.task,
-                             "data_version": data_version(cfg.task(exp.task).data.corpus)})
+                             "data_version": data_version(load_corpus(task.corpus))})
             mlflow.log_params({"num_samples": tune.num_samples, "search": tune.search.algorithm,
                                "seed": tune.search.seed, "metric": metric, "mode": mode,
                                **{f"space.{k}": json.dumps(v) for k, v in tune.space.items()}})

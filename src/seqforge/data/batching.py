@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -12,20 +12,20 @@ from torch.utils.data import Sampler
 from seqforge.data.tokenizer import BOS, EOS, PAD
 
 
-def token_batches(lengths: Sequence[tuple[int, int]], batch_tokens: int, order: np.ndarray) -> list[list[int]]:
+def token_batches(lengths: np.ndarray, batch_tokens: int, order: np.ndarray) -> list[list[int]]:
     """Group indices (visited in `order`, sorted by length) so each padded batch fits the budget.
 
     A batch's cost is ``size * (longest source + longest target)``; one over-long example still
     forms a batch of its own.
     """
     batches, current, max_src, max_tgt = [], [], 0, 0
-    for i in order:
-        src, tgt = lengths[i]
+    src_lens, tgt_lens = lengths[order, 0].tolist(), lengths[order, 1].tolist()
+    for i, src, tgt in zip(order.tolist(), src_lens, tgt_lens, strict=True):
         new_src, new_tgt = max(max_src, src), max(max_tgt, tgt)
         if current and (len(current) + 1) * (new_src + new_tgt) > batch_tokens:
             batches.append(current)
             current, new_src, new_tgt = [], src, tgt
-        current.append(int(i))
+        current.append(i)
         max_src, max_tgt = new_src, new_tgt
     if current:
         batches.append(current)
@@ -40,21 +40,27 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, lengths: Sequence[tuple[int, int]], batch_tokens: int, shuffle: bool, seed: int,
+        self, lengths: np.ndarray, batch_tokens: int, shuffle: bool, seed: int,
         rank: int = 0, world_size: int = 1, even: bool = True,
     ) -> None:
         self.lengths, self.batch_tokens, self.shuffle, self.seed = lengths, batch_tokens, shuffle, seed
         self.rank, self.world_size, self.even = rank, world_size, even
         self.epoch = 0
+        self._cached: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _batches(self) -> list[list[int]]:
+        if self._cached is None or self._cached[0] != self.epoch:  # len() and iter() of one epoch agree
+            self._cached = (self.epoch, self._plan())
+        return self._cached[1]
+
+    def _plan(self) -> list[list[int]]:
         rng = np.random.default_rng(self.seed + self.epoch)
         n = len(self.lengths)
         tiebreak = rng.permutation(n) if self.shuffle else np.arange(n)
-        keys = np.array([s + t for s, t in self.lengths])
+        keys = self.lengths.sum(axis=1)
         order = tiebreak[np.argsort(keys[tiebreak], kind="stable")]
         batches = token_batches(self.lengths, self.batch_tokens, order)
         if self.shuffle:

@@ -1,25 +1,24 @@
-"""DailyDialog text -> (context, response) pairs; the same context builder serves training and chat.
+"""Dialogues -> (context, response) pairs; the same context builder serves training and chat.
 
-A dialogue is one line of turns separated by ``__eou__``. The corpus is pre-tokenized
-(``Hi , how are you ?``) and mixes typographic apostrophes (``it ’ s``, ``I ’ Ve``); turns are
-detokenized with Moses rules so that models learn, and reply in, naturally written English.
+DailyDialog (the `dailydialog` format) is pre-tokenized English (``Hi , how are you ?``) with
+typographic apostrophes (``it ’ s``, ``I ’ Ve``): its turns are detokenized with Moses rules
+(:func:`clean_turn`) so that models learn, and reply in, naturally written English. Turns of any
+other dialogue corpus are only normalised (no language-specific rules).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 from sacremoses import MosesDetokenizer
 
 from seqforge.config import ChatData
-from seqforge.data.prepare import CorpusError, normalize, read_lines
+from seqforge.data.readers import CorpusError
+from seqforge.data.text import normalize
 
-EOU = "__eou__"
 SEP_TEXT = " <sep> "  # the tokenizer's turn-separator special token, between context turns
-SPLITS = {"train": "train.txt", "validation": "validation.txt", "test": "test.txt"}
 _APOSTROPHE = re.compile(r"\s*[’‘]\s*")
 _CONTRACTION = re.compile(r"'(S|Re|RE|Ve|VE|Ll|LL|D|M|T)\b")
 _DETOK = MosesDetokenizer(lang="en")
@@ -30,15 +29,6 @@ def clean_turn(text: str) -> str:
     text = _APOSTROPHE.sub("'", normalize(text))
     text = _CONTRACTION.sub(lambda m: "'" + m.group(1).lower(), text)
     return normalize(_DETOK.detokenize(text.split()))
-
-
-def parse_dialogue(line: str) -> list[str] | None:
-    """Turns of one corpus line, or None when the line is malformed (no ``__eou__``, < 2 turns)."""
-    if EOU not in line:
-        return None
-    turns = [clean_turn(t) for t in line.split(EOU)]
-    turns = [t for t in turns if t]
-    return turns if len(turns) >= 2 else None
 
 
 def build_context(turns: list[str], max_tokens: int) -> str:
@@ -77,42 +67,25 @@ def _words(text: str) -> int:
     return len(text.replace(SEP_TEXT, " ").split())
 
 
-def read_dialogues(path: Path) -> tuple[list[list[str]], int]:
-    """Parsed dialogues of one split file and the number of malformed lines skipped."""
-    dialogues, malformed = [], 0
-    for line in read_lines(path):
-        turns = parse_dialogue(line)
-        if turns is None:
-            malformed += 1
-        else:
-            dialogues.append(turns)
-    if not dialogues:
-        raise CorpusError(
-            f"{path}: no usable dialogue ({malformed} malformed lines; expected turns separated by "
-            f"{EOU!r}, at least two per line)"
-        )
-    return dialogues, malformed
-
-
-def prepare_chatbot(raw_dir: Path, cfg: ChatData) -> tuple[DatasetDict, dict]:
-    """DailyDialog split files -> `DatasetDict(train, validation, test)` of pairs, and statistics.
+def dialogue_splits(dialogues: dict[str, list[list[str]]], malformed: dict[str, int], cfg: ChatData,
+                    where: str) -> tuple[DatasetDict, dict]:
+    """Cleaned dialogues per split -> `DatasetDict(train, validation, test)` of pairs, and statistics.
 
     Splits stay split by dialogue: a validation/test dialogue that also occurs in train is
     dropped, so no response is scored that the model saw in training. Exact duplicate pairs
     within a split are removed.
     """
-    parsed = {split: read_dialogues(raw_dir / name) for split, name in SPLITS.items()}
-    seen_in_train = {tuple(d) for d in parsed["train"][0]}
+    seen_in_train = {tuple(d) for d in dialogues["train"]}
     splits, stats = {}, {}
-    for split, (dialogues, malformed) in parsed.items():
-        counts = Counter(raw=len(dialogues) + malformed, malformed_lines=malformed)
+    for split in ("train", "validation", "test"):
+        kept_dialogues = dialogues[split]
+        counts = Counter(raw=len(kept_dialogues) + malformed[split], malformed_lines=malformed[split])
         if split != "train":
-            before = len(dialogues)
-            dialogues = [d for d in dialogues if tuple(d) not in seen_in_train]
-            counts["dropped_dialogue_in_train"] = before - len(dialogues)
-        counts["dialogues"] = len(dialogues)
+            kept_dialogues = [d for d in kept_dialogues if tuple(d) not in seen_in_train]
+            counts["dropped_dialogue_in_train"] = len(dialogues[split]) - len(kept_dialogues)
+        counts["dialogues"] = len(kept_dialogues)
         pairs, unique = [], set()
-        for turns in dialogues:
+        for turns in kept_dialogues:
             new, c = dialogue_pairs(turns, cfg)
             counts.update(c)
             for pair in new:
@@ -128,7 +101,7 @@ def prepare_chatbot(raw_dir: Path, cfg: ChatData) -> tuple[DatasetDict, dict]:
             pairs = pairs[:cap]
         counts["kept"] = len(pairs)
         if not pairs:
-            raise CorpusError(f"{raw_dir / SPLITS[split]}: no usable pairs ({dict(counts)})")
+            raise CorpusError(f"{where}: {split}: no usable pairs ({dict(counts)})")
         splits[split] = Dataset.from_list(pairs)
         stats[split] = {
             **counts,

@@ -11,9 +11,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-import yaml
-
-from seqforge.config import CONF_DIR
+from seqforge.config import CorpusCfg
 
 MIRROR_ENV = "SEQFORGE_DATA_MIRROR"
 
@@ -30,18 +28,13 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def corpus_manifest(corpus: str, conf_dir: Path = CONF_DIR) -> dict:
-    """`{"url": template, "files": {name: sha256}}` for a corpus in `conf/corpora.yaml`."""
-    manifest = yaml.safe_load((conf_dir / "corpora.yaml").read_text())
-    if corpus not in manifest:
-        raise FetchError(f"{conf_dir / 'corpora.yaml'}: no corpus {corpus!r} (known: {sorted(manifest)})")
-    return manifest[corpus]
-
-
-def corpus_url(corpus: str, conf_dir: Path = CONF_DIR) -> str:
-    """Where the corpus officially comes from: its archive, or the folder its files are in."""
-    manifest = corpus_manifest(corpus, conf_dir)
-    return manifest["archive"]["url"] if "archive" in manifest else manifest["url"].format(file="")
+def corpus_url(corpus: CorpusCfg) -> str:
+    """Where the corpus comes from: its official archive or folder, or what `corpus add` read."""
+    if corpus.archive is not None:
+        return corpus.archive.url
+    if corpus.url is not None:
+        return corpus.url.format(file="")
+    return corpus.source or f"data/{corpus.name}"
 
 
 def _download(url: str, dest: Path, timeout: float) -> None:
@@ -79,8 +72,12 @@ def _extract_member(archive: Path, member: str, dest: Path) -> None:
         nested.unlink()
 
 
+def _verified(path: Path, expected: str) -> bool:
+    return path.is_file() and sha256(path) == expected
+
+
 def fetch_corpus(
-    corpus: str,
+    corpus: CorpusCfg,
     dest_dir: Path,
     mirror: Path | None = None,
     online: bool = True,
@@ -89,45 +86,54 @@ def fetch_corpus(
     """Make `dest_dir` hold every file of `corpus`, each verified against its checksum.
 
     Files already present with the right checksum are kept. Missing ones come from the mirror
-    when one is given (``$SEQFORGE_DATA_MIRROR``), else from the official source: one URL per
-    file, or one archive (verified as a whole) whose members are extracted.
+    when it holds the corpus (``$SEQFORGE_DATA_MIRROR/<corpus>/``), else from the official
+    source: one URL per file, or one archive (verified as a whole) whose members are extracted.
+    A corpus added with `seqforge corpus add` has no official source: `dvc pull` restores it.
     """
-    manifest = corpus_manifest(corpus)
     mirror = mirror or (Path(os.environ[MIRROR_ENV]) if os.environ.get(MIRROR_ENV) else None)
-    if mirror is not None and not (mirror / corpus).is_dir():
-        raise FetchError(f"{MIRROR_ENV}={mirror}: no folder {mirror / corpus} with the {corpus} files")
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    files = {name: dest_dir / name for name in manifest["files"]}
-    missing = [n for n, path in files.items() if not (path.is_file() and sha256(path) == manifest["files"][n])]
+    official = corpus.url is not None or corpus.archive is not None
+    if mirror is not None and official and not (mirror / corpus.name).is_dir():
+        raise FetchError(f"{MIRROR_ENV}={mirror}: no folder {mirror / corpus.name} with the {corpus.name} files")
+    files = {name: dest_dir / name for name in corpus.files}
+    missing = [n for n, path in files.items() if not _verified(path, corpus.files[n])]
     if not missing:
         return list(files.values())
-    if mirror is None and not online:
-        raise FetchError(f"offline and no {MIRROR_ENV} set: cannot obtain {corpus}/{missing[0]}")
+    from_mirror = mirror is not None and (mirror / corpus.name).is_dir()
+    if not official and not from_mirror:
+        first = files[missing[0]]
+        state = "differs from the SHA-256 pinned in" if first.is_file() else "is missing; it is pinned in"
+        raise FetchError(f"{first} {state} conf/corpora/{corpus.name}.yaml: restore it with `dvc pull` "
+                         f"(or add the corpus again with `seqforge corpus add`)")
+    if not from_mirror and not online:
+        raise FetchError(f"offline and no {MIRROR_ENV} set: cannot obtain {corpus.name}/{missing[0]}")
+    dest_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
-        if mirror is None and "archive" in manifest:
-            archive = manifest["archive"]
+        if not from_mirror and corpus.archive is not None:
+            archive = corpus.archive
             part = Path(tmp) / "archive.zip"
-            _download_verified(archive["url"], part, archive["sha256"], corpus, timeout)
-            for name, member in archive["members"].items():
+            _download_verified(archive.url, part, archive.sha256, corpus.name, timeout)
+            for name, member in archive.members.items():
                 _extract_member(part, member, Path(tmp) / name)
                 (Path(tmp) / name).replace(files[name])
             return list(files.values())
         for name in missing:
             part = Path(tmp) / name
-            if mirror is not None:
-                source = mirror / corpus / name
+            part.parent.mkdir(parents=True, exist_ok=True)
+            if from_mirror:
+                source = mirror / corpus.name / name
                 if not source.is_file():
                     raise FetchError(f"{source}: missing from the mirror {mirror}")
                 shutil.copyfile(source, part)
                 actual = sha256(part)
-                if actual != manifest["files"][name]:
-                    raise FetchError(f"{source}: SHA-256 {actual} does not match the pinned {manifest['files'][name]}")
+                if actual != corpus.files[name]:
+                    raise FetchError(f"{source}: SHA-256 {actual} does not match the pinned {corpus.files[name]}")
             else:
-                _download_verified(manifest["url"].format(file=name), part, manifest["files"][name], corpus, timeout)
+                _download_verified(corpus.url.format(file=name), part, corpus.files[name], corpus.name, timeout)
+            files[name].parent.mkdir(parents=True, exist_ok=True)
             part.replace(files[name])
     return list(files.values())
 
 
-def fetch_all(corpora: list[str], data_dir: Path, mirror: Path | None = None) -> dict[str, list[Path]]:
+def fetch_all(corpora: list[CorpusCfg], data_dir: Path, mirror: Path | None = None) -> dict[str, list[Path]]:
     """Fetch every corpus the tasks use into `data_dir/<corpus>/`."""
-    return {corpus: fetch_corpus(corpus, data_dir / corpus, mirror=mirror) for corpus in corpora}
+    return {corpus.name: fetch_corpus(corpus, data_dir / corpus.name, mirror=mirror) for corpus in corpora}

@@ -1,0 +1,62 @@
+"""The interface every task kind implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from datasets import Dataset, DatasetDict
+
+from seqforge.config import CorpusCfg, ServeCfg
+
+
+class RequestError(ValueError):
+    """A request the model cannot take (bad type, over a limit); the message names the row."""
+
+
+class TaskKind(ABC):
+    """Pairs, metrics, model selection and serving contract of one kind of task."""
+
+    name: ClassVar[str]
+    monitor: ClassVar[tuple[str, str]]  # validation metric for early stopping and checkpoints, and its mode
+    primary_metric: ClassVar[str]  # test metric that decides promotion (a model-version tag)
+    shown_metrics: ClassVar[tuple[str, ...]]  # what `evaluate` prints
+    input_column: ClassVar[str]
+    output_column: ClassVar[str]
+    description: ClassVar[str]  # the registered model's description
+
+    @abstractmethod
+    def pairs(self, rows: Dataset, task: Any, corpus: CorpusCfg, num_proc: int) -> tuple[DatasetDict, dict]:
+        """Reader rows -> `DatasetDict(train, validation, test)` of (source, target) text, and statistics."""
+
+    @abstractmethod
+    def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
+        """Test metrics of `hyps` against `refs`, with a `signature` entry (how they were computed)."""
+
+    @abstractmethod
+    def requests(self, values: list, limits: ServeCfg) -> list:
+        """The `input_column` values of a request, checked; a `RequestError` names the bad row."""
+
+    @abstractmethod
+    def sources(self, requests: list, meta: dict) -> list[str]:
+        """Checked requests -> the source strings the model was trained on (same cleaning as prepare)."""
+
+    def input_schema(self):
+        """MLflow column spec of the input (a string column unless the kind says otherwise)."""
+        from mlflow.types import ColSpec, DataType
+
+        return ColSpec(DataType.string, self.input_column)
+
+    @abstractmethod
+    def example(self) -> list:
+        """One input value for the registered model's input example."""
+
+
+def checked_texts(values: list, limits: ServeCfg, what: str) -> list[str]:
+    """`values` if every one is a string within `limits.max_chars`, else a `RequestError` naming the first bad one."""
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise RequestError(f"{what} {i}: expected a string, got {type(value).__name__} {value!r:.80}")
+        if len(value) > limits.max_chars:
+            raise RequestError(f"{what} {i}: {len(value)} characters, more than the limit of {limits.max_chars}")
+    return values

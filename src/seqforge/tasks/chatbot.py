@@ -1,0 +1,73 @@
+"""Chatbot: dialogues -> (context, response) pairs; dialogue metrics (BLEU-1/2, distinct-n, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from datasets import Dataset, DatasetDict
+
+from seqforge.config import ChatbotTask, CorpusCfg, ServeCfg
+from seqforge.data.dialogue import build_context, clean_turn, dialogue_splits
+from seqforge.data.text import normalize
+from seqforge.tasks.base import RequestError, TaskKind, checked_texts
+
+
+def turn_cleaner(corpus_format: str, form: str) -> Callable[[str], str]:
+    """How turns are cleaned, in prepare and at inference: DailyDialog's detokenization, else normalisation."""
+    return clean_turn if corpus_format == "dailydialog" else partial(normalize, form=form)
+
+
+class Chatbot(TaskKind):
+    name = "chatbot"
+    monitor = ("val_loss", "min")
+    primary_metric = "test_bleu_2"
+    shown_metrics = ("bleu_1", "bleu_2", "corpus_bleu", "distinct_1", "distinct_2", "mean_length",
+                     "top10_share", "ppl")
+    input_column = "conversation"
+    output_column = "reply"
+    description = ("Open-domain chatbot. Input: a `conversation` column (each row the turns so far, newest "
+                   "last); output: `reply`.")
+
+    def pairs(self, rows: Dataset, task: ChatbotTask, corpus: CorpusCfg, num_proc: int) -> tuple[DatasetDict, dict]:
+        from seqforge.data.pairs import by_split
+
+        clean = turn_cleaner(corpus.format, task.data.normalization)
+        cleaned = rows.map(lambda b: {"turns": [[c for c in map(clean, turns) if c] for turns in b["turns"]]},
+                           batched=True, batch_size=2000)
+        where = f"conf/corpora/{corpus.name}.yaml"
+        splits = by_split(cleaned, "turns", corpus.split, corpus.seed, where)
+        dialogues, malformed = {}, {}
+        for split, ds in splits.items():
+            turns = ds["turns"]
+            dialogues[split] = [t for t in turns if len(t) >= 2]
+            malformed[split] = len(turns) - len(dialogues[split])
+        return dialogue_splits(dialogues, malformed, task.data, where)
+
+    def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
+        from seqforge.metrics import dialogue_scores
+
+        return dialogue_scores(hyps, refs)
+
+    def requests(self, values: list, limits: ServeCfg) -> list:
+        conversations = []
+        for i, turns in enumerate(values):
+            turns = list(turns) if not isinstance(turns, str) and hasattr(turns, "__iter__") else None
+            if not turns or len(turns) > limits.max_turns:
+                raise RequestError(f"conversation {i}: expected a list of 1 to {limits.max_turns} turns")
+            conversations.append(checked_texts(turns, limits, f"conversation {i} turn"))
+        return conversations
+
+    def sources(self, requests: list, meta: dict) -> list[str]:
+        data = meta["task"]["data"]
+        clean = turn_cleaner(meta["corpus_format"], data["normalization"])
+        return [build_context([c for c in map(clean, turns) if c], data["max_context_tokens"]) for turns in requests]
+
+    def input_schema(self):
+        from mlflow.types import ColSpec, DataType
+        from mlflow.types.schema import Array
+
+        return ColSpec(Array(DataType.string), self.input_column)
+
+    def example(self) -> list:
+        return [["Hi, how are you?", "Fine, thanks. And you?"]]
