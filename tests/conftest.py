@@ -32,6 +32,14 @@ def conf_copy(tmp_path: Path) -> Path:
     return dest
 
 
+def pairs_of(corpus, root: Path, task, tmp_path: Path):
+    """(DatasetDict, stats) that the prepare stage builds for `task` from `corpus` files in `root`."""
+    from seqforge.data.readers import read_corpus
+    from seqforge.tasks import task_kind
+
+    return task_kind(task.kind).pairs(read_corpus(corpus, root, tmp_path / "cache"), task, corpus, 1)
+
+
 def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command to completion; unless `check=False`, a failure shows its output's tail."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)

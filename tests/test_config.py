@@ -1,16 +1,23 @@
 import pytest
+import yaml
 
-from seqforge.config import ConfigError, load_config, load_experiment, set_profile
+from conftest import ROOT
+from seqforge.config import (
+    ConfigError, check_index, experiment_names, load_config, load_experiment, load_task, pipeline_index, set_profile,
+)
+from seqforge.resolve import resolve_all
 
 
-def test_profiles_overlay_base_and_experiments(conf_copy) -> None:
+def test_profiles_overlay_base_tasks_and_families(conf_copy) -> None:
     set_profile("smoke", conf_copy)
-    cfg = load_config(conf_copy)
-    assert cfg.profile == "smoke" and cfg.translation.data.max_train_pairs == 1500
-    assert cfg.chatbot.data.max_eval_pairs == 300 and cfg.chatbot.decode.no_repeat_ngram == 3  # merged, not replaced
-    assert load_experiment("transformer", conf_copy).model.d_model == 32
+    assert load_config(conf_copy).profile == "smoke"
+    chat = load_task("chatbot", conf_copy)
+    assert load_task("translation", conf_copy).data.max_train_pairs == 1500
+    assert chat.data.max_eval_pairs == 300 and chat.decode.no_repeat_ngram == 3  # merged, not replaced
+    assert load_experiment("transformer", conf_copy).model.d_model == 32  # the transformer family overlay
+    assert load_experiment("lstm_luong", conf_copy).model.hidden_dim == 32  # the rnn family overlay
     set_profile("default", conf_copy)
-    assert load_config(conf_copy).translation.data.max_train_pairs is None
+    assert load_task("translation", conf_copy).data.max_train_pairs is None
 
 
 def test_unknown_profile_lists_known_ones(conf_copy) -> None:
@@ -19,23 +26,37 @@ def test_unknown_profile_lists_known_ones(conf_copy) -> None:
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "key"),
+    ("task", "old", "new", "key"),
     [
-        ("vocab_size: 6000", "vocab_size: 10", "translation.tokenizer.vocab_size"),
-        ("tgt_lang: de", "tgt_lang: xx", "translation.data.tgt_lang"),
-        ("beam_size: 5", "beam_sise: 5", "translation.decode.beam_sise"),
-        ("context_turns: 3", "context_turns: 0", "chatbot.data.context_turns"),
-        ("top_p: 0.9", "top_p: 1.5", "chatbot.decode.top_p"),
-        ("strategy: sample", "strategy: nucleus", "chatbot.decode.strategy"),
+        ("translation", "vocab_size: 6000", "vocab_size: 10", "tokenizer.vocab_size"),
+        ("translation", "tgt_lang: de", "tgt_lang: 'not a language'", "tgt_lang"),
+        ("translation", "beam_size: 5", "beam_sise: 5", "decode.beam_sise"),
+        ("translation", "library: tokenizers", "library: spacy", "tokenizer.library"),
+        ("chatbot", "context_turns: 3", "context_turns: 0", "data.context_turns"),
+        ("chatbot", "top_p: 0.9", "top_p: 1.5", "decode.top_p"),
+        ("chatbot", "strategy: sample", "strategy: nucleus", "decode.strategy"),
     ],
 )
-def test_invalid_value_names_the_key(conf_copy, old: str, new: str, key: str) -> None:
-    path = conf_copy / "config.yaml"
+def test_invalid_value_names_the_file_and_key(conf_copy, task: str, old: str, new: str, key: str) -> None:
+    path = conf_copy / "tasks" / f"{task}.yaml"
     assert old in path.read_text()
     path.write_text(path.read_text().replace(old, new))
     with pytest.raises(ConfigError) as err:
-        load_config(conf_copy)
+        load_task(task, conf_copy)
     assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_any_language_code_is_accepted(conf_copy) -> None:
+    path = conf_copy / "tasks" / "translation.yaml"
+    path.write_text(path.read_text().replace("src_lang: en", "src_lang: zh-Hans").replace("tgt_lang: de", "tgt_lang: ko"))
+    task = load_task("translation", conf_copy)
+    assert (task.src_lang, task.tgt_lang) == ("zh-Hans", "ko")
+
+
+def test_a_task_whose_corpus_is_missing_is_named(conf_copy) -> None:
+    (conf_copy / "corpora" / "dailydialog.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"tasks/chatbot\.yaml: corpus: no corpus 'dailydialog'.*seqforge corpus add"):
+        load_task("chatbot", conf_copy)
 
 
 def test_experiment_train_overrides_are_validated(conf_copy) -> None:
@@ -51,18 +72,37 @@ def test_unknown_experiment(conf_copy) -> None:
         load_experiment("nope", conf_copy)
 
 
-def test_dvc_yaml_agrees_with_experiment_tasks() -> None:
-    """dvc.yaml wires each experiment to its task's data; it must match conf/experiments."""
-    import yaml
+def test_an_experiment_extends_its_template(conf_copy) -> None:
+    (conf_copy / "experiments" / "mine.yaml").write_text("task: translation\ntemplate: transformer\nmodel: {heads: 8}\n")
+    exp, template = load_experiment("mine", conf_copy), load_experiment("transformer", conf_copy)
+    assert exp.model.heads == 8 and exp.model.d_model == template.model.d_model and exp.optim == template.optim
 
-    from seqforge.config import TASKS, experiment_names
-    from conftest import ROOT
 
-    declared = {}
-    for entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["vars"]:
-        if isinstance(entry, dict):
-            declared.update(entry)
-    assert set(declared["tasks"]) == set(TASKS)
-    assert {name: spec["task"] for name, spec in declared["experiments"].items()} == {
-        name: load_experiment(name, ROOT / "conf").task for name in experiment_names(ROOT / "conf")
-    }
+def test_committed_index_agrees_with_conf() -> None:
+    """dvc.yaml iterates over conf/pipeline.yaml; it must list exactly what conf/ defines."""
+    check_index(ROOT / "conf")
+    index = yaml.safe_load((ROOT / "conf" / "pipeline.yaml").read_text())
+    assert set(index["experiments"]) == set(experiment_names(ROOT / "conf"))
+
+
+def test_a_new_experiment_file_makes_the_index_stale(conf_copy) -> None:
+    (conf_copy / "experiments" / "mine.yaml").write_text("task: translation\ntemplate: transformer\n")
+    with pytest.raises(ConfigError, match=r"pipeline\.yaml is out of date.*experiments mine.*seqforge sync"):
+        check_index(conf_copy)
+    assert pipeline_index(conf_copy)["experiments"]["mine"] == {"task": "translation"}
+
+
+def test_resolved_configs_change_only_where_values_change(conf_copy, tmp_path) -> None:
+    """What DVC sees: a profile decoding change touches evaluate/register files only; a family's
+    model change touches the train files of that family only."""
+    out = tmp_path / "resolved"
+    resolve_all(conf_copy, out)
+    assert resolve_all(conf_copy, out) == []  # nothing changed, nothing rewritten
+    profile = conf_copy / "profiles" / "default.yaml"
+    profile.write_text("tasks:\n  decode: {beam_size: 3}\n")
+    changed = {p.relative_to(out).as_posix() for p in resolve_all(conf_copy, out)}
+    assert changed and all(p.endswith(("/evaluate.yaml", "/register.yaml")) for p in changed)
+    assert "experiments/gru_bahdanau/evaluate.yaml" in changed
+    profile.write_text("tasks:\n  decode: {beam_size: 3}\nfamilies:\n  transformer:\n    model: {dropout: 0.2}\n")
+    changed = {p.relative_to(out).as_posix() for p in resolve_all(conf_copy, out)}
+    assert changed == {"experiments/transformer/train.yaml", "experiments/chatbot_transformer/train.yaml"}

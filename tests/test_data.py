@@ -1,14 +1,14 @@
 import gzip
-import urllib.error
-from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from seqforge.config import TranslationData
+from conftest import ROOT, pairs_of
+from seqforge.config import CorpusCfg, TranslationData, TranslationTask, load_corpus
 from seqforge.data import fetch
 from seqforge.data.batching import TokenBudgetBatchSampler
-from seqforge.data.prepare import CorpusError, clean_pairs, prepare_translation, read_parallel
+from seqforge.data.readers import CorpusError
 
 
 def write_gz(path: Path, lines: list[str]) -> Path:
@@ -17,26 +17,41 @@ def write_gz(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def translation(src: str = "en", tgt: str = "de", corpus: str = "c", **data) -> TranslationTask:
+    return TranslationTask(name="t", kind="translation", corpus=corpus, src_lang=src, tgt_lang=tgt,
+                           data=TranslationData(**data))
+
+
+MULTI30K_LIKE = CorpusCfg(name="m", format="multi30k", languages=["en", "de"], files={"x": ""})
+
+
 def test_misaligned_files_name_both_files_and_counts(tmp_path) -> None:
-    src = write_gz(tmp_path / "train.en.gz", ["a", "b", "c"])
-    tgt = write_gz(tmp_path / "train.de.gz", ["x", "y"])
+    for stem, n in (("train", 3), ("val", 3), ("test_2016_flickr", 3)):
+        write_gz(tmp_path / f"{stem}.en.gz", ["a"] * n)
+        write_gz(tmp_path / f"{stem}.de.gz", ["x"] * (n - (stem == "val")))
     with pytest.raises(CorpusError) as err:
-        read_parallel(src, tgt)
-    assert f"{src} has 3 lines" in str(err.value) and f"{tgt} has 2" in str(err.value)
+        pairs_of(MULTI30K_LIKE, tmp_path, translation(), tmp_path)
+    assert f"{tmp_path / 'val.en.gz'} has 3 lines" in str(err.value) and "val.de.gz has 2 lines" in str(err.value)
 
 
-def test_cleaning_normalises_and_counts_drops() -> None:
+def test_cleaning_normalises_and_counts_drops(tmp_path) -> None:
     sources = ["  A  dog\u00a0runs. ", "", "one two three four five", "x"]
     targets = ["Ein Hund läuft.", "leer", "eins", "y"]
-    pairs, counts = clean_pairs(sources, targets, TranslationData(max_tokens=4, max_ratio=3.0))
-    assert pairs == [{"source": "A dog runs.", "target": "Ein Hund läuft."}, {"source": "x", "target": "y"}]
-    assert counts == Counter(kept=2, dropped_empty=1, dropped_too_long=1)
+    for stem in ("train", "val", "test_2016_flickr"):
+        write_gz(tmp_path / f"{stem}.en.gz", sources)
+        write_gz(tmp_path / f"{stem}.de.gz", targets)
+    splits, stats = pairs_of(MULTI30K_LIKE, tmp_path, translation(max_tokens=4, max_ratio=3.0), tmp_path)
+    assert splits["train"].to_list() == [{"source": "A dog runs.", "target": "Ein Hund läuft."},
+                                         {"source": "x", "target": "y"}]
+    assert stats["train"] == {"raw": 4, "kept": 2, "dropped_empty": 1, "dropped_too_long": 1,
+                              "src_tokens_mean": 2.0, "tgt_tokens_mean": 2.0}
 
 
 def test_prepare_real_multi30k(mirror, tmp_path) -> None:
     raw = tmp_path / "multi30k"
-    fetch.fetch_corpus("multi30k", raw, mirror=mirror)
-    splits, stats = prepare_translation(raw, TranslationData(src_lang="en", tgt_lang="fr", max_train_pairs=100))
+    corpus = load_corpus("multi30k", ROOT / "conf")
+    fetch.fetch_corpus(corpus, raw, mirror=mirror)
+    splits, stats = pairs_of(corpus, raw, translation("en", "fr", "multi30k", max_train_pairs=100), tmp_path)
     assert splits["train"].num_rows == 100 and stats["train"]["dropped_cap"] > 28000
     assert splits["validation"].num_rows == 1014 and splits["test"].num_rows == 1000
     assert splits["test"][0]["target"].startswith("Un homme")
@@ -49,27 +64,36 @@ def test_fetch_verifies_checksums(mirror, tmp_path) -> None:
         (corrupt / f.name).write_bytes(f.read_bytes())
     (corrupt / "val.de.gz").write_bytes(b"not the real file")
     with pytest.raises(fetch.FetchError, match=r"val\.de\.gz: SHA-256 .* does not match"):
-        fetch.fetch_corpus("multi30k", tmp_path / "out", mirror=tmp_path / "mirror")
+        fetch.fetch_corpus(load_corpus("multi30k", ROOT / "conf"), tmp_path / "out", mirror=tmp_path / "mirror")
 
 
 def test_missing_mirror_folder_is_named(tmp_path) -> None:
     with pytest.raises(fetch.FetchError, match=r"SEQFORGE_DATA_MIRROR=.*nowhere: no folder"):
-        fetch.fetch_corpus("multi30k", tmp_path / "out", mirror=tmp_path / "nowhere")
+        fetch.fetch_corpus(load_corpus("multi30k", ROOT / "conf"), tmp_path / "out", mirror=tmp_path / "nowhere")
 
 
 def test_offline_without_mirror_names_both_ways(tmp_path, monkeypatch) -> None:
+    import urllib.error
+
     def offline(url, dest, timeout):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
     monkeypatch.delenv(fetch.MIRROR_ENV, raising=False)
     monkeypatch.setattr(fetch, "_download", offline)
     with pytest.raises(fetch.FetchError) as err:
-        fetch.fetch_corpus("multi30k", tmp_path / "out")
+        fetch.fetch_corpus(load_corpus("multi30k", ROOT / "conf"), tmp_path / "out")
     assert "connect to the internet" in str(err.value) and "SEQFORGE_DATA_MIRROR" in str(err.value)
 
 
+def test_an_added_corpus_missing_from_data_says_dvc_pull(tmp_path) -> None:
+    corpus = CorpusCfg(name="mine", format="tsv", languages=["ko", "en"], columns={"ko": 0, "en": 1},
+                       files={"pairs.tsv": "0" * 64})
+    with pytest.raises(fetch.FetchError, match=r"pairs\.tsv is missing.*conf/corpora/mine\.yaml.*dvc pull"):
+        fetch.fetch_corpus(corpus, tmp_path / "mine", mirror=None)
+
+
 def test_token_budget_batches_cover_everything_once_per_epoch() -> None:
-    lengths = [(n % 17 + 1, n % 13 + 2) for n in range(500)]
+    lengths = np.array([(n % 17 + 1, n % 13 + 2) for n in range(500)])
     shards = [TokenBudgetBatchSampler(lengths, 200, shuffle=True, seed=3, rank=r, world_size=2)
               for r in range(2)]
     for epoch in range(2):

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from seqforge.config import ChatData
+from conftest import ROOT, pairs_of
+from seqforge.config import ChatbotTask, ChatData, CorpusCfg, load_corpus
 from seqforge.data import fetch
-from seqforge.data.dialogue import build_context, clean_turn, dialogue_pairs, parse_dialogue, prepare_chatbot
-from seqforge.data.prepare import CorpusError
+from seqforge.data.dialogue import build_context, clean_turn, dialogue_pairs
+from seqforge.data.readers import CorpusError
 from seqforge.metrics import dialogue_scores, distinct_n, sentence_bleu_n
 
 DIALOGUES = {
@@ -42,8 +43,6 @@ def write_corpus(root: Path, dialogues: dict[str, list[str]] = DIALOGUES) -> Pat
 def test_turns_read_naturally() -> None:
     assert clean_turn("I ’ Ve got it , haven ’ t I ? ") == "I've got it, haven't I?"
     assert clean_turn('He said " hello " . ') == 'He said "hello".'
-    assert parse_dialogue("A . __eou__ B ? __eou__") == ["A.", "B?"]
-    assert parse_dialogue("A .") is None and parse_dialogue("A . __eou__ ") is None
 
 
 def test_context_window_keeps_the_newest_turns() -> None:
@@ -56,8 +55,15 @@ def test_context_window_keeps_the_newest_turns() -> None:
     assert build_context(["a b c d e"], max_tokens=2) == "d e"
 
 
+DD = CorpusCfg(name="dd", format="dailydialog", files={"train.txt": "", "validation.txt": "", "test.txt": ""})
+
+
+def chatbot(**data) -> ChatbotTask:
+    return ChatbotTask(name="chat", kind="chatbot", corpus="dd", data=ChatData(**data))
+
+
 def test_pairs_split_by_dialogue_with_counts(tmp_path) -> None:
-    splits, stats = prepare_chatbot(write_corpus(tmp_path / "dd"), ChatData(context_turns=2))
+    splits, stats = pairs_of(DD, write_corpus(tmp_path / "dd"), chatbot(context_turns=2), tmp_path)
     train = splits["train"].to_list()
     assert {"source": "Hi, how are you? <sep> Fine, thanks. And you?", "target": "I'm great."} in train
     assert stats["train"]["malformed_lines"] == 2 and stats["train"]["dropped_duplicate"] == 1
@@ -72,14 +78,15 @@ def test_pairs_split_by_dialogue_with_counts(tmp_path) -> None:
 
 def test_a_file_without_usable_dialogues_is_an_error(tmp_path) -> None:
     root = write_corpus(tmp_path / "dd", {**DIALOGUES, "test": ["no turns", "just one . __eou__"]})
-    with pytest.raises(CorpusError, match=r"test\.txt: no usable dialogue \(2 malformed lines"):
-        prepare_chatbot(root, ChatData())
+    with pytest.raises(CorpusError, match=r"dd\.yaml: test: no usable pairs \(.*'malformed_lines': 2"):
+        pairs_of(DD, root, chatbot(), tmp_path)
 
 
 def test_prepare_real_dailydialog(mirror, tmp_path) -> None:
     raw = tmp_path / "dailydialog"
-    fetch.fetch_corpus("dailydialog", raw, mirror=mirror)
-    splits, stats = prepare_chatbot(raw, ChatData(max_eval_pairs=100))
+    corpus = load_corpus("dailydialog", ROOT / "conf")
+    fetch.fetch_corpus(corpus, raw, mirror=mirror)
+    splits, stats = pairs_of(corpus, raw, chatbot(max_eval_pairs=100), tmp_path)
     assert splits["train"].num_rows > 40000 and splits["test"].num_rows == 100
     assert stats["train"]["malformed_lines"] == 0 and stats["validation"]["dropped_dialogue_in_train"] > 0
     assert not any("’" in t or " ," in t for t in splits["train"]["target"][:2000])
@@ -95,18 +102,17 @@ def test_fetch_from_the_official_archive(tmp_path, monkeypatch) -> None:
                 zf.writestr(f"{split}/dialogues_{split}.txt", f"{split} a . __eou__ b . __eou__\n")
             outer.writestr(f"ijcnlp_dailydialog/{split}.zip", inner.getvalue())
     payload = archive.getvalue()
-    manifest = fetch.corpus_manifest("dailydialog")
-    manifest["archive"]["sha256"] = hashlib.sha256(payload).hexdigest()
-    monkeypatch.setattr(fetch, "corpus_manifest", lambda corpus: manifest)
+    corpus = load_corpus("dailydialog", ROOT / "conf")
+    archive_cfg = corpus.archive.model_copy(update={"sha256": hashlib.sha256(payload).hexdigest()})
     monkeypatch.setattr(fetch, "_download", lambda url, dest, timeout: dest.write_bytes(payload))
     monkeypatch.delenv(fetch.MIRROR_ENV, raising=False)
-    files = fetch.fetch_corpus("dailydialog", tmp_path / "dd")
+    files = fetch.fetch_corpus(corpus.model_copy(update={"archive": archive_cfg}), tmp_path / "dd")
     assert sorted(f.name for f in files) == ["test.txt", "train.txt", "validation.txt"]
     assert (tmp_path / "dd" / "validation.txt").read_text() == "validation a . __eou__ b . __eou__\n"
 
-    manifest["archive"]["sha256"] = "0" * 64  # a tampered download is refused
+    tampered = corpus.model_copy(update={"archive": archive_cfg.model_copy(update={"sha256": "0" * 64})})
     with pytest.raises(fetch.FetchError, match="ijcnlp_dailydialog.zip: SHA-256 .* does not match"):
-        fetch.fetch_corpus("dailydialog", tmp_path / "dd2")
+        fetch.fetch_corpus(tampered, tmp_path / "dd2")
 
 
 def test_distinct_n_known_values() -> None:

@@ -116,17 +116,31 @@ def test_second_repro_does_nothing_and_params_rerun_only_dependents(smoke_repo) 
     repo, env = smoke_repo
     again = run(["dvc", "repro"], repo, env)
     assert "Running stage" not in again.stdout
-    config = repo / "conf" / "config.yaml"
-    original = config.read_text()
-    config.write_text(original.replace("top_p: 0.9", "top_p: 0.8"))  # a chatbot decoding knob
-    status = run(["dvc", "status", "dvc.yaml"], repo, env).stdout
-    assert "evaluate@chatbot_gru_bahdanau" in status and "register@chatbot_transformer" in status
-    assert "@gru_bahdanau" not in status and "train@" not in status and "tokenize" not in status
-    config.write_text(original.replace("beam_size: 5", "beam_size: 4"))
-    status = run(["dvc", "status", "dvc.yaml"], repo, env).stdout
-    assert "evaluate@gru_bahdanau" in status and "register@transformer" in status
-    assert "train@" not in status and "tokenize" not in status
-    config.write_text(original)
+    chat = repo / "conf" / "tasks" / "chatbot.yaml"
+    original = chat.read_text()
+    try:
+        chat.write_text(original.replace("top_p: 0.9", "top_p: 0.8"))  # a chatbot decoding knob
+        ran = run(["dvc", "repro"], repo, env).stdout
+        assert "Running stage 'evaluate@chatbot_gru_bahdanau'" in ran and "register@chatbot_transformer" in ran
+        assert "@gru_bahdanau'" not in ran and "train@" not in ran and "tokenize@" not in ran
+    finally:
+        chat.write_text(original)
+    profile = repo / "conf" / "profiles" / "smoke.yaml"
+    original = profile.read_text()
+    try:  # a decoding change in the profile: evaluate and register of every model, nothing else
+        profile.write_text(original.replace("decode: {beam_size: 2}", "decode: {beam_size: 3}"))
+        status = run(["dvc", "status", "dvc.yaml"], repo, env).stdout
+        assert "evaluate@gru_bahdanau" in status and "register@transformer" in status
+        assert "train@" not in status and "tokenize@" not in status and "prepare@" not in status
+        # a model change of one family: the trainings of that family only
+        profile.write_text(original.replace("ffn_dim: 64}", "ffn_dim: 96}"))
+        run(["dvc", "repro", "resolve"], repo, env)
+        status = run(["dvc", "status", "dvc.yaml"], repo, env).stdout
+        trains = {line.strip().rstrip(":") for line in status.splitlines() if line.startswith("train@")}
+        assert trains == {"train@transformer", "train@chatbot_transformer"}, status
+    finally:
+        profile.write_text(original)
+        run(["dvc", "repro"], repo, env)
 
 
 def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_repo) -> None:
@@ -184,9 +198,9 @@ def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo) -> None:
         first.wait()
     run(["ray", "stop", "--force"], repo, env, check=False)
     second = run(cmd, repo, env)
-    epochs = [int(e) for e in re.findall(r"'epoch': (\d+)", second.stdout + second.stderr)]
-    assert epochs and epochs[0] >= 1, f"resumed run started at epoch {epochs[:1]}"
-    assert max(epochs) == 7
+    epochs = [int(e) for e in re.findall(r"gru_bahdanau epoch (\d+) \|", second.stdout + second.stderr)]
+    assert epochs and epochs[0] >= 2, f"resumed run started at epoch {epochs[:1]}"
+    assert max(epochs) == 8
 
 
 def post(port: int, payload: object) -> tuple[int, dict]:
@@ -240,3 +254,23 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> No
         assert status == 400 and "expected a list of 1 to 20 turns" in body["message"]
     finally:
         stop_server(proc)
+
+
+def test_your_own_tsv_corpus_and_task_train_register_and_translate(smoke_repo) -> None:
+    """A user's Korean-English TSV: `corpus add` + `task add` + `dvc repro` (smoke) -> a registered
+    model named after the task that `seqforge translate` runs; nothing of the built-in tasks reruns."""
+    repo, env = smoke_repo
+    sample = Path(__file__).parent / "data" / "ko_en.tsv"
+    added = run(["seqforge", "corpus", "add", "ko-en-sample", "--format", "tsv", "--source", str(sample),
+                 "--columns", "ko=0,en=1", "--split", "validation=5,test=5"], repo, env).stdout
+    assert "ko-en-sample: 50 pairs" in added and "pinned in data.dvc" in added
+    run(["seqforge", "task", "add", "ko-en", "--kind", "translation", "--corpus", "ko-en-sample",
+         "--src", "ko", "--tgt", "en", "--experiments", "gru_bahdanau"], repo, env)
+    ran = run(["dvc", "repro"], repo, env).stdout
+    assert "Running stage 'register@ko-en_gru_bahdanau'" in ran
+    assert "train@gru_bahdanau'" not in ran and "prepare@translation'" not in ran
+    assert "sentencepiece" in ran  # the CJK default tokenizer
+    out = run(["seqforge", "translate", "-m", "ko-en@challenger", "그는 커피를 마십니다."], repo, env)
+    assert "ko-en@challenger is version 1" in out.stderr and out.stdout.strip()
+    metrics = json.loads((repo / "metrics" / "ko-en_gru_bahdanau.json").read_text())
+    assert metrics["kind"] == "translation" and "tok:13a" in metrics["signature"]["bleu"]

@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 
 from seqforge.config import TokenizerCfg
-from seqforge.data.prepare import normalize
+from seqforge.data.text import normalize
 from seqforge.data.tokenizer import SubwordTokenizer
 
 SOURCES = [
@@ -40,5 +42,24 @@ def test_decomposed_unicode_is_composed() -> None:
 
 def test_load_rejects_other_files(tmp_path) -> None:
     (tmp_path / "x.json").write_text('{"format": "other"}')
-    with pytest.raises(ValueError, match="x.json: not a seqforge-tokenizer/1 file"):
+    with pytest.raises(ValueError, match="x.json: not a seqforge-tokenizer/2 file"):
         SubwordTokenizer.load(tmp_path / "x.json")
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("sample", ["ko_en.tsv", "zh_en.tsv"])
+@pytest.mark.parametrize("model", ["unigram", "bpe"])
+def test_sentencepiece_round_trips_cjk_exactly(tmp_path, sample: str, model: str) -> None:
+    pairs = [line.split("\t") for line in (DATA / sample).read_text(encoding="utf-8").splitlines()]
+    sources, targets = [p[0] for p in pairs], [p[1] for p in pairs]
+    cfg = TokenizerCfg(library="sentencepiece", model=model, vocab_size=300, joint=True)
+    tok = SubwordTokenizer.train(sources, targets, cfg)
+    unseen = ["鬱陶しい天気です。", "맑은 하늘 아래 鬱", "Zwei Männer"]  # characters never seen in training
+    texts = [normalize(t) for t in sources + targets + unseen]
+    ids = tok.encode(texts, "source")
+    assert tok.decode(ids, "source") == texts  # byte fallback: nothing becomes <unk>
+    assert all(1 not in row for row in ids)
+    tok.save(tmp_path / "tokenizer.json")
+    assert SubwordTokenizer.load(tmp_path / "tokenizer.json").encode(texts, "target") == ids

@@ -165,7 +165,8 @@ def describe(corpus: CorpusCfg, root: Path, scratch: Path) -> list[str]:
     from seqforge.data.pairs import by_split
 
     rows = read_corpus(corpus, root, scratch)
-    splits = Counter(rows["split"])
+    counted = Counter(rows["split"])
+    splits = {s: counted[s] for s in ("train", "validation", "test", "all") if s in counted}
     lines = [f"{corpus.name}: {len(rows)} {'dialogues' if corpus.dialogue else 'pairs'} "
              f"({', '.join(f'{s} {n}' for s, n in splits.items())}), format {corpus.format}"]
     if corpus.dialogue:
