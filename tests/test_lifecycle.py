@@ -28,6 +28,7 @@ def register(client, bleu: float, data: str = "abc.dir") -> str:
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), registered_model_name=NAME)
     version = str(info.registered_model_version)
+    client.set_model_version_tag(NAME, version, "primary_metric", "test_bleu")  # as `register` writes it
     client.set_model_version_tag(NAME, version, "test_bleu", str(bleu))
     client.set_model_version_tag(NAME, version, "data_version", data)
     client.set_registered_model_alias(NAME, "challenger", version)
