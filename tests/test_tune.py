@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from seqforge.config import ConfigError, experiment_names, load_config, load_experiment, load_tune
+from seqforge.config import ConfigError, load_config, load_experiment, load_tune
 from seqforge.tune import trial_train_cfg, write_tuned
 
 
