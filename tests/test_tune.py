@@ -175,6 +175,7 @@ def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep_repo) -> 
     winner = yaml.safe_load((repo / "conf" / "tuned" / f"{swept}.yaml").read_text())
     assert winner["sweep"]["mlflow_run_id"] == summary["parent_run_id"]
     assert winner["overrides"]["optim"]["lr"] == 1.0e-2 and winner["overrides"]["model"]["emb_dim"] == 16
+    run(["dvc", "repro", "resolve"], repo, env)  # the winner enters train@'s resolved configuration
     assert f"train@{swept}" in run(["dvc", "status", "dvc.yaml"], repo, env).stdout
     run(["dvc", "repro", "--single-item", f"train@{swept}"], repo, env)
     trained = json.loads((repo / "models" / swept / "model.json").read_text())["experiment"]
