@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqforge import paths
-from seqforge.config import load_config
+from seqforge.config import load_task
 from seqforge.metrics import dialogue_scores
 from seqforge.predictor import Predictor
 
@@ -45,9 +45,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only these strategies (names as in the table)")
     args = parser.parse_args()
 
-    base = load_config().chatbot.decode
     predictor = Predictor.load(paths.model_dir(args.experiment))
-    val = load_from_disk(str(paths.tokenized_dir("chatbot")))["validation"][: args.pairs]
+    task = load_task(predictor.meta["task"]["name"])
+    base = task.decode
+    val = load_from_disk(str(paths.tokenized_dir(task.name)))["validation"][: args.pairs]
     table = Table(title=f"{args.experiment}: {len(val['target'])} validation pairs", width=130)
     for col in ("strategy", *COLUMNS, "pairs/s"):
         table.add_column(col, justify="left" if col == "strategy" else "right")

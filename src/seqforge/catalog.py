@@ -20,7 +20,7 @@ import yaml
 
 from seqforge import paths
 from seqforge.config import (
-    CONF_DIR, FORMATS, LANG_PATTERN, NAME_PATTERN, ConfigError, CorpusCfg, TranslationData, _validate, base_lang,
+    CONF_DIR, FORMATS, LANG_PATTERN, NAME_PATTERN, ConfigError, CorpusCfg, TranslationData, validate, base_lang,
     corpus_names, experiment_names, load_corpus, task_names, write_index,
 )
 from seqforge.data.readers import MULTI30K_SPLITS, CorpusError, ScratchDir, read_corpus
@@ -87,9 +87,9 @@ def _stage_files(fmt: str, sources: list[str], columns: dict, stage: Path) -> tu
         langs = list(columns) or [_suffix_lang(f) for f in files]
         if len(langs) != 2 or langs[0] == langs[1]:
             raise CatalogError(f"--columns: text_pair needs two different languages, got {langs}")
-        picked = [files[int(columns[lang])] if columns else f for lang, f in zip(langs, files, strict=True)]
-        if columns and sorted(int(c) for c in columns.values()) != [0, 1]:
+        if columns and sorted(str(c) for c in columns.values()) != ["0", "1"]:
             raise CatalogError("--columns: text_pair columns are the --source files, 0 and 1 (e.g. ko=0,en=1)")
+        picked = [files[int(columns[lang])] if columns else f for lang, f in zip(langs, files, strict=True)]
         for path in picked:
             shutil.copyfile(path, stage / path.name)
         if picked[0].name == picked[1].name:
@@ -176,8 +176,12 @@ def describe(corpus: CorpusCfg, root: Path, scratch: Path) -> list[str]:
         by_split(rows, "turns", corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
         return lines
     lines.append(f"  languages: {', '.join(corpus.languages)}")
-    texts = {lang: [normalize(t) for t in rows[lang]] for lang in corpus.languages}
-    lens = {lang: np.array([length(t, length_unit(lang)) for t in texts[lang]]) for lang in corpus.languages}
+    chunks: dict[str, list[np.ndarray]] = {lang: [] for lang in corpus.languages}
+    for batch in rows.select_columns(corpus.languages).iter(batch_size=50_000):  # streamed, not materialised
+        for lang in corpus.languages:
+            unit = length_unit(lang)
+            chunks[lang].append(np.array([length(normalize(t), unit) for t in batch[lang]], dtype=np.int32))
+    lens = {lang: np.concatenate(parts) for lang, parts in chunks.items()}
     for lang in corpus.languages:
         lines.append(f"  {lang} length ({length_unit(lang)}): {_quantiles(lens[lang])}")
     a, b = corpus.languages[:2]
@@ -193,6 +197,19 @@ def describe(corpus: CorpusCfg, root: Path, scratch: Path) -> list[str]:
         lines.append("  held out (by distinct source sentence, seed "
                      f"{corpus.seed}): " + ", ".join(f"{s} {len(d)} pairs" for s, d in held.items()))
     return lines
+
+
+def _check_data_complete(data_dir: Path, conf_dir: Path) -> None:
+    """`data.dvc` pins all of data/: every recorded corpus must be there, or pinning would drop it."""
+    from seqforge.data.fetch import sha256
+
+    for name in corpus_names(conf_dir):
+        corpus = load_corpus(name, conf_dir)
+        for file, digest in corpus.files.items():
+            path = data_dir / name / file
+            if not path.is_file() or sha256(path) != digest:
+                raise CatalogError(f"{path} is missing or changed, and data.dvc pins every corpus in {data_dir}/: "
+                                   "run `seqforge fetch` (or `dvc pull`) first")
 
 
 def dvc_pin(data_dir: Path) -> str:
@@ -220,6 +237,8 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = No
     dest = data_dir / name
     if dest.exists():
         raise CatalogError(f"{dest}: exists already (remove it, or pick another corpus name)")
+    if Path(".dvc").is_dir():
+        _check_data_complete(data_dir, conf_dir)
     with ScratchDir(data_dir.parent / paths.ARTIFACTS) as scratch:
         stage = scratch / "files"
         stage.mkdir()
@@ -234,7 +253,7 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = No
         if fmt == "hf" and len(record["files"]) > 1 and not sizes and "all.parquet" in record["files"]:
             raise CatalogError("--split: this dataset has no train/validation/test splits: give --split")
         try:
-            corpus = _validate(CorpusCfg, {"name": name, **record}, f"corpus {name}")
+            corpus = validate(CorpusCfg, {"name": name, **record}, f"corpus {name}")
             summary = describe(corpus, stage, scratch / "cache")
         except (ConfigError, CorpusError) as err:
             raise CatalogError(str(err).replace(str(stage), str(Path(origin)) if fmt != "hf" else name)) from None

@@ -267,7 +267,7 @@ class ExperimentCfg(_Strict):
 
     def train_config(self, base: TrainCfg) -> TrainCfg:
         """The global train settings with this experiment's overrides applied (validated)."""
-        return _validate(TrainCfg, {**base.model_dump(), **self.train}, f"experiment {self.name}: train")
+        return validate(TrainCfg, {**base.model_dump(), **self.train}, f"experiment {self.name}: train")
 
 
 class Config(_Strict):
@@ -303,7 +303,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validate(model: Any, data: dict[str, Any], source: str) -> Any:
+def validate(model: Any, data: dict[str, Any], source: str) -> Any:
     adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
     try:
         return adapter.validate_python(data)
@@ -343,7 +343,7 @@ def load_config(conf_dir: Path = CONF_DIR) -> Config:
     overlay = {k: v for k, v in _profile_overlay(str(raw.get("profile", "default")), conf_dir).items()
                if k in Config.model_fields}
     sources = f"{conf_dir / 'config.yaml'} (profile {raw.get('profile', 'default')!r})"
-    return _validate(Config, _merge(raw, overlay), sources)
+    return validate(Config, _merge(raw, overlay), sources)
 
 
 def set_profile(profile: str, conf_dir: Path = CONF_DIR) -> None:
@@ -383,7 +383,7 @@ def _group_file(conf_dir: Path, group: str, name: str, what: str) -> Path:
 def load_corpus(name: str, conf_dir: Path = CONF_DIR) -> CorpusCfg:
     """`conf/corpora/<name>.yaml`: format, pinned files and how to read them."""
     path = _group_file(conf_dir, "corpora", name, "corpus")
-    return _validate(CorpusCfg, {"name": name, **_read_yaml(path)}, str(path))
+    return validate(CorpusCfg, {"name": name, **_read_yaml(path)}, str(path))
 
 
 _TASK = TypeAdapter(TaskCfg)
@@ -394,7 +394,7 @@ def load_task(name: str, conf_dir: Path = CONF_DIR) -> TranslationTask | Chatbot
     path = _group_file(conf_dir, "tasks", name, "task")
     profile = _active_profile(conf_dir)
     overlay = _profile_overlay(profile, conf_dir).get("tasks", {})
-    task = _validate(_TASK, _merge({"name": name, **_read_yaml(path)}, overlay), f"{path} (profile {profile!r})")
+    task = validate(_TASK, _merge({"name": name, **_read_yaml(path)}, overlay), f"{path} (profile {profile!r})")
     if not (conf_dir / "corpora" / f"{task.corpus}.yaml").is_file():
         raise ConfigError(f"{path}: corpus: no corpus {task.corpus!r} in {conf_dir / 'corpora'} "
                           f"(known: {', '.join(corpus_names(conf_dir)) or 'none'}; add it with `seqforge corpus add`)")
@@ -426,7 +426,7 @@ def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
         data = _merge(data, winner["overrides"])
         data["tuned_from"] = (winner.get("sweep") or {}).get("mlflow_run_id")
         sources += f" + {tuned}"
-    exp = _validate(ExperimentCfg, data, f"{sources} (profile {profile!r})")
+    exp = validate(ExperimentCfg, data, f"{sources} (profile {profile!r})")
     if not (conf_dir / "tasks" / f"{exp.task}.yaml").is_file():
         raise ConfigError(f"{path}: task: no task {exp.task!r} in {conf_dir / 'tasks'} "
                           f"(known: {', '.join(task_names(conf_dir))})")
@@ -435,7 +435,7 @@ def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
 
 def with_overrides(exp: ExperimentCfg, params: dict[str, Any], source: str) -> ExperimentCfg:
     """`exp` with dotted-key values applied (`model.hidden_dim`, `optim.lr`, `train.batch_tokens`)."""
-    return _validate(ExperimentCfg, _merge(exp.model_dump(mode="json"), nest(params)), source)
+    return validate(ExperimentCfg, _merge(exp.model_dump(mode="json"), nest(params)), source)
 
 
 def nest(params: dict[str, Any]) -> dict[str, Any]:
@@ -561,14 +561,14 @@ def load_tune(name: str, conf_dir: Path = CONF_DIR) -> tuple[TuneCfg, Experiment
         raise ConfigError(f"{path}: no sweep for experiment {name!r} (sweeps: {', '.join(known) or 'none'})")
     profile = _active_profile(conf_dir)
     overlay = _profile_overlay(profile, conf_dir).get("tune", {})  # e.g. a cluster's shared storage
-    tune = _validate(TuneCfg, _merge(_read_yaml(path), overlay), f"{path} (profile {profile!r})")
+    tune = validate(TuneCfg, _merge(_read_yaml(path), overlay), f"{path} (profile {profile!r})")
     exp = load_experiment(name, conf_dir)
     train = {**load_config(conf_dir).train.model_dump(), **tune.train}
-    _validate(TrainCfg, train, f"{path}: train")
+    validate(TrainCfg, train, f"{path}: train")
     for key in tune.space:
         source = f"{path}: space.{key}"
         trial = with_overrides(exp, {key: tune.corner(key)}, source)
-        _validate(TrainCfg, {**train, **trial.train}, source)
+        validate(TrainCfg, {**train, **trial.train}, source)
     return tune, exp
 
 

@@ -38,6 +38,7 @@ def train_worker(config: dict) -> None:
     )
 
     from seqforge.lightning_module import Seq2SeqDataModule, Seq2SeqModule
+    from seqforge.progress import StepProgress
     from seqforge.tasks import task_kind
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -61,6 +62,7 @@ def train_worker(config: dict) -> None:
         callbacks=[
             RayTrainReportCallback(),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
+            StepProgress(config["progress"]),
         ],
         logger=MLFlowLogger(tracking_uri=config["tracking_uri"], run_id=config["run_id"]),
         log_every_n_steps=train_cfg.log_every_n_steps,
@@ -102,8 +104,8 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], 
     if not ray.is_initialized():  # workers' output goes to Ray's log files; the driver prints epoch lines
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False)
     storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
-    with printing(name.rsplit("-", 1)[0], cfg.max_time) as lines:
-        return _fit(config, cfg, name, metric, storage, [lines, *callbacks])
+    with printing(name.rsplit("-", 1)[0], cfg.max_time) as (lines, queue):
+        return _fit({**config, "progress": queue}, cfg, name, metric, storage, [lines, *callbacks])
 
 
 def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storage: str, callbacks: list):
