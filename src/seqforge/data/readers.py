@@ -60,10 +60,6 @@ def _one_file(corpus: CorpusCfg, root: Path) -> Path:
     return root / next(iter(corpus.files))
 
 
-def _parallel(corpus: CorpusCfg, values: Callable[[str], object]) -> Row:
-    return {lang: values(lang) for lang in corpus.languages}
-
-
 def _check_text(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise CorpusError(f"{where}: expected text, got {type(value).__name__} {value!r:.60}")
@@ -99,7 +95,7 @@ def read_delimited(corpus: CorpusCfg, root: Path) -> Iterator[Row]:
                     continue
             if len(row) != width:
                 raise CorpusError(f"{where}: expected {width} columns (as on the first row), found {len(row)}")
-            yield {"split": ALL, **_parallel(corpus, lambda lang: row[index[lang]])}
+            yield {"split": ALL, **{lang: row[index[lang]] for lang in corpus.languages}}
     except csv.Error as err:
         raise CorpusError(f"{path}:{rows.line_num}: {err}") from None
 
@@ -129,7 +125,7 @@ def _fields(obj: object, corpus: CorpusCfg, where: str) -> Row:
 
     if "turns" in corpus.columns:
         return {"turns": _check_turns(get(str(corpus.columns["turns"])), where)}
-    return _parallel(corpus, lambda lang: _check_text(get(str(corpus.columns[lang])), where))
+    return {lang: _check_text(get(str(corpus.columns[lang])), where) for lang in corpus.languages}
 
 
 def _parquet_rows(path: Path, corpus: CorpusCfg, split: str) -> Iterator[Row]:
@@ -153,7 +149,7 @@ def _parquet_rows(path: Path, corpus: CorpusCfg, split: str) -> Iterator[Row]:
             if "turns" in wanted:
                 yield {"split": split, "turns": _check_turns(data[wanted["turns"]][i], where)}
             else:
-                yield {"split": split, **_parallel(corpus, lambda lang: _check_text(data[wanted[lang]][i], where))}
+                yield {"split": split, **{lang: _check_text(data[wanted[lang]][i], where) for lang in corpus.languages}}
 
 
 def read_parquet(corpus: CorpusCfg, root: Path) -> Iterator[Row]:
