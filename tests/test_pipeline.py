@@ -176,7 +176,6 @@ def checkpointed(run_dirs: set[Path]) -> bool:
 
 def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo) -> None:
     """Kill the Ray Train driver after its first checkpoint; the rerun continues, not restarts."""
-    import re
     import signal
     import time
 
