@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Sequence, Value, load_from_disk
 
 from seqforge import paths
 from seqforge.config import TokenizerCfg, load_task
@@ -18,6 +18,7 @@ from seqforge.data.readers import ScratchDir
 from seqforge.data.tokenizer import SubwordTokenizer
 
 BATCH = 10_000
+IDS = Sequence(Value("int32"))  # half the bytes of the default int64: vocabularies are far below 2**31
 
 
 def _texts(data: Dataset, column: str) -> Iterator[str]:
@@ -45,6 +46,7 @@ def tokenize_splits(prepared: Path, cfg: TokenizerCfg, scratch: Path,
         }
 
     encoded = {split: data.map(encode, batched=True, batch_size=BATCH,
+                               features=Features({**data.features, "src_ids": IDS, "tgt_ids": IDS}),
                                cache_file_name=str(scratch / f"{split}.arrow"))  # not in prepare's output
                for split, data in splits.items()}
     return DatasetDict(encoded), tokenizer
