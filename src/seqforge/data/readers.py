@@ -3,8 +3,8 @@
 A reader yields rows of one shape whatever the format: ``{"split": ..., <lang>: text, ...}`` for
 a parallel corpus, ``{"split": ..., "turns": [...]}`` for a dialogue corpus. ``split`` is
 ``train``/``validation``/``test`` where the corpus comes split, else ``all`` (prepare carves
-held-out sets). :func:`read_corpus` streams them into a memory-mapped Arrow dataset, so memory
-stays bounded whatever the corpus size. Every malformed input is a :class:`CorpusError` naming
+held-out sets). :func:`read_corpus` writes them in batches to a memory-mapped Arrow file, so
+memory stays bounded whatever the corpus size. Every malformed input is a :class:`CorpusError` naming
 the file and the line (and column) that is wrong.
 """
 
@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from datasets import Dataset, Features, Sequence, Value
-from datasets.exceptions import DatasetGenerationError
 
 from seqforge.config import CorpusCfg
 
@@ -223,24 +222,29 @@ def features(corpus: CorpusCfg) -> Features:
     return Features({"split": Value("string"), **{lang: Value("string") for lang in corpus.languages}})
 
 
-def _generate(corpus: CorpusCfg, root: str) -> Iterator[Row]:
-    yield from READERS[corpus.format](corpus, Path(root))
+def read_corpus(corpus: CorpusCfg, root: Path, cache_dir: Path, batch_rows: int = 10_000) -> Dataset:
+    """Every row of the corpus in `root`, written in batches to an Arrow file under `cache_dir`
+    and opened memory-mapped: memory holds one batch, whatever the corpus size."""
+    from datasets.arrow_writer import ArrowWriter
 
-
-def read_corpus(corpus: CorpusCfg, root: Path, cache_dir: Path) -> Dataset:
-    """Every row of the corpus in `root`, streamed into an Arrow file under `cache_dir` (memory-mapped)."""
-    try:  # the cache key includes `corpus.files` (their SHA-256): new bytes never reuse a stale cache
-        return Dataset.from_generator(
-            _generate, features=features(corpus), cache_dir=str(cache_dir),
-            gen_kwargs={"corpus": corpus, "root": str(root)},
-        )
-    except DatasetGenerationError as err:
-        cause = err.__cause__ or err.__context__
-        while cause is not None and not isinstance(cause, CorpusError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is not None:
-            raise cause from None
-        raise
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{corpus.name}-rows.arrow"
+    columns = list(features(corpus))
+    writer = ArrowWriter(features=features(corpus), path=str(path))
+    try:
+        batch: dict[str, list] = {c: [] for c in columns}
+        for row in READERS[corpus.format](corpus, root):
+            for c in columns:
+                batch[c].append(row[c])
+            if len(batch["split"]) == batch_rows:
+                writer.write_batch(batch)
+                batch = {c: [] for c in columns}
+        if batch["split"]:
+            writer.write_batch(batch)
+        writer.finalize()
+    finally:
+        writer.close()
+    return Dataset.from_file(str(path))
 
 
 class ScratchDir:

@@ -39,7 +39,7 @@ class Chatbot(TaskKind):
         splits = by_split(cleaned, "turns", corpus.split, corpus.seed, where)
         dialogues, malformed = {}, {}
         for split, ds in splits.items():
-            turns = ds["turns"]
+            turns = ds.with_format("arrow")["turns"].to_pylist()
             dialogues[split] = [t for t in turns if len(t) >= 2]
             malformed[split] = len(turns) - len(dialogues[split])
         return dialogue_splits(dialogues, malformed, task.data, where)
