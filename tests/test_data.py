@@ -107,3 +107,9 @@ def test_token_budget_batches_cover_everything_once_per_epoch() -> None:
             assert len(b) * (max(lengths[i][0] for i in b) + max(lengths[i][1] for i in b)) <= 200
     val = [list(TokenBudgetBatchSampler(lengths, 200, False, 0, r, 2, even=False)) for r in range(2)]
     assert sorted(i for shard in val for b in shard for i in b) == list(range(500))
+
+
+def test_a_tiny_validation_set_still_gives_every_rank_a_batch() -> None:
+    lengths = np.array([(5, 5)] * 5)  # 5 short pairs: one batch would hold them all
+    shards = [list(TokenBudgetBatchSampler(lengths, 2000, False, 0, r, 2, even=False)) for r in range(2)]
+    assert all(shards) and sorted(i for shard in shards for b in shard for i in b) == list(range(5))

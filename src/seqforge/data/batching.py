@@ -65,6 +65,8 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         batches = token_batches(self.lengths, self.batch_tokens, order)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
+        if not self.even and len(batches) < self.world_size:  # a tiny validation set: every rank needs a batch
+            batches = [[i] for batch in batches for i in batch]
         if self.even and len(batches) % self.world_size:
             batches += batches[: self.world_size - len(batches) % self.world_size]
         return batches[self.rank :: self.world_size]
