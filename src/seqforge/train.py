@@ -62,7 +62,7 @@ def train_worker(config: dict) -> None:
         callbacks=[
             RayTrainReportCallback(),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
-            StepProgress(config["progress"]),
+            *([StepProgress(config["progress"])] if config["progress"] is not None else []),
         ],
         logger=MLFlowLogger(tracking_uri=config["tracking_uri"], run_id=config["run_id"]),
         log_every_n_steps=train_cfg.log_every_n_steps,
@@ -92,10 +92,12 @@ def run_name(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, data_hash: 
     return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], callbacks: tuple = ()):
+def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], callbacks: tuple = (),
+               progress: bool = True):
     """Launch `train_worker` on the Ray cluster (`RAY_ADDRESS`, else a local instance).
 
-    `callbacks` are Ray Train callbacks (a Tune trial passes `TuneReportCallback`).
+    `callbacks` are Ray Train callbacks (a Tune trial passes `TuneReportCallback`); `progress`
+    prints epoch lines and the in-epoch bar (a Tune trial, which nobody watches, passes False).
     """
     import ray
 
@@ -104,6 +106,8 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], 
     if not ray.is_initialized():  # workers' output goes to Ray's log files; the driver prints epoch lines
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False)
     storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
+    if not progress:
+        return _fit({**config, "progress": None}, cfg, name, metric, storage, list(callbacks))
     with printing(name.rsplit("-", 1)[0], cfg.max_time) as (lines, queue):
         return _fit({**config, "progress": queue}, cfg, name, metric, storage, [lines, *callbacks])
 

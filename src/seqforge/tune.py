@@ -86,7 +86,7 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
         task = load_task(exp.task)
         result = fit_on_ray(loop_config(exp, task, train_cfg, tokenizer, run_id), train_cfg,
                             f"{sweep['name']}-{trial_id}", task_kind(task.kind).monitor,
-                            callbacks=(TuneReportCallback(),))
+                            callbacks=(TuneReportCallback(),), progress=False)
         if result.error is not None:
             raise RuntimeError(f"trial {trial_id}: Ray Train run failed: {result.error}") from result.error
     except Exception as err:
