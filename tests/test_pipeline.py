@@ -6,11 +6,14 @@ store. Both tasks' registered models must load in a fresh process and translate 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -175,12 +178,39 @@ def checkpointed(run_dirs: set[Path]) -> bool:
     return False
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo) -> None:
+@contextlib.contextmanager
+def restored(repo: Path, scratch: Path, *paths: str) -> Iterator[None]:
+    """Put `paths` (files or folders under `repo`) back as they were on exit, so a stage rerun by hand
+    leaves the shared smoke repo as `dvc repro` left it."""
+    for name in paths:
+        copy = shutil.copytree if (repo / name).is_dir() else shutil.copy2
+        copy(repo / name, scratch / name.replace("/", "__"))
+    try:
+        yield
+    finally:
+        for name in paths:
+            target, saved = repo / name, scratch / name.replace("/", "__")
+            if target.is_dir():
+                shutil.rmtree(target)
+                shutil.copytree(saved, target)
+            else:
+                shutil.copy2(saved, target)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo, tmp_path) -> None:
     """Kill the Ray Train driver after its first checkpoint; the rerun continues, not restarts."""
+    repo, env = smoke_repo
+    with restored(repo, tmp_path, "conf/experiments/gru_bahdanau.yaml", "models/gru_bahdanau",
+                  "metrics/curves/gru_bahdanau.csv"):
+        killed_and_resumed(repo, env)
+    assert "train@gru_bahdanau" not in run(["dvc", "status", "dvc.yaml"], repo, env).stdout
+
+
+def killed_and_resumed(repo: Path, env: dict) -> None:
+    """Train gru_bahdanau for 8 epochs, SIGKILL the driver once Ray holds a checkpoint, run it again."""
     import signal
     import time
 
-    repo, env = smoke_repo
     exp = repo / "conf" / "experiments" / "gru_bahdanau.yaml"
     # new inputs -> a new Ray run; no early stop on the (flat) smoke BLEU
     exp.write_text(exp.read_text() + "train:\n  max_epochs: 8\n  early_stopping_patience: 50\n")

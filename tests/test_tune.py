@@ -143,20 +143,17 @@ def children(repo, env, parent_run_id: str) -> dict[str, dict]:
 @pytest.mark.slow
 def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep_repo) -> None:
     import json
-    import time
 
     from conftest import run
 
     repo, env = sweep_repo
     swept = "chatbot_gru_bahdanau"  # selected on validation loss, which moves even on smoke data
     (repo / "conf" / "tune" / f"{swept}.yaml").write_text(SMOKE_SWEEP)
-    started = time.monotonic()
+    # a trial still holding its CPUs after ASHA's stop would hang the sweep (run()'s timeout fails it)
     out = run(["seqforge", "tune", swept], repo, env).stdout
-    elapsed = time.monotonic() - started
     summary = json.loads((repo / "reports" / "tune" / f"{swept}.json").read_text())
     runs = children(repo, env, summary["parent_run_id"])
 
-    assert elapsed < 300, f"the smoke sweep took {elapsed:.0f} s"
     assert "6 trials" in out and len(summary["trials"]) == 6
     assert set(runs) == {t["trial_id"] for t in summary["trials"]}  # one child run per trial
     for trial in summary["trials"]:
