@@ -158,6 +158,12 @@ def test_bad_options_and_duplicates(project, sources) -> None:
         add_task("t", "translation", "nope", "ko", "en", conf_dir=Path("conf"))
     with pytest.raises(CatalogError, match=r"tasks/translation\.yaml: a task named 'translation' exists already"):
         add_task("translation", "translation", "kopairs", "ko", "en", conf_dir=Path("conf"))
+    with pytest.raises(CatalogError, match=r"--corpus: kopairs is a parallel corpus; a chatbot needs dialogues"):
+        add_task("ko-chat", "chatbot", "kopairs", "ko", conf_dir=Path("conf"))
+    with pytest.raises(CatalogError, match=r"--corpus: dailydialog is a dialogue corpus; translation needs"):
+        add_task("dd-en-de", "translation", "dailydialog", "en", "de", conf_dir=Path("conf"))
+    with pytest.raises(CatalogError, match=r"task chat2: invalid configuration\n  lang: String should match"):
+        add_task("chat2", "chatbot", "dailydialog", "english!", conf_dir=Path("conf"))
     with pytest.raises(CatalogError, match=r"--experiments: no experiment template 'rnn_big'"):
         add_task("ko-en", "translation", "kopairs", "ko", "en", "rnn_big", conf_dir=Path("conf"))
     assert not Path("conf/tasks/ko-en.yaml").exists()

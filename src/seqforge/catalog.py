@@ -20,15 +20,14 @@ import yaml
 
 from seqforge import paths
 from seqforge.config import (
-    CONF_DIR, FORMATS, LANG_PATTERN, NAME_PATTERN, ConfigError, CorpusCfg, TranslationData, validate, base_lang,
-    corpus_names, experiment_names, load_corpus, task_names, write_index,
+    CONF_DIR, FORMATS, LANG_PATTERN, NAME_PATTERN, ConfigError, CorpusCfg, TaskCfg, TranslationData, base_lang,
+    corpus_names, experiment_names, load_corpus, task_names, validate, write_index,
 )
 from seqforge.data.readers import MULTI30K_SPLITS, CorpusError, ScratchDir, read_corpus
 from seqforge.data.text import length, length_unit, normalize
+from seqforge.tasks import KINDS
 
-DEFAULT_EXPERIMENTS = {"translation": ["gru_bahdanau", "transformer"],
-                       "chatbot": ["chatbot_gru_bahdanau", "chatbot_transformer"]}
-CJK = {"zh", "ja", "ko"}
+CJK = {"zh", "ja", "ko"}  # languages whose tasks default to sentencepiece (character coverage, byte fallback)
 
 
 class CatalogError(ValueError):
@@ -276,34 +275,25 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
     task_file = conf_dir / "tasks" / f"{name}.yaml"
     if name in task_names(conf_dir):
         raise CatalogError(f"{task_file}: a task named {name!r} exists already")
-    if kind not in DEFAULT_EXPERIMENTS:
-        raise CatalogError(f"--kind: unknown kind {kind!r} (kinds: {', '.join(DEFAULT_EXPERIMENTS)})")
+    if kind not in KINDS:
+        raise CatalogError(f"--kind: unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
     try:
         corpus = load_corpus(corpus_name, conf_dir)
     except ConfigError as err:
         raise CatalogError(f"--corpus: {err}; add it first with `seqforge corpus add`") from None
-    record: dict = {"kind": kind, "corpus": corpus_name}
-    if kind == "translation":
-        if corpus.dialogue:
-            raise CatalogError(f"--corpus: {corpus_name} is a dialogue corpus; translation needs a parallel one")
-        if not src or not tgt:
-            raise CatalogError(f"--src/--tgt: translation needs both (corpus {corpus_name} has "
-                               f"{', '.join(corpus.languages)})")
-        for option, lang in (("--src", src), ("--tgt", tgt)):
-            if lang not in corpus.languages:
-                raise CatalogError(f"{option}: language {lang!r} is not in corpus {corpus_name} "
-                                   f"(its languages: {', '.join(corpus.languages)})")
-        if src == tgt:
-            raise CatalogError("--src/--tgt: the languages must differ")
-        record.update(src_lang=src, tgt_lang=tgt)
-    else:
-        if not corpus.dialogue:
-            raise CatalogError(f"--corpus: {corpus_name} is a parallel corpus; a chatbot needs dialogues")
-        record["lang"] = src or "en"
-    langs = {base_lang(record.get("src_lang", record.get("lang"))), base_lang(record.get("tgt_lang", record.get("lang")))}
+    try:
+        languages = KINDS[kind].languages(corpus, src, tgt)
+    except ValueError as err:
+        raise CatalogError(str(err)) from None
+    record: dict = {"kind": kind, "corpus": corpus_name, **languages}
     record["tokenizer"] = ({"library": "sentencepiece", "model": "unigram", "vocab_size": 8000}
-                           if langs & CJK else {"library": "tokenizers", "model": "bpe", "vocab_size": 8000})
-    templates = [t.strip() for t in (experiments or ",".join(DEFAULT_EXPERIMENTS[kind])).split(",") if t.strip()]
+                           if {base_lang(lang) for lang in languages.values()} & CJK
+                           else {"library": "tokenizers", "model": "bpe", "vocab_size": 8000})
+    try:
+        validate(TaskCfg, {"name": name, **record}, f"task {name}")
+    except ConfigError as err:
+        raise CatalogError(str(err)) from None
+    templates = [t.strip() for t in (experiments or ",".join(KINDS[kind].templates)).split(",") if t.strip()]
     known = experiment_names(conf_dir)
     files = []
     for template in templates:

@@ -24,6 +24,12 @@ class TaskKind(ABC):
     input_column: ClassVar[str]
     output_column: ClassVar[str]
     description: ClassVar[str]  # the registered model's description
+    templates: ClassVar[tuple[str, ...]]  # experiment templates `seqforge task add` uses unless told
+
+    @abstractmethod
+    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None) -> dict[str, str]:
+        """`seqforge task add`: the task file's language keys, checked against `corpus` (a
+        `ValueError` names the option that is wrong)."""
 
     @abstractmethod
     def pairs(self, rows: Dataset, task: Any, corpus: CorpusCfg, num_proc: int) -> tuple[DatasetDict, dict]:

@@ -28,6 +28,14 @@ class Chatbot(TaskKind):
     output_column = "reply"
     description = ("Open-domain chatbot. Input: a `conversation` column (each row the turns so far, newest "
                    "last); output: `reply`.")
+    templates = ("chatbot_gru_bahdanau", "chatbot_transformer")
+
+    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None) -> dict[str, str]:
+        if not corpus.dialogue:
+            raise ValueError(f"--corpus: {corpus.name} is a parallel corpus; a chatbot needs dialogues")
+        if tgt and tgt != (src or tgt):
+            raise ValueError("--src/--tgt: a chatbot answers in the language it is spoken to (give one)")
+        return {"lang": src or tgt or "en"}
 
     def pairs(self, rows: Dataset, task: ChatbotTask, corpus: CorpusCfg, num_proc: int) -> tuple[DatasetDict, dict]:
         from seqforge.data.pairs import by_split

@@ -72,6 +72,21 @@ class Translation(TaskKind):
     input_column = "source"
     output_column = "translation"
     description = "Sentence translation. Input: a `source` column of sentences; output: `translation`."
+    templates = ("gru_bahdanau", "transformer")
+
+    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None) -> dict[str, str]:
+        if corpus.dialogue:
+            raise ValueError(f"--corpus: {corpus.name} is a dialogue corpus; translation needs a parallel one")
+        if not src or not tgt:
+            raise ValueError(f"--src/--tgt: translation needs both (corpus {corpus.name} has "
+                             f"{', '.join(corpus.languages)})")
+        for option, lang in (("--src", src), ("--tgt", tgt)):
+            if lang not in corpus.languages:
+                raise ValueError(f"{option}: language {lang!r} is not in corpus {corpus.name} "
+                                 f"(its languages: {', '.join(corpus.languages)})")
+        if src == tgt:
+            raise ValueError("--src/--tgt: the languages must differ")
+        return {"src_lang": src, "tgt_lang": tgt}
 
     def pairs(self, rows: Dataset, task: TranslationTask, corpus: CorpusCfg, num_proc: int) -> tuple[DatasetDict, dict]:
         import pyarrow.compute as pc
