@@ -37,7 +37,7 @@ def pairs_of(corpus, root: Path, task, tmp_path: Path):
     from seqforge.data.readers import read_corpus
     from seqforge.tasks import task_kind
 
-    return task_kind(task.kind).pairs(read_corpus(corpus, root, tmp_path / "cache"), task, corpus, 1)
+    return task_kind(task.kind).pairs(read_corpus(corpus, root, tmp_path / "cache"), task, corpus, tmp_path / "cache")
 
 
 def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:

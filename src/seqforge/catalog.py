@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import yaml
 
 from seqforge import paths
@@ -24,7 +24,7 @@ from seqforge.config import (
     corpus_names, experiment_names, load_corpus, task_names, validate, write_index,
 )
 from seqforge.data.readers import MULTI30K_SPLITS, CorpusError, ScratchDir, read_corpus
-from seqforge.data.text import length, length_unit, normalize
+from seqforge.data.text import length_unit, lengths, normalize_texts
 from seqforge.tasks import KINDS
 
 CJK = {"zh", "ja", "ko"}  # languages whose tasks default to sentencepiece (character coverage, byte fallback)
@@ -161,40 +161,35 @@ def _quantiles(values: np.ndarray) -> str:
 
 def describe(corpus: CorpusCfg, root: Path, scratch: Path) -> list[str]:
     """Read the whole corpus (as prepare will) and summarise it: pairs, languages, lengths, drops."""
-    from seqforge.data.pairs import by_split
+    from seqforge.data.pairs import BATCH, split_masks
+    from seqforge.tasks.translation import DROPS, drop_codes
 
     rows = read_corpus(corpus, root, scratch)
-    counted = Counter(rows["split"])
+    where = f"conf/corpora/{corpus.name}.yaml"
+    counted = {c["values"]: c["counts"] for c in pc.value_counts(rows.column("split")).to_pylist()}
     splits = {s: counted[s] for s in ("train", "validation", "test", "all") if s in counted}
     lines = [f"{corpus.name}: {len(rows)} {'dialogues' if corpus.dialogue else 'pairs'} "
              f"({', '.join(f'{s} {n}' for s, n in splits.items())}), format {corpus.format}"]
     if corpus.dialogue:
-        turns = np.array([len(t) for t in rows["turns"]])
+        turns = pc.list_value_length(rows.column("turns")).to_numpy(zero_copy_only=False)
         lines.append(f"  turns per dialogue: {_quantiles(turns)}; {int((turns < 2).sum())} with fewer than 2 "
                      "turns would be dropped")
-        by_split(rows, "turns", corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
+        split_masks(rows, "turns", corpus.split, corpus.seed, where)
         return lines
     lines.append(f"  languages: {', '.join(corpus.languages)}")
-    chunks: dict[str, list[np.ndarray]] = {lang: [] for lang in corpus.languages}
-    for batch in rows.select_columns(corpus.languages).iter(batch_size=50_000):  # streamed, not materialised
-        for lang in corpus.languages:
-            unit = length_unit(lang)
-            chunks[lang].append(np.array([length(normalize(t), unit) for t in batch[lang]], dtype=np.int32))
-    lens = {lang: np.concatenate(parts) for lang, parts in chunks.items()}
+    lens = {lang: np.concatenate([lengths(normalize_texts(batch.column(lang)), length_unit(lang))
+                                  for batch in rows.to_batches(BATCH)]) for lang in corpus.languages}
     for lang in corpus.languages:
         lines.append(f"  {lang} length ({length_unit(lang)}): {_quantiles(lens[lang])}")
     a, b = corpus.languages[:2]
     rules = TranslationData()
-    empty = (lens[a] == 0) | (lens[b] == 0)
-    longest = np.maximum(lens[a], lens[b])
-    too_long = ~empty & (longest > rules.max_tokens)
-    ratio = ~empty & ~too_long & (longest / np.maximum(np.minimum(lens[a], lens[b]), 1) > rules.max_ratio)
-    lines.append(f"  {a}-{b} with the default cleaning: would drop {int(empty.sum())} empty, {int(too_long.sum())} "
-                 f"longer than {rules.max_tokens}, {int(ratio.sum())} with a length ratio over {rules.max_ratio}")
-    held = by_split(rows, a, corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
+    dropped = np.bincount(drop_codes(lens[a], lens[b], rules), minlength=len(DROPS))
+    lines.append(f"  {a}-{b} with the default cleaning: would drop {dropped[1]} empty, {dropped[2]} longer than "
+                 f"{rules.max_tokens}, {dropped[3]} with a length ratio over {rules.max_ratio}")
+    masks = split_masks(rows, a, corpus.split, corpus.seed, where)
     if "all" in splits:
         lines.append("  held out (by distinct source sentence, seed "
-                     f"{corpus.seed}): " + ", ".join(f"{s} {len(d)} pairs" for s, d in held.items()))
+                     f"{corpus.seed}): " + ", ".join(f"{s} {int(m.sum())} pairs" for s, m in masks.items()))
     return lines
 
 

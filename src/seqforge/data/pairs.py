@@ -1,34 +1,30 @@
-"""The `prepare` stage for any task: raw corpus -> (source, target) pairs on disk + statistics."""
+"""The `prepare` stage for any task: raw corpus -> (source, target) pairs on disk + statistics.
+
+Rows stay in memory-mapped Arrow files from reading to the saved splits: splits are boolean masks
+over the rows, and each split is streamed, batch by batch, into its own file.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
+from contextlib import ExitStack
+from pathlib import Path
 
 import numpy as np
-from datasets import Dataset
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Dataset, DatasetDict
 
 from seqforge import paths
 from seqforge.config import load_corpus, load_task
-from seqforge.data.readers import ALL, CorpusError, ScratchDir, read_corpus
+from seqforge.data.readers import ALL, SPLITS, CorpusError, ScratchDir, read_corpus
 from seqforge.tasks import task_kind
 
-
-def num_proc() -> int:
-    """Processes for `datasets.map` over big corpora (the cores this process may use)."""
-    return max(1, min(len(os.sched_getaffinity(0)), 8))
+BATCH = 50_000
 
 
-def carve(rows: Dataset, key: str, sizes: dict[str, int], seed: int, where: str) -> dict[str, Dataset]:
-    """Split rows of split `all` into train + held-out sets of `sizes[split]` distinct `key` values each.
-
-    Rows sharing a key (the same source sentence, the same dialogue) always land in one split.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    column = rows.data.column(key)
+def _carve(column: pa.ChunkedArray, sizes: dict[str, int], seed: int, where: str) -> dict[str, np.ndarray]:
     if isinstance(column.type, pa.ListType | pa.LargeListType):  # dialogues: key on the whole turn list
         column = pc.binary_join(column, "\x1f")
     unique = pc.unique(column)
@@ -37,26 +33,41 @@ def carve(rows: Dataset, key: str, sizes: dict[str, int], seed: int, where: str)
         raise CorpusError(f"{where}: split: {' + '.join(f'{s}={n}' for s, n in sizes.items())} = {wanted} "
                           f"held-out items, but the corpus has only {len(unique)} distinct ones (train would be empty)")
     order = np.random.default_rng(seed).permutation(len(unique))
-    out, start, held = {}, 0, np.zeros(len(rows), dtype=bool)
+    masks, start, held = {}, 0, np.zeros(len(column), dtype=bool)
     for split, n in sizes.items():
-        member = pc.is_in(column, value_set=unique.take(pa.array(order[start : start + n]))).to_numpy(zero_copy_only=False)
-        out[split] = rows.select(np.flatnonzero(member))
-        held |= member
+        chosen = unique.take(pa.array(order[start : start + n]))
+        masks[split] = pc.is_in(column, value_set=chosen).to_numpy(zero_copy_only=False)
+        held |= masks[split]
         start += n
-    out["train"] = rows.select(np.flatnonzero(~held))
-    return out
+    return {"train": ~held, **masks}
 
 
-def by_split(rows: Dataset, key: str, sizes: dict[str, int], seed: int, where: str) -> dict[str, Dataset]:
-    """The corpus's own splits, or held-out sets carved from an unsplit corpus."""
-    names = rows.unique("split")
-    if names == [ALL]:
-        if not sizes:
-            raise CorpusError(f"{where}: the corpus comes in one piece: give held-out sizes "
-                              "(`seqforge corpus add ... --split validation=N,test=N`)")
-        return carve(rows, key, sizes, seed, where)
-    split_of = np.asarray(rows.data.column("split").to_numpy(zero_copy_only=False))
-    return {s: rows.select(np.flatnonzero(split_of == s)) for s in ("train", "validation", "test")}
+def split_masks(rows: pa.Table, key: str, sizes: dict[str, int], seed: int, where: str) -> dict[str, np.ndarray]:
+    """Boolean row masks of train, validation and test: the corpus's own splits, or held-out sets of
+    `sizes[split]` distinct `key` values each carved from a corpus that comes in one piece (rows
+    sharing a key, the same source sentence or the same dialogue, always land in one split)."""
+    split_of = rows.column("split")
+    if pc.unique(split_of).to_pylist() != [ALL]:
+        return {s: pc.equal(split_of, s).to_numpy(zero_copy_only=False) for s in SPLITS}
+    if not sizes:
+        raise CorpusError(f"{where}: the corpus comes in one piece: give held-out sizes "
+                          "(`seqforge corpus add ... --split validation=N,test=N`)")
+    return _carve(rows.column(key), sizes, seed, where)
+
+
+def write_splits(rows: pa.Table, masks: dict[str, np.ndarray], columns: list[str], scratch: Path) -> DatasetDict:
+    """The `columns` of the rows under each split's mask, streamed into one Arrow file per split."""
+    table = rows.select(columns)
+    files = {split: scratch / f"split-{split}.arrow" for split in masks}
+    with ExitStack() as stack:
+        writers = {split: stack.enter_context(pa.ipc.new_stream(str(path), table.schema))
+                   for split, path in files.items()}
+        offset = 0
+        for batch in table.to_batches(max_chunksize=BATCH):
+            for split, mask in masks.items():
+                writers[split].write_batch(batch.filter(pa.array(mask[offset : offset + batch.num_rows])))
+            offset += batch.num_rows
+    return DatasetDict({split: Dataset.from_file(str(files[split])) for split in SPLITS})
 
 
 def prepare_task(name: str) -> dict:
@@ -73,7 +84,7 @@ def prepare_task(name: str) -> dict:
     out = paths.prepared_dir(name)
     with ScratchDir(paths.ARTIFACTS) as scratch:
         rows = read_corpus(corpus, paths.raw_dir(corpus.name), scratch)
-        splits, stats = task_kind(task.kind).pairs(rows, task, corpus, num_proc())
+        splits, stats = task_kind(task.kind).pairs(rows, task, corpus, scratch)
         splits.save_to_disk(str(scratch / "prepared"))
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)

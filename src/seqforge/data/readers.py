@@ -6,19 +6,23 @@ a parallel corpus, ``{"split": ..., "turns": [...]}`` for a dialogue corpus. ``s
 held-out sets). :func:`read_corpus` writes them in batches to a memory-mapped Arrow file, so
 memory stays bounded whatever the corpus size. Every malformed input is a :class:`CorpusError` naming
 the file and the line (and column) that is wrong.
+
+TSV, the usual format of big parallel corpora, is parsed by Arrow's multi-threaded CSV reader; a
+file it refuses (a row of another width, bad UTF-8) is read again line by line, which names the line.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from datasets import Dataset, Features, Sequence, Value
+import pyarrow as pa
 
 from seqforge.config import CorpusCfg
 
@@ -35,7 +39,8 @@ class CorpusError(ValueError):
 
 
 def text_lines(path: Path) -> Iterator[str]:
-    """Lines of a UTF-8 text file (gzip when it ends in .gz) without terminators; bad bytes name line:column."""
+    """Lines of a UTF-8 text file (gzip when it ends in .gz) without terminators or a leading byte-order
+    mark; bad bytes name line:column."""
     if not path.is_file():
         raise CorpusError(f"{path}: file not found (run `seqforge fetch` or `dvc pull`)")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -48,7 +53,7 @@ def text_lines(path: Path) -> Iterator[str]:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as err:
                     raise CorpusError(f"{path}:{number}:{err.start + 1}: invalid UTF-8 ({err.reason})") from None
-                yield line.rstrip("\n").removesuffix("\r")
+                yield line.rstrip("\n").removesuffix("\r").removeprefix("\ufeff" if number == 1 else "")
     except (OSError, EOFError) as err:
         raise CorpusError(f"{path}: cannot read ({err})") from err
     if empty:
@@ -72,7 +77,8 @@ def _check_turns(value: object, where: str) -> list[str]:
 
 
 def read_delimited(corpus: CorpusCfg, root: Path) -> Iterator[Row]:
-    """tsv / csv: one pair per row; COL is a 0-based index or, with a header row, a column name."""
+    """tsv / csv: one pair per row (blank lines skipped); COL is a 0-based index or, with a header row,
+    a column name."""
     path = _one_file(corpus, root)
     tsv = corpus.format == "tsv"
     rows = csv.reader(text_lines(path), delimiter="\t" if tsv else ",",
@@ -81,6 +87,8 @@ def read_delimited(corpus: CorpusCfg, root: Path) -> Iterator[Row]:
     try:
         for row in rows:
             where = f"{path}:{rows.line_num}"
+            if not row:
+                continue
             if width is None:
                 width = len(row)
                 names = row if corpus.header else [str(i) for i in range(width)]
@@ -216,35 +224,61 @@ READERS: dict[str, Callable[[CorpusCfg, Path], Iterator[Row]]] = {
 }
 
 
-def features(corpus: CorpusCfg) -> Features:
+def arrow_tsv(corpus: CorpusCfg, root: Path, block_bytes: int = 1 << 24) -> Iterator[pa.RecordBatch]:
+    """tsv through Arrow's CSV reader, in blocks; raises `pa.ArrowException` (or `OSError`) where the
+    file is not well-formed (then :func:`read_delimited` reads it again and names the line)."""
+    import pyarrow.csv as pv
+
+    path = _one_file(corpus, root)
+    names = {lang: str(corpus.columns[lang]) if corpus.header else f"f{corpus.columns[lang]}"
+             for lang in corpus.languages}
+    wanted = list(dict.fromkeys(names.values()))
+    reader = pv.open_csv(
+        path,
+        read_options=pv.ReadOptions(autogenerate_column_names=not corpus.header, block_size=block_bytes),
+        parse_options=pv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, ignore_empty_lines=True),
+        convert_options=pv.ConvertOptions(include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string())),
+    )
+    for batch in reader:
+        yield pa.RecordBatch.from_arrays([pa.array([ALL] * batch.num_rows, pa.string()),
+                                          *(batch.column(names[lang]) for lang in corpus.languages)],
+                                         names=["split", *corpus.languages])
+
+
+FAST_READERS: dict[str, Callable[[CorpusCfg, Path], Iterator[pa.RecordBatch]]] = {"tsv": arrow_tsv}
+
+
+def row_schema(corpus: CorpusCfg) -> pa.Schema:
+    """The columns of a corpus's rows: `split` and one text column per language, or `turns`."""
     if corpus.dialogue:
-        return Features({"split": Value("string"), "turns": Sequence(Value("string"))})
-    return Features({"split": Value("string"), **{lang: Value("string") for lang in corpus.languages}})
+        return pa.schema([("split", pa.string()), ("turns", pa.list_(pa.string()))])
+    return pa.schema([("split", pa.string()), *((lang, pa.string()) for lang in corpus.languages)])
 
 
-def read_corpus(corpus: CorpusCfg, root: Path, cache_dir: Path, batch_rows: int = 10_000) -> Dataset:
-    """Every row of the corpus in `root`, written in batches to an Arrow file under `cache_dir`
-    and opened memory-mapped: memory holds one batch, whatever the corpus size."""
-    from datasets.arrow_writer import ArrowWriter
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{corpus.name}-rows.arrow"
-    columns = list(features(corpus))
-    writer = ArrowWriter(features=features(corpus), path=str(path))
-    try:
-        batch: dict[str, list] = {c: [] for c in columns}
-        for row in READERS[corpus.format](corpus, root):
-            for c in columns:
-                batch[c].append(row[c])
-            if len(batch["split"]) == batch_rows:
-                writer.write_batch(batch)
-                batch = {c: [] for c in columns}
-        if batch["split"]:
+def write_arrow(path: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+    """Record batches -> an Arrow stream file at `path`, read back memory-mapped (memory holds one batch)."""
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
             writer.write_batch(batch)
-        writer.finalize()
-    finally:
-        writer.close()
-    return Dataset.from_file(str(path))
+    return pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+
+
+def _batches(rows: Iterator[Row], schema: pa.Schema, size: int) -> Iterator[pa.RecordBatch]:
+    while chunk := list(itertools.islice(rows, size)):
+        yield pa.RecordBatch.from_pylist(chunk, schema=schema)
+
+
+def read_corpus(corpus: CorpusCfg, root: Path, cache_dir: Path, batch_rows: int = 10_000) -> pa.Table:
+    """Every row of the corpus in `root` as a memory-mapped Arrow table (written in batches under
+    `cache_dir`): memory holds one batch, whatever the corpus size."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path, schema = cache_dir / f"{corpus.name}-rows.arrow", row_schema(corpus)
+    if corpus.format in FAST_READERS:
+        try:
+            return write_arrow(path, FAST_READERS[corpus.format](corpus, root), schema)
+        except (pa.ArrowException, OSError):
+            pass  # read again line by line: that reader names the line that is wrong
+    return write_arrow(path, _batches(READERS[corpus.format](corpus, root), schema, batch_rows), schema)
 
 
 class ScratchDir:

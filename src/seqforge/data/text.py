@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from typing import Literal
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from seqforge.config import UNSPACED_LANGS, base_lang
 
-_SPACES = re.compile(r"\s+")
 Form = Literal["nfc", "nfkc"]
 
 
 def normalize(text: str, form: Form = "nfc") -> str:
-    """Unicode NFC (or NFKC) and whitespace clean-up (collapse runs, strip ends); no script-specific rules."""
-    return _SPACES.sub(" ", unicodedata.normalize(form.upper(), text)).strip()
+    """Unicode NFC (or NFKC), whitespace runs (any `str.isspace` character) made one space, ends stripped;
+    no script-specific rules."""
+    return " ".join(unicodedata.normalize(form.upper(), text).split())
+
+
+def normalize_texts(texts: pa.Array | pa.ChunkedArray, form: Form = "nfc") -> pa.Array:
+    """:func:`normalize` of every text of an Arrow column."""
+    return pa.array([normalize(t, form) for t in texts.to_pylist()], pa.string())
 
 
 def length_unit(lang: str, unit: str = "auto") -> str:
@@ -24,5 +32,9 @@ def length_unit(lang: str, unit: str = "auto") -> str:
     return "chars" if base_lang(lang) in UNSPACED_LANGS else "words"
 
 
-def length(text: str, unit: str) -> int:
-    return len(text.replace(" ", "")) if unit == "chars" else len(text.split())
+def lengths(texts: pa.Array | pa.ChunkedArray, unit: str) -> np.ndarray:
+    """Lengths of normalised texts (single spaces): words, or characters other than spaces (int32)."""
+    spaces = pc.count_substring(texts, " ")
+    chars = pc.utf8_length(texts)
+    counted = pc.subtract(chars, spaces) if unit == "chars" else pc.if_else(pc.equal(chars, 0), 0, pc.add(spaces, 1))
+    return np.asarray(counted.to_numpy(zero_copy_only=False), dtype=np.int32)

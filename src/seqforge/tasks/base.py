@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
-from datasets import Dataset, DatasetDict
+import pyarrow as pa
+from datasets import DatasetDict
 
 from seqforge.config import CorpusCfg, ServeCfg
 
@@ -32,8 +34,9 @@ class TaskKind(ABC):
         `ValueError` names the option that is wrong)."""
 
     @abstractmethod
-    def pairs(self, rows: Dataset, task: Any, corpus: CorpusCfg, num_proc: int) -> tuple[DatasetDict, dict]:
-        """Reader rows -> `DatasetDict(train, validation, test)` of (source, target) text, and statistics."""
+    def pairs(self, rows: pa.Table, task: Any, corpus: CorpusCfg, scratch: Path) -> tuple[DatasetDict, dict]:
+        """Reader rows -> `DatasetDict(train, validation, test)` of (source, target) text (Arrow files
+        under `scratch`), and statistics."""
 
     @abstractmethod
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+import numpy as np
+import pyarrow as pa
+from datasets import DatasetDict
 
 from seqforge.config import ChatbotTask, CorpusCfg, ServeCfg
 from seqforge.data.dialogue import build_context, clean_turn, dialogue_splits
@@ -37,19 +40,18 @@ class Chatbot(TaskKind):
             raise ValueError("--src/--tgt: a chatbot answers in the language it is spoken to (give one)")
         return {"lang": src or tgt or "en"}
 
-    def pairs(self, rows: Dataset, task: ChatbotTask, corpus: CorpusCfg, num_proc: int) -> tuple[DatasetDict, dict]:
-        from seqforge.data.pairs import by_split
+    def pairs(self, rows: pa.Table, task: ChatbotTask, corpus: CorpusCfg, scratch: Path) -> tuple[DatasetDict, dict]:
+        from seqforge.data.pairs import split_masks
 
         clean = turn_cleaner(corpus.format, task.data.normalization)
-        cleaned = rows.map(lambda b: {"turns": [[c for c in map(clean, turns) if c] for turns in b["turns"]]},
-                           batched=True, batch_size=2000)
+        turns = [[c for c in map(clean, dialogue) if c] for dialogue in rows.column("turns").to_pylist()]
+        cleaned = pa.table({"split": rows.column("split"), "turns": pa.array(turns, pa.list_(pa.string()))})
         where = f"conf/corpora/{corpus.name}.yaml"
-        splits = by_split(cleaned, "turns", corpus.split, corpus.seed, where)
         dialogues, malformed = {}, {}
-        for split, ds in splits.items():
-            turns = ds.with_format("arrow")["turns"].to_pylist()
-            dialogues[split] = [t for t in turns if len(t) >= 2]
-            malformed[split] = len(turns) - len(dialogues[split])
+        for split, mask in split_masks(cleaned, "turns", corpus.split, corpus.seed, where).items():
+            in_split = [turns[i] for i in np.flatnonzero(mask)]
+            dialogues[split] = [t for t in in_split if len(t) >= 2]
+            malformed[split] = len(in_split) - len(dialogues[split])
         return dialogue_splits(dialogues, malformed, task.data, where)
 
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import cache
+from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict
+import numpy as np
+import pyarrow as pa
+from datasets import DatasetDict
 
-from seqforge.config import CorpusCfg, ServeCfg, TranslationTask, base_lang
-from seqforge.data.text import length, length_unit, normalize
+from seqforge.config import CorpusCfg, ServeCfg, TranslationData, TranslationTask, base_lang
+from seqforge.data.text import length_unit, lengths, normalize, normalize_texts
 from seqforge.tasks.base import TaskKind, checked_texts
 
 # sacreBLEU's tokenizer per target language, and the one used where that needs a missing package
@@ -32,36 +34,28 @@ def bleu_tokenize(lang: str, requested: str = "auto") -> str:
     return name
 
 
-def clean(batch: dict, src: str, tgt: str, task: TranslationTask) -> dict:
-    """Normalise one batch of pairs; `drop` says why a pair is dropped (empty, too long, ratio) or is empty."""
+DROPS = ("", "dropped_empty", "dropped_too_long", "dropped_ratio")  # why a pair is dropped, by code
+CLEANED = pa.schema([("split", pa.string()), ("source", pa.string()), ("target", pa.string()),
+                     ("src_len", pa.int32()), ("tgt_len", pa.int32())])
+
+
+def clean(batch: pa.RecordBatch, task: TranslationTask) -> pa.RecordBatch:
+    """Reader rows -> `split`, normalised `source` and `target`, and their lengths in the task's units."""
     cfg = task.data
-    src_unit, tgt_unit = length_unit(task.src_lang, cfg.length_unit), length_unit(task.tgt_lang, cfg.length_unit)
-    out: dict[str, list] = {"source": [], "target": [], "drop": []}
-    for s, t in zip(batch[src], batch[tgt], strict=True):
-        s, t = normalize(s, cfg.normalization), normalize(t, cfg.normalization)
-        n_src, n_tgt = length(s, src_unit), length(t, tgt_unit)
-        if not n_src or not n_tgt:
-            reason = "dropped_empty"
-        elif max(n_src, n_tgt) > cfg.max_tokens:
-            reason = "dropped_too_long"
-        elif max(n_src, n_tgt) / min(n_src, n_tgt) > cfg.max_ratio:
-            reason = "dropped_ratio"
-        else:
-            reason = ""
-        out["source"].append(s)
-        out["target"].append(t)
-        out["drop"].append(reason)
-    return out
+    source = normalize_texts(batch.column(task.src_lang), cfg.normalization)
+    target = normalize_texts(batch.column(task.tgt_lang), cfg.normalization)
+    return pa.RecordBatch.from_arrays(
+        [batch.column("split"), source, target,
+         pa.array(lengths(source, length_unit(task.src_lang, cfg.length_unit))),
+         pa.array(lengths(target, length_unit(task.tgt_lang, cfg.length_unit)))],
+        schema=CLEANED)
 
 
-def _mean_length(ds: Dataset, column: str, unit: str) -> float:
-    """Mean length of a normalised text column (single spaces), computed in Arrow."""
-    import pyarrow.compute as pc
-
-    text = ds.with_format("arrow")[column]
-    spaces = pc.count_substring(text, " ")
-    lengths = pc.subtract(pc.utf8_length(text), spaces) if unit == "chars" else pc.add(spaces, 1)
-    return round(pc.mean(lengths).as_py() or 0.0, 2)
+def drop_codes(src_len: np.ndarray, tgt_len: np.ndarray, cfg: TranslationData) -> np.ndarray:
+    """Index into :data:`DROPS` per pair: 0 keeps it; else empty, too long, or a length ratio too far off."""
+    longest, shortest = np.maximum(src_len, tgt_len), np.minimum(src_len, tgt_len)
+    return np.select([shortest == 0, longest > cfg.max_tokens, longest > cfg.max_ratio * shortest],
+                     [1, 2, 3], 0).astype(np.int8)
 
 
 class Translation(TaskKind):
@@ -88,34 +82,32 @@ class Translation(TaskKind):
             raise ValueError("--src/--tgt: the languages must differ")
         return {"src_lang": src, "tgt_lang": tgt}
 
-    def pairs(self, rows: Dataset, task: TranslationTask, corpus: CorpusCfg, num_proc: int) -> tuple[DatasetDict, dict]:
-        import pyarrow.compute as pc
+    def pairs(self, rows: pa.Table, task: TranslationTask, corpus: CorpusCfg, scratch: Path) -> tuple[DatasetDict, dict]:
+        from seqforge.data.pairs import BATCH, split_masks, write_splits
+        from seqforge.data.readers import CorpusError, write_arrow
 
-        from seqforge.data.pairs import by_split
-        from seqforge.data.readers import CorpusError
-
-        cleaned = rows.map(clean, batched=True, batch_size=5000, num_proc=num_proc if len(rows) > 50_000 else None,
-                           remove_columns=[c for c in rows.column_names if c != "split"],
-                           fn_kwargs={"src": task.src_lang, "tgt": task.tgt_lang, "task": task})
-        splits = by_split(cleaned, "source", corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
-        out, stats = {}, {}
-        for split, ds in splits.items():
-            counts = Counter({"raw": len(ds)})
-            drops = pc.value_counts(ds.with_format("arrow")["drop"]).to_pylist()  # columnar, not row by row
-            counts.update({d["values"]: d["counts"] for d in drops if d["values"]})
-            ds = ds.filter(lambda drop: [not d for d in drop], input_columns="drop", batched=True, batch_size=10_000)
+        cleaned = write_arrow(scratch / "cleaned.arrow", (clean(b, task) for b in rows.to_batches(BATCH)), CLEANED)
+        masks = split_masks(cleaned, "source", corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
+        src_len, tgt_len = (cleaned.column(c).to_numpy() for c in ("src_len", "tgt_len"))
+        codes = drop_codes(src_len, tgt_len, task.data)
+        keep, stats = {}, {}
+        for split in ("train", "validation", "test"):
+            mask = masks[split]
+            counts = {"raw": int(mask.sum())}
+            counts.update({DROPS[c]: int(n) for c, n in enumerate(np.bincount(codes[mask], minlength=len(DROPS)))
+                           if c and n})
+            keep[split] = mask & (codes == 0)
             cap = task.data.max_train_pairs if split == "train" else task.data.max_eval_pairs
-            if cap is not None and len(ds) > cap:
-                counts["dropped_cap"] = len(ds) - cap
-                ds = ds.select(range(cap))
-            if not len(ds):
-                raise CorpusError(f"corpus {corpus.name}: {split}: no usable pairs after cleaning ({dict(counts)})")
-            out[split] = ds.select_columns(["source", "target"])
-            unit = task.data.length_unit
-            stats[split] = {**counts, "kept": len(ds),
-                            "src_tokens_mean": _mean_length(out[split], "source", length_unit(task.src_lang, unit)),
-                            "tgt_tokens_mean": _mean_length(out[split], "target", length_unit(task.tgt_lang, unit))}
-        return DatasetDict({s: out[s] for s in ("train", "validation", "test")}), {s: stats[s] for s in ("train", "validation", "test")}
+            if cap is not None and keep[split].sum() > cap:
+                counts["dropped_cap"] = int(keep[split].sum()) - cap
+                keep[split] &= np.cumsum(keep[split]) <= cap
+            kept = int(keep[split].sum())
+            if not kept:
+                raise CorpusError(f"corpus {corpus.name}: {split}: no usable pairs after cleaning ({counts})")
+            stats[split] = {**counts, "kept": kept,
+                            "src_tokens_mean": round(float(src_len[keep[split]].mean()), 2),
+                            "tgt_tokens_mean": round(float(tgt_len[keep[split]].mean()), 2)}
+        return write_splits(cleaned, keep, ["source", "target"], scratch), stats
 
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
         from seqforge.metrics import corpus_scores
