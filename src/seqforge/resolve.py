@@ -29,7 +29,7 @@ def task_stages(name: str, conf_dir: Path = CONF_DIR) -> dict[str, dict[str, Any
     data_side = task.model_dump(mode="json", exclude={"tokenizer", "decode", "registered_name", "bleu_tokenize"})
     return {
         "prepare": {"task": data_side, "corpus": load_corpus(task.corpus, conf_dir).model_dump(mode="json")},
-        "tokenize": {"tokenizer": task.tokenizer.model_dump(mode="json"), "normalization": task.data.normalization},
+        "tokenize": {"tokenizer": task.tokenizer.model_dump(mode="json")},
     }
 
 

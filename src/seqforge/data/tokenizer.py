@@ -35,7 +35,7 @@ class SideModel(Protocol):
 
 
 class HFModel:
-    """A Hugging Face `tokenizers` model (Metaspace pre-tokenizer, NFC/NFKC normaliser)."""
+    """A Hugging Face `tokenizers` model (Metaspace pre-tokenizer; text comes normalised by the data path)."""
 
     library = "tokenizers"
 
@@ -43,8 +43,8 @@ class HFModel:
         self.tok = tok
 
     @classmethod
-    def train(cls, texts: Iterable[str], cfg: TokenizerCfg, normalization: str) -> HFModel:
-        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    def train(cls, texts: Iterable[str], cfg: TokenizerCfg) -> HFModel:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         if cfg.model == "bpe":
             tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -54,7 +54,6 @@ class HFModel:
             tok = Tokenizer(models.Unigram())
             trainer = trainers.UnigramTrainer(vocab_size=cfg.vocab_size, special_tokens=SPECIALS,
                                               unk_token="<unk>", show_progress=False)
-        tok.normalizer = normalizers.NFKC() if normalization == "nfkc" else normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")
         tok.decoder = decoders.Metaspace(prepend_scheme="always")
         tok.train_from_iterator(texts, trainer=trainer)
@@ -67,7 +66,7 @@ class HFModel:
         return cls(Tokenizer.from_str(payload))
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        return [enc.ids for enc in self.tok.encode_batch(texts, add_special_tokens=False)]
+        return [enc.ids for enc in self.tok.encode_batch_fast(texts, add_special_tokens=False)]  # no offsets
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.tok.decode_batch(ids, skip_special_tokens=True)
@@ -97,7 +96,7 @@ class SPModel:
         self.sp = spm.SentencePieceProcessor(model_proto=proto)
 
     @classmethod
-    def train(cls, texts: Iterable[str], cfg: TokenizerCfg, normalization: str) -> SPModel:
+    def train(cls, texts: Iterable[str], cfg: TokenizerCfg) -> SPModel:
         import sentencepiece as spm
 
         sentences = list(texts)  # sentencepiece holds its training sentences in memory anyway
@@ -152,14 +151,13 @@ class SubwordTokenizer:
         self.joint = joint
 
     @classmethod
-    def train(cls, sources: Iterable[str] | list[str], targets: Iterable[str] | list[str], cfg: TokenizerCfg,
-              normalization: str = "nfc") -> SubwordTokenizer:
+    def train(cls, sources: Iterable[str], targets: Iterable[str], cfg: TokenizerCfg) -> SubwordTokenizer:
         """Train from iterables of text (streamed; `sentencepiece` keeps its sample in memory)."""
         library = LIBRARIES[cfg.library]
         if cfg.joint:
-            tok = library.train(_chain(sources, targets), cfg, normalization)
+            tok = library.train(_chain(sources, targets), cfg)
             return cls(tok, tok, joint=True)
-        return cls(library.train(sources, cfg, normalization), library.train(targets, cfg, normalization), joint=False)
+        return cls(library.train(sources, cfg), library.train(targets, cfg), joint=False)
 
     @property
     def library(self) -> str:
