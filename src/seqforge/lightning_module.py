@@ -83,14 +83,14 @@ class Seq2SeqModule(pl.LightningModule):
     translation greedy validation BLEU (the metric it is selected on; chat models use the loss)."""
 
     def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer_file: str, kind: str,
-                 bleu_tokenize: str = "13a") -> None:
+                 bleu_tokenize: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.exp = ExperimentCfg.model_validate(experiment)
         self.model = build_model(self.exp.model, src_vocab, tgt_vocab)
         self.tokenizer = SubwordTokenizer.load(Path(tokenizer_file))
         self.monitor = task_kind(kind).monitor
-        self.bleu_tokenize = bleu_tokenize  # sacreBLEU tokenizer for the target language
+        self.bleu_tokenize = bleu_tokenize  # validation BLEU's sacreBLEU tokenizer (kinds selected on BLEU)
         self._reset_epoch_counters()
 
     def _reset_epoch_counters(self) -> None:
@@ -135,7 +135,7 @@ class Seq2SeqModule(pl.LightningModule):
         loss_sum = self._loss(batch, reduction="sum")
         n_tokens = (batch["tgt_out"] != PAD).sum()
         stats = [0.0] * 10
-        if self.monitor[0] == "val_bleu":
+        if self.bleu_tokenize is not None:
             limit = max_lengths(batch["src_lens"], VAL_DECODE.max_len_ratio, VAL_DECODE.max_len_offset)
             hyps = self.tokenizer.decode(greedy(self.model, batch["src"], batch["src_lens"], limit))
             refs = self.trainer.datamodule.val_set.targets(batch["index"].tolist())
@@ -152,7 +152,7 @@ class Seq2SeqModule(pl.LightningModule):
         metrics = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)),
                    "tokens_per_s": float(totals[12]) / max(self._train_seconds, 1e-9),
                    "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
-        if self.monitor[0] == "val_bleu":
+        if self.bleu_tokenize is not None:
             metrics["val_bleu"] = bleu_from_stats(totals[2:12].tolist())
         self.log_dict(metrics, sync_dist=False)
 

@@ -172,10 +172,10 @@ def write_curves(run_id: str, out: Path) -> None:
 def loop_config(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer,
                 run_id: str) -> dict:
     """What every Ray Train worker of one run gets (`train_worker`'s config): plain, serializable."""
-    from seqforge.tasks.translation import bleu_tokenize
+    from seqforge.tasks import task_kind
 
     return {
-        "kind": task.kind, "bleu_tokenize": bleu_tokenize(task.tgt_lang, getattr(task, "bleu_tokenize", "auto")),
+        "kind": task.kind, "bleu_tokenize": task_kind(task.kind).validation_bleu(task),
         "experiment": exp.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
         "src_vocab": tokenizer.vocab_size("source"), "tgt_vocab": tokenizer.vocab_size("target"),
         "tokenized_dir": str(paths.tokenized_dir(exp.task).resolve()),

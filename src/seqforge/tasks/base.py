@@ -38,6 +38,10 @@ class TaskKind(ABC):
         """Reader rows -> `DatasetDict(train, validation, test)` of (source, target) text (Arrow files
         under `scratch`), and statistics."""
 
+    def validation_bleu(self, task: Any) -> str | None:
+        """The sacreBLEU tokenizer of the per-epoch validation BLEU, where the kind selects on BLEU."""
+        return None
+
     @abstractmethod
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
         """Test metrics of `hyps` against `refs`, with a `signature` entry (how they were computed)."""

@@ -109,6 +109,9 @@ class Translation(TaskKind):
                             "tgt_tokens_mean": round(float(tgt_len[keep[split]].mean()), 2)}
         return write_splits(cleaned, keep, ["source", "target"], scratch), stats
 
+    def validation_bleu(self, task: TranslationTask) -> str:
+        return bleu_tokenize(task.tgt_lang, task.bleu_tokenize)
+
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
         from seqforge.metrics import corpus_scores
 
