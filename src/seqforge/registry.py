@@ -57,7 +57,8 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
 
 
 def _requirements() -> list[str]:
-    pkgs = ["torch", "tokenizers", "sentencepiece", "datasets", "pyarrow", "sacrebleu", "sacremoses", "pydantic", "pyyaml", "pandas", "mlflow"]
+    pkgs = ["torch", "tokenizers", "sentencepiece", "datasets", "pyarrow", "sacrebleu", "sacremoses", "pydantic",
+            "pyyaml", "pandas", "mlflow"]
     return [f"{p}=={version(p).split('+')[0]}" for p in pkgs]
 
 
