@@ -88,9 +88,9 @@ def test_winner_file_is_applied_by_the_train_stage_config(conf_copy) -> None:
 
 
 SMOKE_SWEEP = """\
-num_samples: 6
+num_samples: 4
 storage_path: runs/tune
-search: {algorithm: optuna, seed: 10}   # draws, in order: impossible, slow, fast, slow, fast, slow
+search: {algorithm: optuna, seed: 10}   # draws, in order: impossible, slow, fast, slow
 scheduler: {grace_period: 1, reduction_factor: 2}
 train: {num_workers: 2, max_epochs: 3, max_time: null, early_stopping_patience: 3}
 space:
@@ -154,7 +154,7 @@ def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep_repo) -> 
     summary = json.loads((repo / "reports" / "tune" / f"{swept}.json").read_text())
     runs = children(repo, env, summary["parent_run_id"])
 
-    assert "6 trials" in out and len(summary["trials"]) == 6
+    assert "4 trials" in out and len(summary["trials"]) == 4
     assert set(runs) == {t["trial_id"] for t in summary["trials"]}  # one child run per trial
     for trial in summary["trials"]:
         assert runs[trial["trial_id"]]["tags"]["trial_status"] == trial["status"]
@@ -206,8 +206,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(sweep_repo) -> N
 
     repo, env = sweep_repo
     swept = "gru_bahdanau"
-    (repo / "conf" / "tune" / f"{swept}.yaml").write_text(
-        SMOKE_SWEEP.replace("num_samples: 6", "num_samples: 4"))
+    (repo / "conf" / "tune" / f"{swept}.yaml").write_text(SMOKE_SWEEP)
     with open(repo / "first.log", "w") as log:
         first = subprocess.Popen(["seqforge", "tune", swept], cwd=repo, env=env, stdout=log,
                                  stderr=subprocess.STDOUT, start_new_session=True)
