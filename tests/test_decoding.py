@@ -3,7 +3,7 @@ import torch
 
 from seqforge.config import RNNModelCfg, TransformerModelCfg
 from seqforge.data.tokenizer import EOS, PAD
-from seqforge.decoding import Sampler, banned_tokens, beam_search, generate, greedy, max_lengths
+from seqforge.decoding import Sampler, banned_tokens, beam_search, generate, greedy, max_lengths, reorder
 from seqforge.models import build_model
 
 MODELS = {
@@ -23,6 +23,25 @@ def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     src = torch.randint(5, 40, (5, int(lens.max())), generator=gen)
     src[torch.arange(src.size(1))[None, :] >= lens[:, None]] = PAD
     return src, lens
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_step_by_step_decoding_reproduces_teacher_forced_log_probs(name: str) -> None:
+    """`encode` + `decode_step` one token at a time (the Transformer over its key/value cache)
+    give the log-probabilities of `forward` on the whole target, also after reordering rows."""
+    torch.manual_seed(0)
+    model = build_model(MODELS[name], 40, 40).eval()
+    src, lens = batch(3)
+    tgt_in = torch.randint(5, 40, (src.size(0), 7), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = torch.log_softmax(model(src, lens, tgt_in).float(), dim=-1)
+        order = torch.tensor([4, 0, 3, 1, 2])
+        state = reorder(model.encode(src, lens), order)  # beam search moves rows between steps
+        steps = []
+        for t in range(tgt_in.size(1)):
+            logp, state = model.decode_step(tgt_in[order, t], state)
+            steps.append(logp)
+    torch.testing.assert_close(torch.stack(steps, 1), expected[order], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -29,18 +29,26 @@ class MultiHeadAttention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
 
+    def project_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of `x` (B, S, D), split into heads: (B, H, S, D/H) each."""
+        k, v = self.kv_proj(x).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def attend(self, x: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """Queries from `x` (B, T, D) over projected keys/values; key_mask (B, S) True at real tokens."""
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            self._split(self.q_proj(x)), k, v, attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0, is_causal=causal,
+        )
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
     def forward(
         self, x: Tensor, memory: Tensor | None = None, key_mask: Tensor | None = None,
         causal: bool = False,
     ) -> Tensor:
-        """x (B, T, D); key_mask (B, S) True at real tokens; causal for decoder self-attention."""
-        k, v = self.kv_proj(x if memory is None else memory).chunk(2, dim=-1)
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            self._split(self.q_proj(x)), self._split(k), self._split(v), attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0, is_causal=causal,
-        )
-        return self.out_proj(out.transpose(1, 2).flatten(2))
+        """x (B, T, D) over `memory` (cross) or itself (self; causal for the decoder)."""
+        return self.attend(x, *self.project_kv(x if memory is None else memory), key_mask=key_mask, causal=causal)
 
     def weights(self, x: Tensor, memory: Tensor, key_mask: Tensor) -> Tensor:
         """Attention probabilities of `x` over `memory`, averaged over heads: (B, T, S)."""
@@ -85,6 +93,17 @@ class DecoderLayer(nn.Module):
         x = x + self.drop(self.cross_attn(self.norms[1](x), memory, key_mask=mem_mask))
         return x + self.drop(self.ffn(self.norms[2](x)))
 
+    def step(self, x: Tensor, past: tuple[Tensor, Tensor], cross: tuple[Tensor, Tensor],
+             mem_mask: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One new position `x` (B, 1, D) given the keys/values of the positions before it (`past`)
+        and of the encoder memory (`cross`); returns its output and the grown `past`."""
+        h = self.norms[0](x)
+        k, v = self.self_attn.project_kv(h)
+        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        x = x + self.drop(self.self_attn.attend(h, k, v))
+        x = x + self.drop(self.cross_attn.attend(self.norms[1](x), *cross, key_mask=mem_mask))
+        return x + self.drop(self.ffn(self.norms[2](x))), (k, v)
+
     def cross_weights(self, x: Tensor, memory: Tensor, mem_mask: Tensor) -> Tensor:
         """Head-averaged encoder-decoder attention of this layer for input `x` (eval mode)."""
         x = x + self.self_attn(self.norms[0](x), causal=True)
@@ -100,7 +119,8 @@ def sinusoidal_positions(n: int, d: int) -> Tensor:
 
 
 class TransformerSeq2Seq(nn.Module):
-    """Pre-LN encoder-decoder; decoding re-runs the decoder on the prefix (short sequences)."""
+    """Pre-LN encoder-decoder. Decoding is incremental: each step runs the decoder on the new
+    position only, over cached self-attention keys/values and encoder keys/values projected once."""
 
     def __init__(self, cfg: TransformerModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
@@ -119,21 +139,27 @@ class TransformerSeq2Seq(nn.Module):
         if cfg.tied_embeddings:
             self.output.weight = self.tgt_embed.weight
 
-    def _embed(self, embed: nn.Embedding, tokens: Tensor) -> Tensor:
-        if tokens.size(1) > self.cfg.max_positions:
-            raise ValueError(
-                f"sequence of {tokens.size(1)} tokens exceeds model.max_positions={self.cfg.max_positions}"
-            )
+    def _embed(self, embed: nn.Embedding, tokens: Tensor, start: int = 0) -> Tensor:
+        """Scaled embeddings of `tokens` (B, T) at positions start .. start + T - 1."""
+        end = start + tokens.size(1)
+        if end > self.cfg.max_positions:
+            raise ValueError(f"sequence of {end} tokens exceeds model.max_positions={self.cfg.max_positions}")
         scaled = embed(tokens) * math.sqrt(self.cfg.d_model)
-        return self.drop(scaled + self.positions[: tokens.size(1)])
+        return self.drop(scaled + self.positions[start:end])
 
     def encode(self, src: Tensor, src_lens: Tensor) -> State:
         mask = src != PAD
         x = self._embed(self.src_embed, src)
         for layer in self.encoder:
             x = layer(x, mask)
-        prefix = src.new_zeros(src.size(0), 0)
-        return {"memory": self.enc_norm(x), "mask": mask, "prefix": prefix}
+        memory = self.enc_norm(x)
+        state = {"memory": memory, "mask": mask}
+        heads = self.cfg.heads
+        empty = memory.new_zeros(src.size(0), heads, 0, self.cfg.d_model // heads)
+        for i, layer in enumerate(self.decoder):  # batch-first, so beam search can reorder rows
+            state[f"cross_k{i}"], state[f"cross_v{i}"] = layer.cross_attn.project_kv(memory)
+            state[f"self_k{i}"], state[f"self_v{i}"] = empty, empty
+        return state
 
     def _decode(self, tgt_in: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
         x = self._embed(self.tgt_embed, tgt_in)
@@ -150,9 +176,14 @@ class TransformerSeq2Seq(nn.Module):
         return self.decoder[-1].cross_weights(x, state["memory"], state["mask"])
 
     def decode_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
-        prefix = torch.cat([state["prefix"], prev_tokens.unsqueeze(1)], dim=1)
-        logits = self._decode(prefix, state["memory"], state["mask"])[:, -1]
-        return torch.log_softmax(logits.float(), dim=-1), dict(state, prefix=prefix)
+        """Log-probabilities of the next token after `prev_tokens` (B,), and the state grown by it."""
+        x = self._embed(self.tgt_embed, prev_tokens.unsqueeze(1), start=state["self_k0"].size(2))
+        grown = dict(state)
+        for i, layer in enumerate(self.decoder):
+            past, cross = (state[f"self_k{i}"], state[f"self_v{i}"]), (state[f"cross_k{i}"], state[f"cross_v{i}"])
+            x, (grown[f"self_k{i}"], grown[f"self_v{i}"]) = layer.step(x, past, cross, state["mask"])
+        logits = self.output(self.dec_norm(x[:, 0]))
+        return torch.log_softmax(logits.float(), dim=-1), grown
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         state = self.encode(src, src_lens)
