@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
+from lightning.pytorch.loggers import MLFlowLogger
 from torch.utils.data import DataLoader, Dataset
 
 from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
@@ -22,6 +23,15 @@ from seqforge.models import build_model
 from seqforge.tasks import task_kind
 
 VAL_DECODE = DecodeCfg()  # length caps for the per-epoch greedy validation BLEU
+
+
+class RunLogger(MLFlowLogger):
+    """Lightning's MLflow logger writing into a run its driver owns. It never ends the run: a worker of
+    a Tune trial that ASHA stopped could otherwise mark the run finished or failed after the sweep
+    recorded it as stopped."""
+
+    def finalize(self, status: str = "success") -> None:
+        """The run's owner ends it (the train stage's `mlflow.start_run`, or the sweep's summary)."""
 
 
 class TokenizedSplit(Dataset):

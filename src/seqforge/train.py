@@ -32,12 +32,11 @@ def train_worker(config: dict) -> None:
     import ray.train
     from mlflow import MlflowClient
     from lightning.pytorch.callbacks import EarlyStopping
-    from lightning.pytorch.loggers import MLFlowLogger
     from ray.train.lightning import (
         RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer,
     )
 
-    from seqforge.lightning_module import Seq2SeqDataModule, Seq2SeqModule
+    from seqforge.lightning_module import RunLogger, Seq2SeqDataModule, Seq2SeqModule
     from seqforge.progress import StepProgress
     from seqforge.tasks import task_kind
 
@@ -64,7 +63,7 @@ def train_worker(config: dict) -> None:
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
         ],
-        logger=MLFlowLogger(tracking_uri=config["tracking_uri"], run_id=config["run_id"]),
+        logger=RunLogger(tracking_uri=config["tracking_uri"], run_id=config["run_id"]),
         log_every_n_steps=train_cfg.log_every_n_steps,
         use_distributed_sampler=False,  # the token-budget sampler shards by rank itself
         enable_checkpointing=False,  # Ray owns checkpoints (RayTrainReportCallback)

@@ -90,12 +90,10 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
         if result.error is not None:
             raise RuntimeError(f"trial {trial_id}: Ray Train run failed: {result.error}") from result.error
     except Exception as err:
-        client.set_tag(run_id, STATUS_TAG, "failed")
         client.set_tag(run_id, "error", f"{type(err).__name__}: {err}"[:4000])
-        client.set_terminated(run_id, "FAILED")
         raise
-    client.set_tag(run_id, STATUS_TAG, "completed")
-    client.set_terminated(run_id, "FINISHED")
+    # The trial's status and end are written by the driver only (`summarize`): a trial ASHA stops can
+    # still be finishing here while the driver records it, and two writers of one tag collide.
 
 
 def max_concurrent(tune: TuneCfg, train: TrainCfg) -> int:
@@ -208,7 +206,8 @@ def _trial_id(trial_dir: str) -> str:
 
 
 def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dict[str, Any]:
-    """Per-trial status into the child runs (stopped early = ended before `max_epochs` without error)."""
+    """Per-trial status into the child runs (stopped early = ended before `max_epochs` without error);
+    the only writer of `trial_status` and of the child runs' end."""
     from mlflow import MlflowClient
 
     client = MlflowClient(sweep["tracking_uri"])
