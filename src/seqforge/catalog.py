@@ -23,6 +23,7 @@ from seqforge.config import (
     CONF_DIR, FORMATS, LANG_PATTERN, NAME_PATTERN, ConfigError, CorpusCfg, TaskCfg, TranslationData, base_lang,
     corpus_names, experiment_names, load_corpus, task_names, validate, write_index,
 )
+from seqforge.data.fetch import sha256
 from seqforge.data.readers import MULTI30K_SPLITS, CorpusError, ScratchDir, read_corpus
 from seqforge.data.text import length_unit, lengths, normalize_texts
 from seqforge.tasks import KINDS
@@ -54,12 +55,6 @@ def parse_split(text: str | None) -> dict[str, int]:
             raise CatalogError(f"--split: expected validation=N,test=N with N >= 1, got {item!r}")
         sizes[key] = int(value)
     return sizes
-
-
-def _sha256(path: Path) -> str:
-    from seqforge.data.fetch import sha256
-
-    return sha256(path)
 
 
 def _stage_files(fmt: str, sources: list[str], columns: dict, stage: Path) -> tuple[dict, list[str], str | None]:
@@ -195,8 +190,6 @@ def describe(corpus: CorpusCfg, root: Path, scratch: Path) -> list[str]:
 
 def _check_data_complete(data_dir: Path, conf_dir: Path) -> None:
     """`data.dvc` pins all of data/: every recorded corpus must be there, or pinning would drop it."""
-    from seqforge.data.fetch import sha256
-
     for name in corpus_names(conf_dir):
         corpus = load_corpus(name, conf_dir)
         for file, digest in corpus.files.items():
@@ -243,7 +236,7 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = No
         record = {"format": fmt, "source": origin, "languages": langs, "columns": cols,
                   "header": any(isinstance(c, str) for c in cols.values()) and fmt in ("tsv", "csv"),
                   "split": sizes, "seed": seed,
-                  "files": {p.name: _sha256(p) for p in sorted(stage.iterdir())}}
+                  "files": {p.name: sha256(p) for p in sorted(stage.iterdir())}}
         if fmt == "hf" and len(record["files"]) > 1 and not sizes and "all.parquet" in record["files"]:
             raise CatalogError("--split: this dataset has no train/validation/test splits: give --split")
         try:

@@ -147,8 +147,7 @@ def profile(name: Annotated[str, typer.Argument(help="default, smoke, gpu, or an
         set_profile(name)
         write_index()
     except ConfigError as err:
-        typer.echo(f"profile: {err}", err=True)
-        raise typer.Exit(1) from None
+        raise _fail("profile", err) from None
     typer.echo(f"profile: {name}")
 
 
