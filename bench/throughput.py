@@ -14,6 +14,7 @@ import argparse
 import multiprocessing as mp
 import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -25,16 +26,17 @@ from seqforge.data.batching import pad
 from seqforge.data.tokenizer import BOS, EOS, PAD
 from seqforge.decoding import beam_search, max_lengths
 from seqforge.models import build_model, count_parameters
+from seqforge.models.base import Seq2Seq
 
 EXPERIMENTS = ("gru_bahdanau", "lstm_luong", "transformer")
 
 
-class NoEOS(torch.nn.Module):
+class NoEOS(Seq2Seq):
     """Bans EOS so every hypothesis runs to its length cap: decode cost independent of weights."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: Seq2Seq) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.max_decode_steps = model, model.max_decode_steps
 
     def encode(self, src, src_lens):
         return self.model.encode(src, src_lens)
@@ -43,6 +45,9 @@ class NoEOS(torch.nn.Module):
         logp, state = self.model.decode_step(prev, state)
         logp[:, EOS] = float("-inf")
         return logp, state
+
+    def reorder_state(self, state, index, sentences=None):
+        return self.model.reorder_state(state, index, sentences)
 
 
 def synthetic_batch(budget: int, vocab: int, gen: torch.Generator) -> dict:
@@ -58,7 +63,8 @@ def synthetic_batch(budget: int, vocab: int, gen: torch.Generator) -> dict:
     }
 
 
-def measure(name: str, budget: int, vocab: int, threads: int, device: str, steps: int, queue) -> None:
+def measure(name: str, budget: int, vocab: int, threads: int, device: str, steps: int) -> tuple:
+    """(parameters, sentences per batch, train tok/s, decode tok/s, peak MiB) of one cell."""
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     model = build_model(load_experiment(name).model, vocab, vocab).to(device)
@@ -99,7 +105,7 @@ def measure(name: str, budget: int, vocab: int, threads: int, device: str, steps
     decode_tps = sum(len(h[0].tokens) + 1 for h in hyps) / (time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    queue.put((count_parameters(model), batch["src"].size(0), train_tps, decode_tps, peak / 2**20))
+    return count_parameters(model), batch["src"].size(0), train_tps, decode_tps, peak / 2**20
 
 
 def main() -> None:
@@ -116,15 +122,11 @@ def main() -> None:
     for col in ("experiment", "params (M)", "batch tokens", "sentences", "train tok/s",
                 "beam-5 decode tok/s", "peak mem (MiB)"):
         table.add_column(col, justify="right" if col != "experiment" else "left")
-    ctx = mp.get_context("spawn")
     for name in args.experiments:
-        for budget in args.budgets:
-            queue = ctx.Queue()
-            proc = ctx.Process(target=measure, args=(name, budget, args.vocab, args.threads,
-                                                     args.device, args.steps, queue))
-            proc.start()
-            params, sents, train_tps, decode_tps, peak = queue.get()
-            proc.join()
+        for budget in args.budgets:  # a process per cell: its peak memory is its own
+            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+                params, sents, train_tps, decode_tps, peak = pool.submit(
+                    measure, name, budget, args.vocab, args.threads, args.device, args.steps).result()
             table.add_row(name, f"{params / 1e6:.1f}", str(budget), str(sents),
                           f"{train_tps:,.0f}", f"{decode_tps:,.0f}", f"{peak:,.0f}")
     Console(width=130).print(table)

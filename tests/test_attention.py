@@ -8,29 +8,33 @@ from seqforge.models.attention import KINDS, Attention
 @pytest.mark.parametrize("kind", KINDS)
 def test_shapes_and_padding_gets_zero_weight(kind: str) -> None:
     torch.manual_seed(0)
-    batch, src_len, dim = 3, 6, 8
+    batch, queries, src_len, dim = 3, 2, 6, 8
     att = Attention(kind, query_dim=dim, key_dim=dim, attn_dim=5)
-    keys, query = torch.randn(batch, src_len, dim), torch.randn(batch, dim)
+    keys, query = torch.randn(batch, src_len, dim), torch.randn(batch, queries, dim)
     lengths = torch.tensor([6, 4, 1])
     mask = torch.arange(src_len)[None, :] < lengths[:, None]
     context, weights = att(query, keys, att.project_keys(keys), mask)
-    assert context.shape == (batch, dim) and weights.shape == (batch, src_len)
-    assert torch.all(weights[~mask] == 0)
-    torch.testing.assert_close(weights.sum(-1), torch.ones(batch))
-    assert torch.all(weights[mask] > 0)
+    assert context.shape == (batch, queries, dim) and weights.shape == (batch, queries, src_len)
+    padded = ~mask.unsqueeze(1).expand_as(weights)
+    assert torch.all(weights[padded] == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(batch, queries))
+    assert torch.all(weights[~padded] > 0)
     # padding content must not leak into the context either
     keys2 = keys.clone()
     keys2[~mask] = 1e3
     context2, _ = att(query, keys2, att.project_keys(keys2), mask)
     torch.testing.assert_close(context, context2)
+    # each query attends on its own: the second one alone gives the same context
+    alone, _ = att(query[:, 1:], keys, att.project_keys(keys), mask)
+    torch.testing.assert_close(alone, context[:, 1:])
 
 
 def test_different_query_and_key_sizes() -> None:
     for kind in ("bahdanau", "luong_general", "luong_concat"):
         att = Attention(kind, query_dim=4, key_dim=10, attn_dim=7)
         keys = torch.randn(2, 5, 10)
-        context, _ = att(torch.randn(2, 4), keys, att.project_keys(keys), torch.ones(2, 5, dtype=torch.bool))
-        assert context.shape == (2, 10)
+        context, _ = att(torch.randn(2, 1, 4), keys, att.project_keys(keys), torch.ones(2, 5, dtype=torch.bool))
+        assert context.shape == (2, 1, 10)
     with pytest.raises(ValueError, match="luong_dot needs equal"):
         Attention("luong_dot", query_dim=4, key_dim=10, attn_dim=7)
 

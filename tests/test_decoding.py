@@ -3,7 +3,7 @@ import torch
 
 from seqforge.config import RNNModelCfg, TransformerModelCfg
 from seqforge.data.tokenizer import EOS, PAD
-from seqforge.decoding import Sampler, banned_tokens, beam_search, generate, greedy, max_lengths, reorder
+from seqforge.decoding import Sampler, beam_search, generate, greedy, max_lengths, ngram_bans
 from seqforge.models import build_model
 
 MODELS = {
@@ -27,8 +27,9 @@ def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_step_by_step_decoding_reproduces_teacher_forced_log_probs(name: str) -> None:
-    """`encode` + `decode_step` one token at a time (the Transformer over its key/value cache)
-    give the log-probabilities of `forward` on the whole target, also after reordering rows."""
+    """`encode` + `decode_step` one token at a time (the Transformer over its key/value cache, the
+    RNN without input feeding against its one fused RNN call) give the log-probabilities of
+    `forward` on the whole target, also after `reorder_state` moved rows."""
     torch.manual_seed(0)
     model = build_model(MODELS[name], 40, 40).eval()
     src, lens = batch(3)
@@ -36,7 +37,7 @@ def test_step_by_step_decoding_reproduces_teacher_forced_log_probs(name: str) ->
     with torch.no_grad():
         expected = torch.log_softmax(model(src, lens, tgt_in).float(), dim=-1)
         order = torch.tensor([4, 0, 3, 1, 2])
-        state = reorder(model.encode(src, lens), order)  # beam search moves rows between steps
+        state = model.reorder_state(model.encode(src, lens), order, order)  # as search does
         steps = []
         for t in range(tgt_in.size(1)):
             logp, state = model.decode_step(tgt_in[order, t], state)
@@ -88,11 +89,53 @@ def repeats(tokens: list[int], n: int) -> bool:
     return len(grams) != len(set(grams))
 
 
-def test_banned_tokens_complete_only_seen_ngrams() -> None:
-    assert banned_tokens([7, 8, 9, 7, 8], 3) == {9}  # "7 8" was followed by 9
-    assert banned_tokens([7, 8, 9, 7], 2) == {8}
-    assert banned_tokens([7, 8], 1) == {7, 8}
-    assert banned_tokens([7], 3) == set()
+def banned_by_hand(history: list[int], n: int) -> set[int]:
+    """Tokens that complete an n-gram already in `history`, the obvious way."""
+    grams = [tuple(history[i : i + n]) for i in range(len(history) - n + 1)]
+    prefix = tuple(history[len(history) - n + 1 :]) if n > 1 else ()
+    return {gram[-1] for gram in grams if gram[:-1] == prefix}
+
+
+def test_ngram_bans_complete_only_seen_ngrams() -> None:
+    rows = torch.tensor([[7, 8, 9, 7, 8], [7, 8, 9, 7, 9], [1, 1, 1, 1, 1], [5, 6, 7, 8, 9]])
+    for n in (1, 2, 3, 5, 6):
+        bans = ngram_bans(rows, n, vocab=12)
+        for row, mask in zip(rows.tolist(), bans, strict=True):
+            assert set(mask.nonzero().flatten().tolist()) == banned_by_hand(row, n)
+    assert set(ngram_bans(rows[:1], 3, 12)[0].nonzero().flatten().tolist()) == {9}  # "7 8" was followed by 9
+
+
+def test_finished_sentences_leave_the_batch() -> None:
+    """Rows per decoder step fall as sentences finish, and every sentence decodes as it does alone."""
+    torch.manual_seed(0)
+    model = build_model(MODELS["transformer"], 40, 40).eval()
+    rows_seen = []
+    step = model.decode_step
+    model.decode_step = lambda prev, state: (rows_seen.append(prev.size(0)), step(prev, state))[1]
+    src, lens = batch(8)
+    limit = torch.tensor([2, 9, 4, 12, 6])
+    together = beam_search(model, src, lens, limit, beam_size=3, n_best=2)
+    assert rows_seen[0] == 15 and rows_seen[-1] < 15 and rows_seen == sorted(rows_seen, reverse=True)
+    assert len(rows_seen) == 12
+    rows_seen.clear()
+    greedy_out = greedy(model, src, lens, limit)
+    assert rows_seen[0] == 5 and rows_seen[-1] == 1
+    for i in range(5):
+        alone = beam_search(model, src[i : i + 1, : lens[i]], lens[i : i + 1], limit[i : i + 1], 3, n_best=2)
+        assert [h.tokens for h in alone[0]] == [h.tokens for h in together[i]]
+        assert [h.score for h in alone[0]] == pytest.approx([h.score for h in together[i]], abs=1e-5)
+        assert greedy(model, src[i : i + 1, : lens[i]], lens[i : i + 1], limit[i : i + 1]) == [greedy_out[i]]
+
+
+def test_output_length_is_clamped_to_the_model_positions() -> None:
+    """A cap beyond what the Transformer can represent ends at its last position, not with an error."""
+    torch.manual_seed(0)
+    model = build_model(MODELS["transformer"].model_copy(update={"max_positions": 9}), 40, 40).eval()
+    src, lens = batch(2)
+    limit = torch.full_like(lens, 50)
+    for out in generate(model, src, lens, limit, min_length=50):
+        assert len(out) == 8  # 9 positions: 8 tokens and EOS
+    assert all(len(h[0].tokens) == 8 for h in beam_search(model, src, lens, limit, 2, min_length=50))
 
 
 @pytest.mark.parametrize("name", ["gru_bahdanau", "transformer"])

@@ -1,13 +1,18 @@
-"""Search over a model's `encode`/`decode_step`: greedy, sampling and batched beam search."""
+"""Search over a model's `encode` / `decode_step` / `reorder_state`: greedy, sampling and beam search.
+
+Finished sentences leave the batch, so the last steps of a batch cost only what is still being
+written; output lengths are capped at what the model can represent (`max_decode_steps`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from seqforge.data.tokenizer import BOS, EOS, PAD
+from seqforge.models.base import Seq2Seq
 
 
 @dataclass(frozen=True)
@@ -24,9 +29,10 @@ def max_lengths(src_lens: Tensor, ratio: float, offset: int) -> Tensor:
     return (src_lens.float() * ratio).long() + offset
 
 
-def reorder(state: dict[str, Tensor], index: Tensor) -> dict[str, Tensor]:
-    """Select rows of every (batch-first) state tensor."""
-    return {key: value.index_select(0, index) for key, value in state.items()}
+def _caps(model: Seq2Seq, max_len: Tensor, device: torch.device) -> Tensor:
+    """`max_len` on `device`, clamped to the longest output the model can represent."""
+    limit = max_len.to(device)
+    return limit if model.max_decode_steps is None else limit.clamp(max=model.max_decode_steps)
 
 
 def _strip(row: list[int]) -> list[int]:
@@ -38,29 +44,24 @@ def _strip(row: list[int]) -> list[int]:
     return out
 
 
-def banned_tokens(history: list[int], n: int) -> set[int]:
-    """Tokens that would complete an n-gram already present in `history` (n-gram blocking)."""
-    if n <= 0 or len(history) < n - 1:
-        return set()
-    prefix = tuple(history[len(history) - n + 1 :]) if n > 1 else ()
-    return {history[i + n - 1] for i in range(len(history) - n + 1) if tuple(history[i : i + n - 1]) == prefix}
-
-
-def block_repeats(logp: Tensor, history: Tensor, alive: Tensor, n: int) -> Tensor:
-    """Set to -inf the scores of tokens that would repeat an n-gram of each alive row's history."""
-    if n <= 0 or history.size(1) < n - 1:
-        return logp
-    rows = history.tolist()
-    for r in alive.nonzero().flatten().tolist():
-        banned = banned_tokens(rows[r], n)
-        if banned:
-            logp[r, list(banned)] = float("-inf")
-    return logp
+def ngram_bans(history: Tensor, n: int, vocab: int) -> Tensor:
+    """(N, vocab) mask of the tokens that would complete an n-gram already in each row of `history`
+    (N, t): n-gram blocking, computed for every row at once on the history's device."""
+    rows, t = history.shape
+    banned = torch.zeros(rows, vocab + 1, dtype=torch.bool, device=history.device)
+    if n <= 0 or t < n:
+        return banned[:, :vocab]
+    windows = history.unfold(1, n, 1)  # (N, t - n + 1, n): every n-gram so far
+    prefix = history[:, t - n + 1 :].unsqueeze(1)  # the last n - 1 tokens
+    seen = (windows[:, :, : n - 1] == prefix).all(-1)  # n-grams that start like the next one would
+    banned.scatter_(1, windows[:, :, -1].masked_fill(~seen, vocab), True)  # column `vocab`: no ban
+    return banned[:, :vocab]
 
 
 @dataclass(frozen=True)
 class Sampler:
-    """Top-k / nucleus (top-p) sampling with temperature; `generator` fixes the random stream."""
+    """Top-k / nucleus (top-p) sampling with temperature; `generator` (on the model's device) fixes
+    the random stream."""
 
     generator: torch.Generator
     top_k: int = 0
@@ -81,33 +82,46 @@ class Sampler:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
 
 
+def _restrict(logp: Tensor, step: int, min_length: int, no_repeat_ngram: int, history: Tensor) -> Tensor:
+    """Scores every search shares: never PAD/BOS, no EOS before `min_length`, n-gram blocking."""
+    logp[:, NEVER] = float("-inf")
+    if step < min_length:
+        logp[:, EOS] = float("-inf")
+    if no_repeat_ngram:
+        logp.masked_fill_(ngram_bans(history, no_repeat_ngram, logp.size(-1)), float("-inf"))
+    return logp
+
+
 @torch.no_grad()
 def generate(
-    model: nn.Module, src: Tensor, src_lens: Tensor, max_len: Tensor,
+    model: Seq2Seq, src: Tensor, src_lens: Tensor, max_len: Tensor,
     sampler: Sampler | None = None, no_repeat_ngram: int = 0, min_length: int = 0,
 ) -> list[list[int]]:
     """Left-to-right decoding, one hypothesis per source: arg-max (greedy) or `sampler`'s draw."""
     state = model.encode(src, src_lens)
+    limit = _caps(model, max_len, src.device)
+    rows = torch.arange(src.size(0), device=src.device)  # each live row's sentence
+    out = src.new_full((src.size(0), int(limit.max())), PAD)
+    history = out[:, :0]  # live rows' tokens so far
     prev = src.new_full((src.size(0),), BOS)
-    done = torch.zeros_like(prev, dtype=torch.bool)
-    out: list[Tensor] = []
-    for t in range(int(max_len.max())):
+    for t in range(out.size(1)):
         logp, state = model.decode_step(prev, state)
-        logp[:, NEVER] = float("-inf")
-        if t < min_length:
-            logp[:, EOS] = float("-inf")
-        if no_repeat_ngram and out:
-            logp = block_repeats(logp, torch.stack(out, 1), ~done, no_repeat_ngram)
+        logp = _restrict(logp, t, min_length, no_repeat_ngram, history)
         prev = sampler(logp) if sampler is not None else logp.argmax(-1)
-        prev = prev.masked_fill(t + 1 >= max_len, EOS).masked_fill(done, PAD)
-        out.append(prev)
-        done |= prev == EOS
-        if done.all():
-            break
-    return [_strip(row) for row in torch.stack(out, 1).tolist()]
+        prev = prev.masked_fill(t + 1 >= limit, EOS)
+        out[rows, t] = prev
+        history = torch.cat([history, prev.unsqueeze(1)], dim=1)
+        ended = prev == EOS
+        if ended.any():  # finished sentences leave the batch
+            live = (~ended).nonzero().squeeze(1)
+            if live.numel() == 0:
+                break
+            state = model.reorder_state(state, live, live)
+            rows, prev, limit, history = rows[live], prev[live], limit[live], history[live]
+    return [_strip(row) for row in out.tolist()]
 
 
-def greedy(model: nn.Module, src: Tensor, src_lens: Tensor, max_len: Tensor) -> list[list[int]]:
+def greedy(model: Seq2Seq, src: Tensor, src_lens: Tensor, max_len: Tensor) -> list[list[int]]:
     """Arg-max decoding; returns token ids per sentence."""
     return generate(model, src, src_lens, max_len)
 
@@ -119,54 +133,66 @@ def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
 
 @torch.no_grad()
 def beam_search(
-    model: nn.Module, src: Tensor, src_lens: Tensor, max_len: Tensor, beam_size: int,
+    model: Seq2Seq, src: Tensor, src_lens: Tensor, max_len: Tensor, beam_size: int,
     alpha: float = 1.0, n_best: int = 1, no_repeat_ngram: int = 0, min_length: int = 0,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search; finished beams stay in the beam (extended by PAD at no cost).
+    """Batched beam search. A finished hypothesis stays in its beam (extended by PAD at no cost);
+    a sentence whose k hypotheses have all finished leaves the batch.
 
     Returns, per sentence, the `n_best` hypotheses ranked by length-penalised log-probability.
     With `no_repeat_ngram` = n, no hypothesis contains the same n-gram twice; none ends before
     `min_length` tokens unless its length cap forces it.
     """
-    batch, k = src.size(0), beam_size
+    k, device = beam_size, src.device
     state = model.encode(src, src_lens)
-    rows = torch.arange(batch, device=src.device).repeat_interleave(k)
-    state = reorder(state, rows)
-    limit = max_len.to(src.device)[rows]
-    scores = torch.full((batch, k), float("-inf"), device=src.device)
+    state = model.reorder_state(state, torch.arange(src.size(0), device=device).repeat_interleave(k))
+    sentences = torch.arange(src.size(0), device=device)  # each live sentence's index in `src`
+    limit = _caps(model, max_len, device).repeat_interleave(k)
+    scores = torch.full((src.size(0), k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # only the first beam is alive before the first step
-    tokens = src.new_full((batch * k, 1), BOS)
-    finished = torch.zeros(batch * k, dtype=torch.bool, device=src.device)
-    lengths = torch.zeros(batch * k, dtype=torch.long, device=src.device)
+    tokens = src.new_full((src.size(0) * k, 1), BOS)
+    finished = torch.zeros(src.size(0) * k, dtype=torch.bool, device=device)
+    lengths = torch.zeros(src.size(0) * k, dtype=torch.long, device=device)
+    results: list[list[Hypothesis]] = [[] for _ in range(src.size(0))]
+
+    def keep_results(done: Tensor) -> None:
+        """Record the n-best of the live sentences marked in `done` (B,)."""
+        normed = (scores.view(-1) / length_penalty(lengths, alpha)).view(-1, k)
+        best = normed.argsort(dim=1, descending=True)[:, :n_best]
+        rows = tokens[:, 1:].tolist()
+        for b in done.nonzero().flatten().tolist():
+            results[int(sentences[b])] = [Hypothesis(_strip(rows[b * k + j]), float(normed[b, j]))
+                                          for j in best[b].tolist()]
+
     for t in range(int(limit.max())):
         logp, state = model.decode_step(tokens[:, -1], state)
         vocab = logp.size(-1)
-        logp[:, NEVER] = float("-inf")
-        forced = ~finished & (t + 1 >= limit)  # must end here
-        if t < min_length:
-            logp[~forced, EOS] = float("-inf")
-        logp[forced] = torch.where(
-            torch.arange(vocab, device=logp.device) == EOS, logp[forced], float("-inf")
-        )
-        if no_repeat_ngram:
-            logp = block_repeats(logp, tokens[:, 1:], ~finished, no_repeat_ngram)
-        logp[finished] = float("-inf")
-        logp[finished, PAD] = 0.0
-        cand = (scores.view(-1, 1) + logp).view(batch, k * vocab)
+        forced = ~finished & (t + 1 >= limit)  # must end here, whatever min_length says
+        eos = logp[:, EOS].clone()
+        logp = _restrict(logp, t, min_length, no_repeat_ngram, tokens[:, 1:])
+        logp.masked_fill_((forced | finished).unsqueeze(1), float("-inf"))  # in place: no copy of (N, V)
+        logp[:, EOS] = torch.where(forced, eos, logp[:, EOS])
+        logp[:, PAD].masked_fill_(finished, 0.0)  # finished hypotheses: PAD at no cost
+        cand = (scores.view(-1, 1) + logp).view(-1, k * vocab)
         scores, flat = cand.topk(k, dim=1)
-        origin = (torch.arange(batch, device=src.device).unsqueeze(1) * k + flat // vocab).view(-1)
+        origin = (torch.arange(cand.size(0), device=device).unsqueeze(1) * k + flat // vocab).view(-1)
         new_tok = (flat % vocab).view(-1)
-        state = reorder(state, origin)
         tokens = torch.cat([tokens[origin], new_tok.unsqueeze(1)], dim=1)
         was_finished = finished[origin]
         lengths = lengths[origin] + (~was_finished).long()
         finished = was_finished | (new_tok == EOS)
-        if finished.all():
-            break
-    normed = (scores.view(-1) / length_penalty(lengths, alpha)).view(batch, k)
-    order = normed.argsort(dim=1, descending=True)[:, :n_best]
-    token_rows = tokens[:, 1:].tolist()
-    return [
-        [Hypothesis(_strip(token_rows[b * k + j]), float(normed[b, j])) for j in order[b].tolist()]
-        for b in range(batch)
-    ]
+        done = finished.view(-1, k).all(1)
+        if done.any():
+            keep_results(done)
+            live = (~done).nonzero().squeeze(1)
+            if live.numel() == 0:
+                break
+            rows = (live.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+            state = model.reorder_state(state, origin[rows], live)
+            sentences, scores = sentences[live], scores[live]
+            tokens, finished, lengths, limit = tokens[rows], finished[rows], lengths[rows], limit[rows]
+        else:
+            state = model.reorder_state(state, origin)
+    else:  # the length caps ended the search; record what is still live
+        keep_results(torch.ones_like(sentences, dtype=torch.bool))
+    return results

@@ -1,15 +1,17 @@
-"""Model families behind one interface (`encode`, `decode_step`, `forward`, `cross_attention`) and a factory."""
+"""Model families behind one interface (`models.base.Seq2Seq`: `encode`, `decode_step`, `reorder_state`,
+`forward`, `cross_attention`) and a factory."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from seqforge.config import ConfigError, RNNModelCfg, TransformerModelCfg
+from seqforge.models.base import Seq2Seq
 
 
 def build_model(
     cfg: RNNModelCfg | TransformerModelCfg, src_vocab: int, tgt_vocab: int
-) -> nn.Module:
+) -> Seq2Seq:
     """Instantiate the model described by `cfg` for the given vocabulary sizes."""
     if cfg.shared_embeddings and src_vocab != tgt_vocab:
         raise ConfigError(

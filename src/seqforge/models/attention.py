@@ -44,13 +44,16 @@ class Attention(nn.Module):
     def forward(
         self, query: Tensor, keys: Tensor, proj_keys: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """query (B, Q), keys (B, S, K), mask (B, S) True at real tokens -> (B, K), (B, S)."""
+        """Q queries per sentence over its keys: query (B, Q, D_q), keys (B, S, K), mask (B, S) True
+        at real tokens -> context (B, Q, K), weights (B, Q, S).
+
+        Q is the number of decoder positions (teacher forcing) or of hypotheses (beam search):
+        every query of a sentence reads the same keys, which are never copied per query.
+        """
         if self.kind in ("bahdanau", "luong_concat"):
-            scores = self.energy(torch.tanh(self.query_proj(query).unsqueeze(1) + proj_keys))
-            scores = scores.squeeze(-1)
+            hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + proj_keys.unsqueeze(1))
+            scores = self.energy(hidden).squeeze(-1)
         else:
-            scores = torch.bmm(proj_keys, query.unsqueeze(-1)).squeeze(-1)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        context = torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
-        return context, weights
+            scores = torch.bmm(query, proj_keys.transpose(1, 2))
+        weights = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
+        return torch.bmm(weights, keys), weights

@@ -11,19 +11,23 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqforge.config import RNNModelCfg
 from seqforge.data.tokenizer import PAD
 from seqforge.models.attention import Attention
+from seqforge.models.base import DecoderState, Seq2Seq
 from seqforge.models.embeddings import make_embeddings
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-State = dict[str, Tensor]
 
 
-class RNNSeq2Seq(nn.Module):
+class RNNSeq2Seq(Seq2Seq):
     """(Bi)directional RNN encoder; RNN decoder that attends after each step (Luong-style flow).
 
     Decoder step: ``h_t = cell([y_{t-1}; h~_{t-1}], h_{t-1})`` (input feeding optional),
     ``c_t = attention(h_t, encoder states)``, ``h~_t = tanh(W [h_t; c_t])``, logits from ``h~_t``.
-    Every tensor in the decoding state is batch-first so beam search can reorder it uniformly.
+    Without input feeding nothing feeds back, so teacher forcing runs the decoder RNN once over the
+    whole target (one fused call) and attends from every position at once; with it, step by step.
+    Hidden states stay in the RNN's own (layers, N, H) layout between steps.
     """
+
+    hyp_dims = {"hidden": 1, "cell": 1}
 
     def __init__(self, cfg: RNNModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
@@ -56,7 +60,7 @@ class RNNSeq2Seq(nn.Module):
             self.output.weight = self.tgt_embed.weight
 
     # -- encoder ---------------------------------------------------------------------------
-    def encode(self, src: Tensor, src_lens: Tensor) -> State:
+    def encode(self, src: Tensor, src_lens: Tensor) -> DecoderState:
         """Run the encoder (packed sequences) and build the initial decoding state."""
         emb = self.dropout(self.src_embed(src) * self.emb_scale)
         packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
@@ -67,49 +71,53 @@ class RNNSeq2Seq(nn.Module):
         top = h_n.view(self.cfg.enc_layers, dirs, src.size(0), -1)[-1]  # (dirs, B, H)
         summary = torch.cat(list(top), dim=-1)  # (B, dirs*H)
         hidden = torch.tanh(self.bridge(summary)).view(src.size(0), self.cfg.dec_layers, -1)
-        state: State = {
-            "enc_out": enc_out,
-            "proj_keys": self.attention.project_keys(enc_out),
-            "mask": src != PAD,
-            "hidden": hidden,
-            "att_vec": enc_out.new_zeros(src.size(0), self.cfg.hidden_dim),
-        }
+        hidden = hidden.transpose(0, 1).contiguous()  # (layers, B, H)
+        hyps = {"hidden": hidden, "att_vec": enc_out.new_zeros(src.size(0), self.cfg.hidden_dim)}
         if self.cfg.cell == "lstm":
-            state["cell"] = hidden
-        return state
+            hyps["cell"] = hidden
+        memory = {"keys": enc_out, "proj_keys": self.attention.project_keys(enc_out), "mask": src != PAD}
+        return DecoderState(memory, hyps)
 
     # -- decoder ---------------------------------------------------------------------------
-    def _step(self, prev_emb: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
-        """One decoder step: returns the attentional vector, attention weights and new state."""
-        rnn_in = torch.cat([prev_emb, state["att_vec"]], -1) if self.cfg.input_feeding else prev_emb
-        h0 = state["hidden"].transpose(0, 1).contiguous()
-        h0 = (h0, state["cell"].transpose(0, 1).contiguous()) if self.cfg.cell == "lstm" else h0
-        out, hn = self.decoder(rnn_in.unsqueeze(1), h0)
-        query = out.squeeze(1)
-        context, weights = self.attention(query, state["enc_out"], state["proj_keys"], state["mask"])
-        att_vec = torch.tanh(self.att_out(self.dropout(torch.cat([query, context], -1))))
-        new_state = dict(state, att_vec=att_vec)
-        if self.cfg.cell == "lstm":
-            new_state["hidden"], new_state["cell"] = hn[0].transpose(0, 1), hn[1].transpose(0, 1)
-        else:
-            new_state["hidden"] = hn.transpose(0, 1)
-        return att_vec, weights, new_state
+    def _rnn_state(self, hyps: dict[str, Tensor]) -> Tensor | tuple[Tensor, Tensor]:
+        return (hyps["hidden"], hyps["cell"]) if self.cfg.cell == "lstm" else hyps["hidden"]
+
+    def _attend(self, out: Tensor, memory: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Decoder outputs (B, Q, H) -> attentional vectors (B, Q, H) and attention weights (B, Q, S)."""
+        context, weights = self.attention(out, memory["keys"], memory["proj_keys"], memory["mask"])
+        return torch.tanh(self.att_out(self.dropout(torch.cat([out, context], -1)))), weights
+
+    def _recur(self, emb: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, DecoderState]:
+        """One decoder step for every hypothesis: emb (N, E) -> attentional vector (N, H),
+        attention weights (N, S) and the next state."""
+        hyps = state.hyps
+        rnn_in = torch.cat([emb, hyps["att_vec"]], -1) if self.cfg.input_feeding else emb
+        out, final = self.decoder(rnn_in.unsqueeze(1), self._rnn_state(hyps))
+        sentences = state.memory["mask"].size(0)
+        att_vec, weights = self._attend(out.view(sentences, -1, out.size(-1)), state.memory)
+        att_vec, weights = att_vec.flatten(0, 1), weights.flatten(0, 1)
+        grown = {"hidden": final[0], "cell": final[1]} if self.cfg.cell == "lstm" else {"hidden": final}
+        grown["att_vec"] = att_vec
+        return att_vec, weights, DecoderState(state.memory, grown)
 
     def _logits(self, att_vec: Tensor) -> Tensor:
         return self.output(self.pre_output(self.dropout(att_vec)))
 
-    def decode_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
-        """Log-probabilities of the next token given the previous one, (B, V)."""
-        att_vec, _, state = self._step(self.tgt_embed(prev_tokens) * self.emb_scale, state)
+    def decode_step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Log-probabilities of the next token given the previous one, (N, V)."""
+        att_vec, _, state = self._recur(self.tgt_embed(prev_tokens) * self.emb_scale, state)
         return torch.log_softmax(self._logits(att_vec).float(), dim=-1), state
 
     def _teacher_force(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
         """Attentional vectors (B, T, H) and attention weights (B, T, S) under teacher forcing."""
         state = self.encode(src, src_lens)
         embs = self.dropout(self.tgt_embed(tgt_in) * self.emb_scale)
+        if not self.cfg.input_feeding:
+            out, _ = self.decoder(embs, self._rnn_state(state.hyps))
+            return self._attend(out, state.memory)
         att_vecs, weights = [], []
         for t in range(tgt_in.size(1)):
-            att_vec, step_weights, state = self._step(embs[:, t], state)
+            att_vec, step_weights, state = self._recur(embs[:, t], state)
             att_vecs.append(att_vec)
             weights.append(step_weights)
         return torch.stack(att_vecs, dim=1), torch.stack(weights, dim=1)

@@ -10,9 +10,8 @@ from torch import Tensor, nn
 
 from seqforge.config import TransformerModelCfg
 from seqforge.data.tokenizer import PAD
+from seqforge.models.base import DecoderState, Seq2Seq
 from seqforge.models.embeddings import make_embeddings
-
-State = dict[str, Tensor]
 
 
 class MultiHeadAttention(nn.Module):
@@ -95,13 +94,16 @@ class DecoderLayer(nn.Module):
 
     def step(self, x: Tensor, past: tuple[Tensor, Tensor], cross: tuple[Tensor, Tensor],
              mem_mask: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """One new position `x` (B, 1, D) given the keys/values of the positions before it (`past`)
-        and of the encoder memory (`cross`); returns its output and the grown `past`."""
+        """One new position `x` (N, 1, D) of every hypothesis, given the keys/values of the positions
+        before it (`past`, per hypothesis) and of the encoder memory (`cross`, per sentence: the
+        hypotheses of a sentence attend as that sentence's queries); returns its output and `past`
+        grown by it."""
         h = self.norms[0](x)
         k, v = self.self_attn.project_kv(h)
         k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         x = x + self.drop(self.self_attn.attend(h, k, v))
-        x = x + self.drop(self.cross_attn.attend(self.norms[1](x), *cross, key_mask=mem_mask))
+        queries = self.norms[1](x).view(mem_mask.size(0), -1, x.size(-1))  # (B, hypotheses, D)
+        x = x + self.drop(self.cross_attn.attend(queries, *cross, key_mask=mem_mask).view_as(x))
         return x + self.drop(self.ffn(self.norms[2](x))), (k, v)
 
     def cross_weights(self, x: Tensor, memory: Tensor, mem_mask: Tensor) -> Tensor:
@@ -118,13 +120,14 @@ def sinusoidal_positions(n: int, d: int) -> Tensor:
     return table
 
 
-class TransformerSeq2Seq(nn.Module):
+class TransformerSeq2Seq(Seq2Seq):
     """Pre-LN encoder-decoder. Decoding is incremental: each step runs the decoder on the new
     position only, over cached self-attention keys/values and encoder keys/values projected once."""
 
     def __init__(self, cfg: TransformerModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
         self.cfg = cfg
+        self.max_decode_steps = cfg.max_positions  # decoder input t sits at position t
         self.src_embed, self.tgt_embed = make_embeddings(
             src_vocab, tgt_vocab, cfg.d_model, cfg.shared_embeddings
         )
@@ -147,19 +150,23 @@ class TransformerSeq2Seq(nn.Module):
         scaled = embed(tokens) * math.sqrt(self.cfg.d_model)
         return self.drop(scaled + self.positions[start:end])
 
-    def encode(self, src: Tensor, src_lens: Tensor) -> State:
+    def _memory(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder output (B, S, D) and its mask (B, S)."""
         mask = src != PAD
         x = self._embed(self.src_embed, src)
         for layer in self.encoder:
             x = layer(x, mask)
-        memory = self.enc_norm(x)
-        state = {"memory": memory, "mask": mask}
+        return self.enc_norm(x), mask
+
+    def encode(self, src: Tensor, src_lens: Tensor) -> DecoderState:
+        memory_out, mask = self._memory(src)
+        memory, hyps = {"mask": mask}, {}
         heads = self.cfg.heads
-        empty = memory.new_zeros(src.size(0), heads, 0, self.cfg.d_model // heads)
-        for i, layer in enumerate(self.decoder):  # batch-first, so beam search can reorder rows
-            state[f"cross_k{i}"], state[f"cross_v{i}"] = layer.cross_attn.project_kv(memory)
-            state[f"self_k{i}"], state[f"self_v{i}"] = empty, empty
-        return state
+        empty = memory_out.new_zeros(src.size(0), heads, 0, self.cfg.d_model // heads)
+        for i, layer in enumerate(self.decoder):
+            memory[f"cross_k{i}"], memory[f"cross_v{i}"] = layer.cross_attn.project_kv(memory_out)
+            hyps[f"self_k{i}"], hyps[f"self_v{i}"] = empty, empty
+        return DecoderState(memory, hyps)
 
     def _decode(self, tgt_in: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
         x = self._embed(self.tgt_embed, tgt_in)
@@ -169,22 +176,22 @@ class TransformerSeq2Seq(nn.Module):
 
     def cross_attention(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         """Last decoder layer's encoder-decoder attention, averaged over heads: (B, T, S)."""
-        state = self.encode(src, src_lens)
+        memory, mask = self._memory(src)
         x = self._embed(self.tgt_embed, tgt_in)
         for layer in self.decoder[:-1]:
-            x = layer(x, state["memory"], state["mask"])
-        return self.decoder[-1].cross_weights(x, state["memory"], state["mask"])
+            x = layer(x, memory, mask)
+        return self.decoder[-1].cross_weights(x, memory, mask)
 
-    def decode_step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
-        """Log-probabilities of the next token after `prev_tokens` (B,), and the state grown by it."""
-        x = self._embed(self.tgt_embed, prev_tokens.unsqueeze(1), start=state["self_k0"].size(2))
-        grown = dict(state)
+    def decode_step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Log-probabilities of the next token after `prev_tokens` (N,), and the state grown by it."""
+        hyps, memory = state.hyps, state.memory
+        x = self._embed(self.tgt_embed, prev_tokens.unsqueeze(1), start=hyps["self_k0"].size(2))
+        grown = {}
         for i, layer in enumerate(self.decoder):
-            past, cross = (state[f"self_k{i}"], state[f"self_v{i}"]), (state[f"cross_k{i}"], state[f"cross_v{i}"])
-            x, (grown[f"self_k{i}"], grown[f"self_v{i}"]) = layer.step(x, past, cross, state["mask"])
+            past, cross = (hyps[f"self_k{i}"], hyps[f"self_v{i}"]), (memory[f"cross_k{i}"], memory[f"cross_v{i}"])
+            x, (grown[f"self_k{i}"], grown[f"self_v{i}"]) = layer.step(x, past, cross, memory["mask"])
         logits = self.output(self.dec_norm(x[:, 0]))
-        return torch.log_softmax(logits.float(), dim=-1), grown
+        return torch.log_softmax(logits.float(), dim=-1), DecoderState(memory, grown)
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
-        state = self.encode(src, src_lens)
-        return self._decode(tgt_in, state["memory"], state["mask"])
+        return self._decode(tgt_in, *self._memory(src))

@@ -1,0 +1,49 @@
+"""The incremental-decoding protocol every model family implements, and the state it carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DecoderState:
+    """What search carries from one decoder step to the next.
+
+    - ``memory``: per source sentence, first dimension B (encoder outputs, projected keys, masks).
+      Every hypothesis of a sentence reads the same rows, so beams never copy them.
+    - ``hyps``: per hypothesis (B × beam rows), in the layout the model computes with; the model's
+      :meth:`Seq2Seq.reorder_state` knows which dimension holds the hypotheses.
+    """
+
+    memory: dict[str, Tensor]
+    hyps: dict[str, Tensor]
+
+
+class Seq2Seq(nn.Module):
+    """An encoder-decoder search can drive: ``encode`` once, then ``decode_step`` per token.
+
+    Hypotheses of one sentence are consecutive rows: with B sentences in ``memory`` and N rows in
+    ``hyps``, rows b·k .. b·k + k - 1 (k = N / B) belong to sentence b.
+    """
+
+    hyp_dims: dict[str, int] = {}  # hypothesis dimension of each `hyps` tensor, when it is not 0
+    max_decode_steps: int | None = None  # longest output the model can represent (None: unbounded)
+
+    def encode(self, src: Tensor, src_lens: Tensor) -> DecoderState:
+        """Encoder pass; the returned state holds one hypothesis per sentence."""
+        raise NotImplementedError
+
+    def decode_step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Log-probabilities (N, V) of the token after `prev_tokens` (N,), and the state grown by it."""
+        raise NotImplementedError
+
+    def reorder_state(self, state: DecoderState, index: Tensor, sentences: Tensor | None = None) -> DecoderState:
+        """Keep hypothesis rows `index` (in that order); with `sentences`, keep only those sentences'
+        memory too (finished sentences leave the batch). `index` must then number rows of the kept
+        sentences in the same order, consecutively per sentence."""
+        hyps = {key: value.index_select(self.hyp_dims.get(key, 0), index) for key, value in state.hyps.items()}
+        memory = state.memory if sentences is None else {
+            key: value.index_select(0, sentences) for key, value in state.memory.items()}
+        return DecoderState(memory, hyps)
