@@ -74,13 +74,17 @@ class TrainCfg(_Strict):
     cpus_per_worker: int = Field(1, ge=1)
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     max_epochs: int = Field(30, ge=1)
-    max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")
+    max_steps: int | None = Field(None, ge=1)  # optimizer updates; training ends at whichever cap comes first
+    max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")  # a guard, not the budget
     batch_tokens: int = Field(6000, ge=64)
+    accumulate_grad_batches: int = Field(1, ge=1)  # batches per update: the effective batch is this × batch_tokens × workers
     early_stopping_patience: int = Field(4, ge=1)
     seed: int = 1234
     log_every_n_steps: int = Field(25, ge=1)
     storage_path: str = "runs/ray"
     num_checkpoints: int = Field(2, ge=1)
+    average_checkpoints: Literal["auto", "always", "never"] = "auto"  # export the mean of the kept checkpoints
+    # (auto: only when it scores better than the best one on the validation metric)
     max_failures: int = Field(1, ge=-1)  # worker-failure restarts from the last checkpoint; -1: no limit
 
 
@@ -100,6 +104,8 @@ class DecodeCfg(_Strict):
     max_len_offset: int = Field(10, ge=1)
     n_best: int = Field(1, ge=1)
     batch_size: int = Field(64, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: the GPU when there is one
+    precision: Literal["32", "bf16"] = "32"  # bf16: half the memory traffic (meant for GPUs)
 
     @model_validator(mode="after")
     def _n_best_fits(self) -> DecodeCfg:
@@ -212,6 +218,8 @@ class RNNModelCfg(_Strict):
     cell: Literal["rnn", "lstm", "gru"] = "gru"
     emb_dim: int = Field(256, gt=0)
     hidden_dim: int = Field(512, gt=0)
+    enc_hidden_dim: int | None = Field(None, gt=0)  # encoder size per direction (None: hidden_dim); OpenNMT-py's
+    # brnn with hidden 512 is 256 per direction
     enc_layers: int = Field(1, ge=1)
     dec_layers: int = Field(1, ge=1)
     bidirectional: bool = True
@@ -246,7 +254,7 @@ ModelCfg = Annotated[RNNModelCfg | TransformerModelCfg, Field(discriminator="arc
 
 class OptimCfg(_Strict):
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)  # AdamW decay of weight matrices (never norms, biases, embeddings)
     betas: tuple[float, float] = (0.9, 0.98)
     schedule: Literal["inverse_sqrt", "plateau"] = "inverse_sqrt"
     warmup_steps: int = Field(500, ge=0)

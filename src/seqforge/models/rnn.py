@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -15,6 +16,7 @@ from seqforge.models.base import DecoderState, Seq2Seq
 from seqforge.models.embeddings import make_embeddings
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+STEPS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}  # one time step, same weights
 
 
 class RNNSeq2Seq(Seq2Seq):
@@ -38,11 +40,12 @@ class RNNSeq2Seq(Seq2Seq):
         )
         self.emb_scale = math.sqrt(cfg.emb_dim)
         self.dropout = nn.Dropout(cfg.dropout)
+        enc_hidden = cfg.enc_hidden_dim or cfg.hidden_dim
         self.encoder = rnn_cls(
-            cfg.emb_dim, cfg.hidden_dim, num_layers=cfg.enc_layers, batch_first=True,
+            cfg.emb_dim, enc_hidden, num_layers=cfg.enc_layers, batch_first=True,
             bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0,
         )
-        enc_dim = cfg.hidden_dim * (2 if cfg.bidirectional else 1)
+        enc_dim = enc_hidden * (2 if cfg.bidirectional else 1)
         self.bridge = nn.Linear(enc_dim, cfg.dec_layers * cfg.hidden_dim)
         dec_in = cfg.emb_dim + (cfg.hidden_dim if cfg.input_feeding else 0)
         self.decoder = rnn_cls(
@@ -87,16 +90,35 @@ class RNNSeq2Seq(Seq2Seq):
         context, weights = self.attention(out, memory["keys"], memory["proj_keys"], memory["mask"])
         return torch.tanh(self.att_out(self.dropout(torch.cat([out, context], -1)))), weights
 
+    def _cell_step(self, x: Tensor, hyps: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The stacked decoder RNN over one time step, x (N, in) -> top output (N, H) and new hidden
+        state. Cell kernels on the decoder's own weights: one step of the fused RNN call costs far more
+        (forward and backward) for the same numbers."""
+        lstm, step = self.cfg.cell == "lstm", STEPS[self.cfg.cell]
+        hidden, cells = [], []
+        for layer, weights in enumerate(self.decoder.all_weights):
+            if layer:  # nn.RNN's dropout between stacked layers
+                x = F.dropout(x, self.decoder.dropout, self.training)
+            if lstm:
+                x, c = step(x, (hyps["hidden"][layer], hyps["cell"][layer]), *weights)
+                cells.append(c)
+            else:
+                x = step(x, hyps["hidden"][layer], *weights)
+            hidden.append(x)
+        grown = {"hidden": torch.stack(hidden)}
+        if lstm:
+            grown["cell"] = torch.stack(cells)
+        return x, grown
+
     def _recur(self, emb: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, DecoderState]:
         """One decoder step for every hypothesis: emb (N, E) -> attentional vector (N, H),
         attention weights (N, S) and the next state."""
         hyps = state.hyps
         rnn_in = torch.cat([emb, hyps["att_vec"]], -1) if self.cfg.input_feeding else emb
-        out, final = self.decoder(rnn_in.unsqueeze(1), self._rnn_state(hyps))
+        out, grown = self._cell_step(rnn_in, hyps)
         sentences = state.memory["mask"].size(0)
         att_vec, weights = self._attend(out.view(sentences, -1, out.size(-1)), state.memory)
         att_vec, weights = att_vec.flatten(0, 1), weights.flatten(0, 1)
-        grown = {"hidden": final[0], "cell": final[1]} if self.cfg.cell == "lstm" else {"hidden": final}
         grown["att_vec"] = att_vec
         return att_vec, weights, DecoderState(state.memory, grown)
 
