@@ -132,9 +132,10 @@ class Seq2SeqModule(pl.LightningModule):
         return loss
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip to `optim.clip_norm`; the norm and clip rate stay tensors (no host sync per step)."""
         norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.exp.optim.clip_norm)
         self.log("grad_norm", norm, on_step=True, on_epoch=False)
-        self.log("clipped", float(norm > self.exp.optim.clip_norm), on_step=False, on_epoch=True)
+        self.log("clipped", (norm > self.exp.optim.clip_norm).float(), on_step=False, on_epoch=True)
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -167,11 +168,19 @@ class Seq2SeqModule(pl.LightningModule):
         self.log_dict(metrics, sync_dist=False)
 
     # -- optimisation -------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """AdamW groups: weight decay on weight matrices only; none on norms, biases and embeddings
+        (tied output projections are embeddings too)."""
+        embeddings = {id(p) for m in self.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+        decay, no_decay = [], []
+        for param in self.parameters():
+            (no_decay if param.ndim < 2 or id(param) in embeddings else decay).append(param)
+        return [{"params": decay, "weight_decay": self.exp.optim.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
     def configure_optimizers(self):
         optim = self.exp.optim
-        opt = torch.optim.AdamW(
-            self.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
-        )
+        opt = torch.optim.AdamW(self.parameter_groups(), lr=optim.lr, betas=optim.betas)
         if optim.schedule == "inverse_sqrt":
             warmup = max(optim.warmup_steps, 1)
             sched = torch.optim.lr_scheduler.LambdaLR(

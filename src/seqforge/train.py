@@ -9,12 +9,14 @@ import logging
 import os
 import shutil
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 from datasets import load_from_disk
 
 from seqforge import paths
+from seqforge.checkpoints import choose_weights
 from seqforge.config import (
     ExperimentCfg, TaskCfg, TrainCfg, flatten, load_config, load_corpus, load_experiment, load_task,
 )
@@ -57,7 +59,9 @@ def train_worker(config: dict) -> None:
         plugins=[RayLightningEnvironment()],
         precision=train_cfg.precision,
         max_epochs=train_cfg.max_epochs,
+        max_steps=train_cfg.max_steps or -1,
         max_time=train_cfg.max_time,
+        accumulate_grad_batches=train_cfg.accumulate_grad_batches,
         callbacks=[
             RayTrainReportCallback(),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
@@ -137,19 +141,24 @@ def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storag
     return trainer.fit()
 
 
-def export_model(checkpoint_dir: Path, out_dir: Path, meta: dict, tokenizer_file: Path) -> None:
-    """Lightning checkpoint -> `model.pt` (weights), `model.json` (config), `tokenizer.json`."""
-    from ray.train.lightning import RayTrainReportCallback
-
-    ckpt = torch.load(checkpoint_dir / RayTrainReportCallback.CHECKPOINT_NAME, map_location="cpu",
-                      weights_only=False)
-    weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+def export_model(weights: dict, out_dir: Path, meta: dict, tokenizer_file: Path) -> None:
+    """Weights -> `model.pt`, `model.json` (config and provenance), `tokenizer.json`."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     torch.save(weights, out_dir / "model.pt")
     shutil.copyfile(tokenizer_file, out_dir / "tokenizer.json")
-    (out_dir / "model.json").write_text(json.dumps({**meta, "epoch": ckpt.get("epoch")}, indent=2))
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=2))
+
+
+def kept_checkpoints(result, metric: tuple[str, str]) -> list:
+    """The run's kept checkpoints, best first by the task's validation metric (the last one if none scored)."""
+    scored = [(ckpt, m[metric[0]]) for ckpt, m in result.best_checkpoints or [] if metric[0] in m]
+    scored.sort(key=lambda pair: pair[1], reverse=metric[1] == "max")
+    kept = [ckpt for ckpt, _ in scored] or ([result.checkpoint] if result.checkpoint else [])
+    if not kept:
+        raise RuntimeError("training reported no checkpoint (did any epoch finish?)")
+    return kept
 
 
 def write_curves(run_id: str, out: Path) -> None:
@@ -228,12 +237,11 @@ def train_experiment(name: str) -> Path:
         result = fit_on_ray(config, train_cfg, run_name(exp, task, train_cfg, data_hash), metric)
         if result.error is not None:
             raise RuntimeError(f"training {name} failed on Ray Train") from result.error
-        best = result.get_best_checkpoint(metric=metric[0], mode=metric[1]) or result.checkpoint
-        if best is None:
-            raise RuntimeError(f"training {name} reported no checkpoint (did any epoch finish?)")
-        with best.as_directory() as ckpt_dir:
-            export_model(Path(ckpt_dir), paths.model_dir(name), meta, tokenizer_file)
+        with ExitStack() as stack:
+            dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric)]
+            weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
+        export_model(weights, paths.model_dir(name), {**meta, "epoch": export["export_epoch"],
+                                                      "averaged": export["export_averaged"]}, tokenizer_file)
         write_curves(run.info.run_id, paths.curves_file(name))
-        model_meta = json.loads((paths.model_dir(name) / "model.json").read_text())
-        mlflow.log_metric("best_epoch", (model_meta["epoch"] or 0) + 1)
+        mlflow.log_metrics({"best_epoch": (export.pop("export_epoch") or 0) + 1, **export})
     return paths.model_dir(name)
