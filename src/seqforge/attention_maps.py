@@ -17,7 +17,8 @@ def attention_matrix(model: torch.nn.Module, src_ids: list[int], out_ids: list[i
     Rows are the output tokens plus EOS, columns the source tokens plus EOS (as in training).
     """
     batch = collate([{"src_ids": src_ids, "tgt_ids": out_ids, "index": 0}])
-    return model.eval().cross_attention(batch["src"], batch["src_lens"], batch["tgt_in"])[0].float()
+    src, src_lens, tgt_in = (batch[key].to(next(model.parameters()).device) for key in ("src", "src_lens", "tgt_in"))
+    return model.eval().cross_attention(src, src_lens, tgt_in)[0].float().cpu()
 
 
 def heatmap(weights: torch.Tensor, src_tokens: list[str], out_tokens: list[str], title: str):

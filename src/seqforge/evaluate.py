@@ -30,12 +30,14 @@ from seqforge.tracking import setup_mlflow
 
 @torch.no_grad()
 def perplexity(model: torch.nn.Module, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> float:
-    """Per-target-token perplexity under teacher forcing (subword tokens, EOS included)."""
+    """Per-target-token perplexity under teacher forcing (subword tokens, EOS included), on the model's device."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+    device = next(model.parameters()).device
     loss_sum, n_tokens = 0.0, 0
     for start in range(0, len(order), batch_size):
         batch = collate([{"src_ids": src_ids[i], "tgt_ids": tgt_ids[i], "index": i}
                          for i in order[start : start + batch_size]])
+        batch = {key: value.to(device) for key, value in batch.items()}
         logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
         loss_sum += float(F.cross_entropy(logits.flatten(0, 1).float(), batch["tgt_out"].flatten(),
                                           ignore_index=PAD, reduction="sum"))
@@ -48,10 +50,10 @@ def evaluate_experiment(name: str) -> dict:
     import mlflow
 
     cfg = load_config()
-    predictor = Predictor.load(paths.model_dir(name))
-    task = load_task(predictor.meta["task"]["name"])
-    kind = task_kind(task.kind)
+    task = load_task(Predictor.read_meta(paths.model_dir(name))["task"]["name"])
     decode = task.decode
+    predictor = Predictor.load(paths.model_dir(name), decode)
+    kind = task_kind(task.kind)
     test = load_from_disk(str(paths.tokenized_dir(task.name)))["test"].to_dict()
     start = time.perf_counter()
     nbest = predictor.generate_ids(test["src_ids"], decode)

@@ -16,6 +16,7 @@ from seqforge.data.batching import collate
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.decoding import Sampler, beam_search, generate, max_lengths
 from seqforge.models import build_model
+from seqforge.models.base import Seq2Seq
 from seqforge.tasks import task_kind
 
 
@@ -23,18 +24,29 @@ class Predictor:
     """Weights + tokenizer + decoding settings; `predict` takes and returns plain text."""
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer: SubwordTokenizer, meta: dict,
-        decode_cfg: DecodeCfg | None = None,
+        self, model: Seq2Seq, tokenizer: SubwordTokenizer, meta: dict, decode_cfg: DecodeCfg | None = None,
     ) -> None:
-        self.model, self.tokenizer, self.meta = model.eval(), tokenizer, meta
+        """The model moves to `decode_cfg.device` (auto: the GPU when there is one) in its precision."""
+        self.tokenizer, self.meta = tokenizer, meta
         self.decode_cfg = decode_cfg or DecodeCfg()
+        device = self.decode_cfg.device
+        self.device = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available())
+                                   else "cpu")
+        dtype = torch.bfloat16 if self.decode_cfg.precision == "bf16" else torch.float32
+        self.model = model.to(self.device, dtype).eval()
+
+    @staticmethod
+    def read_meta(model_dir: Path | str) -> dict:
+        """An exported model's `model.json` (configuration and provenance)."""
+        model_dir = Path(model_dir)
+        if not (model_dir / "model.json").is_file():
+            raise FileNotFoundError(f"{model_dir}: no exported model here (model.json missing; run the train stage)")
+        return json.loads((model_dir / "model.json").read_text())
 
     @classmethod
     def load(cls, model_dir: Path | str, decode_cfg: DecodeCfg | None = None) -> Predictor:
         model_dir = Path(model_dir)
-        if not (model_dir / "model.json").is_file():
-            raise FileNotFoundError(f"{model_dir}: no exported model here (model.json missing; run the train stage)")
-        meta = json.loads((model_dir / "model.json").read_text())
+        meta = cls.read_meta(model_dir)
         exp = ExperimentCfg.model_validate(meta["experiment"])
         model = build_model(exp.model, meta["src_vocab"], meta["tgt_vocab"])
         model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
@@ -49,18 +61,20 @@ class Predictor:
         cfg = cfg or self.decode_cfg
         sampler = None
         if cfg.strategy == "sample":
-            sampler = Sampler(torch.Generator().manual_seed(cfg.seed), cfg.top_k, cfg.top_p, cfg.temperature)
+            generator = torch.Generator(self.device).manual_seed(cfg.seed)
+            sampler = Sampler(generator, cfg.top_k, cfg.top_p, cfg.temperature)
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         out: list[list[list[int]]] = [[] for _ in src_ids]
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             batch = collate([{"src_ids": src_ids[i], "index": i} for i in idx])
-            limit = max_lengths(batch["src_lens"], cfg.max_len_ratio, cfg.max_len_offset)
+            src, src_lens = batch["src"].to(self.device), batch["src_lens"].to(self.device)
+            limit = max_lengths(src_lens, cfg.max_len_ratio, cfg.max_len_offset)
             if sampler is not None or cfg.beam_size == 1:
-                results = [[hyp] for hyp in generate(self.model, batch["src"], batch["src_lens"], limit,
+                results = [[hyp] for hyp in generate(self.model, src, src_lens, limit,
                                                      sampler, cfg.no_repeat_ngram, cfg.min_length)]
             else:
-                nbest = beam_search(self.model, batch["src"], batch["src_lens"], limit, cfg.beam_size,
+                nbest = beam_search(self.model, src, src_lens, limit, cfg.beam_size,
                                     cfg.length_penalty, cfg.n_best, cfg.no_repeat_ngram, cfg.min_length)
                 results = [[h.tokens for h in hyps] for hyps in nbest]
             for i, hyps in zip(idx, results, strict=True):
