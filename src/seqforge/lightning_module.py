@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset
 
 from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
@@ -160,9 +161,10 @@ class Seq2SeqModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         val_loss = float(totals[0] / max(totals[1], 1))
-        metrics = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)),
-                   "tokens_per_s": float(totals[12]) / max(self._train_seconds, 1e-9),
-                   "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+        metrics = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))}
+        if self.trainer.state.fn == TrainerFn.FITTING:  # not in `Trainer.validate` (checkpoint averaging)
+            metrics["tokens_per_s"] = float(totals[12]) / max(self._train_seconds, 1e-9)
+            metrics["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
         if self.bleu_tokenize is not None:
             metrics["val_bleu"] = bleu_from_stats(totals[2:12].tolist())
         self.log_dict(metrics, sync_dist=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from seqforge.config import DecodeCfg, ExperimentCfg
+from seqforge.config import ConfigError, DecodeCfg, ExperimentCfg
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.decoding import Sampler, beam_search, generate, max_lengths
@@ -30,6 +30,8 @@ class Predictor:
         self.tokenizer, self.meta = tokenizer, meta
         self.decode_cfg = decode_cfg or DecodeCfg()
         device = self.decode_cfg.device
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("decode.device: cuda, but this machine has no usable GPU (use auto or cpu)")
         self.device = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available())
                                    else "cpu")
         dtype = torch.bfloat16 if self.decode_cfg.precision == "bf16" else torch.float32

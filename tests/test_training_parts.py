@@ -1,0 +1,49 @@
+"""Training parts below the pipeline: checkpoint averaging, weight-decay groups, inference device."""
+
+import pytest
+import torch
+
+from seqforge.checkpoints import average
+from seqforge.config import ConfigError, DecodeCfg, ExperimentCfg, load_experiment
+from seqforge.lightning_module import Seq2SeqModule
+
+
+def test_average_is_the_elementwise_mean_of_float_tensors() -> None:
+    states = [{"w": torch.full((2, 2), float(i)), "steps": torch.tensor(i)} for i in (1, 2, 6)]
+    mean = average(states)
+    torch.testing.assert_close(mean["w"], torch.full((2, 2), 3.0))
+    assert mean["steps"] == 1  # not averaged: taken from the first (best) state
+
+
+@pytest.mark.parametrize("name", ["gru_bahdanau", "transformer"])
+def test_weight_decay_skips_norms_biases_and_embeddings(name: str, tmp_path) -> None:
+    """Only weight matrices decay; embeddings (and the output projection tied to them) do not."""
+    from seqforge.data.tokenizer import SubwordTokenizer
+    from seqforge.config import TokenizerCfg
+
+    tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
+    tok.save(tmp_path / "tokenizer.json")
+    exp = load_experiment(name)
+    module = Seq2SeqModule(exp.model_dump(mode="json"), 40, 40, str(tmp_path / "tokenizer.json"), "translation")
+    decay, no_decay = module.parameter_groups()
+    assert decay["weight_decay"] == exp.optim.weight_decay > 0 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in module.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert decayed and all(".weight" in n and "embed" not in n and "norm" not in n for n in decayed)
+    assert not any("bias" in n or "embed" in n or "norm" in n for n in decayed)
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(module.parameters()))
+    model = module.model
+    assert id(model.output.weight) not in {id(p) for p in decay["params"]}  # tied to the embedding
+
+
+def test_inference_on_a_gpu_that_is_not_there_is_a_config_error(tmp_path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from seqforge.models import build_model
+    from seqforge.predictor import Predictor
+
+    model = build_model(ExperimentCfg.model_validate(
+        {"name": "x", "task": "translation", "model": {"arch": "rnn", "hidden_dim": 8, "emb_dim": 8}}).model, 20, 20)
+    with pytest.raises(ConfigError, match="decode.device: cuda, but this machine has no usable GPU"):
+        Predictor(model, None, {}, DecodeCfg(device="cuda"))
+    assert Predictor(model, None, {}, DecodeCfg(device="auto")).device.type == "cpu"
