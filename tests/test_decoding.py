@@ -182,3 +182,19 @@ def test_sampling_is_reproducible_with_a_seed() -> None:
     assert draw(1, top_p=0.9, temperature=0.8) == draw(1, top_p=0.9, temperature=0.8)
     assert draw(1) != draw(2)  # the seed matters
     assert draw(3, top_k=1) == greedy(model, src, lens, limit)  # top-1 sampling is arg-max
+
+
+def test_a_sentence_settles_when_no_live_hypothesis_can_enter_its_n_best() -> None:
+    from seqforge.decoding import _settled
+
+    def settled(scores, finished, alpha=0.0, n_best=1) -> bool:
+        lengths, limit = torch.full((1, 2), 3), torch.full((1, 2), 10)
+        return bool(_settled(torch.tensor([scores]), torch.tensor([finished]), lengths, limit, alpha, n_best)[0])
+
+    assert not settled([-1.0, -0.5], [True, False])  # the live one is still better
+    assert settled([-0.5, -1.0], [True, False])  # log-probabilities only fall
+    assert not settled([-0.5, -1.0], [True, False], n_best=2)  # the 2nd place is open
+    assert settled([-0.5, -1.0], [True, True], n_best=2)
+    # with a length penalty the live one may still win by growing: -1.0 / lp(10) = -0.4
+    assert settled([-0.5, -1.0], [True, False], alpha=1.0)  # -0.5 / lp(3) = -0.375 >= -0.4
+    assert not settled([-0.6, -1.0], [True, False], alpha=1.0)  # -0.45 < -0.4

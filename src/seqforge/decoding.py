@@ -131,13 +131,23 @@ def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
     return ((5.0 + lengths.float()) / 6.0) ** alpha
 
 
+def _settled(scores: Tensor, finished: Tensor, lengths: Tensor, limit: Tensor, alpha: float, n_best: int) -> Tensor:
+    """(B,) True where no live hypothesis can still enter a sentence's n-best: its n-th best finished
+    score already reaches the best any live one could get. Log-probabilities only fall, so the best
+    a live hypothesis can reach is its current log-probability over the largest length penalty its
+    cap allows; stopping there drops nothing that could still outrank the n-best."""
+    normed = (scores / length_penalty(lengths, alpha)).masked_fill(~finished, float("-inf"))
+    reachable = (scores / length_penalty(limit, alpha)).masked_fill(finished, float("-inf")).amax(1)
+    return finished.all(1) | (normed.topk(n_best, dim=1).values[:, -1] >= reachable)
+
+
 @torch.no_grad()
 def beam_search(
     model: Seq2Seq, src: Tensor, src_lens: Tensor, max_len: Tensor, beam_size: int,
     alpha: float = 1.0, n_best: int = 1, no_repeat_ngram: int = 0, min_length: int = 0,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search. A finished hypothesis stays in its beam (extended by PAD at no cost);
-    a sentence whose k hypotheses have all finished leaves the batch.
+    """Batched beam search. A finished hypothesis stays in its beam (extended by PAD at no cost); a
+    sentence leaves the batch once no live hypothesis can enter its n-best (`_settled`).
 
     Returns, per sentence, the `n_best` hypotheses ranked by length-penalised log-probability.
     With `no_repeat_ngram` = n, no hypothesis contains the same n-gram twice; none ends before
@@ -181,7 +191,7 @@ def beam_search(
         was_finished = finished[origin]
         lengths = lengths[origin] + (~was_finished).long()
         finished = was_finished | (new_tok == EOS)
-        done = finished.view(-1, k).all(1)
+        done = _settled(scores, finished.view(-1, k), lengths.view(-1, k), limit.view(-1, k), alpha, n_best)
         if done.any():
             keep_results(done)
             live = (~done).nonzero().squeeze(1)
