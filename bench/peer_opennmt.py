@@ -1,0 +1,264 @@
+"""seqforge and OpenNMT-py 3.5.1 side by side: training and beam-5 decoding tokens/s, same data, same model.
+
+    python -m bench.peer_opennmt [--steps 200] [--rounds 2]
+
+Needs the translation task tokenized on the default profile (`dvc repro tokenize@translation`).
+OpenNMT-py goes into its own venv (runs/bench/opennmt-venv), never into the project's: its pin
+`torch<2.3` would replace our torch, so it is installed with `--no-deps`, next to our torch version
+and the few modules its command-line tools import.
+
+Both toolkits read the same subword tokens (our Multi30k en→de BPE, written out as text for OpenNMT-py)
+and train the same model: 1-layer bidirectional LSTM encoder (256 per direction), 1-layer LSTM
+decoder of 512, Luong general attention with input feeding, embeddings 256, untied, dropout 0.3,
+Adam (lr 1e-3), gradient norm clipped at 5, about 64 sentences per update, on the first
+steps × 64 training pairs (one pass). seqforge trains as the pipeline does (Ray Train, 2 workers ×
+1 CPU, token-budget batches sized to 64 sentences per update); OpenNMT-py as its CLI does (one
+process, 2 threads, 64-sentence batches; loader settings that keep its data workers off the two
+cores, see `onmt_config`). Each then beam-decodes test_2016_flickr (beam 5, batches
+of 64 sentences, 2 threads). Rounds alternate which toolkit goes first. Tokens/s: source subwords
+and target subwords (with EOS in training, as OpenNMT-py counts them) per second of training steps
+(OpenNMT-py: its step reports after the first; seqforge: the epoch's training time) or of decoding;
+model loading and process start are excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from seqforge import paths
+
+ONMT = "OpenNMT-py==3.5.1"
+# What onmt_train / onmt_translate import at start-up (its other requirements serve features not used here).
+ONMT_RUNTIME = ["configargparse", "pyyaml", "sacrebleu", "six", "pyonmttok", "spacy", "pyahocorasick",
+                "rapidfuzz", "fasttext"]
+WORK = Path("runs/bench/opennmt")
+SENTENCES = 64  # per update
+THREADS = 2
+
+
+def ensure_peer(venv: Path) -> Path:
+    """The side venv with OpenNMT-py, created on first use; returns its bin/ folder."""
+    bin_dir = venv / "bin"
+    if (bin_dir / "onmt_train").exists():
+        return bin_dir
+    torch_spec = f"torch=={torch.__version__.split('+')[0]}"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, torch_spec], check=True)
+    subprocess.run([*pip, "--no-deps", ONMT], check=True)
+    subprocess.run([*pip, *ONMT_RUNTIME, torch_spec], check=True)
+    return bin_dir
+
+
+def write_corpus(steps: int) -> dict:
+    """Text files of subword tokens for OpenNMT-py, a tokenized subset for seqforge, and their sizes."""
+    from datasets import DatasetDict, load_from_disk
+
+    from seqforge.data.tokenizer import SubwordTokenizer
+
+    tokenized = paths.tokenized_dir("translation")
+    if not (tokenized / "dataset_dict.json").is_file():
+        sys.exit(f"{tokenized}: not found; run `dvc repro tokenize@translation` (default profile) first")
+    data = load_from_disk(str(tokenized))
+    tokenizer = SubwordTokenizer.load(paths.tokenizer_file("translation"))
+    n_train = steps * SENTENCES
+    if len(data["train"]) < n_train:
+        sys.exit(f"{steps} steps need {n_train} training pairs; the tokenized task has {len(data['train'])}")
+    subset = DatasetDict({"train": data["train"].select(range(n_train)),
+                          "validation": data["validation"].select(range(SENTENCES)), "test": data["test"]})
+    subset.save_to_disk(str(WORK / "tokenized"))
+    for split in ("train", "validation", "test"):
+        for column, side in (("src_ids", "source"), ("tgt_ids", "target")):
+            rows = subset[split][column]
+            lines = [" ".join(tokenizer.tokens(ids, side)) for ids in rows]
+            (WORK / f"{split}.{side}").write_text("\n".join(lines) + "\n")
+    specials = {"<pad>", "<s>", "</s>", "<unk>", "<sep>"}
+    vocab = [tokenizer.tokens([i], "target")[0] for i in range(tokenizer.vocab_size("target"))]
+    (WORK / "vocab.txt").write_text("".join(f"{tok}\t1\n" for tok in vocab if tok not in specials))
+    train = subset["train"]
+    return {"train_src": sum(len(r) for r in train["src_ids"]), "train_tgt": sum(len(r) + 1 for r in train["tgt_ids"]),
+            "train_sents": n_train, "test_src": sum(len(r) for r in subset["test"]["src_ids"]), "test_sents": len(subset["test"]),
+            "test_src_ids": subset["test"]["src_ids"], "tokenizer": tokenizer}
+
+
+def onmt_config(steps: int) -> Path:
+    config = f"""
+save_data: {WORK}/onmt
+src_vocab: {WORK}/vocab.txt
+tgt_vocab: {WORK}/vocab.txt
+share_vocab: true
+src_words_min_frequency: 0
+tgt_words_min_frequency: 0
+data:
+  corpus_1: {{path_src: {WORK}/train.source, path_tgt: {WORK}/train.target}}
+  valid: {{path_src: {WORK}/validation.source, path_tgt: {WORK}/validation.target}}
+encoder_type: brnn
+decoder_type: rnn
+rnn_type: LSTM
+layers: 1
+enc_hid_size: 512
+dec_hid_size: 512
+word_vec_size: 256
+global_attention: general
+input_feed: 1
+dropout: [0.3]
+optim: adam
+learning_rate: 0.001
+adam_beta2: 0.999
+max_grad_norm: 5
+batch_size: {SENTENCES}
+batch_type: sents
+valid_batch_size: {SENTENCES}
+train_steps: {steps}
+valid_steps: {steps * 10}
+save_checkpoint_steps: {steps}
+save_model: {WORK}/onmt_model
+report_every: 10
+seed: 1
+# OpenNMT-py's defaults (bucket_size 262144, num_workers 2) cycle this corpus in two loader processes that
+# take the CPU from training: 150-240 target tok/s measured here. These settings give it ~1,100.
+bucket_size: 8192
+num_workers: 0
+"""
+    path = WORK / "onmt.yaml"
+    path.write_text(config)
+    return path
+
+
+def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
+    """Train then beam-decode with OpenNMT-py's CLI; tokens/s from its own step reports and timing."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+           "PYTHONWARNINGS": "ignore"}
+    train = subprocess.run([str(bin_dir / "onmt_train"), "-config", str(onmt_config(steps))],
+                           capture_output=True, text=True, env=env)
+    if train.returncode:
+        sys.exit(f"onmt_train failed:\n{train.stderr[-3000:]}")
+    reports = re.findall(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec", train.stderr + train.stdout)
+    windows = [(int(s), int(src), int(tgt)) for s, src, tgt, _ in reports if int(s) > 10]  # first window: warm-up
+    translate = subprocess.run(
+        [str(bin_dir / "onmt_translate"), "-model", str(WORK / f"onmt_model_step_{steps}.pt"),
+         "-src", str(WORK / "test.source"), "-output", str(WORK / "onmt_hyps.txt"), "-beam_size", "5",
+         "-batch_size", str(SENTENCES), "-batch_type", "sents", "-report_time", "-gpu", "-1"],
+        capture_output=True, text=True, env=env)
+    if translate.returncode:
+        sys.exit(f"onmt_translate failed:\n{translate.stderr[-3000:]}")
+    seconds = float(re.search(r"Total translation time \(s\): ([\d.]+)", translate.stderr + translate.stdout)[1])
+    hyp_tokens = sum(len(line.split()) for line in (WORK / "onmt_hyps.txt").read_text().splitlines())
+    return {"train_src": statistics.mean(w[1] for w in windows), "train_tgt": statistics.mean(w[2] for w in windows),
+            "decode_src": sizes["test_src"] / seconds, "decode_tgt": hyp_tokens / seconds}
+
+
+def batch_tokens_for(sentences_per_worker: float) -> int:
+    """The per-worker token budget whose batches hold `sentences_per_worker` sentences on average."""
+    from seqforge.data.batching import TokenBudgetBatchSampler
+    from seqforge.lightning_module import TokenizedSplit
+
+    lengths = TokenizedSplit(WORK / "tokenized", "train").lengths
+    low, high = 64, 20_000
+    while high - low > 8:
+        mid = (low + high) // 2
+        batches = list(TokenBudgetBatchSampler(lengths, mid, shuffle=True, seed=0))
+        low, high = (mid, high) if len(lengths) / len(batches) < sentences_per_worker else (low, mid)
+    return high
+
+
+def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
+    """Train as the pipeline does (Ray Train, `workers` × 2 / `workers` CPUs, one epoch), then beam-decode
+    in-process."""
+    import mlflow
+    import ray
+
+    from seqforge.checkpoints import load_weights
+    from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
+    from seqforge.models import build_model
+    from seqforge.predictor import Predictor
+    from seqforge.train import fit_on_ray
+
+    tokenizer = sizes["tokenizer"]
+    exp = ExperimentCfg.model_validate({
+        "name": "peer_lstm", "task": "translation",
+        "model": {"arch": "rnn", "cell": "lstm", "emb_dim": 256, "hidden_dim": 512, "enc_hidden_dim": 256,
+                  "bidirectional": True, "attention": "luong_general", "input_feeding": True, "dropout": 0.3,
+                  "tied_embeddings": False, "shared_embeddings": False},
+        "optim": {"lr": 1e-3, "betas": [0.9, 0.999], "schedule": "plateau", "warmup_steps": 0,
+                  "label_smoothing": 0.0, "clip_norm": 5.0}})
+    train_cfg = TrainCfg(num_workers=workers, cpus_per_worker=THREADS // workers, max_epochs=1, batch_tokens=budget,
+                         storage_path=str((WORK / "ray").resolve()), num_checkpoints=1)
+    mlflow.set_tracking_uri(f"sqlite:///{(WORK / 'mlflow.db').resolve()}")
+    with mlflow.start_run() as run:
+        config = {"kind": "translation", "bleu_tokenize": None, "experiment": exp.model_dump(mode="json"),
+                  "train": train_cfg.model_dump(mode="json"), "src_vocab": tokenizer.vocab_size("source"),
+                  "tgt_vocab": tokenizer.vocab_size("target"), "tokenized_dir": str((WORK / "tokenized").resolve()),
+                  "tokenizer_file": str(paths.tokenizer_file("translation").resolve()),
+                  "run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}
+        result = fit_on_ray(config, train_cfg, f"peer-{time.time_ns()}", ("val_loss", "min"), progress=False)
+    ray.shutdown()
+    if result.error is not None:
+        raise RuntimeError("seqforge training failed") from result.error
+    tokens_per_s = mlflow.MlflowClient().get_metric_history(run.info.run_id, "tokens_per_s")[-1].value
+    seconds = (sizes["train_src"] + sizes["train_sents"] + sizes["train_tgt"]) / tokens_per_s  # it counts source EOS
+    with result.checkpoint.as_directory() as ckpt:
+        weights, _ = load_weights(Path(ckpt))
+    model = build_model(exp.model, config["src_vocab"], config["tgt_vocab"])
+    model.load_state_dict(weights)
+    torch.set_num_threads(THREADS)
+    predictor = Predictor(model, tokenizer, {}, DecodeCfg(beam_size=5, batch_size=SENTENCES, length_penalty=0.0,
+                                                          device="cpu"))
+    start = time.perf_counter()
+    hyps = predictor.generate_ids(sizes["test_src_ids"])
+    decode_seconds = time.perf_counter() - start
+    return {"train_src": sizes["train_src"] / seconds, "train_tgt": sizes["train_tgt"] / seconds,
+            "decode_src": sizes["test_src"] / decode_seconds,
+            "decode_tgt": sum(len(h[0]) for h in hyps) / decode_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200, help="updates of 64 sentences (one pass over steps × 64 pairs)")
+    parser.add_argument("--rounds", type=int, default=2, help="A/B rounds; the first toolkit alternates")
+    parser.add_argument("--peer-venv", type=Path, default=Path("runs/bench/opennmt-venv"))
+    parser.add_argument("--workers", type=int, choices=[1, 2], default=2,
+                        help="seqforge's Ray Train workers (2 × 1 CPU as the default profile, or 1 × 2 CPUs)")
+    args = parser.parse_args()
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    bin_dir = ensure_peer(args.peer_venv)
+    sizes = write_corpus(args.steps)
+    budget = batch_tokens_for(SENTENCES / args.workers)  # 64 sentences per update over the workers
+    runs: dict[str, list[dict]] = {"OpenNMT-py 3.5.1": [], "seqforge": []}
+    toolkits = {"OpenNMT-py 3.5.1": lambda: run_onmt(bin_dir, args.steps, sizes),
+                "seqforge": lambda: run_seqforge(sizes, budget, args.workers)}
+    for r in range(args.rounds):
+        for name in (list(toolkits) if r % 2 == 0 else list(toolkits)[::-1]):
+            Console(stderr=True).print(f"round {r + 1}: {name} …")
+            runs[name].append(toolkits[name]())
+
+    columns = ("train_src", "train_tgt", "decode_src", "decode_tgt")
+    table = Table(title=f"Multi30k en→de, LSTM + Luong general + input feeding, {args.steps} steps × "
+                        f"{SENTENCES} sentences, beam 5 on {sizes['test_sents']} test sentences, 2 CPU threads "
+                        f"(seqforge: {args.workers} Ray Train worker(s))")
+    for col in ("toolkit", "run", "train src tok/s", "train tgt tok/s", "beam-5 src tok/s", "beam-5 tgt tok/s"):
+        table.add_column(col, justify="left" if col in ("toolkit", "run") else "right")
+    means = {name: {c: statistics.mean(run[c] for run in rs) for c in columns} for name, rs in runs.items()}
+    for name, rs in runs.items():
+        for i, run in enumerate(rs, 1):
+            table.add_row(name, str(i), *(f"{run[c]:,.0f}" for c in columns))
+        table.add_row(name, "mean", *(f"{means[name][c]:,.0f}" for c in columns), style="bold")
+    ours, peer = means["seqforge"], means["OpenNMT-py 3.5.1"]
+    table.add_row("seqforge ÷ OpenNMT-py", "", *(f"{ours[c] / peer[c]:.2f}×" for c in columns), style="bold")
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()
