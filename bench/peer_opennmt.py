@@ -141,7 +141,7 @@ def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
            "PYTHONWARNINGS": "ignore"}
     train = subprocess.run([str(bin_dir / "onmt_train"), "-config", str(onmt_config(steps))],
-                           capture_output=True, text=True, env=env)
+                           capture_output=True, text=True, env=env, check=False)
     if train.returncode:
         sys.exit(f"onmt_train failed:\n{train.stderr[-3000:]}")
     reports = re.findall(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec", train.stderr + train.stdout)
@@ -150,7 +150,7 @@ def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
         [str(bin_dir / "onmt_translate"), "-model", str(WORK / f"onmt_model_step_{steps}.pt"),
          "-src", str(WORK / "test.source"), "-output", str(WORK / "onmt_hyps.txt"), "-beam_size", "5",
          "-batch_size", str(SENTENCES), "-batch_type", "sents", "-report_time", "-gpu", "-1"],
-        capture_output=True, text=True, env=env)
+        capture_output=True, text=True, env=env, check=False)
     if translate.returncode:
         sys.exit(f"onmt_translate failed:\n{translate.stderr[-3000:]}")
     seconds = float(re.search(r"Total translation time \(s\): ([\d.]+)", translate.stderr + translate.stdout)[1])

@@ -18,8 +18,8 @@ def test_average_is_the_elementwise_mean_of_float_tensors() -> None:
 @pytest.mark.parametrize("name", ["gru_bahdanau", "transformer"])
 def test_weight_decay_skips_norms_biases_and_embeddings(name: str, tmp_path) -> None:
     """Only weight matrices decay; embeddings (and the output projection tied to them) do not."""
-    from seqforge.data.tokenizer import SubwordTokenizer
     from seqforge.config import TokenizerCfg
+    from seqforge.data.tokenizer import SubwordTokenizer
 
     tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
     tok.save(tmp_path / "tokenizer.json")

@@ -74,7 +74,8 @@ class TrainCfg(_Strict):
     cpus_per_worker: int = Field(1, ge=1)
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     max_epochs: int = Field(30, ge=1)
-    max_steps: int | None = Field(None, ge=1)  # optimizer updates; training ends at whichever cap comes first
+    max_steps: int | None = Field(None, ge=1)  # optimizer updates; whichever cap comes first ends training
+    # (mid-epoch too: checkpoints are taken at epoch ends, so size it in whole epochs)
     max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")  # a guard, not the budget
     batch_tokens: int = Field(6000, ge=64)
     accumulate_grad_batches: int = Field(1, ge=1)  # batches per update: the effective batch is this × batch_tokens × workers

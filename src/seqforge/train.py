@@ -151,13 +151,14 @@ def export_model(weights: dict, out_dir: Path, meta: dict, tokenizer_file: Path)
     (out_dir / "model.json").write_text(json.dumps(meta, indent=2))
 
 
-def kept_checkpoints(result, metric: tuple[str, str]) -> list:
-    """The run's kept checkpoints, best first by the task's validation metric (the last one if none scored)."""
+def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
+    """Experiment `name`'s kept checkpoints, best first by the task's validation metric (the last one
+    if none scored)."""
     scored = [(ckpt, m[metric[0]]) for ckpt, m in result.best_checkpoints or [] if metric[0] in m]
     scored.sort(key=lambda pair: pair[1], reverse=metric[1] == "max")
     kept = [ckpt for ckpt, _ in scored] or ([result.checkpoint] if result.checkpoint else [])
     if not kept:
-        raise RuntimeError("training reported no checkpoint (did any epoch finish?)")
+        raise RuntimeError(f"training {name} reported no checkpoint (did any epoch finish?)")
     return kept
 
 
@@ -238,7 +239,7 @@ def train_experiment(name: str) -> Path:
         if result.error is not None:
             raise RuntimeError(f"training {name} failed on Ray Train") from result.error
         with ExitStack() as stack:
-            dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric)]
+            dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, name)]
             weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
         export_model(weights, paths.model_dir(name), {**meta, "epoch": export["export_epoch"],
                                                       "averaged": export["export_averaged"]}, tokenizer_file)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -28,7 +29,7 @@ class Seq2Seq(nn.Module):
     ``hyps``, rows b·k .. b·k + k - 1 (k = N / B) belong to sentence b.
     """
 
-    hyp_dims: dict[str, int] = {}  # hypothesis dimension of each `hyps` tensor, when it is not 0
+    hyp_dims: ClassVar[dict[str, int]] = {}  # hypothesis dimension of each `hyps` tensor, when it is not 0
     max_decode_steps: int | None = None  # longest output the model can represent (None: unbounded)
 
     def encode(self, src: Tensor, src_lens: Tensor) -> DecoderState:

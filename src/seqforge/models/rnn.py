@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ class RNNSeq2Seq(Seq2Seq):
     Hidden states stay in the RNN's own (layers, N, H) layout between steps.
     """
 
-    hyp_dims = {"hidden": 1, "cell": 1}
+    hyp_dims: ClassVar[dict[str, int]] = {"hidden": 1, "cell": 1}  # nn.RNN's (layers, N, H)
 
     def __init__(self, cfg: RNNModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
