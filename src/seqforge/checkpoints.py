@@ -7,6 +7,8 @@ only when it scores better than the best single checkpoint on the task's validat
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,10 +45,13 @@ def validation_score(config: dict, weights: Weights) -> float:
     module = Seq2SeqModule(config["experiment"], config["src_vocab"], config["tgt_vocab"],
                            config["tokenizer_file"], config["kind"], config["bleu_tokenize"])
     module.model.load_state_dict(weights)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners in the stage's output
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
     datamodule = Seq2SeqDataModule(config["tokenized_dir"], TrainCfg.model_validate(config["train"]))
-    metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     return float(metrics[task_kind(config["kind"]).monitor[0]])
 
 
