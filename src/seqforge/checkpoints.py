@@ -42,8 +42,7 @@ def validation_score(config: dict, weights: Weights) -> float:
     from seqforge.lightning_module import Seq2SeqDataModule, Seq2SeqModule
     from seqforge.tasks import task_kind
 
-    module = Seq2SeqModule(config["experiment"], config["src_vocab"], config["tgt_vocab"],
-                           config["tokenizer_file"], config["kind"], config["bleu_tokenize"])
+    module = Seq2SeqModule.from_loop_config(config)
     module.model.load_state_dict(weights)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners in the stage's output
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,

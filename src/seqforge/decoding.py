@@ -82,8 +82,10 @@ class Sampler:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
 
 
-def _restrict(logp: Tensor, step: int, min_length: int, no_repeat_ngram: int, history: Tensor) -> Tensor:
-    """Scores every search shares: never PAD/BOS, no EOS before `min_length`, n-gram blocking."""
+def _restrict(logp: Tensor, step: int, min_length: int, no_repeat_ngram: int,
+              history: Tensor | None) -> Tensor:
+    """Scores every search shares: never PAD/BOS, no EOS before `min_length`, n-gram blocking over
+    `history`, the (N, step) tokens so far (None when blocking is off)."""
     logp[:, NEVER] = float("-inf")
     if step < min_length:
         logp[:, EOS] = float("-inf")
@@ -102,22 +104,20 @@ def generate(
     limit = _caps(model, max_len, src.device)
     rows = torch.arange(src.size(0), device=src.device)  # each live row's sentence
     out = src.new_full((src.size(0), int(limit.max())), PAD)
-    history = out[:, :0]  # live rows' tokens so far
     prev = src.new_full((src.size(0),), BOS)
     for t in range(out.size(1)):
         logp, state = model.decode_step(prev, state)
-        logp = _restrict(logp, t, min_length, no_repeat_ngram, history)
+        logp = _restrict(logp, t, min_length, no_repeat_ngram, out[rows, :t] if no_repeat_ngram else None)
         prev = sampler(logp) if sampler is not None else logp.argmax(-1)
         prev = prev.masked_fill(t + 1 >= limit, EOS)
         out[rows, t] = prev
-        history = torch.cat([history, prev.unsqueeze(1)], dim=1)
         ended = prev == EOS
         if ended.any():  # finished sentences leave the batch
             live = (~ended).nonzero().squeeze(1)
             if live.numel() == 0:
                 break
             state = model.reorder_state(state, live, live)
-            rows, prev, limit, history = rows[live], prev[live], limit[live], history[live]
+            rows, prev, limit = rows[live], prev[live], limit[live]
     return [_strip(row) for row in out.tolist()]
 
 
@@ -167,19 +167,20 @@ def beam_search(
 
     def keep_results(done: Tensor) -> None:
         """Record the n-best of the live sentences marked in `done` (B,)."""
-        normed = (scores.view(-1) / length_penalty(lengths, alpha)).view(-1, k)
+        settled = done.nonzero().flatten()
+        normed = scores[settled] / length_penalty(lengths.view(-1, k)[settled], alpha)
         best = normed.argsort(dim=1, descending=True)[:, :n_best]
-        rows = tokens[:, 1:].tolist()
-        for b in done.nonzero().flatten().tolist():
-            results[int(sentences[b])] = [Hypothesis(_strip(rows[b * k + j]), float(normed[b, j]))
-                                          for j in best[b].tolist()]
+        rows = tokens.view(-1, k, tokens.size(1))[settled, :, 1:].tolist()  # only the finished sentences
+        for i, b in enumerate(settled.tolist()):
+            results[int(sentences[b])] = [Hypothesis(_strip(rows[i][j]), float(normed[i, j]))
+                                          for j in best[i].tolist()]
 
     for t in range(int(limit.max())):
         logp, state = model.decode_step(tokens[:, -1], state)
         vocab = logp.size(-1)
         forced = ~finished & (t + 1 >= limit)  # must end here, whatever min_length says
         eos = logp[:, EOS].clone()
-        logp = _restrict(logp, t, min_length, no_repeat_ngram, tokens[:, 1:])
+        logp = _restrict(logp, t, min_length, no_repeat_ngram, tokens[:, 1:] if no_repeat_ngram else None)
         logp.masked_fill_((forced | finished).unsqueeze(1), float("-inf"))  # in place: no copy of (N, V)
         logp[:, EOS] = torch.where(forced, eos, logp[:, EOS])
         logp[:, PAD].masked_fill_(finished, 0.0)  # finished hypotheses: PAD at no cost

@@ -104,6 +104,12 @@ class Seq2SeqModule(pl.LightningModule):
         self.bleu_tokenize = bleu_tokenize  # validation BLEU's sacreBLEU tokenizer (kinds selected on BLEU)
         self._reset_epoch_counters()
 
+    @classmethod
+    def from_loop_config(cls, config: dict) -> Seq2SeqModule:
+        """The module a training run's loop config (`train.loop_config`) describes."""
+        return cls(config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer_file"],
+                    config["kind"], config["bleu_tokenize"])
+
     def _reset_epoch_counters(self) -> None:
         self._tokens = torch.zeros((), dtype=torch.long, device=self.device)  # no per-step sync
         self._t0 = time.perf_counter()

@@ -48,10 +48,7 @@ def train_worker(config: dict) -> None:
     train_cfg = TrainCfg.model_validate(config["train"])
     metric, mode = task_kind(config["kind"]).monitor
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
-    module = Seq2SeqModule(
-        config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer_file"],
-        config["kind"], config["bleu_tokenize"],
-    )
+    module = Seq2SeqModule.from_loop_config(config)
     trainer = pl.Trainer(
         accelerator="auto",
         devices="auto",
