@@ -47,3 +47,15 @@ def test_inference_on_a_gpu_that_is_not_there_is_a_config_error(tmp_path) -> Non
     with pytest.raises(ConfigError, match="decode.device: cuda, but this machine has no usable GPU"):
         Predictor(model, None, {}, DecodeCfg(device="cuda"))
     assert Predictor(model, None, {}, DecodeCfg(device="auto")).device.type == "cpu"
+
+
+def test_linear_schedule_warms_up_then_reaches_zero_at_the_budget() -> None:
+    from seqforge.lightning_module import step_schedule
+
+    factor = step_schedule("linear", warmup_steps=10, total_steps=110)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(60) == pytest.approx(0.5) and factor(110) == 0.0 and factor(200) == 0.0
+    values = [factor(s) for s in range(9, 111)]
+    assert values == sorted(values, reverse=True)
+    inverse_sqrt = step_schedule("inverse_sqrt", warmup_steps=100, total_steps=0)
+    assert inverse_sqrt(99) == pytest.approx(1.0) and inverse_sqrt(399) == pytest.approx(0.5)

@@ -257,7 +257,8 @@ class OptimCfg(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)  # AdamW decay of weight matrices (never norms, biases, embeddings)
     betas: tuple[float, float] = (0.9, 0.98)
-    schedule: Literal["inverse_sqrt", "plateau"] = "inverse_sqrt"
+    schedule: Literal["inverse_sqrt", "linear", "plateau"] = "inverse_sqrt"  # linear: warm-up, then down
+    # to zero at the run's last update (max_epochs / max_steps: the budget the run is sized in)
     warmup_steps: int = Field(500, ge=0)
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(1, ge=0)

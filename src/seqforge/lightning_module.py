@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -24,6 +25,16 @@ from seqforge.models import build_model
 from seqforge.tasks import task_kind
 
 VAL_DECODE = DecodeCfg()  # length caps for the per-epoch greedy validation BLEU
+
+
+def step_schedule(kind: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor of update `step`: linear warm-up, then inverse-sqrt decay, or (`linear`)
+    a linear decay that reaches zero at update `total_steps`, the run's budget."""
+    warmup = max(warmup_steps, 1)
+    if kind == "inverse_sqrt":
+        return lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
+    total = max(total_steps, warmup + 1)
+    return lambda step: min((step + 1) / warmup, max(total - step, 0) / (total - warmup))
 
 
 class RunLogger(MLFlowLogger):
@@ -189,11 +200,9 @@ class Seq2SeqModule(pl.LightningModule):
     def configure_optimizers(self):
         optim = self.exp.optim
         opt = torch.optim.AdamW(self.parameter_groups(), lr=optim.lr, betas=optim.betas)
-        if optim.schedule == "inverse_sqrt":
-            warmup = max(optim.warmup_steps, 1)
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
-            )
+        if optim.schedule != "plateau":
+            total = int(self.trainer.estimated_stepping_batches) if optim.schedule == "linear" else 0
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, step_schedule(optim.schedule, optim.warmup_steps, total))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         metric, mode = self.monitor
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
