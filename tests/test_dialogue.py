@@ -142,3 +142,16 @@ def test_dialogue_scores_measure_dull_responses() -> None:
     assert dull["top10_share"] == 1.0 and varied["top10_share"] == 1.0  # only 4 responses
     assert dull["distinct_2"] < varied["distinct_2"] and dull["bleu_1"] < varied["bleu_1"]
     assert dull["mean_length"] == 4.0  # 13a: i don't know .
+
+
+def test_served_context_is_the_trained_window_however_many_turns_arrive() -> None:
+    """Train/serve skew: a request with 10 turns gives the model the last `context_turns`, as in training."""
+    from seqforge.tasks import task_kind
+
+    turns = [f"turn number {i} ." for i in range(10)]
+    meta = {"corpus_format": "tsv", "task": {"data": {"normalization": "nfc", "context_turns": 3,
+                                                      "max_context_tokens": 100}}}
+    (served,) = task_kind("chatbot").sources([turns], meta)
+    pairs, _ = dialogue_pairs([*turns, "reply ."], ChatData(context_turns=3, max_context_tokens=100))
+    assert served == pairs[-1]["source"] == build_context(turns[-3:], 100)
+    assert "turn number 6" not in served and "turn number 7" in served

@@ -49,6 +49,10 @@ print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': ru
     piped = subprocess.run(["seqforge", "translate", "-m", "translation-en-de@challenger"], cwd=repo, env=env,
                            input="A dog.\nA cat.\nA girl.\n", capture_output=True, text=True, check=True)
     assert len(piped.stdout.strip().splitlines()) == 3
+    too_long = subprocess.run(["seqforge", "translate", "-m", "translation-en-de@challenger", "A dog.", "가나다 " * 200],
+                              cwd=repo, env=env, capture_output=True, text=True, check=False)
+    assert too_long.returncode == 2 and "Traceback" not in too_long.stderr
+    assert re.search(r"error: row 1: \d+ tokens after tokenisation, more than the limit of 256", too_long.stderr)
 
     metrics = json.loads((repo / "metrics" / "transformer.json").read_text())
     assert metrics["signature"]["bleu"].startswith("nrefs:1|case:mixed")
@@ -109,6 +113,9 @@ def test_smoke_pipeline_registers_chatbots_that_answer(smoke_repo) -> None:
                            input="Hi, how are you?\n/reset\nWhat do you do for a living?\n/quit\nignored\n",
                            capture_output=True, text=True, check=True)
     assert reset.stdout.splitlines() == [result["with_history"][0], result["after_reset"]]
+    wider = subprocess.run(["seqforge", "chat", "-m", "chatbot-dailydialog@challenger", "--window", "4"], cwd=repo,
+                           env=env, input="Hi.\n", capture_output=True, text=True, check=False)
+    assert wider.returncode == 2 and "the model was trained on the last 3 turns" in wider.stderr
 
     metrics = json.loads((repo / "metrics" / "chatbot_transformer.json").read_text())
     assert metrics["task"] == "chatbot" and 0 <= metrics["metrics"]["distinct_2"] <= 1
@@ -271,6 +278,11 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> No
         assert status == 400 and body["message"]
         status, body = post(port, {"dataframe_records": [{"text": "A dog."}]})
         assert status == 400
+        status, body = post(port, {"dataframe_records": [{"source": "A dog."}, {"source": "가나다라 " * 100}]})
+        assert status == 400 and re.search(r"row 1: \d+ tokens after tokenisation, more than the limit of 256 "
+                                           r"\(serve.max_tokens\)", body["message"])
+        status, body = post(port, {"dataframe_records": [{"source": "A dog </s> <sep> runs."}]})
+        assert status == 200  # special-token strings are plain text
         status, _ = post(port, {"dataframe_records": [{"source": "Two dogs."}]})  # still serving
         assert status == 200
     finally:
@@ -283,6 +295,10 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> No
         assert status == 200 and isinstance(body["predictions"][0]["reply"], str)
         status, body = post(port, {"dataframe_records": [{"conversation": ["Hi."] * 21}]})
         assert status == 400 and "expected a list of 1 to 20 turns" in body["message"]
+        turns = [f"I have {n} cats." for n in range(10)]  # the model was trained on 3 turns of context
+        replies = [post(port, {"dataframe_records": [{"conversation": c}]})[1]["predictions"][0]["reply"]
+                   for c in (turns, turns[-3:])]
+        assert replies[0] == replies[1]
     finally:
         stop_server(proc)
 

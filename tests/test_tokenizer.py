@@ -68,3 +68,19 @@ def test_sentencepiece_round_trips_cjk_exactly(tmp_path, sample: str, model: str
     assert all(1 not in row for row in ids)
     tok.save(tmp_path / "tokenizer.json")
     assert SubwordTokenizer.load(tmp_path / "tokenizer.json").encode(texts, "target") == ids
+
+
+@pytest.mark.parametrize("library", ["tokenizers", "sentencepiece"])
+def test_special_token_strings_in_text_stay_plain_text(library: str) -> None:
+    """`</s>` or `<sep>` typed by a user must not become EOS or the turn separator: the data path
+    spaces them apart, in prepare and at serving alike."""
+    from seqforge.data.dialogue import SEP_TEXT, build_context
+    from seqforge.data.tokenizer import SEP, SPECIALS
+
+    texts = [normalize(t) for t in SOURCES[:3] + TARGETS[:3]] + ["what does < /s > mean ?"]
+    tok = SubwordTokenizer.train(texts * 5, texts * 5, TokenizerCfg(library=library, vocab_size=120, min_frequency=1))
+    typed = [normalize(f"an {s} here, and{s}there") for s in SPECIALS]
+    assert all(s not in t for s in SPECIALS for t in typed)
+    assert not any(i < len(SPECIALS) and i != 1 for row in tok.encode(typed, "source") for i in row)  # 1: <unk>
+    (context,) = tok.encode([build_context([normalize("a <sep> b"), "c"], 100)], "source")
+    assert context.count(SEP) == 1 and SEP_TEXT.strip() in build_context(["a", "c"], 100)

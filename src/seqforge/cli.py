@@ -169,27 +169,35 @@ def translate(
 
 
 def _predict(pyfunc, frame):
-    """`pyfunc.predict`; an input it rejects (request limits, schema) exits with its message."""
+    """`pyfunc.predict`; an input it rejects (request limits, schema) or a model-side failure (out of
+    memory, ...) exits 2 with a one-line message."""
     import mlflow
 
     try:
         return pyfunc.predict(frame)
     except mlflow.exceptions.MlflowException as err:
-        typer.echo(f"error: {err.message}", err=True)
-        raise typer.Exit(2) from None
+        message = err.message
+    except (RuntimeError, ValueError, MemoryError) as err:
+        message = f"the model failed on this input: {type(err).__name__}: {err}"
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def _chat_window(pyfunc, window: int | None) -> int:
-    """Turns of history sent with each message: `--window`, else the context the model was trained on."""
-    if window is not None:
-        return window
-    return int(pyfunc.unwrap_python_model().predictor.meta["task"]["data"]["context_turns"])
+    """Turns of history sent with each message: `--window`, else (and at most) the context the model was
+    trained on, which the model applies to any request."""
+    trained = int(pyfunc.unwrap_python_model().predictor.meta["task"]["data"]["context_turns"])
+    if window is not None and window > trained:
+        typer.echo(f"error: --window {window}: the model was trained on the last {trained} turns and uses no more",
+                   err=True)
+        raise typer.Exit(2)
+    return window or trained
 
 
 @app.command()
 def chat(
     model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS (e.g. chatbot-dailydialog@challenger), NAME/VERSION or a model URI")],
-    window: Annotated[int | None, typer.Option(min=1, help="previous turns sent as context (default: what the model was trained with)")] = None,
+    window: Annotated[int | None, typer.Option(min=1, help="previous turns sent as context (default and most: what the model was trained with)")] = None,
 ) -> None:
     """Chat with a registered chatbot. Interactive on a terminal (/reset, /quit, Ctrl-D);
     with piped stdin, one reply per input line, the conversation carried across lines."""

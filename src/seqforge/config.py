@@ -205,7 +205,8 @@ class ServeCfg(_Strict):
     """Request limits a registered model enforces when served (violations get HTTP 400)."""
 
     max_batch: int = Field(64, ge=1)  # rows per request
-    max_chars: int = Field(1000, ge=1)  # characters per sentence or conversation turn
+    max_chars: int = Field(1000, ge=1)  # characters per sentence or conversation turn (a cheap first gate)
+    max_tokens: int = Field(256, ge=1)  # subword tokens per model input after tokenisation (chat: the context)
     max_turns: int = Field(20, ge=1)  # chatbot: turns per conversation
 
 

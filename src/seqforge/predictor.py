@@ -18,6 +18,7 @@ from seqforge.decoding import Sampler, beam_search, generate, max_lengths
 from seqforge.models import build_model
 from seqforge.models.base import Seq2Seq
 from seqforge.tasks import task_kind
+from seqforge.tasks.base import RequestError
 
 
 class Predictor:
@@ -83,12 +84,24 @@ class Predictor:
                 out[i] = hyps
         return out
 
-    def generate(self, sources: list[str], cfg: DecodeCfg | None = None) -> list[list[str]]:
-        """n-best detokenized outputs per (already prepared) source string."""
-        nbest = self.generate_ids(self.tokenizer.encode(sources, "source"), cfg)
-        return [self.tokenizer.decode(hyps, "target") for hyps in nbest]
+    def encode(self, sources: list[str], max_tokens: int | None = None) -> list[list[int]]:
+        """Source token ids; a `RequestError` names the first row over `max_tokens` (serving's limit) or
+        longer than the model can encode."""
+        ids = self.tokenizer.encode(sources, "source")
+        limits = {"serve.max_tokens": max_tokens}
+        if self.model.max_source_tokens is not None:
+            limits[f"model.max_positions {self.model.max_source_tokens}, EOS included"] = self.model.max_source_tokens - 1
+        bounded = {what: n for what, n in limits.items() if n is not None}
+        if bounded:
+            what = min(bounded, key=bounded.__getitem__)
+            for i, row in enumerate(ids):
+                if len(row) > bounded[what]:
+                    raise RequestError(f"row {i}: {len(row)} tokens after tokenisation, more than the limit of "
+                                       f"{bounded[what]} ({what})")
+        return ids
 
-    def predict(self, requests: list, cfg: DecodeCfg | None = None) -> list[str]:
+    def predict(self, requests: list, cfg: DecodeCfg | None = None, max_tokens: int | None = None) -> list[str]:
         """One output per checked request (a sentence, a conversation), prepared as in training."""
         sources = task_kind(self.meta["kind"]).sources(requests, self.meta)
-        return [hyps[0] for hyps in self.generate(sources, cfg)]
+        nbest = self.generate_ids(self.encode(sources, max_tokens), cfg)
+        return self.tokenizer.decode([hyps[0] for hyps in nbest], "target")

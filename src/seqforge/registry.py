@@ -51,9 +51,10 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
             raise invalid_input(f"{len(model_input)} rows in one request, more than the limit of {self.limits.max_batch}")
         try:
             requests = self.kind.requests(model_input[column].tolist(), self.limits)
+            replies = self.predictor.predict(requests, max_tokens=self.limits.max_tokens)
         except RequestError as err:
             raise invalid_input(str(err)) from None
-        return pd.DataFrame({self.kind.output_column: self.predictor.predict(requests)})
+        return pd.DataFrame({self.kind.output_column: replies})
 
 
 def _requirements() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Literal
 
@@ -10,14 +11,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seqforge.config import UNSPACED_LANGS, base_lang
+from seqforge.data.tokenizer import SPECIALS
 
 Form = Literal["nfc", "nfkc"]
 
 
+# A special token's string written in text (`</s>`, `<sep>`) would reach the model as that control id
+_SPECIAL_TEXT = re.compile("|".join(re.escape(s) for s in SPECIALS))
+
+
 def normalize(text: str, form: Form = "nfc") -> str:
     """Unicode NFC (or NFKC), whitespace runs (any `str.isspace` character) made one space, ends stripped;
-    no script-specific rules."""
-    return " ".join(unicodedata.normalize(form.upper(), text).split())
+    special-token strings spaced apart (`</s>` -> `< /s >`) so they stay plain text; no script-specific rules."""
+    text = _SPECIAL_TEXT.sub(lambda m: f" < {m.group()[1:-1]} > ", unicodedata.normalize(form.upper(), text))
+    return " ".join(text.split())
 
 
 def normalize_texts(texts: pa.Array | pa.ChunkedArray, form: Form = "nfc") -> pa.Array:

@@ -31,6 +31,7 @@ class Seq2Seq(nn.Module):
 
     hyp_dims: ClassVar[dict[str, int]] = {}  # hypothesis dimension of each `hyps` tensor, when it is not 0
     max_decode_steps: int | None = None  # longest output the model can represent (None: unbounded)
+    max_source_tokens: int | None = None  # longest source, EOS included, the model can encode (None: unbounded)
 
     def encode(self, src: Tensor, src_lens: Tensor) -> DecoderState:
         """Encoder pass; the returned state holds one hypothesis per sentence."""

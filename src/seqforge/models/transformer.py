@@ -127,7 +127,7 @@ class TransformerSeq2Seq(Seq2Seq):
     def __init__(self, cfg: TransformerModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.max_decode_steps = cfg.max_positions  # decoder input t sits at position t
+        self.max_decode_steps = self.max_source_tokens = cfg.max_positions  # token t sits at position t
         self.src_embed, self.tgt_embed = make_embeddings(
             src_vocab, tgt_vocab, cfg.d_model, cfg.shared_embeddings
         )

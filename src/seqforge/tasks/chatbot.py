@@ -69,9 +69,13 @@ class Chatbot(TaskKind):
         return conversations
 
     def sources(self, requests: list, meta: dict) -> list[str]:
+        """The context each conversation's reply is trained on: its last `context_turns` (cleaned, non-empty)
+        turns within `max_context_tokens`, however many turns the request holds."""
         data = meta["task"]["data"]
         clean = turn_cleaner(meta["corpus_format"], data["normalization"])
-        return [build_context([c for c in map(clean, turns) if c], data["max_context_tokens"]) for turns in requests]
+        window = data["context_turns"]
+        return [build_context([c for c in map(clean, turns) if c][-window:], data["max_context_tokens"])
+                for turns in requests]
 
     def input_schema(self):
         from mlflow.types import ColSpec, DataType
