@@ -46,6 +46,8 @@ def train_worker(config: dict) -> None:
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     train_cfg = TrainCfg.model_validate(config["train"])
+    # Ray does not cap a worker's threads: torch would start one per core in every worker and oversubscribe the node
+    torch.set_num_threads(train_cfg.cpus_per_worker)
     metric, mode = task_kind(config["kind"]).monitor
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     module = Seq2SeqModule.from_loop_config(config)
