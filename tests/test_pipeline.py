@@ -303,6 +303,18 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> No
         stop_server(proc)
 
 
+def test_served_model_under_concurrent_load_answers_every_request_as_it_should(smoke_repo, tmp_path) -> None:
+    """bench/serve_load.py, briefly: 4 clients, a third of the requests invalid; no 5xx, no timeout."""
+    repo, env = smoke_repo
+    out = tmp_path / "load.json"
+    run([sys.executable, "-m", "bench.serve_load", "--model", "translation-en-de@challenger", "--clients", "4",
+         "--seconds", "15", "--invalid", "0.33", "--json", str(out)], repo, env)
+    figures = json.loads(out.read_text())
+    assert figures["unexpected"] == 0 and figures["valid"] > 4 and figures["invalid"] > 0
+    assert figures["invalid_answered_400"] == figures["invalid"]
+    assert figures["rss_end_mib"] > 0 and figures["p99_valid_ms"] >= figures["p50_valid_ms"] > 0
+
+
 def test_your_own_tsv_corpus_and_task_train_register_and_translate(smoke_repo) -> None:
     """A user's Korean-English TSV: `corpus add` + `task add` + `dvc repro` (smoke) -> a registered
     model named after the task that `seqforge translate` runs; nothing of the built-in tasks reruns."""

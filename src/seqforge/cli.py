@@ -303,15 +303,20 @@ def serve(
     model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS or NAME/VERSION")],
     port: Annotated[int, typer.Option(help="port on --host")] = 5001,
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="server processes (default: one per CPU core)")] = os.cpu_count() or 1,
 ) -> None:
-    """Serve a registered model with MLflow's scoring server (POST /invocations), alias resolved now."""
+    """Serve a registered model with MLflow's scoring server (POST /invocations), alias resolved now.
+
+    `--workers` processes each hold the model and decode one request at a time with an equal share of
+    the cores as torch threads; concurrent requests queue in each process."""
     import subprocess
 
+    threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch reads these when a server process starts
     # MLflow starts `uvicorn` by name: put this interpreter's bin/ first so an unactivated venv works
-    env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking(),
+    env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", _model_uri(model), "--env-manager", "local",
-           "--host", host, "--port", str(port)]
+           "--host", host, "--port", str(port), "--workers", str(workers)]
     raise typer.Exit(subprocess.run(cmd, env=env, check=False).returncode)
 
 

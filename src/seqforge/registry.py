@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from importlib.metadata import version
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from seqforge.predictor import Predictor
 
+        self.lock = threading.Lock()  # the scoring server predicts in threads: one decode at a time
         self.limits = ServeCfg.model_validate(context.model_config["serve"])
         self.predictor = Predictor.load(
             context.artifacts["model_dir"], DecodeCfg.model_validate(context.model_config["decode"])
@@ -51,7 +53,8 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
             raise invalid_input(f"{len(model_input)} rows in one request, more than the limit of {self.limits.max_batch}")
         try:
             requests = self.kind.requests(model_input[column].tolist(), self.limits)
-            replies = self.predictor.predict(requests, max_tokens=self.limits.max_tokens)
+            with self.lock:
+                replies = self.predictor.predict(requests, max_tokens=self.limits.max_tokens)
         except RequestError as err:
             raise invalid_input(str(err)) from None
         return pd.DataFrame({self.kind.output_column: replies})
