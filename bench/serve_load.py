@@ -154,7 +154,7 @@ def main() -> None:
         port = free_port()
         server, url = start(args.model, port, args.workers), f"http://127.0.0.1:{port}"
     try:
-        post(url, [{"source": s} for s in sentences[:8]], timeout=120)  # warm-up: first request loads lazily
+        load(url, args.clients, 10, 0.0, sentences, args.seed + 1000)  # warm-up: every server process decodes
         rss_start = tree_rss(server.pid) if server else float("nan")
         result = load(url, args.clients, args.seconds, args.invalid, sentences, args.seed)
         rss_end = tree_rss(server.pid) if server else float("nan")
@@ -180,6 +180,8 @@ def main() -> None:
     }
     table = Table(title=f"{args.model}: {args.clients} clients x {args.seconds:.0f} s, "
                         f"{args.invalid:.0%} invalid, {args.workers} server workers")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
     for key in ("requests", "requests_per_s", "valid", "invalid", "invalid_answered_400", "unexpected",
                 "p50_valid_ms", "p99_valid_ms", "p50_invalid_ms", "p99_invalid_ms", "rss_start_mib", "rss_end_mib",
                 "rss_growth_pct"):
