@@ -88,16 +88,14 @@ class Predictor:
         """Source token ids; a `RequestError` names the first row over `max_tokens` (serving's limit) or
         longer than the model can encode."""
         ids = self.tokenizer.encode(sources, "source")
-        limits = {"serve.max_tokens": max_tokens}
-        if self.model.max_source_tokens is not None:
-            limits[f"model.max_positions {self.model.max_source_tokens}, EOS included"] = self.model.max_source_tokens - 1
-        bounded = {what: n for what, n in limits.items() if n is not None}
-        if bounded:
-            what = min(bounded, key=bounded.__getitem__)
-            for i, row in enumerate(ids):
-                if len(row) > bounded[what]:
-                    raise RequestError(f"row {i}: {len(row)} tokens after tokenisation, more than the limit of "
-                                       f"{bounded[what]} ({what})")
+        limit, what = max_tokens, "serve.max_tokens"
+        positions = self.model.max_source_tokens
+        if positions is not None and (limit is None or positions - 1 < limit):  # EOS takes one position
+            limit, what = positions - 1, f"model.max_positions {positions}, EOS included"
+        for i, row in enumerate(ids):
+            if limit is not None and len(row) > limit:
+                raise RequestError(f"row {i}: {len(row)} tokens after tokenisation, more than the limit of {limit} "
+                                   f"({what})")
         return ids
 
     def predict(self, requests: list, cfg: DecodeCfg | None = None, max_tokens: int | None = None) -> list[str]:
