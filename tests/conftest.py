@@ -79,13 +79,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(cmd: list[str], cwd: Path, env: dict, health_url: str, timeout: float = 120) -> subprocess.Popen:
-    """Start a server process and wait until `health_url` answers; the caller terminates it."""
+def start_server(cmd: list[str], cwd: Path, env: dict, health_url: str, timeout: float = 120,
+                 log_path: Path | None = None) -> subprocess.Popen:
+    """Start a server process and wait until `health_url` answers; the caller terminates it. Its
+    output goes to `log_path` (appended), else to a temporary file."""
     import tempfile
     import time
     import urllib.request
 
-    log = tempfile.TemporaryFile("w+")  # not a pipe: a chatty server must never block on it
+    # not a pipe: a chatty server must never block on it
+    log = open(log_path, "a+") if log_path else tempfile.TemporaryFile("w+")  # noqa: SIM115 -- the server's lifetime
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # its own process group: stop_server ends its children too
     deadline = time.monotonic() + timeout
@@ -114,3 +117,41 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
+
+
+SMOKE_PROFILE = "conf/profiles/smoke.yaml"
+TRAIN = [sys.executable, "-m", "pipelines.train", "gru_bahdanau"]  # the train stage, by hand
+
+
+def set_rnn_training(repo: Path, **train) -> None:
+    """The smoke profile's RNN experiments train with `train` (new inputs: a new Ray run)."""
+    import yaml
+
+    profile = yaml.safe_load((repo / SMOKE_PROFILE).read_text())
+    profile["families"]["rnn"]["train"].update(train)
+    (repo / SMOKE_PROFILE).write_text(yaml.safe_dump(profile))
+
+
+def epochs_printed(output: str) -> list[int]:
+    """The epoch numbers of gru_bahdanau's epoch lines in a train stage's output."""
+    import re
+
+    return [int(e) for e in re.findall(r"gru_bahdanau epoch (\d+) \|", output)]
+
+
+def train_run(repo: Path) -> str:
+    """The MLflow run of gru_bahdanau's exported model."""
+    import json
+
+    return json.loads((repo / "models" / "gru_bahdanau" / "model.json").read_text())["run_id"]
+
+
+def metric_history(repo: Path, env: dict, run_id: str, *metrics: str) -> dict:
+    """{metric: [(step, value), ...], "status": ...} of one run, read from the store `env` points at."""
+    import json
+
+    code = ("import json, sys, mlflow; from seqforge.tracking import tracking_uri; "
+            "c = mlflow.MlflowClient(tracking_uri()); r = sys.argv[1]; print(json.dumps({"
+            "'status': c.get_run(r).info.status, **{m: [(h.step, h.value) for h in c.get_metric_history(r, m)]"
+            " for m in sys.argv[2:]}}))")
+    return json.loads(run([sys.executable, "-c", code, run_id, *metrics], repo, env).stdout)

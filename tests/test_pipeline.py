@@ -6,14 +6,10 @@ store. Both tasks' registered models must load in a fresh process and translate 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -171,74 +167,6 @@ def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_repo
         assert (repo / "artifacts" / "prepared" / "translation").is_dir()  # earlier result kept
     finally:
         bad.write_bytes(original)
-
-
-def checkpointed(run_dirs: set[Path]) -> bool:
-    """Ray has registered a checkpoint in its run snapshot (what a restarted run restores from)."""
-    for run_dir in run_dirs:
-        snapshot = run_dir / "checkpoint_manager_snapshot.json"
-        try:
-            if json.loads(snapshot.read_text()).get("checkpoint_results"):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-@contextlib.contextmanager
-def restored(repo: Path, scratch: Path, *paths: str) -> Iterator[None]:
-    """Put `paths` (files or folders under `repo`) back as they were on exit, so a stage rerun by hand
-    leaves the shared smoke repo as `dvc repro` left it."""
-    for name in paths:
-        copy = shutil.copytree if (repo / name).is_dir() else shutil.copy2
-        copy(repo / name, scratch / name.replace("/", "__"))
-    try:
-        yield
-    finally:
-        for name in paths:
-            target, saved = repo / name, scratch / name.replace("/", "__")
-            if target.is_dir():
-                shutil.rmtree(target)
-                shutil.copytree(saved, target)
-            else:
-                shutil.copy2(saved, target)
-
-
-def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo, tmp_path) -> None:
-    """Kill the Ray Train driver after its first checkpoint; the rerun continues, not restarts."""
-    repo, env = smoke_repo
-    with restored(repo, tmp_path, "conf/experiments/gru_bahdanau.yaml", "models/gru_bahdanau",
-                  "metrics/curves/gru_bahdanau.csv"):
-        killed_and_resumed(repo, env)
-    assert "train@gru_bahdanau" not in run(["dvc", "status", "dvc.yaml"], repo, env).stdout
-
-
-def killed_and_resumed(repo: Path, env: dict) -> None:
-    """Train gru_bahdanau for 5 epochs, SIGKILL the driver once Ray holds a checkpoint, run it again."""
-    import signal
-    import time
-
-    exp = repo / "conf" / "experiments" / "gru_bahdanau.yaml"
-    # new inputs -> a new Ray run; no early stop on the (flat) smoke BLEU
-    exp.write_text(exp.read_text() + "train:\n  max_epochs: 5\n  early_stopping_patience: 50\n")
-    storage = repo / "runs" / "ray"
-    before = set(storage.glob("gru_bahdanau-*"))
-    cmd = [sys.executable, "-m", "pipelines.train", "gru_bahdanau"]
-    with open(repo / "first.log", "w") as log:
-        first = subprocess.Popen(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-        deadline = time.time() + 300
-        while not checkpointed(set(storage.glob("gru_bahdanau-*")) - before):
-            assert first.poll() is None, (repo / "first.log").read_text()[-3000:]
-            assert time.time() < deadline, "no checkpoint within 300 s"
-            time.sleep(0.2)
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    run(["ray", "stop", "--force"], repo, env, check=False)
-    second = run(cmd, repo, env)
-    epochs = [int(e) for e in re.findall(r"gru_bahdanau epoch (\d+) \|", second.stdout + second.stderr)]
-    assert epochs and epochs[0] >= 2, f"resumed run started at epoch {epochs[:1]}"
-    assert max(epochs) == 5
 
 
 def post(port: int, payload: object) -> tuple[int, dict]:

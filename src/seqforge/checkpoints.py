@@ -19,9 +19,9 @@ Weights = dict[str, Tensor]
 
 def load_weights(checkpoint_dir: Path) -> tuple[Weights, int | None]:
     """Model weights and epoch of one Ray Train checkpoint directory (Lightning format)."""
-    from ray.train.lightning import RayTrainReportCallback
+    from seqforge.ray_checkpoints import CHECKPOINT_NAME
 
-    ckpt = torch.load(checkpoint_dir / RayTrainReportCallback.CHECKPOINT_NAME, map_location="cpu",
+    ckpt = torch.load(checkpoint_dir / CHECKPOINT_NAME, map_location="cpu",
                       weights_only=False)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     return weights, ckpt.get("epoch")

@@ -75,7 +75,7 @@ class TrainCfg(_Strict):
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     max_epochs: int = Field(30, ge=1)
     max_steps: int | None = Field(None, ge=1)  # optimizer updates; whichever cap comes first ends training
-    # (mid-epoch too: checkpoints are taken at epoch ends, so size it in whole epochs)
+    # (mid-epoch too: the best checkpoints are taken at epoch ends, so size it in whole epochs)
     max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")  # a guard, not the budget
     batch_tokens: int = Field(6000, ge=64)
     accumulate_grad_batches: int = Field(1, ge=1)  # batches per update: the effective batch is this × batch_tokens × workers
@@ -84,6 +84,7 @@ class TrainCfg(_Strict):
     log_every_n_steps: int = Field(25, ge=1)
     storage_path: str = "runs/ray"
     num_checkpoints: int = Field(2, ge=1)
+    checkpoint_every_n_steps: int | None = Field(None, ge=1)  # resume points between epoch ends (not in sweeps)
     average_checkpoints: Literal["auto", "always", "never"] = "auto"  # export the mean of the kept checkpoints
     # (auto: only when it scores better than the best one on the validation metric)
     max_failures: int = Field(1, ge=-1)  # worker-failure restarts from the last checkpoint; -1: no limit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -13,13 +13,15 @@ import torch
 import torch.nn.functional as F
 from datasets import load_from_disk
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset
 
 from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
-from seqforge.data.batching import TokenBudgetBatchSampler, collate
+from seqforge.data.batching import ResumableLoader, TokenBudgetBatchSampler, collate
 from seqforge.data.tokenizer import PAD, SubwordTokenizer
 from seqforge.decoding import greedy, max_lengths
+from seqforge.metric_outbox import MetricOutbox
 from seqforge.metrics import bleu_from_stats, bleu_stats
 from seqforge.models import build_model
 from seqforge.tasks import task_kind
@@ -38,12 +40,38 @@ def step_schedule(kind: str, warmup_steps: int, total_steps: int) -> Callable[[i
 
 
 class RunLogger(MLFlowLogger):
-    """Lightning's MLflow logger writing into a run its driver owns. It never ends the run: a worker of
-    a Tune trial that ASHA stopped could otherwise mark the run finished or failed after the sweep
-    recorded it as stopped."""
+    """Lightning's MLflow logger writing into a run its driver owns.
+
+    Metrics go out through a `MetricOutbox`: a tracking-server outage neither stalls nor fails
+    training, and what was logged meanwhile is sent once the server answers again (`notify` tells the
+    person watching). It never ends the run: a worker of a Tune trial that ASHA stopped could otherwise
+    mark the run finished or failed after the sweep recorded it as stopped.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str, notify: Callable[[str], None],
+                 flush_timeout: float = 600.0) -> None:
+        from mlflow import MlflowClient
+
+        super().__init__(tracking_uri=tracking_uri, run_id=run_id)
+        client = MlflowClient(tracking_uri)
+        # one request may carry several queued batches: each (key, step, time, value) once, as MLflow requires
+        self.outbox = MetricOutbox(lambda metrics: client.log_batch(run_id, metrics=list(
+            {(m.key, m.step, m.timestamp, m.value): m for m in metrics}.values())), notify)
+        self.flush_timeout = flush_timeout
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.outbox.put([Metric(key, float(value), now, step or 0) for key, value in metrics.items()])
 
     def finalize(self, status: str = "success") -> None:
-        """The run's owner ends it (the train stage's `mlflow.start_run`, or the sweep's summary)."""
+        """Send what is still queued; the run's owner ends the run (the train stage's `mlflow.start_run`,
+        or the sweep's summary)."""
+        if unsent := self.outbox.flush(self.flush_timeout):
+            self.outbox.notify(f"{unsent} metric batches not sent: the MLflow tracking server did not answer "
+                               f"within {self.flush_timeout:.0f} s of the end of training")
 
 
 class TokenizedSplit(Dataset):
@@ -86,18 +114,23 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         self.train_set = TokenizedSplit(self.path, "train")
         self.val_set = TokenizedSplit(self.path, "validation")
 
-    def _loader(self, data: TokenizedSplit, train: bool) -> DataLoader:
-        sampler = TokenBudgetBatchSampler(
+    def _sampler(self, data: TokenizedSplit, train: bool) -> TokenBudgetBatchSampler:
+        return TokenBudgetBatchSampler(
             data.lengths, self.cfg.batch_tokens, shuffle=train, seed=self.cfg.seed,
             rank=self.trainer.global_rank, world_size=self.trainer.world_size, even=train,
         )
-        return DataLoader(data, batch_sampler=sampler, collate_fn=collate)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+    def updates_per_epoch(self) -> int:
+        """Optimizer updates in one training epoch on this rank (the last partial accumulation steps too)."""
+        return math.ceil(len(self._sampler(self.train_set, train=True)) / self.cfg.accumulate_grad_batches)
+
+    def train_dataloader(self) -> ResumableLoader:
+        loop = self.trainer.fit_loop.epoch_loop
+        return ResumableLoader(self.train_set, self._sampler(self.train_set, train=True),
+                               trained=lambda: loop.batch_progress.current.processed)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
+        return DataLoader(self.val_set, batch_sampler=self._sampler(self.val_set, train=False), collate_fn=collate)
 
 
 class Seq2SeqModule(pl.LightningModule):
@@ -134,6 +167,9 @@ class Seq2SeqModule(pl.LightningModule):
         )
 
     # -- training -----------------------------------------------------------------------------
+    def on_train_start(self) -> None:  # a run resumed mid-epoch does not start that epoch again
+        self._reset_epoch_counters()
+
     def on_train_epoch_start(self) -> None:
         self._reset_epoch_counters()
 
@@ -197,11 +233,18 @@ class Seq2SeqModule(pl.LightningModule):
         return [{"params": decay, "weight_decay": self.exp.optim.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0}]
 
+    def planned_updates(self) -> int:
+        """The run's update budget: `max_epochs` epochs, or `max_steps` if fewer. Counted from the data
+        module, not `trainer.estimated_stepping_batches`, which builds the training loader before a
+        resumed run restores its position and so loses it (Lightning #20550)."""
+        epochs = self.trainer.max_epochs * self.trainer.datamodule.updates_per_epoch()
+        return min(epochs, self.trainer.max_steps) if self.trainer.max_steps > 0 else epochs
+
     def configure_optimizers(self):
         optim = self.exp.optim
         opt = torch.optim.AdamW(self.parameter_groups(), lr=optim.lr, betas=optim.betas)
         if optim.schedule != "plateau":
-            total = int(self.trainer.estimated_stepping_batches) if optim.schedule == "linear" else 0
+            total = self.planned_updates() if optim.schedule == "linear" else 0
             sched = torch.optim.lr_scheduler.LambdaLR(opt, step_schedule(optim.schedule, optim.warmup_steps, total))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         metric, mode = self.monitor

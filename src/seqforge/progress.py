@@ -54,7 +54,7 @@ class EpochLines(UserCallback):
         self.start = time.monotonic()
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        if metrics and metrics[0]:
+        if metrics and metrics[0] and not metrics[0].get("mid_epoch"):  # a resume point, not an epoch
             self.queue.put(epoch_line(self.name, metrics[0], time.monotonic() - self.start, self.cap))
 
 

@@ -6,9 +6,11 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -22,7 +24,9 @@ from seqforge.config import (
 )
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.models import build_model, count_parameters
-from seqforge.tracking import data_version, git_commit, log_dataset_inputs, setup_mlflow, tracking_uri
+from seqforge.tracking import (
+    data_version, git_commit, log_dataset_inputs, ray_runtime_env, setup_mlflow, tracking_uri,
+)
 
 CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr")
 
@@ -34,12 +38,11 @@ def train_worker(config: dict) -> None:
     import ray.train
     from mlflow import MlflowClient
     from lightning.pytorch.callbacks import EarlyStopping
-    from ray.train.lightning import (
-        RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback, prepare_trainer,
-    )
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
     from seqforge.lightning_module import RunLogger, Seq2SeqDataModule, Seq2SeqModule
     from seqforge.progress import StepProgress
+    from seqforge.ray_checkpoints import CHECKPOINT_NAME, RayCheckpoints
     from seqforge.tasks import task_kind
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -48,6 +51,9 @@ def train_worker(config: dict) -> None:
     train_cfg = TrainCfg.model_validate(config["train"])
     # Ray does not cap a worker's threads: torch would start one per core in every worker and oversubscribe the node
     torch.set_num_threads(train_cfg.cpus_per_worker)
+    # metrics go through RunLogger's outbox, which retries for as long as an outage lasts; MLflow's own
+    # backoff (up to minutes per request) would only delay sending them once the server is back
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     metric, mode = task_kind(config["kind"]).monitor
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     module = Seq2SeqModule.from_loop_config(config)
@@ -62,14 +68,14 @@ def train_worker(config: dict) -> None:
         max_time=train_cfg.max_time,
         accumulate_grad_batches=train_cfg.accumulate_grad_batches,
         callbacks=[
-            RayTrainReportCallback(),
+            RayCheckpoints(metric, train_cfg.checkpoint_every_n_steps),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
         ],
-        logger=RunLogger(tracking_uri=config["tracking_uri"], run_id=config["run_id"]),
+        logger=RunLogger(config["tracking_uri"], config["run_id"], notify=_notifier(config["progress"])),
         log_every_n_steps=train_cfg.log_every_n_steps,
         use_distributed_sampler=False,  # the token-budget sampler shards by rank itself
-        enable_checkpointing=False,  # Ray owns checkpoints (RayTrainReportCallback)
+        enable_checkpointing=False,  # Ray owns checkpoints (RayCheckpoints)
         enable_progress_bar=False,
         enable_model_summary=False,
     )
@@ -83,8 +89,17 @@ def train_worker(config: dict) -> None:
         trainer.fit(module, datamodule=datamodule)
         return
     with checkpoint.as_directory() as ckpt_dir:  # resuming an interrupted run
-        ckpt = os.path.join(ckpt_dir, RayTrainReportCallback.CHECKPOINT_NAME)
+        ckpt = os.path.join(ckpt_dir, CHECKPOINT_NAME)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+
+
+def _notifier(queue) -> Callable[[str], None]:
+    """A worker's warnings: into its log, and to the driver's screen when someone watches (`queue`)."""
+    def notify(message: str) -> None:
+        logging.getLogger("seqforge.train").warning(message)
+        if queue is not None:
+            queue.put(f"warning: {message}")
+    return notify
 
 
 def run_name(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, data_hash: str) -> str:
@@ -106,7 +121,8 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], 
     from seqforge.progress import printing
 
     if not ray.is_initialized():  # workers' output goes to Ray's log files; the driver prints epoch lines
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False)
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False,
+                 runtime_env=ray_runtime_env())
     storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
     if not progress:
         return _fit({**config, "progress": None}, cfg, name, metric, storage, list(callbacks))
@@ -152,8 +168,9 @@ def export_model(weights: dict, out_dir: Path, meta: dict, tokenizer_file: Path)
 
 def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
     """Experiment `name`'s kept checkpoints, best first by the task's validation metric (the last one
-    if none scored)."""
-    scored = [(ckpt, m[metric[0]]) for ckpt, m in result.best_checkpoints or [] if metric[0] in m]
+    if none scored; mid-epoch resume points score NaN)."""
+    scored = [(ckpt, m[metric[0]]) for ckpt, m in result.best_checkpoints or []
+              if not math.isnan(m.get(metric[0], math.nan))]
     scored.sort(key=lambda pair: pair[1], reverse=metric[1] == "max")
     kept = [ckpt for ckpt, _ in scored] or ([result.checkpoint] if result.checkpoint else [])
     if not kept:
@@ -162,19 +179,20 @@ def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
 
 
 def write_curves(run_id: str, out: Path) -> None:
-    """Per-epoch learning curves from the MLflow run, as CSV for `dvc plots` (empty cells: not logged)."""
+    """Per-epoch learning curves from the MLflow run, as CSV for `dvc plots` (empty cells: not logged).
+    An epoch is a step at which `val_loss` was logged; a value logged twice at one step (an epoch
+    redone after a worker restart) counts once, the later one."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    history = {m: client.get_metric_history(run_id, m) for m in CURVE_METRICS}
-    epochs = len(history["val_loss"])
+    history = {m: {h.step: h.value for h in sorted(client.get_metric_history(run_id, m), key=lambda h: h.timestamp)}
+               for m in CURVE_METRICS}
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["epoch", *CURVE_METRICS])
-        for epoch in range(epochs):
-            row = [history[m][epoch].value if epoch < len(history[m]) else "" for m in CURVE_METRICS]
-            writer.writerow([epoch + 1, *row])
+        for epoch, step in enumerate(sorted(history["val_loss"]), start=1):
+            writer.writerow([epoch, *(history[m].get(step, "") for m in CURVE_METRICS)])
 
 
 def loop_config(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer,

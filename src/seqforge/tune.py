@@ -25,7 +25,7 @@ from seqforge.config import (
 )
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.tasks import task_kind
-from seqforge.tracking import data_version, setup_mlflow, tracking_uri
+from seqforge.tracking import data_version, ray_runtime_env, setup_mlflow, tracking_uri
 
 STATUS_TAG = "trial_status"  # completed | stopped_early | failed | interrupted (lost to a killed driver)
 
@@ -40,9 +40,11 @@ def search_space(tune: TuneCfg) -> dict[str, Any]:
 
 
 def trial_train_cfg(base: dict[str, Any], exp: ExperimentCfg, tune: TuneCfg) -> TrainCfg:
-    """One trial's settings: global `train` (`base`) < the experiment's < the sweep's < sampled `train.*`."""
+    """One trial's settings: global `train` (`base`) < the experiment's < the sweep's < sampled `train.*`.
+    No mid-epoch checkpoints: Tune takes every Ray Train report as a result, and ASHA counts epochs."""
     sampled = {k: v for k, v in exp.train.items() if f"train.{k}" in tune.space}
-    return TrainCfg.model_validate({**base, **exp.train, **tune.train, **sampled, "storage_path": tune.storage_path})
+    return TrainCfg.model_validate({**base, **exp.train, **tune.train, **sampled, "storage_path": tune.storage_path,
+                                    "checkpoint_every_n_steps": None})
 
 
 def _child_run(client, sweep: dict, trial_id: str) -> str:
@@ -147,7 +149,8 @@ def run_sweep(name: str, num_samples: int | None = None, resume: bool = False) -
                                "seed": tune.search.seed, "metric": metric, "mode": mode,
                                **{f"space.{k}": json.dumps(v) for k, v in tune.space.items()}})
         # a local instance starts its dashboard: Ray Train's state API frees the resources of stopped trials
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", configure_logging=False, ignore_reinit_error=True)
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", configure_logging=False, ignore_reinit_error=True,
+                 runtime_env=ray_runtime_env())
         base_train = cfg.train.model_dump()
         trial_cfg = trial_train_cfg(base_train, exp, tune)
         sweep = {"name": state["name"], "parent_run_id": state["parent_run_id"], "experiment_id": experiment_id,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqforge.data.tokenizer import BOS, EOS, PAD
 
@@ -46,10 +46,15 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         self.lengths, self.batch_tokens, self.shuffle, self.seed = lengths, batch_tokens, shuffle, seed
         self.rank, self.world_size, self.even = rank, world_size, even
         self.epoch = 0
+        self.start = 0  # batches of the epoch to skip once, when a run resumes mid-epoch
         self._cached: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, start: int) -> None:
+        """The next iteration yields epoch `epoch`'s batches from batch `start` on (len() stays the epoch's)."""
+        self.epoch, self.start = epoch, start
 
     def _batches(self) -> list[list[int]]:
         if self._cached is None or self._cached[0] != self.epoch:  # len() and iter() of one epoch agree
@@ -72,10 +77,31 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         return batches[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        start, self.start = self.start, 0
+        return iter(self._batches()[start:])
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class ResumableLoader(DataLoader):
+    """Training batches whose place in the epoch Lightning saves in every checkpoint and restores on
+    resume (its `state_dict` / `load_state_dict` protocol): a run resumed from a mid-epoch checkpoint
+    goes on with the batch after it, not with its epoch's first batch again (the OpenNMT-py #2006 /
+    fairseq #5387 failure), and with that epoch's shuffle."""
+
+    def __init__(self, data: Dataset, sampler: TokenBudgetBatchSampler, trained: Callable[[], int]) -> None:
+        super().__init__(data, batch_sampler=sampler, collate_fn=collate)
+        self.trained = trained  # batches of the current epoch already trained on (the trainer's count)
+
+    def state_dict(self) -> dict[str, int]:
+        sampler, done = self.batch_sampler, self.trained()
+        if done >= len(sampler):  # saved at the epoch's end: go on with the next epoch
+            return {"epoch": sampler.epoch + 1, "batches": 0}
+        return {"epoch": sampler.epoch, "batches": done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.resume(state["epoch"], state["batches"])
 
 
 def pad(rows: list[list[int]]) -> Tensor:
