@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from seqforge.config import ConfigError
 from seqforge.data.readers import CorpusError
+from seqforge.tracking import TrackingError
 
 
 def run_stage(stage: str, fn: Callable[[str], object], what: str = "experiment") -> None:
@@ -15,5 +16,5 @@ def run_stage(stage: str, fn: Callable[[str], object], what: str = "experiment")
         sys.exit(f"usage: python -m pipelines.{stage} <{what}>")
     try:
         fn(sys.argv[1])
-    except (ConfigError, CorpusError, FileNotFoundError) as err:
+    except (ConfigError, CorpusError, TrackingError, FileNotFoundError) as err:
         sys.exit(f"{stage}: {err}")

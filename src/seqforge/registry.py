@@ -18,7 +18,7 @@ from seqforge import paths
 from seqforge.config import DecodeCfg, ServeCfg, TaskCfg, load_config, load_task
 from seqforge.tasks import task_kind
 from seqforge.tasks.base import RequestError
-from seqforge.tracking import setup_mlflow
+from seqforge.tracking import TrackingError, first_line, setup_mlflow
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -93,6 +93,37 @@ def describe_version(meta: dict, task: TaskCfg, report: dict, decode: DecodeCfg)
     ])
 
 
+def check_uploaded(info, model_dir: Path) -> None:
+    """The logged model's `MLmodel` and every file of `model_dir` are in its artifact store, at their
+    sizes, before any model version may point there."""
+    from mlflow.artifacts import list_artifacts
+
+    def sizes(uri: str) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for item in list_artifacts(artifact_uri=uri):
+            name = item.path.rsplit("/", 1)[-1]
+            found |= {f"{name}/{k}": v for k, v in sizes(f"{uri}/{name}").items()} if item.is_dir else {name: item.file_size}
+        return found
+
+    root = mlflow.get_logged_model(info.model_id).artifact_location
+    expected = {"MLmodel": None} | {f"artifacts/{model_dir.name}/{p.relative_to(model_dir)}": p.stat().st_size
+                                    for p in model_dir.rglob("*") if p.is_file()}
+    uploaded = sizes(root)
+    if missing := sorted(n for n, size in expected.items() if n not in uploaded or size not in (None, uploaded[n])):
+        raise TrackingError(f"the upload of {model_dir} to {root} is incomplete ({', '.join(missing)} missing or "
+                           "cut short): no model version registered")
+
+
+def _registered_model(client, name: str) -> bool:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
 def register_experiment(name: str) -> dict:
     """Log `models/<name>` as a pyfunc on its training run, register it, set the alias."""
     cfg = load_config()
@@ -104,21 +135,23 @@ def register_experiment(name: str) -> dict:
     decode = task.decode
     model_name = task.model_name()
     setup_mlflow(cfg.mlflow.experiment)
-    with mlflow.start_run(run_id=meta["run_id"]):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=Seq2SeqModel(),
-            artifacts={"model_dir": str(model_dir)},
-            model_config={"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
-            code_paths=[str(PACKAGE_DIR)],
-            signature=ModelSignature(inputs=Schema([kind.input_schema()]),
-                                     outputs=Schema([ColSpec(DataType.string, kind.output_column)])),
-            input_example=pd.DataFrame({kind.input_column: kind.example()}),
-            pip_requirements=_requirements(),
-            registered_model_name=model_name,
-        )
-    client = mlflow.MlflowClient()
-    model_version = str(info.registered_model_version)
+    try:
+        with mlflow.start_run(run_id=meta["run_id"]):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=Seq2SeqModel(),
+                artifacts={"model_dir": str(model_dir)},
+                model_config={"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
+                code_paths=[str(PACKAGE_DIR)],
+                signature=ModelSignature(inputs=Schema([kind.input_schema()]),
+                                         outputs=Schema([ColSpec(DataType.string, kind.output_column)])),
+                input_example=pd.DataFrame({kind.input_column: kind.example()}),
+                pip_requirements=_requirements(),
+            )
+    except (MlflowException, OSError) as err:  # requests errors are OSErrors
+        raise TrackingError(f"logging {model_dir} as an MLflow model failed ({first_line(err)}): "
+                            "no model version registered") from err
+    check_uploaded(info, model_dir)
     tags = {
         "task": task.name,
         "kind": task.kind,
@@ -132,15 +165,25 @@ def register_experiment(name: str) -> dict:
         "num_parameters": str(meta["num_parameters"]),
         **{f"test_{k}": str(v) for k, v in report["metrics"].items()},
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, model_version, key, value)
     description = describe_version(meta, task, report, decode)
-    client.update_model_version(model_name, model_version, description)
-    client.set_tag(meta["run_id"], "mlflow.note.content", description)  # the run page's description
-    if not client.get_registered_model(model_name).description:
-        client.update_registered_model(model_name, f"{kind.description} Task `{task.name}` "
-                                                   f"({task.src_lang} -> {task.tgt_lang}, corpus {task.corpus}).")
-    client.set_registered_model_alias(model_name, cfg.mlflow.registry_alias, model_version)
+    client = mlflow.MlflowClient()
+    try:
+        if not _registered_model(client, model_name):
+            client.create_registered_model(model_name, description=f"{kind.description} Task `{task.name}` "
+                                           f"({task.src_lang} -> {task.tgt_lang}, corpus {task.corpus}).")
+        # one call: a version exists complete (uploaded artifacts, tags, description) or not at all
+        model_version = str(client.create_model_version(
+            model_name, info.model_uri, run_id=meta["run_id"], tags=tags, description=description,
+            model_id=info.model_id).version)
+    except MlflowException as err:
+        raise TrackingError(f"registering {model_name} failed ({first_line(err)}): no model version registered") from err
+    try:
+        client.set_tag(meta["run_id"], "mlflow.note.content", description)  # the run page's description
+        client.set_registered_model_alias(model_name, cfg.mlflow.registry_alias, model_version)
+    except MlflowException as err:
+        raise TrackingError(f"{model_name} version {model_version} is registered, but setting "
+                            f"@{cfg.mlflow.registry_alias} failed ({first_line(err)}): the alias still points "
+                            "where it did") from err
     record = {"name": model_name, "version": model_version, "alias": cfg.mlflow.registry_alias,
               "run_id": meta["run_id"], "model_uri": info.model_uri}
     out = paths.REPORTS / name / "registered.json"

@@ -15,23 +15,45 @@ DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 
 
+class TrackingError(Exception):
+    """The MLflow tracking server or artifact store could not do what a stage needs (nothing half done)."""
+
+
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` when set, else the SQLite store `mlflow.db` at the repository root."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
 
 
+def ray_runtime_env() -> dict:
+    """The Ray job environment that sends every Ray process (Tune trials, Train workers, on any node)
+    to this driver's MLflow store: its `MLFLOW_*` settings, credentials included, with the tracking
+    URI resolved. Ray processes inherit their node's environment, not the driver's."""
+    mlflow_env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    return {"env_vars": mlflow_env | {"MLFLOW_TRACKING_URI": tracking_uri()}}
+
+
 def setup_mlflow(experiment: str) -> str:
     """Point MLflow at the project's store, create the experiment if needed; returns its id."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+    except MlflowException as err:
+        raise TrackingError(f"cannot use the MLflow tracking store at {uri}: {first_line(err)}") from None
     if found is not None:
         return found.experiment_id
     location = None if uri.startswith("http") else Path(DEFAULT_ARTIFACTS).resolve().as_uri()
     return mlflow.create_experiment(experiment, artifact_location=location and f"{location}/{experiment}")
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's message, first line only, at most `limit` characters (for one-line errors)."""
+    text = str(getattr(err, "message", None) or err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:limit]
 
 
 def git_commit() -> str:

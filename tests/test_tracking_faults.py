@@ -1,0 +1,182 @@
+"""Tracking faults. Against a real `mlflow server` on loopback, started as the README shows (SQLite
+backend, artifacts served by the server, its default workers): the server stopped for 30 s while a
+model trains; registering while it is down; four sweep trials logging to it at once. And, on the local
+store, a model upload cut off half-way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    TRAIN, epochs_printed, free_port, metric_history, run, set_rnn_training, start_server, stop_server, train_run,
+)
+
+pytestmark = pytest.mark.slow
+
+MODEL = "translation-en-de"
+VERSIONS = f"""
+import json, mlflow
+from seqforge.tracking import tracking_uri
+print(json.dumps([v.version for v in mlflow.MlflowClient(tracking_uri()).search_model_versions("name = '{MODEL}'")]))
+"""
+SWEEP = """\
+num_samples: 4
+storage_path: runs/tune
+search: {algorithm: random, seed: 0}
+scheduler: {grace_period: 3, reduction_factor: 2}      # no early stop: every trial runs its 3 epochs
+train: {num_workers: 1, max_epochs: 3, max_time: null, early_stopping_patience: 3}
+space:
+  model.hidden_dim: {choice: [16, 32]}
+  optim.lr: {loguniform: [1.0e-3, 1.0e-2]}
+"""
+TRIALS = """
+import json, sys, mlflow
+from seqforge.tracking import tracking_uri
+client = mlflow.MlflowClient(tracking_uri())
+exp = client.get_experiment_by_name('seqforge')
+runs = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{sys.argv[1]}'")
+print(json.dumps([{'status': r.info.status, 'start': r.info.start_time, 'end': r.info.end_time,
+                   'trial_status': r.data.tags.get('trial_status'),
+                   'epochs': len(client.get_metric_history(r.info.run_id, 'val_loss'))} for r in runs]))
+"""
+
+
+class TrackingServer:
+    """`mlflow server` on a fixed loopback port, which a test can stop and start again."""
+
+    def __init__(self, base: Path, env: dict) -> None:
+        self.base, self.env, self.port = base, env, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = start_server(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.base / 'server.db'}",
+             "--artifacts-destination", str(self.base / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port)],
+            self.base, self.env, f"{self.url}/health", log_path=self.base / "server.log")
+
+    def stop(self) -> None:
+        stop_server(self.proc)
+
+
+@pytest.fixture(scope="module")
+def served(smoke_repo, tmp_path_factory):
+    """(repo, env, server): a copy of the smoke repo without its local store, pointed at a server."""
+    smoke, smoke_env = smoke_repo
+    base = tmp_path_factory.mktemp("tracking-faults")
+    repo = base / "seqforge"
+    shutil.copytree(smoke, repo, symlinks=True, ignore=lambda d, names: [
+        n for n in names if Path(d) == smoke and n in {"mlflow.db", "mlartifacts", "runs"}])
+    server = TrackingServer(base, smoke_env)
+    server.start()
+    try:
+        yield repo, {**smoke_env, "MLFLOW_TRACKING_URI": server.url}, server
+    finally:
+        server.stop()
+
+
+def test_training_goes_on_through_a_30_s_outage_and_no_metric_is_lost(served) -> None:
+    repo, env, server = served
+    epochs, log_every = 16, 5
+    set_rnn_training(repo, max_epochs=epochs, early_stopping_patience=50, log_every_n_steps=log_every,
+                     max_time="00:00:10:00")
+    log = repo / "outage.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while not epochs_printed(log.read_text()):
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        server.stop()
+        before = epochs_printed(log.read_text())
+        time.sleep(30)
+        during = epochs_printed(log.read_text())
+        server.start()
+        assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    output = log.read_text()
+    assert len(during) >= len(before) + 2, f"training stalled while the server was down: {before} -> {during}"
+    assert "MLflow tracking server not answering" in output and "MLflow tracking server back" in output
+    assert epochs_printed(output) == list(range(1, epochs + 1))
+
+    history = metric_history(repo, env, train_run(repo), "val_loss", "train_loss_step")
+    steps_per_epoch = history["val_loss"][0][0] + 1
+    assert [step for step, _ in history["val_loss"]] == [(e + 1) * steps_per_epoch - 1 for e in range(epochs)]
+    expected = [s for s in range(epochs * steps_per_epoch) if (s + 1) % log_every == 0]
+    assert [step for step, _ in history["train_loss_step"]] == expected  # every logged step, once, in order
+    print(f"server down 30 s from epoch {before[-1]} to {during[-1]} of {epochs}: all {len(expected)} "
+          f"train_loss_step and {epochs} val_loss values in MLflow")
+
+
+def test_registering_with_the_server_down_fails_clearly_and_registers_nothing(served) -> None:
+    repo, env, server = served
+    server.stop()
+    try:
+        register = run([sys.executable, "-m", "pipelines.register", "gru_bahdanau"], repo,
+                       {**env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}, check=False)
+    finally:
+        server.start()
+    assert register.returncode == 1 and "Traceback" not in register.stderr, register.stderr[-2000:]
+    assert register.stderr.startswith(f"register: cannot use the MLflow tracking store at {server.url}")
+    assert run([sys.executable, "-c", VERSIONS], repo, env).stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("failure", ["raises", "silent"])
+def test_an_upload_cut_off_half_way_registers_no_version(smoke_repo, tmp_path, monkeypatch, failure: str) -> None:
+    """The model's weights reach the (local) artifact store cut to half; the upload raises, or
+    returns as if it had worked. Either way: a clear error and no model version."""
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    from seqforge.registry import register_experiment
+    from seqforge.tracking import TrackingError
+
+    smoke, env = smoke_repo
+    repo = tmp_path / "seqforge"
+    shutil.copytree(smoke, repo, symlinks=True, ignore=lambda d, names: ["runs"] if Path(d) == smoke else [])
+    before = run([sys.executable, "-c", VERSIONS], repo, env).stdout
+    upload = LocalArtifactRepository.log_artifacts
+
+    def cut_off(self, local_dir, artifact_path=None):
+        upload(self, local_dir, artifact_path)
+        for weights in Path(self.artifact_dir).rglob("model.pt"):
+            weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+            if failure == "raises":
+                raise ConnectionResetError("connection reset by peer")
+
+    monkeypatch.setattr(LocalArtifactRepository, "log_artifacts", cut_off)
+    monkeypatch.chdir(repo)
+    for key in [k for k in env if k.startswith("MLFLOW_")] + ["MLFLOW_TRACKING_URI"]:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(TrackingError, match="no model version registered") as err:
+        register_experiment("gru_bahdanau")
+    assert ("connection reset" in str(err.value)) == (failure == "raises"), err.value
+    assert failure == "raises" or "model.pt missing or cut short" in str(err.value)
+    assert run([sys.executable, "-c", VERSIONS], repo, env).stdout == before
+
+
+def test_four_concurrent_sweep_trials_log_every_epoch_to_one_server(served) -> None:
+    """A 4-CPU Ray node (on 2 cores) runs 4 one-worker trials at once, all logging to the server."""
+    import json
+
+    from ray.cluster_utils import Cluster
+
+    repo, env, server = served
+    (repo / "conf" / "tune" / "gru_bahdanau.yaml").write_text(SWEEP)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4})
+    try:
+        out = run(["seqforge", "tune", "gru_bahdanau"], repo, {**env, "RAY_ADDRESS": cluster.address})
+    finally:
+        cluster.shutdown()
+    summary = json.loads((repo / "reports" / "tune" / "gru_bahdanau.json").read_text())
+    trials = json.loads(run([sys.executable, "-c", TRIALS, summary["parent_run_id"]], repo, env).stdout)
+    assert len(trials) == 4 and summary["counts"]["completed"] == 4, (out.stdout[-2000:], trials)
+    assert all(t["status"] == "FINISHED" and t["trial_status"] == "completed" and t["epochs"] == 3 for t in trials)
+    assert max(t["start"] for t in trials) < min(t["end"] for t in trials), "the 4 trials ran at once"
+    logs = out.stdout + out.stderr + (server.base / "server.log").read_text()
+    assert "database is locked" not in logs
