@@ -75,7 +75,7 @@ def wait_for_checkpoint(proc: subprocess.Popen, log: Path, storage: Path, done, 
 def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo, tmp_path) -> None:
     """Kill the Ray Train driver after its first checkpoint; the rerun continues, not restarts."""
     repo, env = smoke_repo
-    with rnn_training(repo, tmp_path, max_epochs=5, early_stopping_patience=50, storage_path="runs/ray-driver"):
+    with rnn_training(repo, tmp_path, max_epochs=3, early_stopping_patience=50, storage_path="runs/ray-driver"):
         log = repo / "first.log"
         with open(log, "w") as out:
             first = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -87,7 +87,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo, tmp_path) 
         second = run(TRAIN, repo, env)
         epochs = epochs_printed(second.stdout + second.stderr)
         assert epochs and epochs[0] >= 2, f"resumed run started at epoch {epochs[:1]}"
-        assert max(epochs) == 5
+        assert max(epochs) == 3
     assert "train@gru_bahdanau" not in run(["dvc", "status", "dvc.yaml"], repo, env).stdout
 
 
@@ -106,18 +106,14 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes_in_the_same_mlflow_run
     checkpoint, the run ends normally in its MLflow run with every epoch's metrics once, less than an
     epoch of updates is redone, and the result is within noise of an uninterrupted run."""
     repo, env = smoke_repo
-    epochs, every = 4, 10
-    settings = {"max_epochs": epochs, "early_stopping_patience": 50, "checkpoint_every_n_steps": every,
-                "max_failures": 1}
-    with rnn_training(repo, tmp_path / "reference", **settings, storage_path="runs/ray-reference"):
-        run(TRAIN, repo, env)
-        reference = metric_history(repo, env, train_run(repo), "val_loss")
-    with rnn_training(repo, tmp_path / "killed", **settings, storage_path="runs/ray-killed"):
+    reference = metric_history(repo, env, train_run(repo), "val_loss")  # the smoke run: 2 epochs, no fault
+    epochs = len(reference["val_loss"])
+    # resume points every 10 updates (and new inputs: a new Ray run), otherwise the smoke run's settings
+    with rnn_training(repo, tmp_path, checkpoint_every_n_steps=10, storage_path="runs/ray-killed"):
         log = repo / "killed.log"
         with open(log, "w") as out:
             proc = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
-            resume = wait_for_checkpoint(proc, log, repo / "runs" / "ray-killed",
-                                         lambda m: m["epoch"] == 1 and m.get("mid_epoch"))
+            resume = wait_for_checkpoint(proc, log, repo / "runs" / "ray-killed", lambda m: m.get("mid_epoch"))
             workers = ray_train_workers()
             assert len(workers) == 2, workers
             time.sleep(1.0)  # a few updates past the checkpoint: work the restart must redo
@@ -137,6 +133,6 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes_in_the_same_mlflow_run
     assert all(step > resume["step"] for step in redone), (resume, redone)
     assert len(redone) * 5 <= steps_per_epoch, redone  # smoke logs every 5 updates: less than an epoch redone
     final, final_reference = killed["val_loss"][-1][1], reference["val_loss"][-1][1]
-    print(f"worker killed after update {resume['step']} (epoch 2 of {epochs}, {steps_per_epoch} updates per epoch); "
+    print(f"worker killed after update {resume['step']} (epoch 1 of {epochs}, {steps_per_epoch} updates per epoch); "
           f"redone updates logged: {sorted(redone)}; final val loss {final:.4f} vs {final_reference:.4f} uninterrupted")
     assert abs(final - final_reference) <= 0.02 * final_reference

@@ -30,8 +30,8 @@ SWEEP = """\
 num_samples: 4
 storage_path: runs/tune
 search: {algorithm: random, seed: 0}
-scheduler: {grace_period: 3, reduction_factor: 2}      # no early stop: every trial runs its 3 epochs
-train: {num_workers: 1, max_epochs: 3, max_time: null, early_stopping_patience: 3}
+scheduler: {grace_period: 2, reduction_factor: 2}      # no early stop: every trial runs its 2 epochs
+train: {num_workers: 1, max_epochs: 2, max_time: null, early_stopping_patience: 2}
 space:
   model.hidden_dim: {choice: [16, 32]}
   optim.lr: {loguniform: [1.0e-3, 1.0e-2]}
@@ -176,7 +176,7 @@ def test_four_concurrent_sweep_trials_log_every_epoch_to_one_server(served) -> N
     summary = json.loads((repo / "reports" / "tune" / "gru_bahdanau.json").read_text())
     trials = json.loads(run([sys.executable, "-c", TRIALS, summary["parent_run_id"]], repo, env).stdout)
     assert len(trials) == 4 and summary["counts"]["completed"] == 4, (out.stdout[-2000:], trials)
-    assert all(t["status"] == "FINISHED" and t["trial_status"] == "completed" and t["epochs"] == 3 for t in trials)
+    assert all(t["status"] == "FINISHED" and t["trial_status"] == "completed" and t["epochs"] == 2 for t in trials)
     assert max(t["start"] for t in trials) < min(t["end"] for t in trials), "the 4 trials ran at once"
     logs = out.stdout + out.stderr + (server.base / "server.log").read_text()
     assert "database is locked" not in logs
