@@ -70,6 +70,13 @@ def smoke_repo(tmp_path_factory) -> tuple[Path, dict]:
     return repo, env
 
 
+def copy_repo(repo: Path, dest: Path, *leave_out: str) -> Path:
+    """A copy of `repo` at `dest` (links kept), without its top-level entries `leave_out`."""
+    shutil.copytree(repo, dest, symlinks=True, ignore=lambda d, names: [n for n in names if Path(d) == repo
+                                                                        and n in leave_out])
+    return dest
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket

@@ -6,7 +6,6 @@ store, a model upload cut off half-way.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    TRAIN, epochs_printed, free_port, metric_history, run, set_rnn_training, start_server, stop_server, train_run,
+    TRAIN, copy_repo, epochs_printed, free_port, metric_history, run, set_rnn_training, start_server, stop_server, train_run,
 )
 
 pytestmark = pytest.mark.slow
@@ -71,9 +70,7 @@ def served(smoke_repo, tmp_path_factory):
     """(repo, env, server): a copy of the smoke repo without its local store, pointed at a server."""
     smoke, smoke_env = smoke_repo
     base = tmp_path_factory.mktemp("tracking-faults")
-    repo = base / "seqforge"
-    shutil.copytree(smoke, repo, symlinks=True, ignore=lambda d, names: [
-        n for n in names if Path(d) == smoke and n in {"mlflow.db", "mlartifacts", "runs"}])
+    repo = copy_repo(smoke, base / "seqforge", "mlflow.db", "mlartifacts", "runs")
     server = TrackingServer(base, smoke_env)
     server.start()
     try:
@@ -137,8 +134,7 @@ def test_an_upload_cut_off_half_way_registers_no_version(smoke_repo, tmp_path, m
     from seqforge.tracking import TrackingError
 
     smoke, env = smoke_repo
-    repo = tmp_path / "seqforge"
-    shutil.copytree(smoke, repo, symlinks=True, ignore=lambda d, names: ["runs"] if Path(d) == smoke else [])
+    repo = copy_repo(smoke, tmp_path / "seqforge", "runs")
     before = run([sys.executable, "-c", VERSIONS], repo, env).stdout
     upload = LocalArtifactRepository.log_artifacts
 

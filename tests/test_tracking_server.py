@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, free_port, run, start_server, stop_server
+from conftest import ROOT, copy_repo, free_port, run, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +30,8 @@ def tracking_server(smoke_repo, tmp_path_factory):
     """(repo, env, server URL, artifact root): a copy of the smoke repo whose MLflow stages ran on the server."""
     smoke, smoke_env = smoke_repo
     base = tmp_path_factory.mktemp("server")
-    local_store = {"mlflow.db", "mlartifacts", "runs"}  # the smoke run's SQLite store and Ray storage
-    repo = base / "seqforge"
-    shutil.copytree(smoke, repo, symlinks=True,
-                    ignore=lambda d, names: [n for n in names if Path(d) == smoke and n in local_store])
+    # without the smoke run's SQLite store and Ray storage
+    repo = copy_repo(smoke, base / "seqforge", "mlflow.db", "mlartifacts", "runs")
     port, artifacts = free_port(), base / "artifacts"
     server = start_server(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{base / 'server.db'}",

@@ -114,14 +114,12 @@ print(json.dumps([{'trial': r.data.tags['trial_id'], 'status': r.info.status, 'e
 def sweep_repo(smoke_repo, tmp_path_factory):
     """A copy of the smoke repo, and its environment pointed at a head and a worker Ray node on this
     machine (2 CPUs each, `ray.cluster_utils.Cluster`)."""
-    import shutil
-    from pathlib import Path
-
     from ray.cluster_utils import Cluster
 
+    from conftest import copy_repo
+
     smoke, smoke_env = smoke_repo
-    repo = tmp_path_factory.mktemp("sweep") / "seqforge"
-    shutil.copytree(smoke, repo, symlinks=True, ignore=lambda d, names: ["runs"] if Path(d) == smoke else [])
+    repo = copy_repo(smoke, tmp_path_factory.mktemp("sweep") / "seqforge", "runs")
     # the head runs the dashboard: Ray Train's state API frees the resources of trials ASHA stops
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     cluster.add_node(num_cpus=2)

@@ -99,19 +99,23 @@ def check_uploaded(info, model_dir: Path) -> None:
     from mlflow.artifacts import list_artifacts
 
     def sizes(uri: str) -> dict[str, int]:
+        """Files under `uri`, recursively, by path relative to it."""
         found: dict[str, int] = {}
         for item in list_artifacts(artifact_uri=uri):
             name = item.path.rsplit("/", 1)[-1]
-            found |= {f"{name}/{k}": v for k, v in sizes(f"{uri}/{name}").items()} if item.is_dir else {name: item.file_size}
+            found |= ({f"{name}/{k}": v for k, v in sizes(f"{uri}/{name}").items()} if item.is_dir
+                      else {name: item.file_size})
         return found
 
     root = mlflow.get_logged_model(info.model_id).artifact_location
-    expected = {"MLmodel": None} | {f"artifacts/{model_dir.name}/{p.relative_to(model_dir)}": p.stat().st_size
-                                    for p in model_dir.rglob("*") if p.is_file()}
-    uploaded = sizes(root)
-    if missing := sorted(n for n, size in expected.items() if n not in uploaded or size not in (None, uploaded[n])):
+    top = {item.path.rsplit("/", 1)[-1] for item in list_artifacts(artifact_uri=root)}
+    uploaded = sizes(f"{root}/artifacts/{model_dir.name}")  # where pyfunc puts `artifacts={"model_dir": ...}`
+    local = {str(p.relative_to(model_dir)): p.stat().st_size for p in model_dir.rglob("*") if p.is_file()}
+    missing = [] if "MLmodel" in top else ["MLmodel"]
+    missing += sorted(name for name, size in local.items() if uploaded.get(name) != size)
+    if missing:
         raise TrackingError(f"the upload of {model_dir} to {root} is incomplete ({', '.join(missing)} missing or "
-                           "cut short): no model version registered")
+                            "cut short): no model version registered")
 
 
 def _registered_model(client, name: str) -> bool:
