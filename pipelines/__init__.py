@@ -10,11 +10,13 @@ from seqforge.data.readers import CorpusError
 from seqforge.tracking import TrackingError
 
 
-def run_stage(stage: str, fn: Callable[[str], object], what: str = "experiment") -> None:
-    """Run `fn(<task or experiment>)` from the command line; known failures exit with one clear line."""
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: python -m pipelines.{stage} <{what}>")
+def run_stage(stage: str, fn: Callable[..., object], what: str | None = "experiment") -> None:
+    """Run `fn(<task or experiment>)` (`fn()` when `what` is None) from the command line; known failures
+    exit with one clear line."""
+    args = sys.argv[1:]
+    if len(args) != (what is not None):
+        sys.exit(f"usage: python -m pipelines.{stage}" + (f" <{what}>" if what else ""))
     try:
-        fn(sys.argv[1])
+        fn(*args)
     except (ConfigError, CorpusError, TrackingError, FileNotFoundError) as err:
         sys.exit(f"{stage}: {err}")

@@ -44,6 +44,9 @@ def save_attention_maps(
 ) -> list[Path]:
     """One PNG per (source, output) pair in `out_dir` (`sample_00.png`, ...); returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not model.has_cross_attention:
+        (out_dir / "none.txt").write_text(f"{title}: model.attention: none, no encoder-decoder attention to draw\n")
+        return []
     files = []
     for i, (src, out) in enumerate(zip(src_ids, out_ids, strict=True)):
         weights = attention_matrix(model, src, out)

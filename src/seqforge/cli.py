@@ -256,6 +256,23 @@ def tune(
 
 
 @app.command()
+def study() -> None:
+    """Measure the classic claims (conf/study.yaml): train every model, write metrics/study.json and reports/study/."""
+    from seqforge.config import ConfigError
+    from seqforge.study import REPORT_DIR, SUMMARY_FILE, run_study
+    from seqforge.tracking import TrackingError
+
+    try:
+        summary = run_study()
+    except (ConfigError, TrackingError, FileNotFoundError) as err:
+        raise _fail("study", err) from None
+    for claim in summary["claims"]:
+        typer.echo(f"[{claim['verdict']}] {claim['claim']}\n    {claim['measured']}")
+    typer.echo(f"{summary['study']}: {len(summary['models'])} models in {summary['wall_seconds'] / 60:.1f} min -> "
+               f"{SUMMARY_FILE}, {REPORT_DIR / 'README.md'}")
+
+
+@app.command()
 def models(name: Annotated[str | None, typer.Argument(help="registered model name; all when omitted")] = None) -> None:
     """Table of registered models and versions: aliases, architecture, metrics, data version."""
     from rich.console import Console

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 CONF_DIR = Path("conf")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # corpus, task and experiment names (file stems, DVC keys)
@@ -226,11 +226,19 @@ class RNNModelCfg(_Strict):
     enc_layers: int = Field(1, ge=1)
     dec_layers: int = Field(1, ge=1)
     bidirectional: bool = True
-    attention: Literal["bahdanau", "luong_dot", "luong_general", "luong_concat"] = "bahdanau"
+    # none: the plain encoder-decoder (the encoder's final state, bridged into the decoder, is all it reads)
+    attention: Literal["bahdanau", "luong_dot", "luong_general", "luong_concat", "none"] = "bahdanau"
     input_feeding: bool = True
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     tied_embeddings: bool = True
     shared_embeddings: bool = False
+
+    @model_validator(mode="after")
+    def _feeding_needs_attention(self) -> RNNModelCfg:
+        if self.attention == "none" and self.input_feeding:
+            raise ValueError("input_feeding feeds the attentional vector back: set input_feeding: false "
+                             "with attention: none")
+        return self
 
 
 class TransformerModelCfg(_Strict):
@@ -265,7 +273,7 @@ class OptimCfg(_Strict):
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(1, ge=0)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
-    clip_norm: float = Field(1.0, gt=0)
+    clip_norm: float | None = Field(1.0, gt=0)  # global gradient-norm cap; null: never clipped (norms still logged)
 
 
 class ExperimentCfg(_Strict):
@@ -331,7 +339,7 @@ def _active_profile(conf_dir: Path) -> str:
     return str(_read_yaml(conf_dir / "config.yaml").get("profile", "default"))
 
 
-PROFILE_SECTIONS = ("train", "evaluate", "serve", "mlflow", "tasks", "families", "tune")
+PROFILE_SECTIONS = ("train", "evaluate", "serve", "mlflow", "tasks", "families", "tune", "study")
 
 
 def _profile_overlay(profile: str, conf_dir: Path) -> dict[str, Any]:
@@ -582,6 +590,62 @@ def load_tune(name: str, conf_dir: Path = CONF_DIR) -> tuple[TuneCfg, Experiment
         trial = with_overrides(exp, {key: tune.corner(key)}, source)
         validate(TrainCfg, {**train, **trial.train}, source)
     return tune, exp
+
+
+WIDTHS = {"rnn": {"model.hidden_dim": 1}, "transformer": {"model.d_model": 1, "model.ffn_dim": 3}}
+
+
+class StudyModelCfg(_Strict):
+    """One model of the study: an experiment file, changed by dotted-key `set` values."""
+
+    base: Name | None = None  # the experiment it starts from (default: the study's `base`)
+    set: dict[str, Any] = {}  # e.g. model.cell: lstm, optim.clip_norm: null
+    width: dict[str, int] | None = None  # keys sized to the parameter budget, as multiples of one width
+    # (default: model.hidden_dim for RNNs; model.d_model and 3 × it as model.ffn_dim for Transformers)
+
+
+class StudyCfg(_Strict):
+    """`conf/study.yaml`: the models, the parameter budget they are sized to and the training they share."""
+
+    task: Name = "translation"
+    base: Name  # the experiment every model starts from unless it names its own
+    parameter_budget: int = Field(..., ge=1000)  # every model sized to the nearest count it can reach
+    width_step: int = Field(16, ge=1)  # widths are multiples of this (Transformers: of heads too)
+    set: dict[Literal["rnn", "transformer"], dict[str, Any]] = {}  # dotted-key values for every model of a
+    # family (model.arch), before its own
+    train: dict[str, Any] = {}  # train settings for every model: the same wall-time cap is the budget
+    length_buckets: list[int] = Field([10, 15, 20, 25], min_length=1)  # upper source lengths (words) of
+    # the BLEU buckets: ≤10, 11–15, 16–20, 21–25, >25
+    models: dict[Name, StudyModelCfg] = Field(..., min_length=1)
+
+    @field_validator("length_buckets")
+    @classmethod
+    def _buckets_rise(cls, edges: list[int]) -> list[int]:
+        if edges != sorted(set(edges)) or edges[0] < 1:
+            raise ValueError("positive, strictly rising lengths")
+        return edges
+
+
+def load_study(conf_dir: Path = CONF_DIR) -> tuple[StudyCfg, dict[str, tuple[ExperimentCfg, TrainCfg]]]:
+    """`conf/study.yaml` with the profile's `study` overlay, and each model's experiment (before sizing
+    to the budget) and train settings: global train < the experiment's < the study's."""
+    path = conf_dir / "study.yaml"
+    profile = _active_profile(conf_dir)
+    overlay = _profile_overlay(profile, conf_dir).get("study", {})
+    source = f"{path} (profile {profile!r})"
+    study = validate(StudyCfg, _merge(_read_yaml(path), overlay), source)
+    base_train = load_config(conf_dir).train.model_dump()
+    plans = {}
+    for name, entry in study.models.items():
+        exp = load_experiment(entry.base or study.base, conf_dir)
+        if exp.task != study.task:
+            raise ConfigError(f"{source}: models.{name}.base: experiment {exp.name!r} is for task {exp.task!r}, "
+                              f"the study's task is {study.task!r}")
+        exp = with_overrides(exp.model_copy(update={"name": name}), {**study.set.get(exp.model.arch, {}), **entry.set},
+                             f"{source}: models.{name}")
+        train = validate(TrainCfg, {**base_train, **exp.train, **study.train}, f"{source}: train")
+        plans[name] = (exp, train)
+    return study, plans
 
 
 def flatten(data: dict[str, Any] | BaseModel, prefix: str = "") -> dict[str, Any]:

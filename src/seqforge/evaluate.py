@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -20,7 +21,7 @@ from datasets import load_from_disk
 
 from seqforge import paths
 from seqforge.attention_maps import save_attention_maps
-from seqforge.config import load_config, load_task
+from seqforge.config import TaskCfg, load_config, load_task
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD
 from seqforge.predictor import Predictor
@@ -45,6 +46,17 @@ def perplexity(model: torch.nn.Module, src_ids: list[list[int]], tgt_ids: list[l
     return math.exp(loss_sum / max(n_tokens, 1))
 
 
+def decode_split(model_dir: Path, task: TaskCfg, split: str = "test") -> tuple[Predictor, dict, list, list[str], float]:
+    """Decode a tokenized split of `task` with the exported model in `model_dir` and the task's decoding
+    settings: the predictor, the split's columns, n-best ids, best hypotheses as text, and the seconds taken."""
+    predictor = Predictor.load(model_dir, task.decode)
+    data = load_from_disk(str(paths.tokenized_dir(task.name)))[split].to_dict()
+    start = time.perf_counter()
+    nbest = predictor.generate_ids(data["src_ids"], task.decode)
+    seconds = time.perf_counter() - start
+    return predictor, data, nbest, predictor.tokenizer.decode([hyps[0] for hyps in nbest], "target"), seconds
+
+
 def evaluate_experiment(name: str) -> dict:
     """Decode the test split with `models/<name>`; write `metrics/<name>.json` and sample outputs."""
     import mlflow
@@ -52,13 +64,8 @@ def evaluate_experiment(name: str) -> dict:
     cfg = load_config()
     task = load_task(Predictor.read_meta(paths.model_dir(name))["task"]["name"])
     decode = task.decode
-    predictor = Predictor.load(paths.model_dir(name), decode)
     kind = task_kind(task.kind)
-    test = load_from_disk(str(paths.tokenized_dir(task.name)))["test"].to_dict()
-    start = time.perf_counter()
-    nbest = predictor.generate_ids(test["src_ids"], decode)
-    seconds = time.perf_counter() - start
-    hyps = predictor.tokenizer.decode([hyps[0] for hyps in nbest], "target")
+    predictor, test, nbest, hyps, seconds = decode_split(paths.model_dir(name), task)
     scores = kind.scores(hyps, test["target"], task.model_dump())
     metrics = {
         **{k: v for k, v in scores.items() if k != "signature"},

@@ -186,10 +186,12 @@ class Seq2SeqModule(pl.LightningModule):
         return loss
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        """Clip to `optim.clip_norm`; the norm and clip rate stay tensors (no host sync per step)."""
-        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), self.exp.optim.clip_norm)
+        """Clip to `optim.clip_norm` (null: never); the pre-clip norm and the clip rate stay tensors (no host
+        sync per step)."""
+        cap = self.exp.optim.clip_norm or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters(), cap)
         self.log("grad_norm", norm, on_step=True, on_epoch=False)
-        self.log("clipped", (norm > self.exp.optim.clip_norm).float(), on_step=False, on_epoch=True)
+        self.log("clipped", (norm > cap).float(), on_step=False, on_epoch=True)
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -73,7 +73,8 @@ def architecture(model: dict) -> str:
                 f"{model['heads']} heads, FFN {model['ffn_dim']}")
     direction = "bidirectional " if model["bidirectional"] else ""
     return (f"{direction}{model['cell'].upper()} encoder-decoder, {model['enc_layers']}+{model['dec_layers']} "
-            f"layers, hidden {model['hidden_dim']}, embeddings {model['emb_dim']}, {model['attention']} attention")
+            f"layers, hidden {model['hidden_dim']}, embeddings {model['emb_dim']}, "
+            + ("no attention" if model["attention"] == "none" else f"{model['attention']} attention"))
 
 
 def describe_version(meta: dict, task: TaskCfg, report: dict, decode: DecodeCfg) -> str:

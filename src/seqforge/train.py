@@ -28,7 +28,8 @@ from seqforge.tracking import (
     data_version, git_commit, log_dataset_inputs, ray_runtime_env, setup_mlflow, tracking_uri,
 )
 
-CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr")
+CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped",
+                 "enc_grad_decay")
 
 
 def train_worker(config: dict) -> None:
@@ -40,6 +41,7 @@ def train_worker(config: dict) -> None:
     from lightning.pytorch.callbacks import EarlyStopping
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
+    from seqforge.diagnostics import TrainingDiagnostics
     from seqforge.lightning_module import RunLogger, Seq2SeqDataModule, Seq2SeqModule
     from seqforge.progress import StepProgress
     from seqforge.ray_checkpoints import CHECKPOINT_NAME, RayCheckpoints
@@ -67,7 +69,8 @@ def train_worker(config: dict) -> None:
         max_steps=train_cfg.max_steps or -1,
         max_time=train_cfg.max_time,
         accumulate_grad_batches=train_cfg.accumulate_grad_batches,
-        callbacks=[
+        callbacks=[  # diagnostics first: each epoch's record is in that epoch's checkpoint
+            TrainingDiagnostics(),
             RayCheckpoints(metric, train_cfg.checkpoint_every_n_steps),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
@@ -214,52 +217,78 @@ def train_experiment(name: str) -> Path:
     """Train experiment `name`; the exported model lands in `models/<name>/`."""
     import mlflow
 
-    from seqforge.tasks import task_kind
-
     cfg, exp = load_config(), load_experiment(name)
     task = load_task(exp.task)
-    corpus = load_corpus(task.corpus)
     train_cfg = exp.train_config(cfg.train)
-    tokenizer_file = paths.tokenizer_file(exp.task)
-    tokenizer = SubwordTokenizer.load(tokenizer_file)
+    experiment_id = setup_mlflow(cfg.mlflow.experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        meta = track_run(exp, task, train_cfg, run.info.run_id, cfg.profile)
+        ray_name = run_name(exp, task, train_cfg, meta["data_version"])
+        fit_and_export(exp, task, train_cfg, meta, paths.model_dir(name), ray_name)
+        write_curves(run.info.run_id, paths.curves_file(name))
+    return paths.model_dir(name)
+
+
+def track_run(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: str, profile: str) -> dict:
+    """Log a training run's parameters, data inputs and tags to the active MLflow run; returns the metadata
+    its exported model carries (`model.json`)."""
+    import mlflow
+
+    corpus = load_corpus(task.corpus)
+    tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
     data_hash = data_version(corpus)
     src_vocab, tgt_vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
     num_parameters = count_parameters(build_model(exp.model, src_vocab, tgt_vocab))
-    experiment_id = setup_mlflow(cfg.mlflow.experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
-        mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
-                                   "train": train_cfg.model_dump(),
-                                   "task": task.model_dump(exclude={"decode"}),
-                                   "model": {"num_parameters": num_parameters}}))
-        log_dataset_inputs(corpus, load_from_disk(str(paths.tokenized_dir(exp.task))), data_hash)
-        meta = {
-            "experiment": exp.model_dump(mode="json"),
-            "src_vocab": src_vocab,
-            "tgt_vocab": tgt_vocab,
-            "num_parameters": num_parameters,
-            "kind": task.kind,
-            "task": task.model_dump(mode="json"),
-            "corpus_format": corpus.format,
-            "run_id": run.info.run_id,
-            "data_version": data_hash,
-            "git_commit": git_commit(),
-            "profile": cfg.profile,
-        }
-        mlflow.set_tags({
-            "task": exp.task, "kind": task.kind, "experiment": name, "arch": exp.model.arch, "profile": cfg.profile,
-            "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": corpus.name,
-            "languages": f"{task.src_lang}-{task.tgt_lang}",
-        })
-        config = loop_config(exp, task, train_cfg, tokenizer, run.info.run_id)
-        metric = task_kind(task.kind).monitor
-        result = fit_on_ray(config, train_cfg, run_name(exp, task, train_cfg, data_hash), metric)
-        if result.error is not None:
-            raise RuntimeError(f"training {name} failed on Ray Train") from result.error
-        with ExitStack() as stack:
-            dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, name)]
-            weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
-        export_model(weights, paths.model_dir(name), {**meta, "epoch": export["export_epoch"],
-                                                      "averaged": export["export_averaged"]}, tokenizer_file)
-        write_curves(run.info.run_id, paths.curves_file(name))
-        mlflow.log_metrics({"best_epoch": (export.pop("export_epoch") or 0) + 1, **export})
-    return paths.model_dir(name)
+    mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
+                               "train": train_cfg.model_dump(),
+                               "task": task.model_dump(exclude={"decode"}),
+                               "model": {"num_parameters": num_parameters}}))
+    log_dataset_inputs(corpus, load_from_disk(str(paths.tokenized_dir(exp.task))), data_hash)
+    meta = {
+        "experiment": exp.model_dump(mode="json"),
+        "src_vocab": src_vocab,
+        "tgt_vocab": tgt_vocab,
+        "num_parameters": num_parameters,
+        "kind": task.kind,
+        "task": task.model_dump(mode="json"),
+        "corpus_format": corpus.format,
+        "run_id": run_id,
+        "data_version": data_hash,
+        "git_commit": git_commit(),
+        "profile": profile,
+    }
+    mlflow.set_tags({
+        "task": exp.task, "kind": task.kind, "experiment": exp.name, "arch": exp.model.arch, "profile": profile,
+        "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": corpus.name,
+        "languages": f"{task.src_lang}-{task.tgt_lang}",
+    })
+    return meta
+
+
+def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta: dict, out_dir: Path,
+                   ray_name: str) -> dict:
+    """Train `exp` on Ray Train into the active MLflow run (`meta["run_id"]`), export the chosen weights to
+    `out_dir` with `meta`, and log the gradient diagnostics; returns what export decided and the
+    diagnostics records (`seqforge.diagnostics`)."""
+    import mlflow
+
+    from seqforge.diagnostics import log_diagnostics, read_diagnostics
+    from seqforge.ray_checkpoints import CHECKPOINT_NAME
+    from seqforge.tasks import task_kind
+
+    tokenizer_file = paths.tokenizer_file(exp.task)
+    config = loop_config(exp, task, train_cfg, SubwordTokenizer.load(tokenizer_file), meta["run_id"])
+    metric = task_kind(task.kind).monitor
+    result = fit_on_ray(config, train_cfg, ray_name, metric)
+    if result.error is not None:
+        raise RuntimeError(f"training {exp.name} failed on Ray Train") from result.error
+    with ExitStack() as stack:
+        dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)]
+        weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
+        records = read_diagnostics(Path(stack.enter_context(result.checkpoint.as_directory())) / CHECKPOINT_NAME)
+    export_model(weights, out_dir, {**meta, "epoch": export["export_epoch"], "averaged": export["export_averaged"]},
+                 tokenizer_file)
+    log_diagnostics(records, exp.name, exp.optim.clip_norm)
+    mlflow.log_metrics({"best_epoch": (export["export_epoch"] or 0) + 1,
+                        **{k: v for k, v in export.items() if k != "export_epoch"}})
+    return {**export, "diagnostics": records}

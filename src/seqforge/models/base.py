@@ -33,6 +33,16 @@ class Seq2Seq(nn.Module):
     max_decode_steps: int | None = None  # longest output the model can represent (None: unbounded)
     max_source_tokens: int | None = None  # longest source, EOS included, the model can encode (None: unbounded)
 
+    has_cross_attention: bool = True  # False: nothing to draw as an attention map (plain encoder-decoder)
+
+    def probe_states(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Teacher-forced logits (B, T, V) computed so that every encoder state of the top layer is its
+        own tensor in the graph (one (B, H) tensor per direction and position): the gradient of the loss
+        with respect to each is the total one, through the recurrence as well as through attention.
+        Also each state's distance from the source end its direction finishes at (0: the last state
+        read), shape (states, B), -1 at padding."""
+        raise NotImplementedError
+
     def encode(self, src: Tensor, src_lens: Tensor) -> DecoderState:
         """Encoder pass; the returned state holds one hypothesis per sentence."""
         raise NotImplementedError

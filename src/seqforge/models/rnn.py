@@ -53,8 +53,10 @@ class RNNSeq2Seq(Seq2Seq):
             dec_in, cfg.hidden_dim, num_layers=cfg.dec_layers, batch_first=True,
             dropout=cfg.dropout if cfg.dec_layers > 1 else 0.0,
         )
-        self.attention = Attention(cfg.attention, cfg.hidden_dim, enc_dim, cfg.hidden_dim)
-        self.att_out = nn.Linear(cfg.hidden_dim + enc_dim, cfg.hidden_dim, bias=False)
+        self.has_cross_attention = cfg.attention != "none"
+        if self.has_cross_attention:
+            self.attention = Attention(cfg.attention, cfg.hidden_dim, enc_dim, cfg.hidden_dim)
+            self.att_out = nn.Linear(cfg.hidden_dim + enc_dim, cfg.hidden_dim, bias=False)
         out_dim = cfg.emb_dim if cfg.tied_embeddings else cfg.hidden_dim
         self.pre_output = (
             nn.Linear(cfg.hidden_dim, out_dim) if out_dim != cfg.hidden_dim else nn.Identity()
@@ -71,23 +73,79 @@ class RNNSeq2Seq(Seq2Seq):
         out, final = self.encoder(packed)
         enc_out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         h_n = final[0] if isinstance(final, tuple) else final  # (layers*dirs, B, H)
-        dirs = 2 if self.cfg.bidirectional else 1
-        top = h_n.view(self.cfg.enc_layers, dirs, src.size(0), -1)[-1]  # (dirs, B, H)
-        summary = torch.cat(list(top), dim=-1)  # (B, dirs*H)
-        hidden = torch.tanh(self.bridge(summary)).view(src.size(0), self.cfg.dec_layers, -1)
+        top = h_n.view(self.cfg.enc_layers, self._dirs, src.size(0), -1)[-1]  # (dirs, B, H)
+        return self._initial_state(src, enc_out, list(top))
+
+    @property
+    def _dirs(self) -> int:
+        return 2 if self.cfg.bidirectional else 1
+
+    def _initial_state(self, src: Tensor, enc_out: Tensor, finals: list[Tensor]) -> DecoderState:
+        """Decoding state from the encoder's outputs (B, S, dirs*H) and its top layer's final state per
+        direction (B, H each), which the bridge turns into the decoder's initial hidden state."""
+        hidden = torch.tanh(self.bridge(torch.cat(finals, dim=-1))).view(src.size(0), self.cfg.dec_layers, -1)
         hidden = hidden.transpose(0, 1).contiguous()  # (layers, B, H)
-        hyps = {"hidden": hidden, "att_vec": enc_out.new_zeros(src.size(0), self.cfg.hidden_dim)}
+        hyps = {"hidden": hidden}
         if self.cfg.cell == "lstm":
             hyps["cell"] = hidden
-        memory = {"keys": enc_out, "proj_keys": self.attention.project_keys(enc_out), "mask": src != PAD}
+        memory = {"mask": src != PAD}
+        if self.has_cross_attention:
+            hyps["att_vec"] = enc_out.new_zeros(src.size(0), self.cfg.hidden_dim)
+            memory |= {"keys": enc_out, "proj_keys": self.attention.project_keys(enc_out)}
         return DecoderState(memory, hyps)
+
+    def _encode_unrolled(self, src: Tensor, src_lens: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor], Tensor]:
+        """The encoder as `encode` computes it, one cell step at a time on the same weights, so each state
+        is its own tensor that gradients reach through the recurrence: outputs (B, S, dirs*H), the top
+        layer's final state per direction, its states (one (B, H) tensor per direction and position) and
+        their distances from the position where their direction ends, (states, B), -1 at padding."""
+        emb = self.dropout(self.src_embed(src) * self.emb_scale)
+        batch, length = src.shape
+        positions = torch.arange(length, device=src.device)
+        valid = positions[None, :] < src_lens.to(src.device)[:, None]  # (B, S)
+        lstm, step = self.cfg.cell == "lstm", STEPS[self.cfg.cell]
+        x = emb
+        for layer in range(self.cfg.enc_layers):
+            if layer:
+                x = F.dropout(x, self.encoder.dropout, self.training)
+            outputs, finals, states, distances = [], [], [], []
+            for direction in range(self._dirs):
+                weights = self.encoder.all_weights[layer * self._dirs + direction]
+                h = c = x.new_zeros(batch, self.encoder.hidden_size)
+                column: list[Tensor] = [h] * length
+                order = range(length) if direction == 0 else range(length - 1, -1, -1)
+                for t in order:  # padding leaves the state as it is: zeros before a backward pass starts
+                    keep = valid[:, t, None]
+                    if lstm:
+                        h_t, c_t = step(x[:, t], (h, c), *weights)
+                        c = torch.where(keep, c_t, c)
+                    else:
+                        h_t = step(x[:, t], h, *weights)
+                    h = column[t] = torch.where(keep, h_t, h)
+                    states.append(h)
+                    ends = src_lens.to(src.device) - 1 - t if direction == 0 else positions.new_full((batch,), t)
+                    distances.append(torch.where(valid[:, t], ends, -1))
+                outputs.append(torch.stack(column, dim=1))
+                finals.append(h)
+            x = torch.cat(outputs, dim=-1).masked_fill(~valid[..., None], 0.0)  # packed outputs pad with zeros
+        return x, finals, states, torch.stack(distances)
+
+    def probe_states(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Teacher-forced logits through the unrolled encoder, the top layer's states and their distances
+        from the source end (see `Seq2Seq.probe_states`)."""
+        enc_out, finals, states, distances = self._encode_unrolled(src, src_lens)
+        state = self._initial_state(src, enc_out, finals)
+        return self._logits(self._decode_forced(state, tgt_in)[0]), states, distances
 
     # -- decoder ---------------------------------------------------------------------------
     def _rnn_state(self, hyps: dict[str, Tensor]) -> Tensor | tuple[Tensor, Tensor]:
         return (hyps["hidden"], hyps["cell"]) if self.cfg.cell == "lstm" else hyps["hidden"]
 
-    def _attend(self, out: Tensor, memory: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Decoder outputs (B, Q, H) -> attentional vectors (B, Q, H) and attention weights (B, Q, S)."""
+    def _attend(self, out: Tensor, memory: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Decoder outputs (B, Q, H) -> attentional vectors (B, Q, H) and attention weights (B, Q, S);
+        without attention the decoder's output itself (and no weights)."""
+        if not self.has_cross_attention:
+            return out, None
         context, weights = self.attention(out, memory["keys"], memory["proj_keys"], memory["mask"])
         return torch.tanh(self.att_out(self.dropout(torch.cat([out, context], -1)))), weights
 
@@ -111,7 +169,7 @@ class RNNSeq2Seq(Seq2Seq):
             grown["cell"] = torch.stack(cells)
         return x, grown
 
-    def _recur(self, emb: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, DecoderState]:
+    def _recur(self, emb: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None, DecoderState]:
         """One decoder step for every hypothesis: emb (N, E) -> attentional vector (N, H),
         attention weights (N, S) and the next state."""
         hyps = state.hyps
@@ -119,8 +177,9 @@ class RNNSeq2Seq(Seq2Seq):
         out, grown = self._cell_step(rnn_in, hyps)
         sentences = state.memory["mask"].size(0)
         att_vec, weights = self._attend(out.view(sentences, -1, out.size(-1)), state.memory)
-        att_vec, weights = att_vec.flatten(0, 1), weights.flatten(0, 1)
-        grown["att_vec"] = att_vec
+        att_vec = att_vec.flatten(0, 1)
+        if self.has_cross_attention:
+            grown["att_vec"], weights = att_vec, weights.flatten(0, 1)
         return att_vec, weights, DecoderState(state.memory, grown)
 
     def _logits(self, att_vec: Tensor) -> Tensor:
@@ -131,9 +190,9 @@ class RNNSeq2Seq(Seq2Seq):
         att_vec, _, state = self._recur(self.tgt_embed(prev_tokens) * self.emb_scale, state)
         return torch.log_softmax(self._logits(att_vec).float(), dim=-1), state
 
-    def _teacher_force(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor]:
-        """Attentional vectors (B, T, H) and attention weights (B, T, S) under teacher forcing."""
-        state = self.encode(src, src_lens)
+    def _decode_forced(self, state: DecoderState, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Attentional vectors (B, T, H) and attention weights (B, T, S; None without attention) under
+        teacher forcing from the encoder's `state`."""
         embs = self.dropout(self.tgt_embed(tgt_in) * self.emb_scale)
         if not self.cfg.input_feeding:
             out, _ = self.decoder(embs, self._rnn_state(state.hyps))
@@ -147,8 +206,10 @@ class RNNSeq2Seq(Seq2Seq):
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced logits (B, T, V)."""
-        return self._logits(self._teacher_force(src, src_lens, tgt_in)[0])
+        return self._logits(self._decode_forced(self.encode(src, src_lens), tgt_in)[0])
 
     def cross_attention(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         """Encoder-decoder attention weights (B, T, S): row t is the step predicting token t+1."""
-        return self._teacher_force(src, src_lens, tgt_in)[1]
+        if not self.has_cross_attention:
+            raise ValueError("model.attention: none: this model has no encoder-decoder attention to show")
+        return self._decode_forced(self.encode(src, src_lens), tgt_in)[1]

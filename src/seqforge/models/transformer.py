@@ -195,3 +195,12 @@ class TransformerSeq2Seq(Seq2Seq):
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         return self._decode(tgt_in, *self._memory(src))
+
+    def probe_states(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Teacher-forced logits with the encoder output split into one tensor per position; distances
+        count from the last source token (EOS), -1 at padding (see `Seq2Seq.probe_states`)."""
+        memory, mask = self._memory(src)
+        states = list(memory.unbind(1))
+        positions = torch.arange(src.size(1), device=src.device)[:, None]  # (S, 1)
+        distances = torch.where(mask.T, src_lens.to(src.device)[None, :] - 1 - positions, -1)
+        return self._decode(tgt_in, torch.stack(states, dim=1), mask), states, distances
