@@ -81,7 +81,7 @@ def test_claims_give_verdicts_from_the_numbers_and_skip_what_was_not_trained() -
         "gru_none": _result("gru", "none", bleu=10, decay=1e-2, buckets=(15, 12, 10, 8, 6)),
         "rnn_att": _result("rnn", bleu=12, decay=0.8, buckets=(13, 12, 12, 11, 11)),
         "lstm_att": _result("lstm", bleu=20, decay=0.9, buckets=(22, 20, 19, 18, 17)),
-        "gru_att": _result("gru", bleu=19.5, decay=0.9, buckets=(22, 20, 19, 18, 17), tokens=6000),
+        "gru_att": _result("gru", bleu=19.8, decay=0.9, buckets=(22, 20, 19, 18, 17), tokens=6000),
     }
     def verdict(start: str) -> str | None:
         return next((c["verdict"] for c in claims(results) if c["claim"].startswith(start)), None)
@@ -95,6 +95,8 @@ def test_claims_give_verdicts_from_the_numbers_and_skip_what_was_not_trained() -
         assert verdict(untrained) is None  # no such models: no verdict
     results["rnn_none"]["decay"]["trained"] = 0.5  # the data disagree: the verdict says so
     results["gru_att"]["test"]["bleu"] = 15.0
+    assert verdict("A vanilla RNN's gradient vanishes") == "mixed: at initialisation only"
+    results["rnn_none"]["decay"]["initialisation"] = 0.5
     assert verdict("A vanilla RNN's gradient vanishes") == "does not hold here"
     assert verdict("The GRU is a lighter LSTM") == "does not hold here"
 
@@ -132,7 +134,8 @@ def test_smoke_study_trains_measures_and_reports_through_dvc(smoke_repo, tmp_pat
 
     report = (repo / "reports" / "study" / "README.md").read_text()
     for claim in summary["claims"]:
-        assert claim["claim"] in report and claim["verdict"] in ("holds", "does not hold here", "mixed")
+        assert claim["claim"] in report and claim["verdict"].startswith(
+            ("holds", "does not hold here", "mixed", "too close to call"))
     for plot in ("encoder_gradients.png", "bleu_by_length.png", "clipping.png", "clipping_loss.csv"):
         assert (repo / "reports" / "study" / plot).stat().st_size > 0
 

@@ -256,14 +256,16 @@ def tune(
 
 
 @app.command()
-def study() -> None:
+def study(
+    report_only: Annotated[bool, typer.Option(help="rewrite reports/study/ from metrics/study.json; no training")] = False,
+) -> None:
     """Measure the classic claims (conf/study.yaml): train every model, write metrics/study.json and reports/study/."""
     from seqforge.config import ConfigError
-    from seqforge.study import REPORT_DIR, SUMMARY_FILE, run_study
+    from seqforge.study import REPORT_DIR, SUMMARY_FILE, rewrite_report, run_study
     from seqforge.tracking import TrackingError
 
     try:
-        summary = run_study()
+        summary = rewrite_report() if report_only else run_study()
     except (ConfigError, TrackingError, FileNotFoundError) as err:
         raise _fail("study", err) from None
     for claim in summary["claims"]:

@@ -186,3 +186,16 @@ def run_study() -> dict[str, Any]:
         mlflow.log_artifacts(str(REPORT_DIR), "study")
         mlflow.log_metric("wall_seconds", summary["wall_seconds"])
     return summary
+
+
+def rewrite_report() -> dict[str, Any]:
+    """The report and claims again from `metrics/study.json`, without training (after a change to how
+    claims are judged or worded); returns the updated summary."""
+    from seqforge.study_report import write_report
+
+    if not SUMMARY_FILE.is_file():
+        raise FileNotFoundError(f"{SUMMARY_FILE}: no study measured yet; run `seqforge study` first")
+    summary = json.loads(SUMMARY_FILE.read_text())
+    summary["claims"] = write_report(summary, REPORT_DIR)
+    SUMMARY_FILE.write_text(json.dumps(summary, indent=1, allow_nan=True) + "\n")
+    return summary

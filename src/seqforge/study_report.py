@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 Results = dict[str, dict[str, Any]]
+CLOSE = 0.5  # BLEU: one seed per model, so a smaller gap between two models is "too close to call"
 
 
 def _find(results: Results, arch: str = "rnn", cell: str | None = None, attended: bool | None = None,
@@ -59,9 +60,10 @@ def claims(results: Results) -> list[dict[str, str]]:
         measured = ("‖∂L/∂h‖ at the farthest source position over the nearest, without attention — after training: "
                     + ", ".join(f"{c.upper()} {_sci(decay[c]['trained'])}" for c in decay)
                     + "; at initialisation: " + ", ".join(f"{c.upper()} {_sci(decay[c]['initialisation'])}" for c in decay))
-        rnn = decay["rnn"]["trained"]
-        verdict = "holds" if rnn < decay["lstm"]["trained"] and rnn < decay["gru"]["trained"] else "does not hold here"
-        add(claim, measured, verdict)
+        holds = [decay["rnn"][when] < min(decay["lstm"][when], decay["gru"][when])
+                 for when in ("initialisation", "trained")]
+        add(claim, measured, "holds" if all(holds) else ("mixed: at initialisation only" if holds[0] else
+                                                          "mixed: after training only" if holds[1] else "does not hold here"))
     else:
         add(claim, "no rnn/lstm/gru models without attention in the study", "not measured")
 
@@ -82,14 +84,14 @@ def claims(results: Results) -> list[dict[str, str]]:
                     f"{lstm['model']['hidden_dim']} (LSTM) vs {gru['model']['hidden_dim']} (GRU); "
                     f"{lstm['tokens_per_s']:,.0f} vs {gru['tokens_per_s']:,.0f} training tokens/s; "
                     f"test BLEU {_bleu(lstm):.2f} vs {_bleu(gru):.2f} (GRU {gap:+.2f})")
-        add(claim, measured, "holds" if abs(gap) <= 1.0 or gap > 0 else "does not hold here")
+        add(claim, measured, "holds" if gap > -CLOSE else "does not hold here")
 
     claim = "A bidirectional encoder, reading the source both ways, translates better than a one-way one."
     bi, uni = _find(results, cell="gru", attended=True), _find(results, cell="gru", attended=True, bidirectional=False)
     if bi and uni:
         gap = _bleu(results[bi]) - _bleu(results[uni])
         add(claim, f"GRU with attention: test BLEU {_bleu(results[bi]):.2f} bidirectional vs "
-                   f"{_bleu(results[uni]):.2f} unidirectional ({gap:+.2f})", "holds" if gap > 0 else "does not hold here")
+                   f"{_bleu(results[uni]):.2f} unidirectional ({gap:+.2f})", "too close to call" if abs(gap) < CLOSE else "holds" if gap > 0 else "does not hold here")
 
     claim = ("Without attention the source is squeezed into one vector and long sentences suffer; "
              "attention fixes it (its gain grows with length).")
