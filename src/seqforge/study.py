@@ -25,7 +25,7 @@ from seqforge.config import ExperimentCfg, StudyCfg, TaskCfg, TrainCfg, WIDTHS, 
 from seqforge.data.text import length_unit, lengths
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.models import build_model, count_parameters
-from seqforge.tracking import setup_mlflow
+from seqforge.tracking import metric_steps, setup_mlflow
 
 REPORT_DIR = paths.REPORTS / "study"
 SUMMARY_FILE = paths.METRICS / "study.json"
@@ -75,9 +75,8 @@ def bleu_by_length(sources: list[str], hyps: list[str], refs: list[str], edges: 
 
 
 def _history(client, run_id: str, metric: str) -> list[tuple[int, float]]:
-    """(step, value) of one metric, a value logged twice at a step counted once (the later)."""
-    by_step = {h.step: h.value for h in sorted(client.get_metric_history(run_id, metric), key=lambda h: h.timestamp)}
-    return sorted(by_step.items())
+    """(step, value) of one metric in step order."""
+    return sorted(metric_steps(client, run_id, metric).items())
 
 
 def _norms(records: dict[str, dict]) -> dict[str, Any]:

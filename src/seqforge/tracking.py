@@ -50,6 +50,12 @@ def setup_mlflow(experiment: str) -> str:
     return mlflow.create_experiment(experiment, artifact_location=location and f"{location}/{experiment}")
 
 
+def metric_steps(client, run_id: str, metric: str) -> dict[int, float]:
+    """One metric of a run by step; a value logged twice at one step (an epoch redone after a worker
+    restart) counts once, the later one."""
+    return {h.step: h.value for h in sorted(client.get_metric_history(run_id, metric), key=lambda h: h.timestamp)}
+
+
 def first_line(err: BaseException, limit: int = 300) -> str:
     """An exception's message, first line only, at most `limit` characters (for one-line errors)."""
     text = str(getattr(err, "message", None) or err).strip().splitlines()

@@ -25,11 +25,10 @@ from seqforge.config import (
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.models import build_model, count_parameters
 from seqforge.tracking import (
-    data_version, git_commit, log_dataset_inputs, ray_runtime_env, setup_mlflow, tracking_uri,
+    data_version, git_commit, log_dataset_inputs, metric_steps, ray_runtime_env, setup_mlflow, tracking_uri,
 )
 
-CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped",
-                 "enc_grad_decay")
+CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped")
 
 
 def train_worker(config: dict) -> None:
@@ -183,13 +182,11 @@ def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
 
 def write_curves(run_id: str, out: Path) -> None:
     """Per-epoch learning curves from the MLflow run, as CSV for `dvc plots` (empty cells: not logged).
-    An epoch is a step at which `val_loss` was logged; a value logged twice at one step (an epoch
-    redone after a worker restart) counts once, the later one."""
+    An epoch is a step at which `val_loss` was logged (`metric_steps`: redone epochs count once)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    history = {m: {h.step: h.value for h in sorted(client.get_metric_history(run_id, m), key=lambda h: h.timestamp)}
-               for m in CURVE_METRICS}
+    history = {m: metric_steps(client, run_id, m) for m in CURVE_METRICS}
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
         writer = csv.writer(fh)
