@@ -119,7 +119,7 @@ def study_model(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, study: S
     client = MlflowClient()
     records = export["diagnostics"]
     trained = max(records, key=int) if records else None
-    val_metric = kind.monitor[0]
+    val_metric, mode = kind.monitor
     return {
         "model": exp.model.model_dump(),
         "clip_norm": exp.optim.clip_norm,
@@ -129,7 +129,7 @@ def study_model(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, study: S
         "epochs": len(_history(client, run_id, "val_loss")),
         "updates": records[trained]["step"] if trained else 0,
         "tokens_per_s": round(float(np.mean([v for _, v in _history(client, run_id, "tokens_per_s")] or [math.nan])), 1),
-        f"best_{val_metric}": export.get("export_val_best") or max(
+        f"best_{val_metric}": (max if mode == "max" else min)(
             (v for _, v in _history(client, run_id, val_metric)), default=math.nan),
         "test": scores,
         "test_decode_sentences_per_s": round(len(hyps) / seconds, 1),
