@@ -115,7 +115,7 @@ def test_smoke_study_trains_measures_and_reports_through_dvc(smoke_repo, tmp_pat
     study = yaml.safe_load(path.read_text())
     study["models"] = {k: v for k, v in study["models"].items()
                        if k in ("rnn_none", "rnn_bahdanau", "rnn_bahdanau_noclip", "transformer")}
-    path.write_text(yaml.safe_dump(study, allow_unicode=True))
+    path.write_text(yaml.safe_dump(study, allow_unicode=True, sort_keys=False))
     run(["dvc", "repro", "studies/dvc.yaml"], repo, env)
 
     summary = json.loads((repo / "metrics" / "study.json").read_text())

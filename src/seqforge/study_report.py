@@ -45,7 +45,8 @@ def _gap_by_bucket(with_att: dict, without: dict) -> list[float]:
 
 
 def claims(results: Results) -> list[dict[str, str]]:
-    """Each claim, what was measured for it, and a verdict: holds / does not hold here / mixed / not measured."""
+    """Each claim the study's models can test, what was measured for it, and a verdict: holds / mixed /
+    too close to call / does not hold here."""
     out: list[dict[str, str]] = []
 
     def add(claim: str, measured: str, verdict: str) -> None:
@@ -64,8 +65,6 @@ def claims(results: Results) -> list[dict[str, str]]:
                  for when in ("initialisation", "trained")]
         add(claim, measured, "holds" if all(holds) else ("mixed: at initialisation only" if holds[0] else
                                                           "mixed: after training only" if holds[1] else "does not hold here"))
-    else:
-        add(claim, "no rnn/lstm/gru models without attention in the study", "not measured")
 
     claim = "LSTM and GRU translate better than a vanilla RNN."
     pairs = [(fam, models) for fam, models in (("without attention", plain), ("with attention", attended))
