@@ -32,6 +32,11 @@ def _find(results: Results, arch: str = "rnn", cell: str | None = None, attended
     return None
 
 
+def _clip_pair(results: Results) -> tuple[str | None, str | None]:
+    """The vanilla RNN with attention trained with gradient clipping, and the one without."""
+    return _find(results, cell="rnn", attended=True), _find(results, cell="rnn", attended=True, clipped=False)
+
+
 def _bleu(r: dict) -> float:
     return r["test"]["bleu"]
 
@@ -117,7 +122,7 @@ def claims(results: Results) -> list[dict[str, str]]:
         add(claim, measured, "holds" if all(holds) else ("mixed" if any(holds) else "does not hold here"))
 
     claim = "A vanilla RNN's gradients explode now and then; clipping tames them and training goes better."
-    clipped, free = _find(results, cell="rnn", attended=True), _find(results, cell="rnn", attended=True, clipped=False)
+    clipped, free = _clip_pair(results)
     if clipped and free:
         c, f = results[clipped], results[free]
         cap = c["clip_norm"]
@@ -204,7 +209,7 @@ def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
     _write_csv(out / "bleu_by_length.csv", ["bucket", *results],
                [[lab, *(r["bleu_by_length"][i]["bleu"] for r in results.values())] for i, lab in enumerate(labels)])
 
-    clipped, free = _find(results, cell="rnn", attended=True), _find(results, cell="rnn", attended=True, clipped=False)
+    clipped, free = _clip_pair(results)
     if clipped and free:
         fig = Figure(figsize=(11, 4.2), layout="constrained")
         ax = fig.add_subplot(1, 2, 1)
