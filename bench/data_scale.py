@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOADER = """
 import sys, psutil, torch
 from pathlib import Path
+from datasets import load_from_disk
 from torch.utils.data import DataLoader
 from seqforge.data.batching import TokenBudgetBatchSampler, collate
 from seqforge.lightning_module import TokenizedSplit
@@ -41,7 +42,7 @@ proc = psutil.Process()
 def anon():  # anonymous memory: what the loader allocates (mapped Arrow pages are reclaimable page cache)
     return int(next(l for l in open("/proc/self/status") if l.startswith("RssAnon")).split()[1]) * 1024
 before, before_anon = proc.memory_info().rss, anon()
-data = TokenizedSplit(Path(sys.argv[1]), "train")
+data = TokenizedSplit(load_from_disk(sys.argv[1])["train"])
 sampler = TokenBudgetBatchSampler(data.lengths, 6000, shuffle=True, seed=0)
 for i, batch in enumerate(DataLoader(data, batch_sampler=sampler, collate_fn=collate)):
     if i == 300:

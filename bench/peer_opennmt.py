@@ -162,9 +162,11 @@ def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
 def batch_tokens_for(sentences_per_worker: float) -> int:
     """The per-worker token budget whose batches hold `sentences_per_worker` sentences on average."""
     from seqforge.data.batching import TokenBudgetBatchSampler
+    from datasets import load_from_disk
+
     from seqforge.lightning_module import TokenizedSplit
 
-    lengths = TokenizedSplit(WORK / "tokenized", "train").lengths
+    lengths = TokenizedSplit(load_from_disk(str(WORK / "tokenized"))["train"]).lengths
     low, high = 64, 20_000
     while high - low > 8:
         mid = (low + high) // 2
@@ -183,7 +185,8 @@ def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
     from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
     from seqforge.models import build_model
     from seqforge.predictor import Predictor
-    from seqforge.train import fit_on_ray
+    from seqforge.data.shipping import ship
+    from seqforge.train import connect_ray, fit_on_ray
 
     tokenizer = sizes["tokenizer"]
     exp = ExperimentCfg.model_validate({
@@ -196,11 +199,11 @@ def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
     train_cfg = TrainCfg(num_workers=workers, cpus_per_worker=THREADS // workers, max_epochs=1, batch_tokens=budget,
                          storage_path=str((WORK / "ray").resolve()), num_checkpoints=1)
     mlflow.set_tracking_uri(f"sqlite:///{(WORK / 'mlflow.db').resolve()}")
+    connect_ray()
     with mlflow.start_run() as run:
         config = {"kind": "translation", "bleu_tokenize": None, "experiment": exp.model_dump(mode="json"),
                   "train": train_cfg.model_dump(mode="json"), "src_vocab": tokenizer.vocab_size("source"),
-                  "tgt_vocab": tokenizer.vocab_size("target"), "tokenized_dir": str((WORK / "tokenized").resolve()),
-                  "tokenizer_file": str(paths.tokenizer_file("translation").resolve()),
+                  "tgt_vocab": tokenizer.vocab_size("target"), "data": ship(WORK / "tokenized"), "tokenizer": tokenizer.dumps(),
                   "run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}
         result = fit_on_ray(config, train_cfg, f"peer-{time.time_ns()}", ("val_loss", "min"), progress=False)
     ray.shutdown()

@@ -59,8 +59,8 @@ def test_cjk_sample_round_trips_and_trains_at_smoke_size(tmp_path, monkeypatch, 
     train_cfg = exp.train_config(load_config(conf).train).model_copy(update={"batch_tokens": 400})
     pl.seed_everything(0, verbose=False)
     module = Seq2SeqModule(exp.model_dump(mode="json"), tokenizer.vocab_size("source"),
-                           tokenizer.vocab_size("target"), str(paths.tokenizer_file(task)), "translation", "char")
-    data = Seq2SeqDataModule(str(paths.tokenized_dir(task)), train_cfg)
+                           tokenizer.vocab_size("target"), tokenizer.dumps(), "translation", "char")
+    data = Seq2SeqDataModule(splits, train_cfg)
     trainer = pl.Trainer(max_epochs=30, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     data.trainer = trainer  # the loaders read rank and world size from it, before fit as during

@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from datasets import load_from_disk
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import ROOT
@@ -65,13 +66,13 @@ def fit(task: tuple[Path, str], callbacks: list, ckpt_path: Path | None = None) 
                                  "optim": exp.optim.model_copy(update={"schedule": "linear", "warmup_steps": 3})})
     train_cfg = exp.train_config(load_config(root / "conf").train).model_copy(update={"batch_tokens": 150})
     pl.seed_everything(0, verbose=False)
-    tokenizer = root / paths.tokenizer_file(name)
-    vocab = SubwordTokenizer.load(tokenizer).vocab_size("source")  # joint vocabulary
-    module = Seq2SeqModule(exp.model_dump(mode="json"), vocab, vocab, str(tokenizer), "translation", "13a")
+    tokenizer = SubwordTokenizer.load(root / paths.tokenizer_file(name))
+    vocab = tokenizer.vocab_size("source")  # joint vocabulary
+    module = Seq2SeqModule(exp.model_dump(mode="json"), vocab, vocab, tokenizer.dumps(), "translation", "13a")
     trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, callbacks=callbacks,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
-    trainer.fit(module, datamodule=Seq2SeqDataModule(str(root / paths.tokenized_dir(name)), train_cfg),
+    trainer.fit(module, datamodule=Seq2SeqDataModule(load_from_disk(str(root / paths.tokenized_dir(name))), train_cfg),
                 ckpt_path=ckpt_path)
     return module
 

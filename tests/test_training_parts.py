@@ -22,9 +22,8 @@ def test_weight_decay_skips_norms_biases_and_embeddings(name: str, tmp_path) -> 
     from seqforge.data.tokenizer import SubwordTokenizer
 
     tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
-    tok.save(tmp_path / "tokenizer.json")
     exp = load_experiment(name)
-    module = Seq2SeqModule(exp.model_dump(mode="json"), 40, 40, str(tmp_path / "tokenizer.json"), "translation")
+    module = Seq2SeqModule(exp.model_dump(mode="json"), 40, 40, tok.dumps(), "translation")
     decay, no_decay = module.parameter_groups()
     assert decay["weight_decay"] == exp.optim.weight_decay > 0 and no_decay["weight_decay"] == 0.0
     names = {id(p): n for n, p in module.named_parameters()}

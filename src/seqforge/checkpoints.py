@@ -35,10 +35,11 @@ def average(states: list[Weights]) -> Weights:
 
 def validation_score(config: dict, weights: Weights) -> float:
     """The task's monitored validation metric for `weights`, computed in this process like in
-    training (same data module and metric code; one CPU process, no Ray)."""
+    training (same data module and metric code; one CPU process, the data from Ray's object store)."""
     import lightning.pytorch as pl
 
     from seqforge.config import TrainCfg
+    from seqforge.data.shipping import splits
     from seqforge.lightning_module import Seq2SeqDataModule, Seq2SeqModule
     from seqforge.tasks import task_kind
 
@@ -47,7 +48,7 @@ def validation_score(config: dict, weights: Weights) -> float:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners in the stage's output
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
-    datamodule = Seq2SeqDataModule(config["tokenized_dir"], TrainCfg.model_validate(config["train"]))
+    datamodule = Seq2SeqDataModule(splits(config["data"]), TrainCfg.model_validate(config["train"]))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import load_from_disk
+from datasets import Dataset as HFDataset
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.trainer.states import TrainerFn
@@ -75,15 +74,13 @@ class RunLogger(MLFlowLogger):
 
 
 class TokenizedSplit(Dataset):
-    """One split of token ids, read from memory-mapped Arrow; lengths are numpy arrays.
+    """One split of token ids over Arrow (memory-mapped from disk, or in Ray's shared object store);
+    lengths are numpy arrays. Rows are read from the Arrow table per batch."""
 
-    Memory does not grow with the corpus: rows are read from the Arrow file per batch.
-    """
-
-    def __init__(self, path: Path, split: str) -> None:
+    def __init__(self, data: HFDataset) -> None:
         import pyarrow.compute as pc
 
-        self.data = load_from_disk(str(path))[split]
+        self.data = data
         table = self.data.data
         src, tgt = (pc.list_value_length(table.column(c)).to_numpy() for c in ("src_ids", "tgt_ids"))
         self.lengths = np.stack([src + 1, tgt + 1], axis=1).astype(np.int32)  # + EOS / BOS
@@ -106,13 +103,16 @@ class TokenizedSplit(Dataset):
 
 
 class Seq2SeqDataModule(pl.LightningDataModule):
-    def __init__(self, tokenized_dir: str, train_cfg: TrainCfg) -> None:
+    """Token-budget batches of a task's `train` and `validation` splits (`splits`: from disk, or
+    `seqforge.data.shipping.splits` on a Ray worker)."""
+
+    def __init__(self, splits: Mapping[str, HFDataset], train_cfg: TrainCfg) -> None:
         super().__init__()
-        self.path, self.cfg = Path(tokenized_dir), train_cfg
+        self.splits, self.cfg = splits, train_cfg
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = TokenizedSplit(self.path, "train")
-        self.val_set = TokenizedSplit(self.path, "validation")
+        self.train_set = TokenizedSplit(self.splits["train"])
+        self.val_set = TokenizedSplit(self.splits["validation"])
 
     def _sampler(self, data: TokenizedSplit, train: bool) -> TokenBudgetBatchSampler:
         return TokenBudgetBatchSampler(
@@ -137,13 +137,14 @@ class Seq2SeqModule(pl.LightningModule):
     """Label-smoothed training, clipped gradients, per-epoch validation loss/perplexity, and for
     translation greedy validation BLEU (the metric it is selected on; chat models use the loss)."""
 
-    def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer_file: str, kind: str,
+    def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer: str, kind: str,
                  bleu_tokenize: str | None = None) -> None:
+        """`tokenizer`: the task's tokenizer as JSON text (`SubwordTokenizer.dumps`)."""
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        self.save_hyperparameters(ignore=["tokenizer"], logger=False)
         self.exp = ExperimentCfg.model_validate(experiment)
         self.model = build_model(self.exp.model, src_vocab, tgt_vocab)
-        self.tokenizer = SubwordTokenizer.load(Path(tokenizer_file))
+        self.tokenizer = SubwordTokenizer.loads(tokenizer)
         self.monitor = task_kind(kind).monitor
         self.bleu_tokenize = bleu_tokenize  # validation BLEU's sacreBLEU tokenizer (kinds selected on BLEU)
         self._reset_epoch_counters()
@@ -151,7 +152,7 @@ class Seq2SeqModule(pl.LightningModule):
     @classmethod
     def from_loop_config(cls, config: dict) -> Seq2SeqModule:
         """The module a training run's loop config (`train.loop_config`) describes."""
-        return cls(config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer_file"],
+        return cls(config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer"],
                     config["kind"], config["bleu_tokenize"])
 
     def _reset_epoch_counters(self) -> None:

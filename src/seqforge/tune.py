@@ -20,9 +20,10 @@ import yaml
 
 from seqforge import paths
 from seqforge.config import (
-    CONF_DIR, ConfigError, ExperimentCfg, TrainCfg, TuneCfg, load_config, load_corpus, load_task, load_tune, nest,
+    CONF_DIR, ConfigError, ExperimentCfg, TaskCfg, TrainCfg, TuneCfg, load_config, load_corpus, load_task, load_tune, nest,
     tuned_file, with_overrides,
 )
+from seqforge.data.shipping import ship
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.tasks import task_kind
 from seqforge.tracking import data_version, ray_runtime_env, setup_mlflow, tracking_uri
@@ -83,10 +84,9 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
         base = ExperimentCfg.model_validate(sweep["experiment"])
         exp = with_overrides(base, sampled, f"trial {trial_id}")
         train_cfg = trial_train_cfg(sweep["train"], exp, TuneCfg.model_validate(sweep["tune"]))
-        os.chdir(sweep["project_dir"])  # relative data paths, as in the train stage
-        tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
-        task = load_task(exp.task)
-        result = fit_on_ray(loop_config(exp, task, train_cfg, tokenizer, run_id), train_cfg,
+        tokenizer = SubwordTokenizer.loads(sweep["tokenizer"])  # from the driver: no repository on this node
+        task = TaskCfg.model_validate(sweep["task"])
+        result = fit_on_ray(loop_config(exp, task, train_cfg, tokenizer, run_id, sweep["data"]), train_cfg,
                             f"{sweep['name']}-{trial_id}", task_kind(task.kind).monitor,
                             callbacks=(TuneReportCallback(),), progress=False)
         if result.error is not None:
@@ -134,7 +134,8 @@ def run_sweep(name: str, num_samples: int | None = None, resume: bool = False) -
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         state = {"name": f"tune-{name}-{stamp}"}
-    storage = tune.storage_path if "://" in tune.storage_path else str(Path(tune.storage_path).resolve())
+    storage = paths.ray_storage(tune.storage_path, "tune")
+    tune = tune.model_copy(update={"storage_path": storage})  # trials run on any node: no relative path
 
     experiment_id = setup_mlflow(cfg.mlflow.experiment)
     with mlflow.start_run(run_id=state.get("parent_run_id"), experiment_id=experiment_id,
@@ -153,9 +154,11 @@ def run_sweep(name: str, num_samples: int | None = None, resume: bool = False) -
                  runtime_env=ray_runtime_env())
         base_train = cfg.train.model_dump()
         trial_cfg = trial_train_cfg(base_train, exp, tune)
+        # what trials read goes with them (the tokenized data through the object store, once for all trials)
         sweep = {"name": state["name"], "parent_run_id": state["parent_run_id"], "experiment_id": experiment_id,
                  "tracking_uri": tracking_uri(), "experiment": exp.model_dump(mode="json"),
-                 "train": base_train, "tune": tune.model_dump(mode="json"), "project_dir": str(Path.cwd())}
+                 "train": base_train, "tune": tune.model_dump(mode="json"), "task": task.model_dump(mode="json"),
+                 "tokenizer": SubwordTokenizer.load(paths.tokenizer_file(exp.task)).dumps(), "data": ship(paths.tokenized_dir(exp.task))}
         # the trial driver only waits on its Train run: a token memory request, no CPU (the workers take those)
         trainable = rt.with_resources(rt.with_parameters(run_trial, sweep=sweep), {"CPU": 0, "memory": 64 * 2**20})
         path = f"{storage}/{state['name']}"

@@ -178,29 +178,38 @@ class SubwordTokenizer:
         """The subword strings of `ids`, special tokens included (for display)."""
         return [self.sides[side].id_to_token(i) for i in ids]
 
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
+    def dumps(self) -> str:
+        """The whole tokenizer as one JSON text (what `save` writes, what `loads` reads)."""
+        return json.dumps({
             "format": FORMAT,
             "library": self.library,
             "joint": self.joint,
             "source": self.sides["source"].dump(),
             "target": None if self.joint else self.sides["target"].dump(),
-        }
-        path.write_text(json.dumps(payload))
+        })
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.dumps())
 
     @classmethod
-    def load(cls, path: Path) -> SubwordTokenizer:
-        try:
-            payload = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: tokenizer file not found") from None
+    def loads(cls, text: str, origin: str = "tokenizer") -> SubwordTokenizer:
+        """A tokenizer from `dumps`'s JSON text; `origin` names where it came from in errors."""
+        payload = json.loads(text)
         if payload.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a {FORMAT} file")
+            raise ValueError(f"{origin}: not a {FORMAT} file")
         library = LIBRARIES[payload["library"]]
         source = library.load(payload["source"])
         target = source if payload["joint"] else library.load(payload["target"])
         return cls(source, target, joint=payload["joint"])
+
+    @classmethod
+    def load(cls, path: Path) -> SubwordTokenizer:
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: tokenizer file not found") from None
+        return cls.loads(text, str(path))
 
 
 def _chain(*parts: Iterable[str]) -> Iterator[str]:
