@@ -88,6 +88,7 @@ class TrainCfg(_Strict):
     average_checkpoints: Literal["auto", "always", "never"] = "auto"  # export the mean of the kept checkpoints
     # (auto: only when it scores better than the best one on the validation metric)
     max_failures: int = Field(1, ge=-1)  # worker-failure restarts from the last checkpoint; -1: no limit
+    checkpoint_retries: int = Field(4, ge=0)  # waits for unreachable checkpoint storage: 1 s, 2 s, 4 s, ...
 
 
 class DecodeCfg(_Strict):

@@ -1,5 +1,6 @@
 """Where each pipeline stage reads and writes, relative to the repository root (the cwd)."""
 
+import os
 from pathlib import Path
 
 DATA = Path("data")  # raw corpora, pinned by data.dvc
@@ -35,3 +36,13 @@ def metrics_file(experiment: str) -> Path:
 
 def curves_file(experiment: str) -> Path:
     return METRICS / "curves" / f"{experiment}.csv"
+
+
+def ray_storage(configured: str, kind: str) -> str:
+    """Where Ray keeps checkpoints (`kind` ``train``) or sweep state (``tune``): `$SEQFORGE_RAY_STORAGE/<kind>`
+    when set (the team stack's bucket, `s3://bucket/path?endpoint_override=...`), else `configured`; a
+    local path is made absolute, as Ray wants."""
+    if base := os.environ.get("SEQFORGE_RAY_STORAGE"):
+        location, _, query = base.partition("?")
+        return f"{location.rstrip('/')}/{kind}" + (f"?{query}" if query else "")
+    return configured if "://" in configured else str(Path(configured).resolve())

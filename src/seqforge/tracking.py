@@ -26,10 +26,11 @@ def tracking_uri() -> str:
 
 def ray_runtime_env() -> dict:
     """The Ray job environment that sends every Ray process (Tune trials, Train workers, on any node)
-    to this driver's MLflow store: its `MLFLOW_*` settings, credentials included, with the tracking
-    URI resolved. Ray processes inherit their node's environment, not the driver's."""
-    mlflow_env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
-    return {"env_vars": mlflow_env | {"MLFLOW_TRACKING_URI": tracking_uri()}}
+    to this driver's MLflow store and object store: its `MLFLOW_*` and `AWS_*` settings, credentials
+    included (workers write checkpoints to `SEQFORGE_RAY_STORAGE`), with the tracking URI resolved.
+    Ray processes inherit their node's environment, not the driver's."""
+    forwarded = {k: v for k, v in os.environ.items() if k.startswith(("MLFLOW_", "AWS_"))}
+    return {"env_vars": forwarded | {"MLFLOW_TRACKING_URI": tracking_uri()}}
 
 
 def setup_mlflow(experiment: str) -> str:

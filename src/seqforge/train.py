@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from seqforge.config import (
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.models import build_model, count_parameters
 from seqforge.tracking import (
-    data_version, git_commit, log_dataset_inputs, metric_steps, ray_runtime_env, setup_mlflow, tracking_uri,
+    TrackingError, data_version, git_commit, log_dataset_inputs, metric_steps, ray_runtime_env, setup_mlflow,
+    tracking_uri,
 )
 
 CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped")
@@ -40,10 +42,11 @@ def train_worker(config: dict) -> None:
     from lightning.pytorch.callbacks import EarlyStopping
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
+    from seqforge.data import shipping
     from seqforge.diagnostics import TrainingDiagnostics
     from seqforge.lightning_module import RunLogger, Seq2SeqDataModule, Seq2SeqModule
     from seqforge.progress import StepProgress
-    from seqforge.ray_checkpoints import CHECKPOINT_NAME, RayCheckpoints
+    from seqforge.ray_checkpoints import CHECKPOINT_NAME, RayCheckpoints, wait_for_storage
     from seqforge.tasks import task_kind
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -70,7 +73,7 @@ def train_worker(config: dict) -> None:
         accumulate_grad_batches=train_cfg.accumulate_grad_batches,
         callbacks=[  # diagnostics first: each epoch's record is in that epoch's checkpoint
             TrainingDiagnostics(),
-            RayCheckpoints(metric, train_cfg.checkpoint_every_n_steps),
+            RayCheckpoints(metric, train_cfg.checkpoint_every_n_steps, train_cfg.checkpoint_retries),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
         ],
@@ -85,12 +88,14 @@ def train_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     MlflowClient(config["tracking_uri"]).set_tag(  # which Ray node each worker ran on
         config["run_id"], f"ray.worker{ctx.get_world_rank()}.node", ray.get_runtime_context().get_node_id())
-    datamodule = Seq2SeqDataModule(config["tokenized_dir"], train_cfg)
+    datamodule = Seq2SeqDataModule(shipping.splits(config["data"]), train_cfg)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         trainer.fit(module, datamodule=datamodule)
         return
-    with checkpoint.as_directory() as ckpt_dir:  # resuming an interrupted run
+    storage = ctx.get_storage()  # resuming an interrupted run: its checkpoint comes from the storage
+    wait_for_storage(storage.storage_filesystem, storage.experiment_fs_path, train_cfg.checkpoint_retries)
+    with checkpoint.as_directory() as ckpt_dir:
         ckpt = os.path.join(ckpt_dir, CHECKPOINT_NAME)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
 
@@ -111,21 +116,26 @@ def run_name(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, data_hash: 
     return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
+def connect_ray() -> None:
+    """Join the Ray cluster at `RAY_ADDRESS` (else start a local instance), once per process. Workers'
+    output goes to Ray's log files; the driver prints epoch lines."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False,
+                 runtime_env=ray_runtime_env())
+
+
 def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], callbacks: tuple = (),
                progress: bool = True):
-    """Launch `train_worker` on the Ray cluster (`RAY_ADDRESS`, else a local instance).
+    """Launch `train_worker` on the Ray cluster (`connect_ray` first: `config["data"]` is in its object store).
 
     `callbacks` are Ray Train callbacks (a Tune trial passes `TuneReportCallback`); `progress`
     prints epoch lines and the in-epoch bar (a Tune trial, which nobody watches, passes False).
     """
-    import ray
-
     from seqforge.progress import printing
 
-    if not ray.is_initialized():  # workers' output goes to Ray's log files; the driver prints epoch lines
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False,
-                 runtime_env=ray_runtime_env())
-    storage = cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
+    storage = paths.ray_storage(cfg.storage_path, "train")
     if not progress:
         return _fit({**config, "progress": None}, cfg, name, metric, storage, list(callbacks))
     with printing(name.rsplit("-", 1)[0], cfg.max_time) as (lines, queue):
@@ -156,6 +166,13 @@ def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storag
         ),
     )
     return trainer.fit()
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """The workers' message when a Ray Train run failed because its checkpoint storage was unreachable
+    (`CheckpointStorageError`, raised in a worker and carried in the run's error text)."""
+    match = re.search(r"CheckpointStorageError: (.+)", str(error))
+    return match.group(1).strip() if match else None
 
 
 def export_model(weights: dict, out_dir: Path, meta: dict, tokenizer_file: Path) -> None:
@@ -196,16 +213,17 @@ def write_curves(run_id: str, out: Path) -> None:
 
 
 def loop_config(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer,
-                run_id: str) -> dict:
-    """What every Ray Train worker of one run gets (`train_worker`'s config): plain, serializable."""
+                run_id: str, data) -> dict:
+    """What every Ray Train worker of one run gets (`train_worker`'s config): plain values, the tokenizer's
+    JSON text and `data`, the object reference of the tokenized splits (`shipping.ship`): nothing read
+    from the repository's path, so workers need no shared filesystem."""
     from seqforge.tasks import task_kind
 
     return {
         "kind": task.kind, "bleu_tokenize": task_kind(task.kind).validation_bleu(task),
         "experiment": exp.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
         "src_vocab": tokenizer.vocab_size("source"), "tgt_vocab": tokenizer.vocab_size("target"),
-        "tokenized_dir": str(paths.tokenized_dir(exp.task).resolve()),
-        "tokenizer_file": str(paths.tokenizer_file(exp.task).resolve()),
+        "data": data, "tokenizer": tokenizer.dumps(),
         "run_id": run_id, "tracking_uri": tracking_uri(),
     }
 
@@ -269,15 +287,20 @@ def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta:
     diagnostics records (`seqforge.diagnostics`)."""
     import mlflow
 
+    from seqforge.data.shipping import ship
     from seqforge.diagnostics import log_diagnostics, read_diagnostics
     from seqforge.ray_checkpoints import CHECKPOINT_NAME
     from seqforge.tasks import task_kind
 
     tokenizer_file = paths.tokenizer_file(exp.task)
-    config = loop_config(exp, task, train_cfg, SubwordTokenizer.load(tokenizer_file), meta["run_id"])
+    connect_ray()
+    config = loop_config(exp, task, train_cfg, SubwordTokenizer.load(tokenizer_file), meta["run_id"],
+                         ship(paths.tokenized_dir(exp.task)))
     metric = task_kind(task.kind).monitor
     result = fit_on_ray(config, train_cfg, ray_name, metric)
     if result.error is not None:
+        if storage := storage_failure(result.error):
+            raise TrackingError(f"training {exp.name} stopped: {storage}")
         raise RuntimeError(f"training {exp.name} failed on Ray Train") from result.error
     with ExitStack() as stack:
         dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)]
