@@ -53,13 +53,7 @@ def smoke_repo(tmp_path_factory) -> tuple[Path, dict]:
     """A clone-like copy of the working tree (tracked + untracked, not ignored) with the smoke run done."""
     if not (MIRROR / "multi30k").is_dir():
         pytest.skip(f"no corpus mirror at {MIRROR}")
-    repo = tmp_path_factory.mktemp("clone") / "seqforge"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
+    repo = copy_worktree(tmp_path_factory.mktemp("clone") / "seqforge")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
     env.update(SEQFORGE_DATA_MIRROR=str(MIRROR), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
                PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
@@ -68,6 +62,17 @@ def smoke_repo(tmp_path_factory) -> tuple[Path, dict]:
     for cmd in (["seqforge", "profile", "smoke"], ["seqforge", "fetch"], ["dvc", "repro"]):
         run(cmd, repo, env)
     return repo, env
+
+
+def copy_worktree(repo: Path) -> Path:
+    """What a clone of the working tree holds (tracked and untracked files, not ignored ones), at `repo`."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    return repo
 
 
 def copy_repo(repo: Path, dest: Path, *leave_out: str) -> Path:

@@ -106,3 +106,25 @@ def test_resolved_configs_change_only_where_values_change(conf_copy, tmp_path) -
     profile.write_text("tasks:\n  decode: {beam_size: 3}\nfamilies:\n  transformer:\n    model: {dropout: 0.2}\n")
     changed = {p.relative_to(out).as_posix() for p in resolve_all(conf_copy, out)}
     assert changed == {"experiments/transformer/train.yaml", "experiments/chatbot_transformer/train.yaml"}
+
+
+def test_stack_config_errors_name_the_file_and_key(conf_copy) -> None:
+    from seqforge.stack import load_stack
+
+    stack = load_stack(conf_copy)
+    assert stack.ray_storage().startswith(f"s3://{stack.s3.bucket}/{stack.ray.prefix}?endpoint_override=")
+    (conf_copy / "stack.yaml").write_text("postgres: {port: five}\n")
+    with pytest.raises(ConfigError, match=r"stack\.yaml: invalid configuration\n  postgres\.port: "):
+        load_stack(conf_copy)
+
+
+def test_ray_storage_puts_train_and_tune_under_the_stack_bucket(monkeypatch, tmp_path) -> None:
+    from seqforge.paths import ray_storage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQFORGE_RAY_STORAGE", raising=False)
+    assert ray_storage("runs/ray", "train") == str(tmp_path / "runs" / "ray")  # local paths are made absolute
+    assert ray_storage("s3://b/ray", "train") == "s3://b/ray"
+    monkeypatch.setenv("SEQFORGE_RAY_STORAGE", "s3://b/ray/?endpoint_override=h:1&scheme=http")
+    assert ray_storage("runs/ray", "train") == "s3://b/ray/train?endpoint_override=h:1&scheme=http"
+    assert ray_storage("runs/tune", "tune") == "s3://b/ray/tune?endpoint_override=h:1&scheme=http"

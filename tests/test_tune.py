@@ -1,6 +1,12 @@
-"""Sweeps: search-space validation, the winner file, and (slow) a sweep on a two-node Ray cluster."""
+"""Sweeps: search-space validation, the winner file, and (slow) a sweep and training on a two-node Ray
+cluster whose worker node cannot read the repository's tokenized data."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -110,22 +116,58 @@ print(json.dumps([{'trial': r.data.tags['trial_id'], 'status': r.info.status, 'e
 """
 
 
+HIDDEN_ON_WORKER = """
+import json, os, sys, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+head = ray.get_runtime_context().get_node_id()
+nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+listing = ray.remote(lambda path: sorted(os.listdir(path)) if os.path.isdir(path) else None)
+print(json.dumps({node: ray.get(listing.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                                .remote(sys.argv[1])) for node in nodes}))
+"""
+
+
 @pytest.fixture(scope="module")
 def sweep_repo(smoke_repo, tmp_path_factory):
-    """A copy of the smoke repo, and its environment pointed at a head and a worker Ray node on this
-    machine (2 CPUs each, `ray.cluster_utils.Cluster`)."""
-    from ray.cluster_utils import Cluster
+    """A copy of the smoke repo, and its environment pointed at a two-node Ray cluster on this machine
+    (2 CPUs each) with no shared filesystem for the data: the worker node runs in its own mount
+    namespace, where the repository's `artifacts/` is an empty tmpfs. Needs root (`unshare -m`)."""
+    import sys
 
-    from conftest import copy_repo
+    from conftest import copy_repo, free_port, run, stop_server
 
     smoke, smoke_env = smoke_repo
     repo = copy_repo(smoke, tmp_path_factory.mktemp("sweep") / "seqforge", "runs")
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    port = free_port()
+    logs = tmp_path_factory.mktemp("ray-nodes")
+    smoke_env = {**smoke_env, "RAY_AUTH_MODE": "disabled"}  # loopback only; a real cluster shares a token
     # the head runs the dashboard: Ray Train's state API frees the resources of trials ASHA stops
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    cluster.add_node(num_cpus=2)
-    cluster.wait_for_nodes()
-    yield repo, {**smoke_env, "RAY_ADDRESS": cluster.address}
-    cluster.shutdown()
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=true", f"--dashboard-port={free_port()}", "--disable-usage-stats"],
+                            env=smoke_env, stdout=(logs / "head.log").open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    hide = f'mount -t tmpfs tmpfs "$0" && exec {ray_bin} start --block --address=127.0.0.1:{port} --num-cpus=2'
+    worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", hide,
+                               str(repo / "artifacts")], env=smoke_env, stdout=(logs / "worker.log").open("w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**smoke_env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # both nodes up; the worker node sees an empty artifacts/, the head the real one
+            listing = run([sys.executable, "-c", HIDDEN_ON_WORKER, str(repo / "artifacts")], repo, env, check=False)
+            seen = json.loads(listing.stdout.strip().splitlines()[-1]) if listing.returncode == 0 else {}
+            if len(seen) == 2:
+                break
+            assert time.monotonic() < deadline and None in (head.poll(), worker.poll()), (
+                listing.stderr[-2000:], (logs / "worker.log").read_text()[-2000:])
+            time.sleep(2)
+        assert sorted(map(bool, seen.values())) == [False, True], seen
+        yield repo, env
+    finally:
+        for node in (worker, head):
+            stop_server(node)
 
 
 def children(repo, env, parent_run_id: str) -> dict[str, dict]:

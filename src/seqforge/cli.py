@@ -415,8 +415,17 @@ def _client():
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    """The `seqforge` command. An MLflow store that refuses or fails a request (wrong credentials: 401,
+    a missing model) ends any command with one line, not a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    from seqforge.tracking import first_line
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    app()
+    try:
+        app()
+    except MlflowException as err:
+        sys.exit(f"seqforge: the MLflow store at {_tracking()} refused: {first_line(err, 500)}")
 
 
 if __name__ == "__main__":

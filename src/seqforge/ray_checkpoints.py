@@ -50,6 +50,18 @@ def wait_for_storage(fs, path: str, retries: int, first_wait: float = 1.0) -> No
             time.sleep(first_wait * 2**attempt)
 
 
+def storage_unreachable(uri: str, retries: int) -> str | None:
+    """Why Ray's storage at `uri` does not answer after `retries` (`wait_for_storage`), or None when it does."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    try:
+        wait_for_storage(fs, path, retries)
+    except CheckpointStorageError as err:
+        return str(err)
+    return None
+
+
 class RayCheckpoints(pl.Callback):
     """Report a checkpoint to Ray Train at each epoch's end and every `every_n_steps` updates; each
     waits up to `retries` times for unreachable storage (`wait_for_storage`)."""

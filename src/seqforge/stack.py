@@ -23,52 +23,46 @@ from collections.abc import Callable
 from glob import glob
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
-from seqforge.config import CONF_DIR, _read_yaml, validate
+from seqforge.config import CONF_DIR, _read_yaml, _Strict, validate
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PostgresCfg(_Part):
+class PostgresCfg(_Strict):
     port: int = 5433
     user: str = "seqforge"
     database: str = "mlflow"
     auth_database: str = "mlflow_auth"
 
 
-class SeaweedCfg(_Part):
+class SeaweedCfg(_Strict):
     master_port: int = 9333
     volume_port: int = 8081
     filer_port: int = 8888
     volume_size_limit_mb: int = 1024
 
 
-class S3Cfg(_Part):
+class S3Cfg(_Strict):
     port: int = 8333
     bucket: str = "seqforge"
     region: str = "us-east-1"
 
 
-class MlflowServerCfg(_Part):
+class MlflowServerCfg(_Strict):
     port: int = 5050
     workers: int = 2
     admin_username: str = "admin"
     artifacts_prefix: str = "mlartifacts"
 
 
-class DvcRemoteCfg(_Part):
+class DvcRemoteCfg(_Strict):
     remote: str = "stack"
     prefix: str = "dvc"
 
 
-class RayStorageCfg(_Part):
+class RayStorageCfg(_Strict):
     prefix: str = "ray"
 
 
-class StackCfg(_Part):
+class StackCfg(_Strict):
     dir: Path = Path(".stack")
     host: str = "127.0.0.1"
     postgres: PostgresCfg = PostgresCfg()
@@ -211,6 +205,9 @@ def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
     data, log = (cfg.dir / "postgres").resolve(), (cfg.dir / "logs" / "postgres.log").resolve()
     log.touch()
     if os.geteuid() == 0:
+        if subprocess.run(_as_postgres(["test", "-x", str(data.parent)]), cwd="/", check=False).returncode:
+            raise StackError(f"PostgreSQL runs as the postgres user, which cannot enter {data.parent}: set "
+                             "`dir` in conf/stack.yaml to a folder it can reach (e.g. /var/tmp/seqforge-stack)")
         shutil.chown(log, "postgres")  # pg_ctl writes the server's log as that user
     if not (data / "PG_VERSION").is_file():
         data.mkdir(parents=True, exist_ok=True)
@@ -222,13 +219,13 @@ def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
         try:
             _run(_as_postgres([_postgres_bin("initdb"), "-D", str(data), "-U", cfg.postgres.user, f"--pwfile={pwfile}",
                                "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8"]),
-                 "PostgreSQL initdb", log)
+                 "PostgreSQL initdb", log, cwd="/")
         finally:
             pwfile.unlink()
     if not _port_open(cfg.host, cfg.postgres.port):
         options = f"-p {cfg.postgres.port} -k {data} -c listen_addresses={cfg.host}"
         _run(_as_postgres([_postgres_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
-             "PostgreSQL start", log)
+             "PostgreSQL start", log, cwd="/")
     import psycopg
 
     with psycopg.connect(host=cfg.host, port=cfg.postgres.port, user=cfg.postgres.user,
@@ -255,6 +252,7 @@ def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
             f"-master.port={sw.master_port}", f"-master.volumeSizeLimitMB={sw.volume_size_limit_mb}",
             f"-volume.port={sw.volume_port}", f"-filer.port={sw.filer_port}",
             "-s3", f"-s3.port={cfg.s3.port}", f"-s3.config={s3_config}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",  # catalogs not used; their fixed ports would collide
         ], {})
     client = s3_client(cfg, creds)
 
@@ -360,4 +358,4 @@ def down(cfg: StackCfg) -> None:
     data = (cfg.dir / "postgres").resolve()
     if (data / "postmaster.pid").is_file():
         _run(_as_postgres([_postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-             "PostgreSQL stop", cfg.dir / "logs" / "postgres.log")
+             "PostgreSQL stop", cfg.dir / "logs" / "postgres.log", cwd="/")

@@ -170,7 +170,7 @@ def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storag
 
 def storage_failure(error: BaseException) -> str | None:
     """The workers' message when a Ray Train run failed because its checkpoint storage was unreachable
-    (`CheckpointStorageError`, raised in a worker and carried in the run's error text)."""
+    (`CheckpointStorageError`, raised in a worker; Ray carries it as text in the run's error)."""
     match = re.search(r"CheckpointStorageError: (.+)", str(error))
     return match.group(1).strip() if match else None
 
@@ -289,7 +289,7 @@ def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta:
 
     from seqforge.data.shipping import ship
     from seqforge.diagnostics import log_diagnostics, read_diagnostics
-    from seqforge.ray_checkpoints import CHECKPOINT_NAME
+    from seqforge.ray_checkpoints import CHECKPOINT_NAME, storage_unreachable
     from seqforge.tasks import task_kind
 
     tokenizer_file = paths.tokenizer_file(exp.task)
@@ -297,11 +297,15 @@ def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta:
     config = loop_config(exp, task, train_cfg, SubwordTokenizer.load(tokenizer_file), meta["run_id"],
                          ship(paths.tokenized_dir(exp.task)))
     metric = task_kind(task.kind).monitor
-    result = fit_on_ray(config, train_cfg, ray_name, metric)
-    if result.error is not None:
-        if storage := storage_failure(result.error):
-            raise TrackingError(f"training {exp.name} stopped: {storage}")
-        raise RuntimeError(f"training {exp.name} failed on Ray Train") from result.error
+    try:
+        result = fit_on_ray(config, train_cfg, ray_name, metric)
+    except Exception as err:  # Ray Train raises its workers' or controller's failure (TrainingFailedError)
+        # an unreachable store can fail a worker's checkpoint or the controller's bookkeeping: either way, say so
+        storage = storage_failure(err) or storage_unreachable(paths.ray_storage(train_cfg.storage_path, "train"),
+                                                              train_cfg.checkpoint_retries)
+        if storage:
+            raise TrackingError(f"training {exp.name} stopped: {storage}") from None
+        raise
     with ExitStack() as stack:
         dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)]
         weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])

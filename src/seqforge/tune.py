@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import TypeAdapter
 
 from seqforge import paths
 from seqforge.config import (
@@ -85,7 +86,7 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
         exp = with_overrides(base, sampled, f"trial {trial_id}")
         train_cfg = trial_train_cfg(sweep["train"], exp, TuneCfg.model_validate(sweep["tune"]))
         tokenizer = SubwordTokenizer.loads(sweep["tokenizer"])  # from the driver: no repository on this node
-        task = TaskCfg.model_validate(sweep["task"])
+        task = TypeAdapter(TaskCfg).validate_python(sweep["task"])
         result = fit_on_ray(loop_config(exp, task, train_cfg, tokenizer, run_id, sweep["data"]), train_cfg,
                             f"{sweep['name']}-{trial_id}", task_kind(task.kind).monitor,
                             callbacks=(TuneReportCallback(),), progress=False)

@@ -1,0 +1,244 @@
+"""The team stack (`seqforge stack up`, what `make stack` runs): PostgreSQL, SeaweedFS S3 and an
+authenticated MLflow server on loopback, with the pipeline, DVC and Ray checkpoints going through it.
+
+One stack per module, on its own ports and folder, in a copy of the working tree trimmed by
+configuration to the translation task and one experiment (the smoke profile). Needs Debian's
+postgresql (`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import MIRROR, ROOT, copy_repo, copy_worktree, run
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENT, MODEL_NAME = "gru_bahdanau", "translation-en-de"
+# apart from conf/stack.yaml's (a developer's own stack may be up), gRPC's port + 10000 included
+PORTS = {"postgres": 25433, "master": 29333, "volume": 28081, "filer": 28888, "s3": 28333, "mlflow": 25050}
+
+
+def stack_conf(stack_dir: Path) -> dict:
+    """conf/stack.yaml on the test's ports and folder (SeaweedFS also takes each port + 10000 for gRPC)."""
+    conf = yaml.safe_load((ROOT / "conf" / "stack.yaml").read_text())
+    conf["dir"] = str(stack_dir)
+    conf["postgres"]["port"] = PORTS["postgres"]
+    conf["seaweedfs"].update(master_port=PORTS["master"], volume_port=PORTS["volume"], filer_port=PORTS["filer"])
+    conf["s3"]["port"], conf["mlflow"]["port"] = PORTS["s3"], PORTS["mlflow"]
+    return conf
+
+
+def parse_exports(text: str) -> dict[str, str]:
+    import shlex
+
+    return {k: v for k, _, v in (shlex.split(line.removeprefix("export "))[0].partition("=")
+                                 for line in text.splitlines() if line.startswith("export "))}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """(repo, env): the stack up, and the smoke pipeline run through it (`dvc repro`, as `make smoke`)."""
+    if not (MIRROR / "multi30k").is_dir():
+        pytest.skip(f"no corpus mirror at {MIRROR}")
+    base = tmp_path_factory.mktemp("stack")
+    repo = copy_worktree(base / "seqforge")
+    # PostgreSQL runs as the postgres user when the tests run as root: its folder must be reachable
+    stack_dir = Path(tempfile.mkdtemp(prefix="seqforge-stack-", dir="/var/tmp"))
+    stack_dir.chmod(0o755)
+    for name in ("tasks/chatbot", "experiments/chatbot_gru_bahdanau", "experiments/chatbot_transformer",
+                 "experiments/lstm_luong", "experiments/transformer", "tune/chatbot_gru_bahdanau", "tune/transformer"):
+        (repo / "conf" / f"{name}.yaml").unlink()  # one task, one experiment: configuration, no code
+    (repo / "conf" / "stack.yaml").write_text(yaml.safe_dump(stack_conf(stack_dir), sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "AWS_", "SEQFORGE_RAY"))}
+    env.update(SEQFORGE_DATA_MIRROR=str(MIRROR), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    run(["seqforge", "sync"], repo, env)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"]):
+        run(cmd, repo, env)
+    try:
+        env.update(parse_exports(run(["seqforge", "stack", "up"], repo, env).stdout))
+        for cmd in (["seqforge", "profile", "smoke"], ["seqforge", "fetch"], ["dvc", "repro"]):
+            run(cmd, repo, env)
+        yield repo, env
+    finally:
+        run(["seqforge", "stack", "down"], repo, env, check=False)
+        shutil.rmtree(stack_dir, ignore_errors=True)
+
+
+def request(url: str, user: str | None = None, password: str | None = None) -> int:
+    """The HTTP status of a GET, with basic auth when `user` is given."""
+    import base64
+
+    req = urllib.request.Request(url)
+    if user is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def bucket_keys(repo: Path, env: dict, prefix: str) -> list[str]:
+    code = ("import json, sys; from seqforge.stack import credentials, load_stack, s3_client; cfg = load_stack(); "
+            "c = s3_client(cfg, credentials(cfg)); print(json.dumps([o['Key'] for p in c.get_paginator("
+            "'list_objects_v2').paginate(Bucket=cfg.s3.bucket, Prefix=sys.argv[1]) for o in p.get('Contents', [])]))")
+    return json.loads(run([sys.executable, "-c", code, prefix], repo, env).stdout)
+
+
+def test_the_server_refuses_requests_without_valid_credentials(stack) -> None:
+    repo, env = stack
+    api = f"{env['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=5"
+    user, password = env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
+    assert request(api) == 401
+    assert request(api, user, "wrong-password") == 401
+    assert request(api, user, password) == 200
+    # the CLI without credentials: one clear line, no traceback
+    anonymous = {k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    out = run(["seqforge", "models"], repo, anonymous, check=False)
+    assert out.returncode != 0 and "Traceback" not in out.stderr and "401" in out.stderr + out.stdout
+
+
+def test_smoke_pipeline_tracks_registers_and_checkpoints_through_the_stack(stack) -> None:
+    import mlflow
+    import psycopg
+
+    repo, env = stack
+    # nothing local: no SQLite store, no local artifacts, no local Ray storage
+    assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists() and not (repo / "runs").exists()
+    checkpoints = bucket_keys(repo, env, f"ray/train/{EXPERIMENT}-")
+    assert any(re.search(r"/checkpoint_[^/]+/checkpoint\.ckpt$", k) for k in checkpoints), checkpoints[:10]
+    registered = json.loads((repo / "reports" / EXPERIMENT / "registered.json").read_text())
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            mp.setenv(key, env[key])
+        client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+        version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+        run_info = client.get_run(version.run_id).info
+    assert version.version == str(registered["version"]) and run_info.status == "FINISHED"
+    assert run_info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied by the server to the bucket
+    stored = bucket_keys(repo, env, f"mlartifacts/{run_info.experiment_id}/")
+    assert any(k.endswith("/evaluation/samples.json") or "attention" in k for k in stored), stored[:10]
+    conf = yaml.safe_load((repo / "conf" / "stack.yaml").read_text())
+    creds = json.loads((Path(conf["dir"]) / "credentials.json").read_text())
+    with psycopg.connect(host="127.0.0.1", port=PORTS["postgres"], user=conf["postgres"]["user"],
+                         password=creds["postgres_password"], dbname=conf["postgres"]["database"]) as db:
+        assert db.execute("SELECT status FROM runs WHERE run_uuid = %s", (version.run_id,)).fetchone() == ("FINISHED",)
+
+
+def test_push_then_a_fresh_clone_pulls_reproduces_nothing_and_translates(stack, tmp_path) -> None:
+    repo, env = stack
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"],
+                ["dvc", "push"]):
+        run(cmd, repo, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    # a team member points the committed `stack` remote at the team's endpoint once (here: the test's port)
+    run(["dvc", "remote", "modify", "--local", "stack", "endpointurl", f"http://127.0.0.1:{PORTS['s3']}"], clone, env)
+    run(["dvc", "pull", "-r", "stack"], clone, env)
+    assert (clone / "models" / EXPERIMENT / "model.pt").is_file()
+    assert (clone / "artifacts" / "tokenized" / "translation" / "tokenizer.json").is_file()
+    repro = run(["dvc", "repro"], clone, env)
+    assert "Running stage" not in repro.stdout, repro.stdout[-2000:]
+    assert json.loads(run(["dvc", "status", "--json", "dvc.yaml"], clone, env).stdout) == {}
+    out = run(["seqforge", "translate", "--model", f"{MODEL_NAME}@challenger", "A man is riding a bicycle ."],
+              clone, env)
+    assert out.stdout.strip(), out.stderr[-2000:]
+    assert not (clone / "mlflow.db").exists()
+
+
+class Switch:
+    """A TCP relay in front of the S3 endpoint that can be cut: off, it refuses new connections and
+    drops open ones (the object store down, as seen from the training workers)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target, self.on = ("127.0.0.1", target_port), True
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.server.accept()
+            if not self.on:
+                conn.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.open += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.on = False
+        for s in self.open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_checkpoint_with_the_object_store_down_retries_then_fails_clearly(stack, tmp_path) -> None:
+    repo, env = stack
+    work = copy_repo(repo, tmp_path / "seqforge", "models")  # without the pipeline's exported model
+    switch = Switch(PORTS["s3"])
+    storage = env["SEQFORGE_RAY_STORAGE"].replace(f"127.0.0.1:{PORTS['s3']}", f"127.0.0.1:{switch.port}")
+    faulty = {**env, "SEQFORGE_RAY_STORAGE": storage.replace("/ray?", "/ray-fault?")}
+    profile = yaml.safe_load((work / "conf" / "profiles" / "smoke.yaml").read_text())
+    profile["families"]["rnn"]["train"].update(max_epochs=4, early_stopping_patience=10, checkpoint_retries=2)
+    (work / "conf" / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(profile))
+    train = subprocess.Popen([sys.executable, "-m", "pipelines.train", EXPERIMENT], cwd=work, env=faulty,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    # the first checkpoint stored and registered (Ray's snapshot of its checkpoints written after it)
+    while not {"checkpoint.ckpt", "checkpoint_manager_snapshot.json"} <= {
+            k.rsplit("/", 1)[-1] for k in bucket_keys(repo, env, "ray-fault/train/")}:
+        assert train.poll() is None and time.monotonic() < deadline, train.communicate()
+        time.sleep(1)
+    switch.cut()  # the next checkpoints meet a store that does not answer
+    started = time.monotonic()
+    _, stderr = train.communicate(timeout=600)
+    assert train.returncode != 0
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"train: training {EXPERIMENT} stopped: checkpoint storage") and "retries" in last, last
+    assert time.monotonic() - started < 300  # retried for a bounded time, not forever
+    # nothing half-written was taken: the stored run resumes from its last complete checkpoint
+    assert not (work / "models" / EXPERIMENT / "model.pt").exists()
+    resumed = run([sys.executable, "-m", "pipelines.train", EXPERIMENT], work, {**env, "SEQFORGE_RAY_STORAGE":
+                                                                                  faulty["SEQFORGE_RAY_STORAGE"].replace(
+                                                                                      f":{switch.port}", f":{PORTS['s3']}")})
+    epochs = [int(e) for e in re.findall(rf"{EXPERIMENT} epoch (\d+) \|", resumed.stdout)]
+    assert epochs and epochs[0] > 1 and epochs[-1] == 4, resumed.stdout[-2000:]
+    assert (work / "models" / EXPERIMENT / "model.pt").is_file()
