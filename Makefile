@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install pipeline smoke gpu repro test test-all bench clean-runs stack stack-down
+.PHONY: install pipeline smoke gpu gpu-check repro test test-all bench clean-runs stack stack-down
 
 install: $(STAMP)
 
@@ -37,6 +37,17 @@ smoke: install
 ## Sized for one GPU (bf16-mixed, one Ray Train worker per GPU).
 gpu: install
 	$(MAKE) repro PROFILE=gpu
+
+## What one GPU does with seqforge, in minutes (bench/gpu_check.py): writes reports/gpu_check/. Needs the
+## tokenized translation task (`seqforge fetch && dvc repro tokenize@translation`). Runs without the project's
+## install too (a lent GPU machine): python3 with torch and lightning, plus .whl/ from bench/device_wheels.sh.
+gpu-check:
+ifneq ($(wildcard $(PY)),)
+	PYTHONPATH=src $(PY) -m bench.gpu_check $(GPU_CHECK_ARGS)
+else
+	test ! -d .whl || python3 -m pip install -q --no-index --no-deps --no-compile --target .whl/site .whl/*.whl
+	PYTHONPATH=src:.whl/site python3 -m bench.gpu_check $(GPU_CHECK_ARGS)
+endif
 
 repro:
 	seqforge profile $(PROFILE)
