@@ -40,3 +40,14 @@ def test_an_outage_delays_metrics_in_order_and_loses_none() -> None:
     assert outbox.flush(5) == 0
     assert server.received == list(range(30))  # every metric, in the order logged
     assert "back" in notices[-1] and len(notices) == 2
+
+
+def test_an_outage_is_reported_though_nothing_more_is_logged() -> None:
+    """Training that ends (or logs nothing) while the server is down still hears that it is down."""
+    server, notices = FlakyServer(), []
+    outbox = MetricOutbox(server.log_batch, notices.append, late_after=0.2, max_delay=0.05)
+    server.down.set()
+    outbox.put([0])  # the last batch: no later put to notice the wait
+    assert outbox.flush(0.5) == 1 and len(notices) == 1 and "not answering" in notices[0]
+    server.down.clear()
+    assert outbox.flush(5) == 0 and server.received == [0] and "back" in notices[-1]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 
 import lightning.pytorch as pl
@@ -41,14 +44,25 @@ def step_schedule(kind: str, warmup_steps: int, total_steps: int) -> Callable[[i
 class RunLogger(MLFlowLogger):
     """Lightning's MLflow logger writing into a run its driver owns.
 
-    Metrics go out through a `MetricOutbox`: a tracking-server outage neither stalls nor fails
-    training, and what was logged meanwhile is sent once the server answers again (`notify` tells the
-    person watching). It never ends the run: a worker of a Tune trial that ASHA stopped could otherwise
-    mark the run finished or failed after the sweep recorded it as stopped.
+    Metrics are held until Ray Train has registered a checkpoint holding the work they describe: at
+    each reported checkpoint `RayCheckpoints` seals what was logged before it (`seal`), and once the
+    controller has registered that checkpoint (`ray_checkpoints.RegisteredCheckpoints`, through the
+    `registered` queue) it goes to MLflow (`release`). A worker group restarted from a checkpoint
+    redoes the work after it: its metrics reach MLflow once, from the attempt the run goes on from;
+    those of a killed attempt die with it. Each checkpoint also carries what MLflow may not hold yet
+    (`unsent`): a worker killed before it sent what a registered checkpoint released would lose it, so a
+    worker group restarted from that checkpoint sends it again (`resend`), with the same timestamps:
+    MLflow's SQL stores keep one copy of a metric logged twice. Released metrics go out through a `MetricOutbox`: a
+    tracking-server outage neither stalls nor fails training, and what was logged meanwhile is sent
+    once the server answers again (`notify` tells the person watching). It never ends the run: a
+    worker of a Tune trial that ASHA stopped could otherwise mark the run finished or failed after
+    the sweep recorded it as stopped.
     """
 
-    def __init__(self, tracking_uri: str, run_id: str, notify: Callable[[str], None],
-                 flush_timeout: float = 600.0) -> None:
+    def __init__(self, tracking_uri: str, run_id: str, notify: Callable[[str], None], registered=None,
+                 flush_timeout: float = 600.0, register_timeout: float = 60.0) -> None:
+        """`registered`: a queue of the updates of the checkpoints Ray registers (rank 0 only; None elsewhere);
+        `register_timeout`: how long the end of training waits for its last checkpoint to be registered."""
         from mlflow import MlflowClient
 
         super().__init__(tracking_uri=tracking_uri, run_id=run_id)
@@ -56,18 +70,98 @@ class RunLogger(MLFlowLogger):
         # one request may carry several queued batches: each (key, step, time, value) once, as MLflow requires
         self.outbox = MetricOutbox(lambda metrics: client.log_batch(run_id, metrics=list(
             {(m.key, m.step, m.timestamp, m.value): m for m in metrics}.values())), notify)
-        self.flush_timeout = flush_timeout
+        self.tracked_run, self.flush_timeout, self.register_timeout = run_id, flush_timeout, register_timeout
+        self.lock = threading.Condition()
+        self.held: list[list] = []  # metric batches logged since the last reported checkpoint
+        self.sealed: deque[tuple[int, list[list]]] = deque()  # (a reported checkpoint's update, what came before it)
+        self.last_sealed = self.last_registered = -1  # updates of the last checkpoint reported, and registered
+        self.watching = registered is not None
+        if registered is not None:
+            threading.Thread(target=self._release_registered, args=(registered,), name="mlflow-commits",
+                             daemon=True).start()
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        self.outbox.put([Metric(key, float(value), now, step or 0) for key, value in metrics.items()])
+        now, step = int(time.time() * 1000), step or 0
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        with self.lock:
+            if step >= self.last_sealed:
+                self.held.append(batch)
+            elif self.last_registered >= self.last_sealed:  # the work of a checkpoint Ray has registered
+                self.outbox.put(batch)
+            elif self.sealed and self.sealed[-1][0] == self.last_sealed:  # Lightning logs an update after the
+                self.sealed[-1][1].append(batch)  # `on_train_batch_end` that reported a resume point at it
+            else:
+                self.sealed.append((self.last_sealed, [batch]))
+
+    def seal(self, step: int) -> None:
+        """A checkpoint at update `step` was reported: what was logged before it, and what is logged later for
+        updates before it (Lightning logs an update after the callback that reported it), goes to MLflow once
+        Ray has registered that checkpoint."""
+        with self.lock:
+            self.last_sealed = step
+            if self.held:
+                self.sealed.append((step, self.held))
+                self.held = []
+
+    def release(self, step: int) -> None:
+        """Ray registered the checkpoint at update `step`: send what was sealed with it and those before it."""
+        with self.lock:
+            self.last_registered = max(self.last_registered, step)
+            while self.sealed and self.sealed[0][0] <= step:
+                for batch in self.sealed.popleft()[1]:
+                    self.outbox.put(batch)
+            self.lock.notify_all()
+
+    def unsent(self) -> dict:
+        """What MLflow may not hold yet (queued in the outbox, sealed, held), as plain lists for a checkpoint."""
+        with self.lock:
+            batches = [*self.outbox.queued(), *(b for _, sealed in self.sealed for b in sealed), *self.held]
+        return {"run_id": self.tracked_run,
+                "batches": [[[m.key, m.value, m.timestamp, m.step] for m in batch] for batch in batches]}
+
+    @rank_zero_only
+    def resend(self, unsent: dict) -> None:
+        """Resumed from a checkpoint Ray registered, carrying `unsent`: send what it holds for this run (a stage
+        rerun after a killed driver tracks a new run, and leaves the old one's)."""
+        from mlflow.entities import Metric
+
+        if unsent["run_id"] == self.tracked_run:
+            for batch in unsent["batches"]:
+                self.outbox.put([Metric(*metric) for metric in batch])
+
+    def _release_registered(self, registered) -> None:
+        """Release each checkpoint's metrics as Ray registers it, and send them at once (a Tune trial that
+        ASHA stops after this report is ended soon); ends with the queue (the run's end)."""
+        while True:
+            try:
+                step = registered.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            except Exception:  # noqa: BLE001 -- the queue's actor is gone: the run ended
+                return
+            self.release(step)
+            self.outbox.flush(2.0)
 
     def finalize(self, status: str = "success") -> None:
-        """Send what is still queued; the run's owner ends the run (the train stage's `mlflow.start_run`,
-        or the sweep's summary)."""
+        """Training ended. On success, once Ray has registered its last checkpoint, send everything still
+        held: nothing will be redone. Otherwise (a failure, or a last checkpoint that is never registered
+        because a peer died and the worker group restarts from an earlier one) send only what registered
+        checkpoints hold. The run's owner ends the run (the train stage's `mlflow.start_run`, or the sweep's
+        summary)."""
+        with self.lock:
+            done = status == "success" and self.lock.wait_for(
+                lambda: not self.watching or self.last_registered >= self.last_sealed, self.register_timeout)
+            if done:
+                for _, batches in self.sealed:
+                    for batch in batches:
+                        self.outbox.put(batch)
+                for batch in self.held:
+                    self.outbox.put(batch)
+                self.sealed.clear()
+                self.held = []
         if unsent := self.outbox.flush(self.flush_timeout):
             self.outbox.notify(f"{unsent} metric batches not sent: the MLflow tracking server did not answer "
                                f"within {self.flush_timeout:.0f} s of the end of training")
@@ -156,7 +250,8 @@ class Seq2SeqModule(pl.LightningModule):
                     config["kind"], config["bleu_tokenize"])
 
     def _reset_epoch_counters(self) -> None:
-        self._tokens = torch.zeros((), dtype=torch.long, device=self.device)  # no per-step sync
+        # training tokens, loss × sentences, sentences, clipped updates, updates: tensors, no per-step sync
+        self._train = torch.zeros(5, dtype=torch.float64, device=self.device)
         self._t0 = time.perf_counter()
 
     def _loss(self, batch: dict, reduction: str = "mean") -> torch.Tensor:
@@ -182,17 +277,21 @@ class Seq2SeqModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        self._tokens += (batch["tgt_out"] != PAD).sum() + batch["src_lens"].sum()
-        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=batch["src"].size(0))
+        sentences = batch["src"].size(0)
+        self._train[0] += (batch["tgt_out"] != PAD).sum() + batch["src_lens"].sum()
+        self._train[1] += loss.detach() * sentences
+        self._train[2] += sentences
+        self.log("train_loss_step", loss, on_step=True, on_epoch=False, batch_size=sentences)
         return loss
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        """Clip to `optim.clip_norm` (null: never); the pre-clip norm and the clip rate stay tensors (no host
+        """Clip to `optim.clip_norm` (null: never); the pre-clip norm and the clip count stay tensors (no host
         sync per step)."""
         cap = self.exp.optim.clip_norm or math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.parameters(), cap)
         self.log("grad_norm", norm, on_step=True, on_epoch=False)
-        self.log("clipped", (norm > cap).float(), on_step=False, on_epoch=True)
+        self._train[3] += norm > cap
+        self._train[4] += 1
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -211,16 +310,22 @@ class Seq2SeqModule(pl.LightningModule):
         self._val += torch.tensor([float(loss_sum), float(n_tokens), *stats], dtype=torch.float64)
 
     def on_validation_epoch_end(self) -> None:
-        """Sum loss, BLEU statistics and training tokens over workers; log epoch metrics."""
-        local = torch.cat([self._val, self._tokens.cpu().double().view(1)])
+        """Sum loss, BLEU statistics and the epoch's training counters over workers; log the epoch's metrics,
+        the training ones too, before its checkpoint is reported (`RunLogger.seal`)."""
+        local = torch.cat([self._val, self._train.cpu()])
         totals = self.trainer.strategy.reduce(local.to(self.device), reduce_op="sum").cpu()
         if self.trainer.sanity_checking:
             return
         val_loss = float(totals[0] / max(totals[1], 1))
         metrics = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))}
         if self.trainer.state.fn == TrainerFn.FITTING:  # not in `Trainer.validate` (checkpoint averaging)
-            metrics["tokens_per_s"] = float(totals[12]) / max(self._train_seconds, 1e-9)
+            tokens, loss_sum, sentences, clipped, updates = totals[12:].tolist()
+            metrics["tokens_per_s"] = tokens / max(self._train_seconds, 1e-9)
             metrics["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
+            if sentences:
+                metrics["train_loss_epoch"] = loss_sum / sentences
+            if updates:
+                metrics["clipped"] = clipped / updates
         if self.bleu_tokenize is not None:
             metrics["val_bleu"] = bleu_from_stats(totals[2:12].tolist())
         self.log_dict(metrics, sync_dist=False)

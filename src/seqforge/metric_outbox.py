@@ -1,8 +1,9 @@
 """Training metrics sent to MLflow from a background thread, so the tracking server never stalls or
 fails training: while it is unreachable the batches wait, in order, and are retried until it answers.
 
-The trainer's thread only queues (`put`) and, when the oldest queued batch is older than `late_after`
-seconds, says once that the server is not answering; the sending thread says when it is back.
+The trainer's thread only queues (`put`). When the oldest queued batch is older than `late_after`
+seconds (seen as batches arrive or as sends fail), the outbox says once that the server is not
+answering; the sending thread says when it is back.
 `flush` (end of training) waits for the queue to drain, for at most its timeout.
 """
 
@@ -38,7 +39,18 @@ class MetricOutbox:
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
                 self.thread.start()
-            waited = time.monotonic() - self.pending[0][0]
+        self._say_if_late()
+
+    def queued(self) -> list[list]:
+        """The batches not sent yet, oldest first."""
+        with self.changed:
+            return [batch for _, batch in self.pending]
+
+    def _say_if_late(self) -> None:
+        """Say once that the server is not answering when the oldest queued batch has waited `late_after`
+        seconds (checked as batches arrive and as sends fail: also when training logs nothing new)."""
+        with self.changed:
+            waited = time.monotonic() - self.pending[0][0] if self.pending else 0.0
             if self.late or waited < self.late_after:
                 return
             self.late = True
@@ -65,6 +77,7 @@ class MetricOutbox:
                 self.send([metric for batch in batches for metric in batch])
             except Exception as err:  # noqa: BLE001 -- any failure to reach the server: keep the batch, try again
                 log.warning("MLflow tracking server unreachable (%s): retrying in %.0f s", err, delay)
+                self._say_if_late()
                 time.sleep(delay)
                 delay = min(2 * delay, self.max_delay)
                 continue

@@ -27,9 +27,14 @@ def tracking_uri() -> str:
 def ray_runtime_env() -> dict:
     """The Ray job environment that sends every Ray process (Tune trials, Train workers, on any node)
     to this driver's MLflow store and object store: its `MLFLOW_*` and `AWS_*` settings, credentials
-    included (workers write checkpoints to `SEQFORGE_RAY_STORAGE`), with the tracking URI resolved.
-    Ray processes inherit their node's environment, not the driver's."""
-    forwarded = {k: v for k, v in os.environ.items() if k.startswith(("MLFLOW_", "AWS_"))}
+    included (workers write checkpoints to `SEQFORGE_RAY_STORAGE`), with the tracking URI resolved;
+    its Ray Train knobs (`RAY_TRAIN_*`, e.g. `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`, read by the run's
+    controller); and an injected fault (`seqforge.faults`). Ray processes inherit their node's
+    environment, not the driver's."""
+    from seqforge.faults import VARIABLE
+
+    forwarded = {k: v for k, v in os.environ.items()
+                 if k.startswith(("MLFLOW_", "AWS_", "RAY_TRAIN_")) or k == VARIABLE}
     return {"env_vars": forwarded | {"MLFLOW_TRACKING_URI": tracking_uri()}}
 
 

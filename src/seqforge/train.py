@@ -6,7 +6,6 @@ import csv
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -44,6 +43,7 @@ def train_worker(config: dict) -> None:
 
     from seqforge.data import shipping
     from seqforge.diagnostics import TrainingDiagnostics
+    from seqforge.faults import injected
     from seqforge.lightning_module import RunLogger, Seq2SeqDataModule, Seq2SeqModule
     from seqforge.progress import StepProgress
     from seqforge.ray_checkpoints import CHECKPOINT_NAME, RayCheckpoints, wait_for_storage
@@ -59,6 +59,7 @@ def train_worker(config: dict) -> None:
     # backoff (up to minutes per request) would only delay sending them once the server is back
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     metric, mode = task_kind(config["kind"]).monitor
+    ctx = ray.train.get_context()
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     module = Seq2SeqModule.from_loop_config(config)
     trainer = pl.Trainer(
@@ -73,11 +74,13 @@ def train_worker(config: dict) -> None:
         accumulate_grad_batches=train_cfg.accumulate_grad_batches,
         callbacks=[  # diagnostics first: each epoch's record is in that epoch's checkpoint
             TrainingDiagnostics(),
-            RayCheckpoints(metric, train_cfg.checkpoint_every_n_steps, train_cfg.checkpoint_retries),
+            RayCheckpoints((metric, mode), train_cfg.checkpoint_every_n_steps, train_cfg.checkpoint_retries),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
+            *injected(),
         ],
-        logger=RunLogger(config["tracking_uri"], config["run_id"], notify=_notifier(config["progress"])),
+        logger=RunLogger(config["tracking_uri"], config["run_id"], notify=_notifier(config["progress"]),
+                         registered=config["registered"] if ctx.get_world_rank() == 0 else None),
         log_every_n_steps=train_cfg.log_every_n_steps,
         use_distributed_sampler=False,  # the token-budget sampler shards by rank itself
         enable_checkpointing=False,  # Ray owns checkpoints (RayCheckpoints)
@@ -85,7 +88,6 @@ def train_worker(config: dict) -> None:
         enable_model_summary=False,
     )
     trainer = prepare_trainer(trainer)
-    ctx = ray.train.get_context()
     MlflowClient(config["tracking_uri"]).set_tag(  # which Ray node each worker ran on
         config["run_id"], f"ray.worker{ctx.get_world_rank()}.node", ray.get_runtime_context().get_node_id())
     datamodule = Seq2SeqDataModule(shipping.splits(config["data"]), train_cfg)
@@ -143,12 +145,17 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], 
 
 
 def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storage: str, callbacks: list):
+    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
 
+    from seqforge.ray_checkpoints import RegisteredCheckpoints
+
+    registered = Queue(actor_options={"num_cpus": 0})  # the checkpoints Ray registers, for rank 0's RunLogger
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config=config,
+        train_loop_config={**config, "registered": registered},
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
             resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})},
@@ -156,7 +163,7 @@ def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storag
         run_config=RunConfig(
             name=name,
             storage_path=storage,
-            callbacks=callbacks,
+            callbacks=[RegisteredCheckpoints(registered), *callbacks],  # first: before Tune can stop the trial
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.num_checkpoints,
@@ -165,7 +172,10 @@ def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storag
             ),
         ),
     )
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        ray.kill(registered.actor)
 
 
 def storage_failure(error: BaseException) -> str | None:
@@ -187,9 +197,8 @@ def export_model(weights: dict, out_dir: Path, meta: dict, tokenizer_file: Path)
 
 def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
     """Experiment `name`'s kept checkpoints, best first by the task's validation metric (the last one
-    if none scored; mid-epoch resume points score NaN)."""
-    scored = [(ckpt, m[metric[0]]) for ckpt, m in result.best_checkpoints or []
-              if not math.isnan(m.get(metric[0], math.nan))]
+    if no epoch ended; mid-epoch resume points are never among them)."""
+    scored = [(ckpt, m[metric[0]]) for ckpt, m in result.best_checkpoints or [] if not m.get("mid_epoch")]
     scored.sort(key=lambda pair: pair[1], reverse=metric[1] == "max")
     kept = [ckpt for ckpt, _ in scored] or ([result.checkpoint] if result.checkpoint else [])
     if not kept:

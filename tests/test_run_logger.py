@@ -1,0 +1,109 @@
+"""A training run's metrics reach MLflow once Ray has registered the checkpoint holding their work, so a
+worker group restarted from a checkpoint logs each metric once (a real SQLite MLflow store)."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import mlflow
+
+from seqforge.lightning_module import RunLogger
+
+
+def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within 10 s"
+        time.sleep(0.05)
+
+
+def test_metrics_wait_for_their_checkpoint_to_be_registered_and_a_killed_attempts_never_arrive(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("runs")).info.run_id
+    registered: queue.Queue[int] = queue.Queue()  # what the controller's RegisteredCheckpoints sends
+
+    first = RunLogger(uri, run_id, notify=print, registered=registered)  # the attempt that will be killed
+    first.log_metrics({"train_loss_step": 1.0}, step=4)
+    first.seal(10)  # the checkpoint at update 10 is reported ...
+    first.log_metrics({"train_loss_step": 1.0}, step=9)  # ... and then Lightning logs its update
+    first.log_metrics({"train_loss_step": 1.0}, step=14)
+    first.log_metrics({"val_loss": 5.0}, step=22)  # the epoch's validation ...
+    first.seal(23)  # ... and its checkpoint reported, but never registered: the worker dies first
+    time.sleep(0.5)
+    assert history(client, run_id, "train_loss_step") == []  # nothing before Ray registered a checkpoint
+    registered.put(10)
+    wait_for(lambda: [s for s, _ in history(client, run_id, "train_loss_step")] == [4, 9])
+    time.sleep(0.5)
+    assert [s for s, _ in history(client, run_id, "train_loss_step")] == [4, 9]  # update 14 waits for 23
+
+    registered = queue.Queue()  # the killed attempt reads no more (its process is gone)
+    second = RunLogger(uri, run_id, notify=print, registered=registered)  # restarted from update 10
+    second.log_metrics({"train_loss_step": 2.0}, step=14)
+    second.log_metrics({"val_loss": 6.0}, step=22)
+    second.seal(23)
+    registered.put(23)
+    second.log_metrics({"train_loss_step": 2.0}, step=29)  # after the last checkpoint: sent when training ends
+    second.finalize()
+
+    assert history(client, run_id, "train_loss_step") == [(4, 1.0), (9, 1.0), (14, 2.0), (29, 2.0)]
+    assert history(client, run_id, "val_loss") == [(22, 6.0)]  # once, from the attempt the run went on from
+
+
+def test_a_training_whose_last_checkpoint_is_never_registered_sends_only_what_registered_ones_hold(tmp_path) -> None:
+    """The last epoch's report skipped (a peer died after the validation): the worker that reaches the end of
+    training sends nothing of that epoch; the restarted worker group will log it."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("runs")).info.run_id
+    registered: queue.Queue[int] = queue.Queue()
+    logger = RunLogger(uri, run_id, notify=print, registered=registered, register_timeout=0.5)
+    logger.log_metrics({"train_loss_step": 1.0}, step=4)
+    logger.seal(10)
+    registered.put(10)
+    logger.log_metrics({"val_loss": 5.0}, step=22)
+    logger.seal(23)  # never registered
+    logger.finalize("success")
+    assert [s for s, _ in history(client, run_id, "train_loss_step")] == [4] and history(client, run_id, "val_loss") == []
+
+    failed = RunLogger(uri, run_id, notify=print, registered=None)  # not watching: finalize is all that decides
+    failed.log_metrics({"val_loss": 7.0}, step=22)
+    failed.finalize("failed")
+    assert history(client, run_id, "val_loss") == []
+
+
+def test_a_restarted_worker_group_sends_what_its_checkpoint_carries_once(tmp_path) -> None:
+    """Ray registered the checkpoint at update 20, but the worker died before it sent what that released: the
+    checkpoint carries those metrics, and the worker group restarted from it sends them; sent twice, MLflow
+    keeps one copy. A killed driver's run gets nothing in the new one."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("runs")
+    run_id, rerun_id = (client.create_run(experiment).info.run_id for _ in range(2))
+
+    first = RunLogger(uri, run_id, notify=print, registered=queue.Queue())  # never hears of a registration
+    first.log_metrics({"train_loss_step": 1.0}, step=4)
+    first.seal(10)
+    first.log_metrics({"val_loss": 5.0}, step=19)
+    carried = first.unsent()  # what the checkpoint at update 20 saves, before it is reported and sealed
+    first.seal(20)
+    first.log_metrics({"train_loss_step": 1.0}, step=24)  # after it: the restart redoes this
+
+    restarted = RunLogger(uri, run_id, notify=print, registered=None)  # restarted from update 20
+    restarted.resend(carried)
+    restarted.outbox.flush(10.0)
+    restarted.resend(carried)  # and again: the same metrics, the same timestamps
+    restarted.log_metrics({"train_loss_step": 2.0}, step=24)
+    restarted.finalize()
+    assert history(client, run_id, "train_loss_step") == [(4, 1.0), (24, 2.0)]
+    assert history(client, run_id, "val_loss") == [(19, 5.0)]
+
+    rerun = RunLogger(uri, rerun_id, notify=print, registered=None)  # a stage rerun tracks a new run
+    rerun.resend(carried)
+    rerun.finalize()
+    assert history(client, rerun_id, "val_loss") == []
