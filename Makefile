@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install pipeline smoke gpu gpu-check repro test test-all bench clean-runs stack stack-down
+.PHONY: install pipeline smoke gpu gpu-check repro test test-ci test-all bench clean-runs stack stack-down
 
 install: $(STAMP)
 
@@ -54,12 +54,16 @@ repro:
 	seqforge fetch
 	dvc repro
 
-## Fast suite (no training); `test-all` adds the slow end-to-end tests (what CI runs).
+## Fast suite (no training, < 2 min); `test-ci` adds the slow end-to-end tests but the `nightly` ones (what
+## CI runs: .ci/run); `test-all` runs everything.
 test: install
 	pytest
 
+test-ci: install
+	pytest -m "not nightly" --durations=30
+
 test-all: install
-	pytest -m "slow or not slow" --durations=10
+	pytest -m "slow or not slow" --durations=30
 
 bench: install
 	python -m bench.throughput

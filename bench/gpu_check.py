@@ -476,7 +476,7 @@ def drive(args: argparse.Namespace) -> dict:
                                  experiment=FIT_EXPERIMENT, profile=args.profiles[-1])
     save()
     cells = [(name, profile, compiled) for compiled in args.compile for profile in args.profiles
-             for name in FAMILIES]
+             for name in args.experiments]
     for name, profile, compiled in cells:
         report["train"].append(run_part(
             args, "train", min(CELL_TIMEOUT_S * (3 if compiled else 1), deadline - time.monotonic()),
@@ -502,6 +502,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=7.5, help="the whole check's budget")
     parser.add_argument("--fit-minutes", type=float, default=2.5, help="Trainer.fit's time cap (0: no fit)")
     parser.add_argument("--profiles", nargs="+", default=["default", "gpu"], help="model sizes; the last one fits")
+    parser.add_argument("--experiments", nargs="+", default=list(FAMILIES), help="one per model family")
     parser.add_argument("--compile", nargs="+", type=switch, default=[False, True],
                         help="torch.compile: off, on, or both (default)")
     parser.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"],

@@ -43,10 +43,10 @@ def test_a_malformed_time_guard_names_the_experiment(conf_copy) -> None:
         exp.train_config(load_config(conf_copy).train)
 
 
-def test_separate_vocabularies_cannot_share_embeddings() -> None:
+def test_separate_vocabularies_cannot_share_embeddings(conf_copy) -> None:
     from seqforge.models import build_model
 
-    exp = load_experiment("gru_bahdanau")
+    exp = load_experiment("gru_bahdanau", conf_copy)
     with pytest.raises(ConfigError, match=r"model.shared_embeddings: needs one joint vocabulary \(tokenizer.joint: "
                                           r"true\); got source 6000 and target 7000 entries"):
         build_model(exp.model, 6000, 7000)
@@ -65,7 +65,10 @@ def cli(tmp_path, monkeypatch) -> CliRunner:
     """The CLI against an empty SQLite registry in a scratch project (conf/ copied)."""
     import shutil
 
+    from seqforge.config import set_profile
+
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    set_profile("default", tmp_path / "conf")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     return CliRunner()

@@ -106,7 +106,12 @@ def test_hf_save_to_disk_folder_and_its_splits(project, tmp_path) -> None:
 
 
 def test_hf_hub_dataset_offline_and_not_cached(project, monkeypatch) -> None:
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets.config
+    import huggingface_hub.constants
+
+    # offline as `HF_HUB_OFFLINE=1` makes it (both libraries read it once, at import): no network timeouts first
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(project / "empty-hf-home"))
     with pytest.raises(CatalogError, match=r"Hugging Face dataset 'someone/ko-en-pairs' is not available.*[Oo]ffline"):
         add("hub", "hf", "someone/ko-en-pairs", columns="ko=ko,en=en")

@@ -1,8 +1,9 @@
-"""Faults during training, on the smoke repo: the Ray Train driver killed, a Ray Train worker killed.
+"""Faults during training, on copies of the smoke repo: the Ray Train driver killed, a Ray Train worker
+killed (between an epoch's validation and its checkpoint, and mid-epoch).
 
-Real parts only (a local Ray instance with 2 workers, the MLflow SQLite store); the faults are real
-SIGKILLs. Each test trains gru_bahdanau with its own settings in the smoke profile and puts the
-repo back as `dvc repro` left it.
+Real parts only (the session's Ray cluster with 2 workers per run, the MLflow SQLite store); the faults
+are real SIGKILLs. A worker kills itself at a chosen update (`seqforge.faults`), so the tests check the
+same thing on any machine.
 """
 
 from __future__ import annotations
@@ -10,46 +11,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import SMOKE_PROFILE, TRAIN, epochs_printed, metric_history, run, set_rnn_training, train_run
+from conftest import TRAIN, copy_repo, epochs_printed, metric_history, run, set_rnn_training, train_run
 
 pytestmark = pytest.mark.slow
 
-
-@contextlib.contextmanager
-def restored(repo: Path, scratch: Path, *paths: str) -> Iterator[None]:
-    """Put `paths` (files or folders under `repo`) back as they were on exit, so a stage rerun by hand
-    leaves the shared smoke repo as `dvc repro` left it."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    for name in paths:
-        copy = shutil.copytree if (repo / name).is_dir() else shutil.copy2
-        copy(repo / name, scratch / name.replace("/", "__"))
-    try:
-        yield
-    finally:
-        for name in paths:
-            target, saved = repo / name, scratch / name.replace("/", "__")
-            if target.is_dir():
-                shutil.rmtree(target)
-                shutil.copytree(saved, target)
-            else:
-                shutil.copy2(saved, target)
-
-
-@contextlib.contextmanager
-def rnn_training(repo: Path, scratch: Path, **train) -> Iterator[None]:
-    """`set_rnn_training` for one block; gru_bahdanau's outputs and the profile are restored after it."""
-    with restored(repo, scratch, SMOKE_PROFILE, "models/gru_bahdanau", "metrics/curves/gru_bahdanau.csv"):
-        set_rnn_training(repo, **train)
-        yield
+CHECKPOINT_EVERY = 10  # updates between mid-epoch resume points
 
 
 def latest_checkpoint(storage: Path) -> dict | None:
@@ -72,25 +46,6 @@ def wait_for_checkpoint(proc: subprocess.Popen, log: Path, storage: Path, done, 
     return metrics
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(smoke_repo, tmp_path) -> None:
-    """Kill the Ray Train driver after its first checkpoint; the rerun continues, not restarts."""
-    repo, env = smoke_repo
-    with rnn_training(repo, tmp_path, max_epochs=3, early_stopping_patience=50, storage_path="runs/ray-driver"):
-        log = repo / "first.log"
-        with open(log, "w") as out:
-            first = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-            wait_for_checkpoint(first, log, repo / "runs" / "ray-driver", lambda m: not m.get("mid_epoch"))
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
-        run(["ray", "stop", "--force"], repo, env, check=False)
-        second = run(TRAIN, repo, env)
-        epochs = epochs_printed(second.stdout + second.stderr)
-        assert epochs and epochs[0] >= 2, f"resumed run started at epoch {epochs[:1]}"
-        assert max(epochs) == 3
-    assert "train@gru_bahdanau" not in run(["dvc", "status", "dvc.yaml"], repo, env).stdout
-
-
 def ray_train_workers() -> list[int]:
     """PIDs of this machine's Ray Train worker processes."""
     pids = []
@@ -101,38 +56,96 @@ def ray_train_workers() -> list[int]:
     return sorted(pids)
 
 
-def test_a_killed_worker_is_replaced_and_the_run_finishes_in_the_same_mlflow_run(smoke_repo, tmp_path) -> None:
-    """SIGKILL one Ray Train worker mid-epoch: Ray restarts the worker group from the last (mid-epoch)
-    checkpoint, the run ends normally in its MLflow run with every epoch's metrics once, less than an
-    epoch of updates is redone, and the result is within noise of an uninterrupted run."""
-    repo, env = smoke_repo
-    reference = metric_history(repo, env, train_run(repo), "val_loss")  # the smoke run: 2 epochs, no fault
-    epochs = len(reference["val_loss"])
-    # resume points every 10 updates (and new inputs: a new Ray run), otherwise the smoke run's settings
-    with rnn_training(repo, tmp_path, checkpoint_every_n_steps=10, storage_path="runs/ray-killed"):
-        log = repo / "killed.log"
-        with open(log, "w") as out:
-            proc = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
-            resume = wait_for_checkpoint(proc, log, repo / "runs" / "ray-killed", lambda m: m.get("mid_epoch"))
-            workers = ray_train_workers()
-            assert len(workers) == 2, workers
-            time.sleep(1.0)  # a few updates past the checkpoint: work the restart must redo
-            os.kill(workers[1], signal.SIGKILL)
-            assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
-        output = log.read_text()
-        killed = metric_history(repo, env, train_run(repo), "val_loss", "train_loss_step")
+@dataclass(frozen=True)
+class Faulted:
+    repo: Path
+    env: dict
+    output: str  # the rerun stage's output
+    killed_at: int  # updates done when the worker died
+    marker: Path  # exists once the worker killed itself
+    reference: dict  # the smoke run's val_loss history (no fault)
 
-    assert "worker died" in output.lower() or "unexpectedly exits" in output, output[-2000:]
-    assert epochs_printed(output) == list(range(1, epochs + 1))  # every epoch once, none lost
+
+@pytest.fixture(scope="module")
+def faulted(smoke_repo, tmp_path_factory) -> Faulted:
+    """gru_bahdanau's train stage (the smoke run's 2 epochs, a resume point every 10 updates) in a copy of
+    the smoke repo: its driver SIGKILLed once epoch 1's checkpoint is registered; the stage run again,
+    which resumes the Ray run, and whose rank-1 worker SIGKILLs itself right after epoch 2's validation
+    was logged, before that epoch's checkpoint (where a restarted worker group used to log the epoch's
+    metrics twice); Ray restarts the worker group from the last checkpoint it registered."""
+    smoke, env = smoke_repo
+    base = tmp_path_factory.mktemp("faults")
+    repo = copy_repo(smoke, base / "seqforge", "runs")
+    reference = metric_history(repo, env, train_run(repo), "val_loss")
+    set_rnn_training(repo, checkpoint_every_n_steps=CHECKPOINT_EVERY, early_stopping_patience=50,
+                     storage_path="runs/ray-faults")
+    log = base / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        wait_for_checkpoint(first, log, repo / "runs" / "ray-faults", lambda m: not m.get("mid_epoch"))
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    deadline = time.time() + 60  # the cluster ends the dead driver's job: its workers go
+    while ray_train_workers():
+        assert time.time() < deadline, "the killed driver's Ray Train workers outlived it by a minute"
+        time.sleep(0.5)
+    steps_per_epoch = reference["val_loss"][0][0] + 1
+    marker = base / "worker-killed"
+    rerun = run(TRAIN, repo, {**env, "SEQFORGE_KILL_WORKER": f"1:{steps_per_epoch + 1}:validation:{marker}"})
+    return Faulted(repo, env, rerun.stdout + rerun.stderr, 2 * steps_per_epoch, marker, reference)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(faulted) -> None:
+    """The rerun stage goes on from the killed driver's last checkpoint: epoch 2, not epoch 1 again."""
+    history = metric_history(faulted.repo, faulted.env, train_run(faulted.repo), "val_loss", "resumed_from_update")
+    epochs = epochs_printed(faulted.output)
+    assert epochs == [2], f"the rerun trained epochs {epochs}, not only the one the killed run had left"
+    steps_per_epoch = faulted.reference["val_loss"][0][0] + 1
+    assert history["resumed_from_update"][0][1] == steps_per_epoch  # the rerun (a new MLflow run) started there
+
+
+def test_a_killed_worker_is_replaced_and_the_run_finishes_in_the_same_mlflow_run(faulted) -> None:
+    """Ray restarts the worker group from the last checkpoint it registered; the run ends normally in its
+    MLflow run with every metric once, though updates were done twice, and within noise of the
+    uninterrupted smoke run."""
+    killed = metric_history(faulted.repo, faulted.env, train_run(faulted.repo), "val_loss", "train_loss_step",
+                            "resumed_from_update")
+    steps_per_epoch = faulted.reference["val_loss"][0][0] + 1
+    assert faulted.marker.exists(), "the worker was not killed"
+    assert "worker died" in faulted.output.lower() or "unexpectedly exits" in faulted.output, faulted.output[-2000:]
+    # the stage rerun's start, then the restarted worker group's: from a checkpoint Ray had registered before
+    # the kill (the rerun's start is not repeated when the restart goes back to that same checkpoint)
+    resumed = [int(value) for _, value in killed["resumed_from_update"]]
+    assert resumed[0] == steps_per_epoch and len(resumed) <= 2 and resumed == sorted(resumed), resumed
+    restart_from = resumed[-1]
+    assert restart_from < faulted.killed_at and (restart_from == steps_per_epoch or restart_from % CHECKPOINT_EVERY == 0)
     assert killed["status"] == "FINISHED"
-    steps = [step for step, _ in killed["val_loss"]]
-    assert len(steps) == epochs == len(set(steps)), killed["val_loss"]
-    logged = [step for step, _ in killed["train_loss_step"]]
-    redone = {step for step in logged if logged.count(step) > 1}  # logged before the kill and again after it
-    steps_per_epoch = steps[0] + 1
-    assert all(step > resume["step"] for step in redone), (resume, redone)
-    assert len(redone) * 5 <= steps_per_epoch, redone  # smoke logs every 5 updates: less than an epoch redone
-    final, final_reference = killed["val_loss"][-1][1], reference["val_loss"][-1][1]
-    print(f"worker killed after update {resume['step']} (epoch 1 of {epochs}, {steps_per_epoch} updates per epoch); "
-          f"redone updates logged: {sorted(redone)}; final val loss {final:.4f} vs {final_reference:.4f} uninterrupted")
+    assert [step for step, _ in killed["val_loss"]] == [2 * steps_per_epoch - 1]  # epoch 2's, once
+    logged = [step for step, _ in killed["train_loss_step"]]  # smoke logs every 5 updates
+    expected = [s for s in range(steps_per_epoch, 2 * steps_per_epoch) if (s + 1) % 5 == 0]
+    assert logged == expected, logged  # updates redone after the restart, each logged once, in order
+    final, final_reference = killed["val_loss"][-1][1], faulted.reference["val_loss"][-1][1]
+    print(f"worker killed after update {faulted.killed_at} (epoch 2's validation; {steps_per_epoch} updates per "
+          f"epoch), restarted from update {restart_from}, redoing {faulted.killed_at - restart_from}; "
+          f"final val loss {final:.4f} vs {final_reference:.4f} uninterrupted")
     assert abs(final - final_reference) <= 0.02 * final_reference
+
+
+@pytest.mark.nightly
+def test_a_worker_killed_mid_epoch_is_replaced_and_every_metric_is_logged_once(smoke_copy, tmp_path) -> None:
+    """Rank 1 SIGKILLs itself before update 15, mid-epoch, 5 updates after a resume point."""
+    repo, env = smoke_copy
+    reference = metric_history(repo, env, train_run(repo), "val_loss")
+    epochs = len(reference["val_loss"])
+    steps_per_epoch = reference["val_loss"][0][0] + 1
+    marker = tmp_path / "killed"
+    set_rnn_training(repo, checkpoint_every_n_steps=CHECKPOINT_EVERY, storage_path="runs/ray-killed")
+    trained = run(TRAIN, repo, {**env, "SEQFORGE_KILL_WORKER": f"1:15:update:{marker}"})
+    killed = metric_history(repo, env, train_run(repo), "val_loss", "train_loss_step", "resumed_from_update")
+    assert marker.exists() and epochs_printed(trained.stdout + trained.stderr) == list(range(1, epochs + 1))
+    assert [r for _, r in killed["resumed_from_update"]] in ([], [10.0])  # from scratch, or the resume point
+    assert [step for step, _ in killed["val_loss"]] == [(e + 1) * steps_per_epoch - 1 for e in range(epochs)]
+    logged = [step for step, _ in killed["train_loss_step"]]
+    assert logged == [s for s in range(epochs * steps_per_epoch) if (s + 1) % 5 == 0], logged
+    assert abs(killed["val_loss"][-1][1] - reference["val_loss"][-1][1]) <= 0.02 * reference["val_loss"][-1][1]

@@ -92,6 +92,7 @@ def test_plain_encoder_decoder_without_attention_learns_reversal(tmp_path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.nightly
 @pytest.mark.parametrize("cell,attention", [("lstm", "luong_general"), ("gru", "luong_dot"), ("rnn", "luong_concat")])
 def test_other_cells_and_attention_kinds_learn(cell: str, attention: str) -> None:
     cfg = RNNModelCfg(arch="rnn", cell=cell, emb_dim=32, hidden_dim=64, attention=attention, dropout=0.0,

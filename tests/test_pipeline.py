@@ -1,7 +1,9 @@
-"""End to end: `dvc repro` on the smoke profile in a fresh copy of the repository.
+"""End to end: `dvc repro` on the smoke profile in a fresh copy of the repository (the session's
+`smoke_repo`; tests that change a repository change a `smoke_copy` of it).
 
-Real parts only: DVC, a local Ray instance running Ray Train with 2 workers, an MLflow SQLite
-store. Both tasks' registered models must load in a fresh process and translate / reply.
+Real parts only: DVC, a Ray cluster running Ray Train with 2 workers, an MLflow SQLite store. Both
+tasks' registered models must load in a fresh process and translate / reply, differently for
+different inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from conftest import free_port, run, start_server, stop_server
 pytestmark = pytest.mark.slow
 
 
-def test_smoke_pipeline_registers_three_translating_versions(smoke_repo) -> None:
+def test_smoke_pipeline_registers_two_translating_versions(smoke_repo) -> None:
     repo, env = smoke_repo
     check = """
 import json, mlflow
@@ -29,22 +31,24 @@ versions = client.search_model_versions("name='translation-en-de'")
 champion = client.get_model_version_by_alias('translation-en-de', 'challenger')
 run = client.get_run(champion.run_id)
 model = mlflow.pyfunc.load_model('models:/translation-en-de@challenger')
-out = model.predict(__import__('pandas').DataFrame({'source': ['A man is riding a bike.', 'Two dogs.']}))
+out = model.predict(__import__('pandas').DataFrame({'source': ['A man is riding a bike.', 'Two dogs.',
+                                                              'A woman in a red dress sings on a stage.']}))
 print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': run.data.params,
                   'metrics': run.data.metrics, 'out': out['translation'].tolist()}))
 """
     result = json.loads(run([sys.executable, "-c", check], repo, env).stdout.strip().splitlines()[-1])
-    assert result["versions"] == 3
+    assert result["versions"] == 2  # gru_bahdanau, then transformer (@challenger: the last registered)
     assert result["params"]["train.num_workers"] == "2"  # Ray Train ran 2 workers
     assert {"test_bleu", "val_bleu", "tokens_per_s", "test_chrf"} <= set(result["metrics"])
     assert result["tags"]["data_version"].startswith("multi30k-") and result["tags"]["arch"] == "transformer"
-    assert len(result["out"]) == 2 and all(isinstance(s, str) for s in result["out"])
+    assert len(result["out"]) == 3 and all(isinstance(s, str) and s.strip() for s in result["out"])
+    assert len(set(result["out"])) > 1, result["out"]  # the output depends on the input
 
     cli = run(["seqforge", "translate", "--model", "translation-en-de@challenger", "A man is riding a bike."], repo, env)
-    assert len(cli.stdout.strip().splitlines()) == 1
+    assert cli.stdout.splitlines() == result["out"][:1]  # the CLI and the pyfunc model agree
     piped = subprocess.run(["seqforge", "translate", "-m", "translation-en-de@challenger"], cwd=repo, env=env,
                            input="A dog.\nA cat.\nA girl.\n", capture_output=True, text=True, check=True)
-    assert len(piped.stdout.strip().splitlines()) == 3
+    assert len(piped.stdout.splitlines()) == 3 and all(line.strip() for line in piped.stdout.splitlines())
     too_long = subprocess.run(["seqforge", "translate", "-m", "translation-en-de@challenger", "A dog.", "가나다 " * 200],
                               cwd=repo, env=env, capture_output=True, text=True, check=False)
     assert too_long.returncode == 2 and "Traceback" not in too_long.stderr
@@ -55,25 +59,25 @@ print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': ru
     assert (repo / "metrics" / "curves" / "gru_bahdanau.csv").read_text().startswith("epoch,")
 
 
-def test_an_alias_moved_outside_seqforge_is_used_by_the_next_translate(smoke_repo) -> None:
+def test_an_alias_moved_outside_seqforge_is_used_by_the_next_translate(smoke_copy) -> None:
     """As if set by hand in the MLflow UI: the CLI resolves @champion when it loads, no restart flags."""
-    repo, env = smoke_repo
+    repo, env = smoke_copy
     sentences = ["A man is riding a bike.", "Two dogs play in the snow."]
 
-    def set_champion(version: str | None) -> None:
-        action = (f"set_registered_model_alias('translation-en-de', 'champion', '{version}')" if version
-                  else "delete_registered_model_alias('translation-en-de', 'champion')")
+    def set_champion(version: str) -> None:
+        action = f"set_registered_model_alias('translation-en-de', 'champion', '{version}')"
         run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('sqlite:///mlflow.db').{action}"], repo, env)
 
-    try:
-        for version in ("1", "3"):
-            set_champion(version)
-            by_alias = run(["seqforge", "translate", "-m", "translation-en-de@champion", *sentences], repo, env)
-            assert f"translation-en-de@champion is version {version}" in by_alias.stderr
-            pinned = run(["seqforge", "translate", "-m", f"translation-en-de/{version}", *sentences], repo, env)
-            assert by_alias.stdout == pinned.stdout and len(pinned.stdout.splitlines()) == 2
-    finally:
-        set_champion(None)
+    outputs = {}
+    for version in ("1", "2"):
+        set_champion(version)
+        by_alias = run(["seqforge", "translate", "-m", "translation-en-de@champion", *sentences], repo, env)
+        assert f"translation-en-de@champion is version {version}" in by_alias.stderr
+        assert len(by_alias.stdout.splitlines()) == 2
+        outputs[version] = by_alias.stdout
+    assert outputs["1"] != outputs["2"]  # two different models (a GRU, a Transformer) answered
+    pinned = run(["seqforge", "translate", "-m", "translation-en-de/2", *sentences], repo, env)
+    assert pinned.stdout == outputs["2"]
 
 
 CHAT_CHECK = """
@@ -94,7 +98,7 @@ print(json.dumps({'versions': len(client.search_model_versions("name='chatbot-da
 def test_smoke_pipeline_registers_chatbots_that_answer(smoke_repo) -> None:
     repo, env = smoke_repo
     result = json.loads(run([sys.executable, "-c", CHAT_CHECK], repo, env).stdout.strip().splitlines()[-1])
-    assert result["versions"] == 2 and result["tags"]["task"] == "chatbot"
+    assert result["versions"] == 1 and result["tags"]["task"] == "chatbot"
     assert result["tags"]["data_version"].startswith("dailydialog-")
     assert {"test_bleu_1", "test_bleu_2", "test_distinct_2", "test_ppl", "val_loss"} <= set(result["metrics"])
     assert "val_bleu" not in result["metrics"]  # chat models are selected on validation loss
@@ -113,60 +117,55 @@ def test_smoke_pipeline_registers_chatbots_that_answer(smoke_repo) -> None:
                            env=env, input="Hi.\n", capture_output=True, text=True, check=False)
     assert wider.returncode == 2 and "the model was trained on the last 3 turns" in wider.stderr
 
-    metrics = json.loads((repo / "metrics" / "chatbot_transformer.json").read_text())
+    metrics = json.loads((repo / "metrics" / "chatbot_gru_bahdanau.json").read_text())
     assert metrics["task"] == "chatbot" and 0 <= metrics["metrics"]["distinct_2"] <= 1
     data = json.loads((repo / "metrics" / "data_chatbot.json").read_text())
     assert data["train"]["kept"] == 1500 and data["test"]["dropped_dialogue_in_train"] > 0
 
 
-def test_second_repro_does_nothing_and_params_rerun_only_dependents(smoke_repo) -> None:
-    repo, env = smoke_repo
+def stale(repo: Path, env: dict) -> set[str]:
+    """The stages `dvc repro` would run, from `dvc status` (which runs none) after `resolve` has merged
+    conf/ into the stages' resolved files."""
+    run(["dvc", "repro", "resolve"], repo, env)
+    return set(json.loads(run(["dvc", "status", "--json", "dvc.yaml"], repo, env).stdout))
+
+
+def test_second_repro_does_nothing_and_params_rerun_only_dependents(smoke_copy) -> None:
+    repo, env = smoke_copy
     again = run(["dvc", "repro"], repo, env)
     assert "Running stage" not in again.stdout
     chat = repo / "conf" / "tasks" / "chatbot.yaml"
     original = chat.read_text()
-    try:
-        chat.write_text(original.replace("top_p: 0.9", "top_p: 0.8"))  # a chatbot decoding knob
-        ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], repo, env).stdout))
-        assert ran == {"resolve", *(f"{stage}@chatbot_{arch}" for stage in ("evaluate", "register")
-                                    for arch in ("gru_bahdanau", "transformer"))}
-    finally:
-        chat.write_text(original)
+    chat.write_text(original.replace("top_p: 0.9", "top_p: 0.8"))  # a chatbot decoding knob
+    assert stale(repo, env) == {"evaluate@chatbot_gru_bahdanau", "register@chatbot_gru_bahdanau"}
+    chat.write_text(original)
     profile = repo / "conf" / "profiles" / "smoke.yaml"
     original = profile.read_text()
-    try:  # a decoding change in the profile: evaluate and register of every model, nothing else
-        profile.write_text(original.replace("decode: {beam_size: 2}", "decode: {beam_size: 3}"))
-        run(["dvc", "repro", "resolve"], repo, env)  # the merged values reach the stages' resolved files
-        status = run(["dvc", "status", "dvc.yaml"], repo, env).stdout
-        assert "evaluate@gru_bahdanau" in status and "register@transformer" in status
-        assert "train@" not in status and "tokenize@" not in status and "prepare@" not in status
-        # a model change of one family: the trainings of that family only
-        profile.write_text(original.replace("ffn_dim: 64}", "ffn_dim: 96}"))
-        run(["dvc", "repro", "resolve"], repo, env)
-        status = run(["dvc", "status", "dvc.yaml"], repo, env).stdout
-        trains = {line.strip().rstrip(":") for line in status.splitlines() if line.startswith("train@")}
-        assert trains == {"train@transformer", "train@chatbot_transformer"}, status
-    finally:
-        profile.write_text(original)
-        run(["dvc", "repro"], repo, env)
+    # a decoding change in the profile: evaluate and register of every model, nothing else
+    profile.write_text(original.replace("decode: {beam_size: 2}", "decode: {beam_size: 3}"))
+    models = {"gru_bahdanau", "transformer", "chatbot_gru_bahdanau"}
+    assert stale(repo, env) == {f"{stage}@{model}" for stage in ("evaluate", "register") for model in models}
+    # a model change of one family: the trainings of that family only (what follows them reruns on their outputs)
+    profile.write_text(original.replace("ffn_dim: 64}", "ffn_dim: 96}"))
+    assert stale(repo, env) == {"train@transformer"}
+    profile.write_text(original)
+    assert stale(repo, env) == set()  # back as it was: nothing to run
 
 
-def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_repo) -> None:
-    repo, env = smoke_repo
-    bad = repo / "data" / "multi30k" / "val.de.gz"
-    original = bad.read_bytes()
+def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_copy) -> None:
     import gzip
 
-    lines = gzip.decompress(original).decode().splitlines()[:-3]
-    bad.chmod(0o644)
+    repo, env = smoke_copy
+    bad = repo / "data" / "multi30k" / "val.de.gz"
+    lines = gzip.decompress(bad.read_bytes()).decode().splitlines()[:-3]
+    bad.unlink()  # a DVC-cached file may be a link into the cache: replace it, never write through it
     bad.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    try:
-        proc = run([sys.executable, "-m", "pipelines.prepare", "translation"], repo, env, check=False)
-        assert proc.returncode != 0
-        assert "val.en.gz has 1014 lines" in proc.stderr and "val.de.gz has 1011" in proc.stderr
-        assert (repo / "artifacts" / "prepared" / "translation").is_dir()  # earlier result kept
-    finally:
-        bad.write_bytes(original)
+    prepared = repo / "artifacts" / "prepared" / "translation"
+    before = sorted(p.relative_to(prepared) for p in prepared.rglob("*"))
+    proc = run([sys.executable, "-m", "pipelines.prepare", "translation"], repo, env, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "val.en.gz has 1014 lines" in proc.stderr and "val.de.gz has 1011" in proc.stderr
+    assert sorted(p.relative_to(prepared) for p in prepared.rglob("*")) == before  # earlier result kept
 
 
 def post(port: int, payload: object) -> tuple[int, dict]:
@@ -188,16 +187,18 @@ def serving(cmd: list[str], repo: Path, env: dict, port: int) -> subprocess.Pope
                         f"http://127.0.0.1:{port}/ping")
 
 
-def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> None:
-    repo, env = smoke_repo
+def test_served_models_answer_and_reject_bad_requests_with_400(smoke_copy) -> None:
+    repo, env = smoke_copy
     run(["seqforge", "promote", "translation-en-de"], repo, env)  # @challenger -> @champion (none yet)
     port = free_port()
     plain = ["mlflow", "models", "serve", "-m", "models:/translation-en-de@champion", "--env-manager", "local",
              "--host", "127.0.0.1", "--port", str(port)]
     proc = serving(plain, repo, env, port)
     try:
-        status, body = post(port, {"dataframe_records": [{"source": "A man is riding a bike."}]})
-        assert status == 200 and isinstance(body["predictions"][0]["translation"], str)
+        status, body = post(port, {"dataframe_records": [{"source": "A man is riding a bike."},
+                                                         {"source": "A woman in a red dress sings on a stage."}]})
+        translations = [p["translation"] for p in body["predictions"]]
+        assert status == 200 and all(t.strip() for t in translations) and len(set(translations)) == 2
         status, body = post(port, {"dataframe_records": [{"source": "x" * 1001}]})
         assert status == 400 and "1001 characters, more than the limit of 1000" in body["message"]
         status, body = post(port, {"dataframe_records": [{"source": "A dog."}] * 65})
@@ -220,7 +221,7 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> No
     proc = serving(["seqforge", "serve", "--model", "chatbot-dailydialog@challenger", "--port", str(port)], repo, env, port)
     try:
         status, body = post(port, {"dataframe_records": [{"conversation": ["Hi, how are you?"]}]})
-        assert status == 200 and isinstance(body["predictions"][0]["reply"], str)
+        assert status == 200 and body["predictions"][0]["reply"].strip()
         status, body = post(port, {"dataframe_records": [{"conversation": ["Hi."] * 21}]})
         assert status == 400 and "expected a list of 1 to 20 turns" in body["message"]
         turns = [f"I have {n} cats." for n in range(10)]  # the model was trained on 3 turns of context
@@ -232,21 +233,22 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_repo) -> No
 
 
 def test_served_model_under_concurrent_load_answers_every_request_as_it_should(smoke_repo, tmp_path) -> None:
-    """bench/serve_load.py, briefly: 4 clients, a third of the requests invalid; no 5xx, no timeout."""
+    """bench/serve_load.py, briefly (8 s): 4 clients, a third of the requests invalid; no 5xx, no timeout."""
     repo, env = smoke_repo
     out = tmp_path / "load.json"
     run([sys.executable, "-m", "bench.serve_load", "--model", "translation-en-de@challenger", "--clients", "4",
-         "--seconds", "15", "--invalid", "0.33", "--json", str(out)], repo, env)
+         "--seconds", "8", "--invalid", "0.33", "--json", str(out)], repo, env)
     figures = json.loads(out.read_text())
     assert figures["unexpected"] == 0 and figures["valid"] > 4 and figures["invalid"] > 0
     assert figures["invalid_answered_400"] == figures["invalid"]
-    assert figures["rss_end_mib"] > 0 and figures["p99_valid_ms"] >= figures["p50_valid_ms"] > 0
+    assert figures["rss_end_mib"] < 1.5 * figures["rss_start_mib"]  # no runaway memory in 8 s
+    assert figures["p50_valid_ms"] <= figures["p99_valid_ms"] < 15_000  # answered, none near the client timeout
 
 
-def test_your_own_tsv_corpus_and_task_train_register_and_translate(smoke_repo) -> None:
+def test_your_own_tsv_corpus_and_task_train_register_and_translate(smoke_copy) -> None:
     """A user's Korean-English TSV: `corpus add` + `task add` + `dvc repro` (smoke) -> a registered
     model named after the task that `seqforge translate` runs; nothing of the built-in tasks reruns."""
-    repo, env = smoke_repo
+    repo, env = smoke_copy
     sample = Path(__file__).parent / "data" / "ko_en.tsv"
     added = run(["seqforge", "corpus", "add", "ko-en-sample", "--format", "tsv", "--source", str(sample),
                  "--columns", "ko=0,en=1", "--split", "validation=5,test=5"], repo, env).stdout

@@ -1,15 +1,15 @@
 """The team stack (`seqforge stack up`, what `make stack` runs): PostgreSQL, SeaweedFS S3 and an
 authenticated MLflow server on loopback, with the pipeline, DVC and Ray checkpoints going through it.
 
-One stack per module, on its own ports and folder, in a copy of the working tree trimmed by
-configuration to the translation task and one experiment (the smoke profile). Needs Debian's
-postgresql (`.ci/run` installs it).
+One stack per module, on its own ports and folder, in a copy of the smoke repo trimmed by configuration
+to the translation task and one experiment, whose train, evaluate and register stages rerun through
+the stack (its prepared and tokenized data are the smoke run's), on the session's Ray cluster. Needs
+Debian's postgresql (`.ci/run` installs it).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -20,12 +20,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import MIRROR, ROOT, copy_repo, copy_worktree, run
+from conftest import ROOT, copy_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -49,119 +50,6 @@ def parse_exports(text: str) -> dict[str, str]:
 
     return {k: v for k, _, v in (shlex.split(line.removeprefix("export "))[0].partition("=")
                                  for line in text.splitlines() if line.startswith("export "))}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """(repo, env): the stack up, and the smoke pipeline run through it (`dvc repro`, as `make smoke`)."""
-    if not (MIRROR / "multi30k").is_dir():
-        pytest.skip(f"no corpus mirror at {MIRROR}")
-    base = tmp_path_factory.mktemp("stack")
-    repo = copy_worktree(base / "seqforge")
-    # PostgreSQL runs as the postgres user when the tests run as root: its folder must be reachable
-    stack_dir = Path(tempfile.mkdtemp(prefix="seqforge-stack-", dir="/var/tmp"))
-    stack_dir.chmod(0o755)
-    for name in ("tasks/chatbot", "experiments/chatbot_gru_bahdanau", "experiments/chatbot_transformer",
-                 "experiments/lstm_luong", "experiments/transformer", "tune/chatbot_gru_bahdanau", "tune/transformer"):
-        (repo / "conf" / f"{name}.yaml").unlink()  # one task, one experiment: configuration, no code
-    (repo / "conf" / "stack.yaml").write_text(yaml.safe_dump(stack_conf(stack_dir), sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "AWS_", "SEQFORGE_RAY"))}
-    env.update(SEQFORGE_DATA_MIRROR=str(MIRROR), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
-    run(["seqforge", "sync"], repo, env)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"]):
-        run(cmd, repo, env)
-    try:
-        env.update(parse_exports(run(["seqforge", "stack", "up"], repo, env).stdout))
-        for cmd in (["seqforge", "profile", "smoke"], ["seqforge", "fetch"], ["dvc", "repro"]):
-            run(cmd, repo, env)
-        yield repo, env
-    finally:
-        run(["seqforge", "stack", "down"], repo, env, check=False)
-        shutil.rmtree(stack_dir, ignore_errors=True)
-
-
-def request(url: str, user: str | None = None, password: str | None = None) -> int:
-    """The HTTP status of a GET, with basic auth when `user` is given."""
-    import base64
-
-    req = urllib.request.Request(url)
-    if user is not None:
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as err:
-        return err.code
-
-
-def bucket_keys(repo: Path, env: dict, prefix: str) -> list[str]:
-    code = ("import json, sys; from seqforge.stack import credentials, load_stack, s3_client; cfg = load_stack(); "
-            "c = s3_client(cfg, credentials(cfg)); print(json.dumps([o['Key'] for p in c.get_paginator("
-            "'list_objects_v2').paginate(Bucket=cfg.s3.bucket, Prefix=sys.argv[1]) for o in p.get('Contents', [])]))")
-    return json.loads(run([sys.executable, "-c", code, prefix], repo, env).stdout)
-
-
-def test_the_server_refuses_requests_without_valid_credentials(stack) -> None:
-    repo, env = stack
-    api = f"{env['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=5"
-    user, password = env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
-    assert request(api) == 401
-    assert request(api, user, "wrong-password") == 401
-    assert request(api, user, password) == 200
-    # the CLI without credentials: one clear line, no traceback
-    anonymous = {k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    out = run(["seqforge", "models"], repo, anonymous, check=False)
-    assert out.returncode != 0 and "Traceback" not in out.stderr and "401" in out.stderr + out.stdout
-
-
-def test_smoke_pipeline_tracks_registers_and_checkpoints_through_the_stack(stack) -> None:
-    import mlflow
-    import psycopg
-
-    repo, env = stack
-    # nothing local: no SQLite store, no local artifacts, no local Ray storage
-    assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists() and not (repo / "runs").exists()
-    checkpoints = bucket_keys(repo, env, f"ray/train/{EXPERIMENT}-")
-    assert any(re.search(r"/checkpoint_[^/]+/checkpoint\.ckpt$", k) for k in checkpoints), checkpoints[:10]
-    registered = json.loads((repo / "reports" / EXPERIMENT / "registered.json").read_text())
-    with pytest.MonkeyPatch.context() as mp:
-        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            mp.setenv(key, env[key])
-        client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-        version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
-        run_info = client.get_run(version.run_id).info
-    assert version.version == str(registered["version"]) and run_info.status == "FINISHED"
-    assert run_info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied by the server to the bucket
-    stored = bucket_keys(repo, env, f"mlartifacts/{run_info.experiment_id}/")
-    assert any(k.endswith("/evaluation/samples.json") or "attention" in k for k in stored), stored[:10]
-    conf = yaml.safe_load((repo / "conf" / "stack.yaml").read_text())
-    creds = json.loads((Path(conf["dir"]) / "credentials.json").read_text())
-    with psycopg.connect(host="127.0.0.1", port=PORTS["postgres"], user=conf["postgres"]["user"],
-                         password=creds["postgres_password"], dbname=conf["postgres"]["database"]) as db:
-        assert db.execute("SELECT status FROM runs WHERE run_uuid = %s", (version.run_id,)).fetchone() == ("FINISHED",)
-
-
-def test_push_then_a_fresh_clone_pulls_reproduces_nothing_and_translates(stack, tmp_path) -> None:
-    repo, env = stack
-    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"],
-                ["dvc", "push"]):
-        run(cmd, repo, env)
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
-    # a team member points the committed `stack` remote at the team's endpoint once (here: the test's port)
-    run(["dvc", "remote", "modify", "--local", "stack", "endpointurl", f"http://127.0.0.1:{PORTS['s3']}"], clone, env)
-    run(["dvc", "pull", "-r", "stack"], clone, env)
-    assert (clone / "models" / EXPERIMENT / "model.pt").is_file()
-    assert (clone / "artifacts" / "tokenized" / "translation" / "tokenizer.json").is_file()
-    repro = run(["dvc", "repro"], clone, env)
-    assert "Running stage" not in repro.stdout, repro.stdout[-2000:]
-    assert json.loads(run(["dvc", "status", "--json", "dvc.yaml"], clone, env).stdout) == {}
-    out = run(["seqforge", "translate", "--model", f"{MODEL_NAME}@challenger", "A man is riding a bicycle ."],
-              clone, env)
-    assert out.stdout.strip(), out.stderr[-2000:]
-    assert not (clone / "mlflow.db").exists()
 
 
 class Switch:
@@ -209,36 +97,160 @@ class Switch:
                 pass
 
 
-def test_checkpoint_with_the_object_store_down_retries_then_fails_clearly(stack, tmp_path) -> None:
-    repo, env = stack
-    work = copy_repo(repo, tmp_path / "seqforge", "models")  # without the pipeline's exported model
-    switch = Switch(PORTS["s3"])
-    storage = env["SEQFORGE_RAY_STORAGE"].replace(f"127.0.0.1:{PORTS['s3']}", f"127.0.0.1:{switch.port}")
-    faulty = {**env, "SEQFORGE_RAY_STORAGE": storage.replace("/ray?", "/ray-fault?")}
-    profile = yaml.safe_load((work / "conf" / "profiles" / "smoke.yaml").read_text())
-    profile["families"]["rnn"]["train"].update(max_epochs=4, early_stopping_patience=10, checkpoint_retries=2)
-    (work / "conf" / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(profile))
-    train = subprocess.Popen([sys.executable, "-m", "pipelines.train", EXPERIMENT], cwd=work, env=faulty,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    # the first checkpoint stored and registered (Ray's snapshot of its checkpoints written after it)
-    while not {"checkpoint.ckpt", "checkpoint_manager_snapshot.json"} <= {
-            k.rsplit("/", 1)[-1] for k in bucket_keys(repo, env, "ray-fault/train/")}:
-        assert train.poll() is None and time.monotonic() < deadline, train.communicate()
-        time.sleep(1)
-    switch.cut()  # the next checkpoints meet a store that does not answer
-    started = time.monotonic()
-    _, stderr = train.communicate(timeout=600)
-    assert train.returncode != 0
-    assert "Traceback" not in stderr, stderr[-3000:]
-    last = stderr.strip().splitlines()[-1]
+@dataclass(frozen=True)
+class StoreDown:
+    """The pipeline's first training, whose object store went down after the first checkpoint."""
+
+    returncode: int
+    stderr: str
+    seconds: float  # from the cut to the stage's end
+    exported: bool  # a model was exported anyway
+    repro: str  # the `dvc repro` after it: its output
+
+
+@pytest.fixture(scope="module")
+def stack(smoke_repo, tmp_path_factory):
+    """(repo, env, store_down): the stack up, and the smoke pipeline run through it (`dvc repro`, as `make
+    smoke`), its training with a fault: the object store cut off (a TCP switch in front of its port) once
+    the first checkpoint is stored and registered, so the stage fails; the `dvc repro` that follows
+    resumes that Ray run from its last complete checkpoint, through the store, and evaluates and
+    registers the model."""
+    smoke, smoke_env = smoke_repo
+    base = tmp_path_factory.mktemp("stack")
+    # the smoke run's data and DVC cache, not its MLflow store, Ray checkpoints or trained models
+    repo = copy_repo(smoke, base / "seqforge", "mlflow.db", "mlartifacts", "runs", "models")
+    # PostgreSQL runs as the postgres user when the tests run as root: its folder must be reachable
+    stack_dir = Path(tempfile.mkdtemp(prefix="seqforge-stack-", dir="/var/tmp"))
+    stack_dir.chmod(0o755)
+    for name in ("tasks/chatbot", "experiments/chatbot_gru_bahdanau", "experiments/chatbot_transformer",
+                 "experiments/lstm_luong", "experiments/transformer", "tune/chatbot_gru_bahdanau", "tune/transformer"):
+        (repo / "conf" / f"{name}.yaml").unlink(missing_ok=True)  # one task, one experiment: configuration, no code
+    (repo / "conf" / "stack.yaml").write_text(yaml.safe_dump(stack_conf(stack_dir), sort_keys=False))
+    profile = yaml.safe_load((repo / "conf" / "profiles" / "smoke.yaml").read_text())
+    profile["families"]["rnn"]["train"].update(checkpoint_retries=2)  # 1 + 2 s of waiting for the store
+    (repo / "conf" / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(profile))
+    env = dict(smoke_env)
+    run(["seqforge", "sync"], repo, env)
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one task"]):
+        run(cmd, repo, env)
+    try:
+        env.update(parse_exports(run(["seqforge", "stack", "up"], repo, env).stdout))
+        switch = Switch(PORTS["s3"])
+        storage = env["SEQFORGE_RAY_STORAGE"].replace(f"127.0.0.1:{PORTS['s3']}", f"127.0.0.1:{switch.port}")
+        train = subprocess.Popen([sys.executable, "-m", "pipelines.train", EXPERIMENT], cwd=repo,
+                                 env={**env, "SEQFORGE_RAY_STORAGE": storage},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 600
+        # the first checkpoint stored and registered (Ray's snapshot of its checkpoints written after it)
+        while not {"checkpoint.ckpt", "checkpoint_manager_snapshot.json"} <= {
+                k.rsplit("/", 1)[-1] for k in bucket_keys(repo, env, "ray/train/")}:
+            assert train.poll() is None and time.monotonic() < deadline, train.communicate()
+            time.sleep(1)
+        switch.cut()  # the next checkpoints meet a store that does not answer
+        started = time.monotonic()
+        _, stderr = train.communicate(timeout=600)
+        down = StoreDown(train.returncode, stderr, time.monotonic() - started,
+                         (repo / "models" / EXPERIMENT / "model.pt").exists(), run(["dvc", "repro"], repo, env).stdout)
+        yield repo, env, down
+    finally:
+        run(["seqforge", "stack", "down"], repo, env, check=False)
+        shutil.rmtree(stack_dir, ignore_errors=True)
+
+
+def request(url: str, user: str | None = None, password: str | None = None) -> int:
+    """The HTTP status of a GET, with basic auth when `user` is given."""
+    import base64
+
+    req = urllib.request.Request(url)
+    if user is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def bucket_keys(repo: Path, env: dict, prefix: str) -> list[str]:
+    code = ("import json, sys; from seqforge.stack import credentials, load_stack, s3_client; cfg = load_stack(); "
+            "c = s3_client(cfg, credentials(cfg)); print(json.dumps([o['Key'] for p in c.get_paginator("
+            "'list_objects_v2').paginate(Bucket=cfg.s3.bucket, Prefix=sys.argv[1]) for o in p.get('Contents', [])]))")
+    return json.loads(run([sys.executable, "-c", code, prefix], repo, env).stdout)
+
+
+def test_the_server_refuses_requests_without_valid_credentials(stack) -> None:
+    repo, env, _ = stack
+    api = f"{env['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search?max_results=5"
+    user, password = env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
+    assert request(api) == 401
+    assert request(api, user, "wrong-password") == 401
+    assert request(api, user, password) == 200
+    # the CLI without credentials: one clear line, no traceback
+    anonymous = {k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    out = run(["seqforge", "models"], repo, anonymous, check=False)
+    assert out.returncode != 0 and "Traceback" not in out.stderr and "401" in out.stderr + out.stdout
+
+
+def test_smoke_pipeline_tracks_registers_and_checkpoints_through_the_stack(stack) -> None:
+    import mlflow
+    import psycopg
+
+    repo, env, _ = stack
+    # nothing local: no SQLite store, no local artifacts, no local Ray storage
+    assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists() and not (repo / "runs").exists()
+    checkpoints = bucket_keys(repo, env, f"ray/train/{EXPERIMENT}-")
+    assert any(re.search(r"/checkpoint_[^/]+/checkpoint\.ckpt$", k) for k in checkpoints), checkpoints[:10]
+    registered = json.loads((repo / "reports" / EXPERIMENT / "registered.json").read_text())
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            mp.setenv(key, env[key])
+        client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+        version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+        run_info = client.get_run(version.run_id).info
+    assert version.version == str(registered["version"]) and run_info.status == "FINISHED"
+    assert run_info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied by the server to the bucket
+    stored = bucket_keys(repo, env, f"mlartifacts/{run_info.experiment_id}/")
+    assert any(k.endswith("/evaluation/samples.json") or "attention" in k for k in stored), stored[:10]
+    conf = yaml.safe_load((repo / "conf" / "stack.yaml").read_text())
+    creds = json.loads((Path(conf["dir"]) / "credentials.json").read_text())
+    with psycopg.connect(host="127.0.0.1", port=PORTS["postgres"], user=conf["postgres"]["user"],
+                         password=creds["postgres_password"], dbname=conf["postgres"]["database"]) as db:
+        assert db.execute("SELECT status FROM runs WHERE run_uuid = %s", (version.run_id,)).fetchone() == ("FINISHED",)
+
+
+def test_push_then_a_fresh_clone_pulls_reproduces_nothing_and_translates(stack, tmp_path) -> None:
+    repo, env, _ = stack
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"],
+                ["dvc", "push"]):
+        run(cmd, repo, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    # a team member points the committed `stack` remote at the team's endpoint once (here: the test's port)
+    run(["dvc", "remote", "modify", "--local", "stack", "endpointurl", f"http://127.0.0.1:{PORTS['s3']}"], clone, env)
+    run(["dvc", "pull", "-r", "stack"], clone, env)
+    assert (clone / "models" / EXPERIMENT / "model.pt").is_file()
+    assert (clone / "artifacts" / "tokenized" / "translation" / "tokenizer.json").is_file()
+    repro = run(["dvc", "repro"], clone, env)
+    assert "Running stage" not in repro.stdout, repro.stdout[-2000:]
+    assert json.loads(run(["dvc", "status", "--json", "dvc.yaml"], clone, env).stdout) == {}
+    out = run(["seqforge", "translate", "--model", f"{MODEL_NAME}@challenger", "A man is riding a bicycle ."],
+              clone, env)
+    assert out.stdout.strip(), out.stderr[-2000:]
+    assert not (clone / "mlflow.db").exists()
+
+
+def test_checkpoint_with_the_object_store_down_retries_then_fails_clearly(stack) -> None:
+    """The fixture's first training: the store cut after its first checkpoint; then `dvc repro`."""
+    repo, _, down = stack
+    assert down.returncode != 0
+    assert "Traceback" not in down.stderr, down.stderr[-3000:]
+    last = down.stderr.strip().splitlines()[-1]
     assert last.startswith(f"train: training {EXPERIMENT} stopped: checkpoint storage") and "retries" in last, last
-    assert time.monotonic() - started < 300  # retried for a bounded time, not forever
-    # nothing half-written was taken: the stored run resumes from its last complete checkpoint
-    assert not (work / "models" / EXPERIMENT / "model.pt").exists()
-    resumed = run([sys.executable, "-m", "pipelines.train", EXPERIMENT], work, {**env, "SEQFORGE_RAY_STORAGE":
-                                                                                  faulty["SEQFORGE_RAY_STORAGE"].replace(
-                                                                                      f":{switch.port}", f":{PORTS['s3']}")})
-    epochs = [int(e) for e in re.findall(rf"{EXPERIMENT} epoch (\d+) \|", resumed.stdout)]
-    assert epochs and epochs[0] > 1 and epochs[-1] == 4, resumed.stdout[-2000:]
-    assert (work / "models" / EXPERIMENT / "model.pt").is_file()
+    assert down.seconds < 300  # retried for a bounded time, not forever
+    assert not down.exported  # nothing half-written was taken
+    # the stored run resumed from its last complete checkpoint (epoch 1's), through the store again
+    ran = set(re.findall(r"Running stage '([^']+)'", down.repro))
+    assert ran == {"resolve", *(f"{stage}@{EXPERIMENT}" for stage in ("train", "evaluate", "register"))}, ran
+    epochs = [int(e) for e in re.findall(rf"{EXPERIMENT} epoch (\d+) \|", down.repro)]
+    assert epochs == [2], down.repro[-2000:]
+    assert (repo / "models" / EXPERIMENT / "model.pt").is_file()

@@ -1,9 +1,9 @@
 """Tracking-server mode and the MLflow UI in a real browser.
 
-A real `mlflow server` on loopback (SQLite backend, artifacts stored and served by the server).
-The smoke pipeline's MLflow stages (train -> evaluate -> register) rerun against it through
-`MLFLOW_TRACKING_URI`, the model is promoted to @champion, and headless Chromium checks that the
-UI shows the model, its alias, the run's BLEU and an attention heatmap.
+The session's real `mlflow server` on loopback (SQLite backend, artifacts stored and served by the
+server). The smoke pipeline's MLflow stages (train -> evaluate -> register) ran against it through
+`MLFLOW_TRACKING_URI` (`trained_on_server`), the model was promoted to @champion, and headless
+Chromium checks that the UI shows the model, its alias, the run's BLEU and an attention heatmap.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, copy_repo, free_port, run, start_server, stop_server
+from conftest import ROOT, run
 
 pytestmark = pytest.mark.slow
 
@@ -26,27 +26,11 @@ NAME = "translation-en-de"
 
 
 @pytest.fixture(scope="module")
-def tracking_server(smoke_repo, tmp_path_factory):
-    """(repo, env, server URL, artifact root): a copy of the smoke repo whose MLflow stages ran on the server."""
-    smoke, smoke_env = smoke_repo
-    base = tmp_path_factory.mktemp("server")
-    # without the smoke run's SQLite store and Ray storage
-    repo = copy_repo(smoke, base / "seqforge", "mlflow.db", "mlartifacts", "runs")
-    port, artifacts = free_port(), base / "artifacts"
-    server = start_server(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{base / 'server.db'}",
-         "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        base, smoke_env, f"http://127.0.0.1:{port}/health",
-    )
-    url = f"http://127.0.0.1:{port}"
-    env = {**smoke_env, "MLFLOW_TRACKING_URI": url}
-    try:
-        stages = [f"{stage}@gru_bahdanau" for stage in ("train", "evaluate", "register")]
-        run(["dvc", "repro", "--force", "--single-item", *stages], repo, env)
-        run(["seqforge", "promote", NAME], repo, env)
-        yield repo, env, url, artifacts
-    finally:
-        stop_server(server)
+def served_model(trained_on_server, tracking_server):
+    """(repo, env, server URL, artifact root): the smoke repo copy whose gru_bahdanau stages ran on the
+    session's tracking server (`trained_on_server`: through a 30 s outage), promoted to @champion."""
+    repo, env, _ = trained_on_server
+    return repo, env, tracking_server.url, tracking_server.artifacts
 
 
 RUN_PAGE = """
@@ -72,8 +56,8 @@ def run_page(repo: Path, env: dict) -> dict:
     return json.loads(run([sys.executable, "-c", RUN_PAGE], repo, env).stdout.strip().splitlines()[-1])
 
 
-def test_pipeline_tracks_and_registers_through_the_server(tracking_server) -> None:
-    repo, env, url, artifacts = tracking_server
+def test_pipeline_tracks_and_registers_through_the_server(served_model) -> None:
+    repo, env, url, artifacts = served_model
     page = run_page(repo, env)
     # everything went to the server: its artifact store, none of the local store
     assert page["artifact_uri"].startswith("mlflow-artifacts:/")
@@ -137,11 +121,11 @@ def wait_for_text(driver, *texts: str, timeout: float = 60) -> None:
     WebDriverWait(driver, timeout).until(shown, f"page never showed all of {texts}")
 
 
-def test_mlflow_ui_shows_the_champion_and_its_run_in_chromium(tracking_server, tmp_path) -> None:
+def test_mlflow_ui_shows_the_champion_and_its_run_in_chromium(served_model, tmp_path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    repo, env, url, _ = tracking_server
+    repo, env, url, _ = served_model
     page = run_page(repo, env)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver = chromium(tmp_path / "chromium")

@@ -16,13 +16,13 @@ def test_average_is_the_elementwise_mean_of_float_tensors() -> None:
 
 
 @pytest.mark.parametrize("name", ["gru_bahdanau", "transformer"])
-def test_weight_decay_skips_norms_biases_and_embeddings(name: str, tmp_path) -> None:
+def test_weight_decay_skips_norms_biases_and_embeddings(name: str, conf_copy) -> None:
     """Only weight matrices decay; embeddings (and the output projection tied to them) do not."""
     from seqforge.config import TokenizerCfg
     from seqforge.data.tokenizer import SubwordTokenizer
 
     tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
-    exp = load_experiment(name)
+    exp = load_experiment(name, conf_copy)
     module = Seq2SeqModule(exp.model_dump(mode="json"), 40, 40, tok.dumps(), "translation")
     decay, no_decay = module.parameter_groups()
     assert decay["weight_decay"] == exp.optim.weight_decay > 0 and no_decay["weight_decay"] == 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,8 @@ def test_space_keys_must_exist_in_the_experiment(conf_copy, domain: str, key: st
     assert f"space.{domain.split(':')[0]}" in str(err.value) and key in str(err.value)
 
 
-def test_shipped_sweeps_are_valid() -> None:
-    conf = ROOT / "conf"
+def test_shipped_sweeps_are_valid(conf_copy) -> None:
+    conf = conf_copy
     for path in (conf / "tune").glob("*.yaml"):
         tune, _ = load_tune(path.stem, conf)
         assert tune.space and tune.train["max_epochs"] >= tune.scheduler.grace_period
@@ -104,6 +105,7 @@ space:
   model.emb_dim: {choice: [16, 0]}        # 0 is an impossible size: those trials fail, the sweep goes on
   optim.lr: {choice: [1.0e-2, 1.0e-6]}    # 1e-6 barely learns: ASHA stops such trials after one epoch
 """
+SWEPT = "chatbot_gru_bahdanau"  # selected on validation loss, which moves even on smoke data
 
 CHILDREN = """
 import json, sys, mlflow
@@ -111,7 +113,7 @@ client = mlflow.MlflowClient('sqlite:///mlflow.db')
 exp = client.get_experiment_by_name('seqforge')
 runs = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{sys.argv[1]}'")
 print(json.dumps([{'trial': r.data.tags['trial_id'], 'status': r.info.status, 'end': r.info.end_time,
-                   'tags': r.data.tags, 'epochs': len(client.get_metric_history(r.info.run_id, 'val_loss'))}
+                  'tags': r.data.tags, 'epochs': len(client.get_metric_history(r.info.run_id, 'val_loss'))}
                   for r in runs]))
 """
 
@@ -120,7 +122,6 @@ HIDDEN_ON_WORKER = """
 import json, os, sys, ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-head = ray.get_runtime_context().get_node_id()
 nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
 listing = ray.remote(lambda path: sorted(os.listdir(path)) if os.path.isdir(path) else None)
 print(json.dumps({node: ray.get(listing.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
@@ -128,51 +129,8 @@ print(json.dumps({node: ray.get(listing.options(scheduling_strategy=NodeAffinity
 """
 
 
-@pytest.fixture(scope="module")
-def sweep_repo(smoke_repo, tmp_path_factory):
-    """A copy of the smoke repo, and its environment pointed at a two-node Ray cluster on this machine
-    (2 CPUs each) with no shared filesystem for the data: the worker node runs in its own mount
-    namespace, where the repository's `artifacts/` is an empty tmpfs. Needs root (`unshare -m`)."""
-    import sys
-
-    from conftest import copy_repo, free_port, run, stop_server
-
-    smoke, smoke_env = smoke_repo
-    repo = copy_repo(smoke, tmp_path_factory.mktemp("sweep") / "seqforge", "runs")
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    port = free_port()
-    logs = tmp_path_factory.mktemp("ray-nodes")
-    smoke_env = {**smoke_env, "RAY_AUTH_MODE": "disabled"}  # loopback only; a real cluster shares a token
-    # the head runs the dashboard: Ray Train's state API frees the resources of trials ASHA stops
-    head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=true", f"--dashboard-port={free_port()}", "--disable-usage-stats"],
-                            env=smoke_env, stdout=(logs / "head.log").open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    hide = f'mount -t tmpfs tmpfs "$0" && exec {ray_bin} start --block --address=127.0.0.1:{port} --num-cpus=2'
-    worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", hide,
-                               str(repo / "artifacts")], env=smoke_env, stdout=(logs / "worker.log").open("w"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    env = {**smoke_env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
-    try:
-        deadline = time.monotonic() + 120
-        while True:  # both nodes up; the worker node sees an empty artifacts/, the head the real one
-            listing = run([sys.executable, "-c", HIDDEN_ON_WORKER, str(repo / "artifacts")], repo, env, check=False)
-            seen = json.loads(listing.stdout.strip().splitlines()[-1]) if listing.returncode == 0 else {}
-            if len(seen) == 2:
-                break
-            assert time.monotonic() < deadline and None in (head.poll(), worker.poll()), (
-                listing.stderr[-2000:], (logs / "worker.log").read_text()[-2000:])
-            time.sleep(2)
-        assert sorted(map(bool, seen.values())) == [False, True], seen
-        yield repo, env
-    finally:
-        for node in (worker, head):
-            stop_server(node)
-
-
 def children(repo, env, parent_run_id: str) -> dict[str, dict]:
     """The sweep's MLflow child runs by trial id."""
-    import json
     import sys
 
     from conftest import run
@@ -180,27 +138,82 @@ def children(repo, env, parent_run_id: str) -> dict[str, dict]:
     return {r["trial"]: r for r in json.loads(run([sys.executable, "-c", CHILDREN, parent_run_id], repo, env).stdout)}
 
 
-@pytest.mark.slow
-def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep_repo) -> None:
-    import json
+def finished_trials(repo, swept: str) -> dict[str, int]:
+    """Trials the sweep's saved Tune state records as finished (what `--resume` keeps), with their epochs."""
+    done = {}
+    for path in (repo / "runs" / "tune").glob(f"tune-{swept}-*/experiment_state-*.json"):
+        try:  # each entry: the trial's state and its run metadata (the last result among it), as JSON
+            trials = [(json.loads(state), json.loads(meta)) for state, meta in json.loads(path.read_text())["trial_data"]]
+        except (ValueError, KeyError):  # being rewritten
+            continue
+        done |= {t["trial_id"]: int((meta.get("last_result") or {}).get("training_iteration", 0))
+                 for t, meta in trials if t["status"] == "TERMINATED"}
+    return done
 
+
+@dataclass(frozen=True)
+class Sweep:
+    repo: Path
+    env: dict
+    parent: str  # the sweep's MLflow parent run
+    finished: dict[str, int]  # trials finished when the driver was killed -> their epochs
+    before: dict[str, dict]  # the child runs then
+    resumed: str  # `seqforge tune --resume`'s output
+
+
+@pytest.fixture(scope="module")
+def sweep(smoke_repo, ray_cluster, tmp_path_factory) -> Sweep:
+    """The smoke sweep of SWEPT on the session's two Ray nodes, in a copy of the smoke repo whose
+    `artifacts/` the worker node cannot read (`sweep_repo_path`): killed (the driver, SIGKILL) once a
+    trial was stopped early, then resumed with `seqforge tune --resume`. Both sweep tests assert on it."""
+    import os
+    import signal
+    import sys
+
+    from conftest import copy_repo, run, sweep_repo_path
+
+    smoke, env = smoke_repo
+    repo = copy_repo(smoke, sweep_repo_path(tmp_path_factory), "runs")
+    listing = run([sys.executable, "-c", HIDDEN_ON_WORKER, str(repo / "artifacts")], repo, env)
+    seen = json.loads(listing.stdout.strip().splitlines()[-1])
+    assert sorted(map(bool, seen.values())) == [False, True], seen  # the worker node sees an empty artifacts/
+    (repo / "conf" / "tune" / f"{SWEPT}.yaml").write_text(SMOKE_SWEEP)
+    max_epochs = yaml.safe_load(SMOKE_SWEEP)["train"]["max_epochs"]
+    with open(repo / "first.log", "w") as log:
+        first = subprocess.Popen(["seqforge", "tune", SWEPT], cwd=repo, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 600
+        while not any(epochs < max_epochs for epochs in finished_trials(repo, SWEPT).values()):
+            assert first.poll() is None, ("the sweep ended before ASHA stopped a trial: nothing left to interrupt",
+                                          (repo / "first.log").read_text()[-3000:])
+            assert time.time() < deadline, "no trial stopped early within 600 s"
+            time.sleep(0.5)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    parent = json.loads((repo / "runs" / "tune" / f"{SWEPT}.latest.json").read_text())["parent_run_id"]
+    before = children(repo, env, parent)
+    finished = finished_trials(repo, SWEPT)  # what the restored sweep knows as done
+    resumed = run(["seqforge", "tune", SWEPT, "--resume"], repo, env).stdout
+    return Sweep(repo, env, parent, finished, before, resumed)
+
+
+@pytest.mark.slow
+@pytest.mark.nightly
+def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep) -> None:
     from conftest import run
 
-    repo, env = sweep_repo
-    swept = "chatbot_gru_bahdanau"  # selected on validation loss, which moves even on smoke data
-    (repo / "conf" / "tune" / f"{swept}.yaml").write_text(SMOKE_SWEEP)
-    # a trial still holding its CPUs after ASHA's stop would hang the sweep (run()'s timeout fails it)
-    out = run(["seqforge", "tune", swept], repo, env).stdout
-    summary = json.loads((repo / "reports" / "tune" / f"{swept}.json").read_text())
+    repo, env = sweep.repo, sweep.env
+    summary = json.loads((repo / "reports" / "tune" / f"{SWEPT}.json").read_text())
     runs = children(repo, env, summary["parent_run_id"])
 
-    assert "4 trials" in out and len(summary["trials"]) == 4
-    assert set(runs) == {t["trial_id"] for t in summary["trials"]}  # one child run per trial
+    assert "4 trials" in sweep.resumed and len(summary["trials"]) == 4
+    assert {t["trial_id"] for t in summary["trials"]} <= set(runs)  # one child run per trial
     for trial in summary["trials"]:
         assert runs[trial["trial_id"]]["tags"]["trial_status"] == trial["status"]
     counts = summary["counts"]
     assert counts["failed"] >= 1 and counts["stopped_early"] >= 1 and counts["completed"] >= 1, counts
-    for r in runs.values():
+    for trial in summary["trials"]:
+        r = runs[trial["trial_id"]]
         status = r["tags"]["trial_status"]
         assert r["status"] == {"failed": "FAILED", "stopped_early": "KILLED", "completed": "FINISHED"}[status]
         assert status != "failed" or "emb_dim" in r["tags"]["error"]
@@ -209,66 +222,29 @@ def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep_repo) -> 
     assert len(nodes) == 2, "trials ran on both nodes"
     assert runs[summary["best"]["trial_id"]]["tags"]["best_trial"] == "true"
 
-    winner = yaml.safe_load((repo / "conf" / "tuned" / f"{swept}.yaml").read_text())
+    winner = yaml.safe_load((repo / "conf" / "tuned" / f"{SWEPT}.yaml").read_text())
     assert winner["sweep"]["mlflow_run_id"] == summary["parent_run_id"]
     assert winner["overrides"]["optim"]["lr"] == 1.0e-2 and winner["overrides"]["model"]["emb_dim"] == 16
     run(["dvc", "repro", "resolve"], repo, env)  # the winner enters train@'s resolved configuration
-    assert f"train@{swept}" in run(["dvc", "status", "dvc.yaml"], repo, env).stdout
-    run(["dvc", "repro", "--single-item", f"train@{swept}"], repo, env)
-    trained = json.loads((repo / "models" / swept / "model.json").read_text())["experiment"]
+    assert f"train@{SWEPT}" in run(["dvc", "status", "dvc.yaml"], repo, env).stdout
+    run(["dvc", "repro", "--single-item", f"train@{SWEPT}"], repo, env)
+    trained = json.loads((repo / "models" / SWEPT / "model.json").read_text())["experiment"]
     assert trained["tuned_from"] == summary["parent_run_id"]
     assert trained["model"]["hidden_dim"] == winner["overrides"]["model"]["hidden_dim"]
 
 
-def terminated_trials(repo, swept: str) -> set[str]:
-    """Trials the sweep's saved Tune state records as finished (what `--resume` keeps)."""
-    import json
-
-    done = set()
-    for path in (repo / "runs" / "tune").glob(f"tune-{swept}-*/experiment_state-*.json"):
-        try:
-            trials = [json.loads(entry[0]) for entry in json.loads(path.read_text())["trial_data"]]
-        except (ValueError, KeyError):  # being rewritten
-            continue
-        done |= {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
-    return done
-
-
 @pytest.mark.slow
-def test_killed_sweep_resumes_without_rerunning_finished_trials(sweep_repo) -> None:
-    import json
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from conftest import run
-
-    repo, env = sweep_repo
-    swept = "gru_bahdanau"
-    (repo / "conf" / "tune" / f"{swept}.yaml").write_text(SMOKE_SWEEP)
-    with open(repo / "first.log", "w") as log:
-        first = subprocess.Popen(["seqforge", "tune", swept], cwd=repo, env=env, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 300
-        while not terminated_trials(repo, swept):
-            assert first.poll() is None, (repo / "first.log").read_text()[-3000:]
-            assert time.time() < deadline, "no trial finished within 300 s"
-            time.sleep(0.5)
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    parent = json.loads((repo / "runs" / "tune" / f"{swept}.latest.json").read_text())["parent_run_id"]
-    before = children(repo, env, parent)
-    finished = terminated_trials(repo, swept)  # what the restored sweep knows as done
-
-    resumed = run(["seqforge", "tune", swept, "--resume"], repo, env)
-    summary = json.loads((repo / "reports" / "tune" / f"{swept}.json").read_text())
-    after = children(repo, env, parent)
-    assert summary["parent_run_id"] == parent and "4 trials" in resumed.stdout, resumed.stdout
-    for trial in finished:  # not run again: no epoch logged since, and a finished run not reopened
-        assert after[trial]["epochs"] == before[trial]["epochs"]
-        assert before[trial]["end"] is None or after[trial]["end"] == before[trial]["end"]
+@pytest.mark.nightly
+def test_killed_sweep_resumes_without_rerunning_finished_trials(sweep) -> None:
+    repo, env = sweep.repo, sweep.env
+    summary = json.loads((repo / "reports" / "tune" / f"{SWEPT}.json").read_text())
+    after = children(repo, env, sweep.parent)
+    assert summary["parent_run_id"] == sweep.parent and "4 trials" in sweep.resumed, sweep.resumed
+    assert sweep.finished, "no trial had finished when the driver was killed"
+    for trial in sweep.finished:  # not run again: no epoch logged since, and a finished run not reopened
+        assert after[trial]["epochs"] == sweep.before[trial]["epochs"]
+        assert sweep.before[trial]["end"] is None or after[trial]["end"] == sweep.before[trial]["end"]
     in_sweep = {t["trial_id"] for t in summary["trials"]}
-    assert finished <= in_sweep and in_sweep <= set(after)
+    assert set(sweep.finished) <= in_sweep and in_sweep <= set(after)
     for trial, r in after.items():  # a trial the killed driver was starting, unknown after restore
         assert trial in in_sweep or (r["tags"]["trial_status"] == "interrupted" and r["status"] != "RUNNING")
