@@ -54,5 +54,9 @@ def injected() -> list[pl.Callback]:
     spec = os.environ.get(VARIABLE)
     if not spec:
         return []
-    rank, update, point, marker = spec.split(":", 3)
-    return [KillWorkerAt(int(rank), int(update), point, marker)]
+    try:
+        rank, update, point, marker = spec.split(":", 3)
+        return [KillWorkerAt(int(rank), int(update), point, marker)]
+    except ValueError as err:
+        raise ValueError(f"{VARIABLE}={spec!r}: expected <rank>:<update>:<update|validation>:<marker file> "
+                         f"({err})") from None
