@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from seqforge import paths
-from seqforge.config import load_task
-from seqforge.metrics import dialogue_scores
-from seqforge.predictor import Predictor
+from seqforge.inference.predictor import Predictor
+from seqforge.tasks.metrics import dialogue_scores
+from seqforge.tasks.registry import load_task
 
 VARIANTS = {
     "configured": {},

@@ -37,7 +37,7 @@ from pathlib import Path
 from datasets import load_from_disk
 from torch.utils.data import DataLoader
 from seqforge.data.batching import TokenBudgetBatchSampler, collate
-from seqforge.lightning_module import TokenizedSplit
+from seqforge.data.datasets import TokenizedSplit
 proc = psutil.Process()
 def anon():  # anonymous memory: what the loader allocates (mapped Arrow pages are reclaimable page cache)
     return int(next(l for l in open("/proc/self/status") if l.startswith("RssAnon")).split()[1]) * 1024

@@ -47,7 +47,7 @@ CELL_TIMEOUT_S = 60  # one eager training cell, process start included (compiled
 # -- configuration at a profile, whatever the checkout's active one -------------------------------
 def profile_conf(profile: str, root: Path) -> Path:
     """A copy of `conf/` with `profile` active (the checkout's own conf/ is never touched)."""
-    from seqforge.config import set_profile
+    from seqforge.config.base import set_profile
 
     conf = root / f"conf-{profile}"
     if not conf.is_dir():
@@ -58,7 +58,9 @@ def profile_conf(profile: str, root: Path) -> Path:
 
 def experiment_at(name: str, profile: str, root: Path, precision: str | None = None):
     """(experiment, train settings, task) of `name` under `profile`; `precision` replaces the profile's."""
-    from seqforge.config import load_config, load_experiment, load_task
+    from seqforge.config.experiment import load_experiment
+    from seqforge.config.shared import load_config
+    from seqforge.tasks.registry import load_task
 
     conf = profile_conf(profile, root)
     exp = load_experiment(name, conf)
@@ -81,7 +83,7 @@ def load_tokenized(data: Path):
 def training_batches(train_split, batch_tokens: int, count: int, device) -> list[dict]:
     """The first `count` token-budget batches of a shuffled epoch (the trainer's own sampler), on `device`."""
     from seqforge.data.batching import TokenBudgetBatchSampler, collate
-    from seqforge.lightning_module import TokenizedSplit
+    from seqforge.data.datasets import TokenizedSplit
 
     data = TokenizedSplit(train_split)
     plan = list(TokenBudgetBatchSampler(data.lengths, batch_tokens, shuffle=True, seed=0))[:count]
@@ -121,8 +123,8 @@ def _peak_mib(device) -> float:
 
 
 def _module(exp, tokenizer, task):
-    from seqforge.lightning_module import Seq2SeqModule
-    from seqforge.tasks import task_kind
+    from seqforge.tasks.registry import task_kind
+    from seqforge.training.module import Seq2SeqModule
 
     vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
     return Seq2SeqModule(exp.model_dump(mode="json"), *vocab, tokenizer.dumps(), task.kind,
@@ -171,7 +173,7 @@ def part_profile(args: argparse.Namespace) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from seqforge.data.batching import collate
-    from seqforge.decoding import beam_search, max_lengths
+    from seqforge.inference.decoding import beam_search, max_lengths
 
     device = _device(args.device)
     torch.manual_seed(0)
@@ -259,7 +261,7 @@ def decode_speed(model, test_split, batch_size: int, device, bf16: bool, sentenc
 
     from bench.throughput import NoEOS
     from seqforge.data.batching import collate
-    from seqforge.decoding import beam_search, greedy, max_lengths
+    from seqforge.inference.decoding import beam_search, greedy, max_lengths
 
     src_ids = test_split.select(range(min(sentences, len(test_split))))["src_ids"]
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
@@ -292,10 +294,10 @@ def part_fit(args: argparse.Namespace) -> dict:
     import torch
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-    from seqforge.config import DecodeCfg
-    from seqforge.lightning_module import Seq2SeqDataModule
-    from seqforge.predictor import Predictor
-    from seqforge.tasks import task_kind
+    from seqforge.config.shared import DecodeCfg
+    from seqforge.data.datasets import Seq2SeqDataModule
+    from seqforge.inference.predictor import Predictor
+    from seqforge.tasks.registry import task_kind
 
     device = _device(args.device)
     torch.set_float32_matmul_precision("high")

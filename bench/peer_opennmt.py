@@ -161,10 +161,10 @@ def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
 
 def batch_tokens_for(sentences_per_worker: float) -> int:
     """The per-worker token budget whose batches hold `sentences_per_worker` sentences on average."""
-    from seqforge.data.batching import TokenBudgetBatchSampler
     from datasets import load_from_disk
 
-    from seqforge.lightning_module import TokenizedSplit
+    from seqforge.data.batching import TokenBudgetBatchSampler
+    from seqforge.data.datasets import TokenizedSplit
 
     lengths = TokenizedSplit(load_from_disk(str(WORK / "tokenized"))["train"]).lengths
     low, high = 64, 20_000
@@ -181,15 +181,16 @@ def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
     import mlflow
     import ray
 
-    from seqforge.checkpoints import load_weights
-    from seqforge.config import DecodeCfg, ExperimentCfg, TrainCfg
-    from seqforge.models import build_model
-    from seqforge.predictor import Predictor
+    from seqforge.config.experiment import experiment_schema
+    from seqforge.config.shared import DecodeCfg, TrainCfg
     from seqforge.data.shipping import ship
-    from seqforge.train import connect_ray, fit_on_ray
+    from seqforge.inference.predictor import Predictor
+    from seqforge.models.registry import build_model
+    from seqforge.training.averaging import load_weights
+    from seqforge.training.driver import connect_ray, fit_on_ray
 
     tokenizer = sizes["tokenizer"]
-    exp = ExperimentCfg.model_validate({
+    exp = experiment_schema().model_validate({
         "name": "peer_lstm", "task": "translation",
         "model": {"arch": "rnn", "cell": "lstm", "emb_dim": 256, "hidden_dim": 512, "enc_hidden_dim": 256,
                   "bidirectional": True, "attention": "luong_general", "input_feeding": True, "dropout": 0.3,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from seqforge.config import ConfigError
-from seqforge.data.readers import CorpusError
-from seqforge.tracking import TrackingError
+from seqforge.config.base import ConfigError
+from seqforge.corpora.base import CorpusError
+from seqforge.tracking.client import TrackingError
 
 
 def run_stage(stage: str, fn: Callable[..., object], what: str | None = "experiment") -> None:

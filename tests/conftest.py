@@ -46,7 +46,7 @@ def mirror() -> Path:
 @pytest.fixture
 def conf_copy(tmp_path: Path) -> Path:
     """A writable copy of conf/ on the default profile (whatever the checkout's is) to edit in a test."""
-    from seqforge.config import set_profile
+    from seqforge.config.base import set_profile
 
     dest = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", dest)
@@ -56,8 +56,8 @@ def conf_copy(tmp_path: Path) -> Path:
 
 def pairs_of(corpus, root: Path, task, tmp_path: Path):
     """(DatasetDict, stats) that the prepare stage builds for `task` from `corpus` files in `root`."""
-    from seqforge.data.readers import read_corpus
-    from seqforge.tasks import task_kind
+    from seqforge.corpora.registry import read_corpus
+    from seqforge.tasks.registry import task_kind
 
     return task_kind(task.kind).pairs(read_corpus(corpus, root, tmp_path / "cache"), task, corpus, tmp_path / "cache")
 
@@ -364,7 +364,7 @@ def metric_history(repo: Path, env: dict, run_id: str, *metrics: str) -> dict:
     """{metric: [(step, value), ...], "status": ...} of one run, read from the store `env` points at."""
     import json
 
-    code = ("import json, sys, mlflow; from seqforge.tracking import tracking_uri; "
+    code = ("import json, sys, mlflow; from seqforge.tracking.client import tracking_uri; "
             "c = mlflow.MlflowClient(tracking_uri()); r = sys.argv[1]; print(json.dumps({"
             "'status': c.get_run(r).info.status, **{m: [(h.step, h.value) for h in c.get_metric_history(r, m)]"
             " for m in sys.argv[2:]}}))")

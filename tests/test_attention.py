@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from seqforge.config import ConfigError, load_experiment
+from seqforge.config.base import ConfigError
+from seqforge.config.experiment import load_experiment
 from seqforge.models.attention import KINDS, Attention
 
 
@@ -68,10 +69,11 @@ def test_transformer_attention_weights_are_the_ones_it_uses() -> None:
 
 
 def test_attention_heatmaps_are_written_as_png(tmp_path) -> None:
-    from seqforge.attention_maps import save_attention_maps
-    from seqforge.config import RNNModelCfg, TokenizerCfg
+    from seqforge.config.shared import TokenizerCfg
     from seqforge.data.tokenizer import SubwordTokenizer
-    from seqforge.models import build_model
+    from seqforge.inference.attention_maps import save_attention_maps
+    from seqforge.models.registry import build_model
+    from seqforge.models.rnn import RNNModelCfg
 
     texts = ["a man rides a bike", "two dogs play in the snow", "ein Mann fährt Rad", "zwei Hunde spielen"] * 5
     tokenizer = SubwordTokenizer.train(texts, texts, TokenizerCfg(vocab_size=100, min_frequency=1))

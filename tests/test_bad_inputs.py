@@ -7,11 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from typer.testing import CliRunner
 
-from conftest import ROOT
 from seqforge.cli import app
-from seqforge.config import ConfigError, load_config, load_experiment
+from seqforge.config.base import ConfigError
+from seqforge.config.experiment import load_experiment
+from seqforge.config.shared import load_config
 
 
 def edit(path: Path, old: str, new: str) -> Path:
@@ -44,7 +46,7 @@ def test_a_malformed_time_guard_names_the_experiment(conf_copy) -> None:
 
 
 def test_separate_vocabularies_cannot_share_embeddings(conf_copy) -> None:
-    from seqforge.models import build_model
+    from seqforge.models.registry import build_model
 
     exp = load_experiment("gru_bahdanau", conf_copy)
     with pytest.raises(ConfigError, match=r"model.shared_embeddings: needs one joint vocabulary \(tokenizer.joint: "
@@ -53,7 +55,7 @@ def test_separate_vocabularies_cannot_share_embeddings(conf_copy) -> None:
 
 
 def test_a_folder_without_an_exported_model_is_named(tmp_path) -> None:
-    from seqforge.predictor import Predictor
+    from seqforge.inference.predictor import Predictor
 
     with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(tmp_path))}: no exported model here \(model.json "
                                                 r"missing; run the train stage\)"):
@@ -65,7 +67,7 @@ def cli(tmp_path, monkeypatch) -> CliRunner:
     """The CLI against an empty SQLite registry in a scratch project (conf/ copied)."""
     import shutil
 
-    from seqforge.config import set_profile
+    from seqforge.config.base import set_profile
 
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
     set_profile("default", tmp_path / "conf")

@@ -10,15 +10,18 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import ROOT
 from datasets import load_from_disk
 
-from conftest import ROOT
 from seqforge import paths
 from seqforge.catalog import add_corpus, add_task
-from seqforge.config import load_config, load_experiment, set_profile
-from seqforge.data.pairs import prepare_task
-from seqforge.data.tokenize import tokenize_task
-from seqforge.lightning_module import Seq2SeqDataModule, Seq2SeqModule
+from seqforge.config.base import set_profile
+from seqforge.config.experiment import load_experiment
+from seqforge.config.shared import load_config
+from seqforge.data.datasets import Seq2SeqDataModule
+from seqforge.stages.prepare import prepare_task
+from seqforge.stages.tokenize import tokenize_task
+from seqforge.training.module import Seq2SeqModule
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,11 +1,13 @@
 import pytest
 import yaml
-
 from conftest import ROOT
-from seqforge.config import (
-    ConfigError, check_index, experiment_names, load_config, load_experiment, load_task, pipeline_index, set_profile,
-)
-from seqforge.resolve import resolve_all
+
+from seqforge.config.base import ConfigError, set_profile
+from seqforge.config.experiment import experiment_names, load_experiment
+from seqforge.config.index import check_index, pipeline_index
+from seqforge.config.shared import load_config
+from seqforge.stages.resolve import resolve_all
+from seqforge.tasks.registry import load_task
 
 
 def test_profiles_overlay_base_tasks_and_families(conf_copy) -> None:
@@ -109,7 +111,7 @@ def test_resolved_configs_change_only_where_values_change(conf_copy, tmp_path) -
 
 
 def test_stack_config_errors_name_the_file_and_key(conf_copy) -> None:
-    from seqforge.stack import load_stack
+    from seqforge.stack_config import load_stack
 
     stack = load_stack(conf_copy)
     assert stack.ray_storage().startswith(f"s3://{stack.s3.bucket}/{stack.ray.prefix}?endpoint_override=")

@@ -3,12 +3,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, pairs_of
-from seqforge.config import CorpusCfg, TranslationData, TranslationTask, load_corpus
-from seqforge.data import fetch
+
+from seqforge.corpora import fetch
+from seqforge.corpora.base import CorpusError
+from seqforge.corpora.registry import CorpusCfg, load_corpus
 from seqforge.data.batching import TokenBudgetBatchSampler
-from seqforge.data.readers import CorpusError
+from seqforge.tasks.translation import TranslationData, TranslationTask
 
 
 def write_gz(path: Path, lines: list[str]) -> Path:
@@ -121,13 +122,14 @@ def test_tsv_arrow_and_line_readers_give_the_same_rows(tmp_path, header: bool) -
     (byte-order mark dropped, blank lines skipped, quotes kept, CRLF ends)."""
     import pyarrow as pa
 
-    from seqforge.data.readers import arrow_tsv, read_delimited, row_schema
+    from seqforge.corpora.delimited import Tsv, arrow_tsv
+    from seqforge.corpora.registry import row_schema
 
     rows = 'Ein "Hund"\tA "dog"\r\n\nZwei\tTwo\n  \t x\n'
     (tmp_path / "p.tsv").write_text("\ufeff" + ("de\ten\n" if header else "") + rows, encoding="utf-8")
     corpus = CorpusCfg(name="t", format="tsv", languages=["en", "de"], header=header,
                        columns={"de": "de", "en": "en"} if header else {"de": 0, "en": 1}, files={"p.tsv": ""})
     by_arrow = pa.Table.from_batches(list(arrow_tsv(corpus, tmp_path)), row_schema(corpus)).to_pylist()
-    assert by_arrow == list(read_delimited(corpus, tmp_path)) == [
+    assert by_arrow == list(Tsv().read(corpus, tmp_path)) == [
         {"split": "all", "en": 'A "dog"', "de": 'Ein "Hund"'}, {"split": "all", "en": "Two", "de": "Zwei"},
         {"split": "all", "en": " x", "de": "  "}]

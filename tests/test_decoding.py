@@ -1,10 +1,18 @@
 import pytest
 import torch
 
-from seqforge.config import RNNModelCfg, TransformerModelCfg
 from seqforge.data.tokenizer import EOS, PAD
-from seqforge.decoding import Sampler, beam_search, generate, greedy, max_lengths, ngram_bans
-from seqforge.models import build_model
+from seqforge.inference.decoding import (
+    Sampler,
+    beam_search,
+    generate,
+    greedy,
+    max_lengths,
+    ngram_bans,
+)
+from seqforge.models.registry import build_model
+from seqforge.models.rnn import RNNModelCfg
+from seqforge.models.transformer import TransformerModelCfg
 
 MODELS = {
     "gru_bahdanau": RNNModelCfg(arch="rnn", cell="gru", emb_dim=16, hidden_dim=24, attention="bahdanau"),
@@ -185,7 +193,7 @@ def test_sampling_is_reproducible_with_a_seed() -> None:
 
 
 def test_a_sentence_settles_when_no_live_hypothesis_can_enter_its_n_best() -> None:
-    from seqforge.decoding import _settled
+    from seqforge.inference.decoding import _settled
 
     def settled(scores, finished, alpha=0.0, n_best=1) -> bool:
         lengths, limit = torch.full((1, 2), 3), torch.full((1, 2), 10)

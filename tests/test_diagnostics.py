@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqforge.config import RNNModelCfg
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD
-from seqforge.diagnostics import encoder_gradients, norm_summary
-from seqforge.models import build_model
 from seqforge.models.base import Seq2Seq
+from seqforge.models.registry import build_model
+from seqforge.models.rnn import RNNModelCfg
+from seqforge.training.diagnostics import encoder_gradients, norm_summary
 
 
 class LinearRNN(Seq2Seq):

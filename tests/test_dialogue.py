@@ -9,13 +9,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, pairs_of
-from seqforge.config import ChatbotTask, ChatData, CorpusCfg, load_corpus
-from seqforge.data import fetch
+
+from seqforge.corpora import fetch
+from seqforge.corpora.base import CorpusError
+from seqforge.corpora.registry import CorpusCfg, load_corpus
 from seqforge.data.dialogue import build_context, clean_turn, dialogue_pairs
-from seqforge.data.readers import CorpusError
-from seqforge.metrics import dialogue_scores, distinct_n, sentence_bleu_n
+from seqforge.tasks.chatbot import ChatbotTask, ChatData
+from seqforge.tasks.metrics import dialogue_scores, distinct_n, sentence_bleu_n
 
 DIALOGUES = {
     "train": [
@@ -146,7 +147,7 @@ def test_dialogue_scores_measure_dull_responses() -> None:
 
 def test_served_context_is_the_trained_window_however_many_turns_arrive() -> None:
     """Train/serve skew: a request with 10 turns gives the model the last `context_turns`, as in training."""
-    from seqforge.tasks import task_kind
+    from seqforge.tasks.registry import task_kind
 
     turns = [f"turn number {i} ." for i in range(10)]
     meta = {"corpus_format": "tsv", "task": {"data": {"normalization": "nfc", "context_turns": 3,

@@ -2,7 +2,7 @@
 killed (between an epoch's validation and its checkpoint, and mid-epoch).
 
 Real parts only (the session's Ray cluster with 2 workers per run, the MLflow SQLite store); the faults
-are real SIGKILLs. A worker kills itself at a chosen update (`seqforge.faults`), so the tests check the
+are real SIGKILLs. A worker kills itself at a chosen update (`seqforge.training.faults`), so the tests check the
 same thing on any machine.
 """
 
@@ -18,8 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from conftest import TRAIN, copy_repo, epochs_printed, metric_history, run, set_rnn_training, train_run
+from conftest import (
+    TRAIN,
+    copy_repo,
+    epochs_printed,
+    metric_history,
+    run,
+    set_rnn_training,
+    train_run,
+)
 
 pytestmark = pytest.mark.slow
 

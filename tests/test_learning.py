@@ -4,12 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqforge.attention_maps import attention_matrix, save_attention_maps
-from seqforge.config import RNNModelCfg, TransformerModelCfg
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD
-from seqforge.decoding import beam_search, greedy, max_lengths
-from seqforge.models import build_model
+from seqforge.inference.attention_maps import attention_matrix, save_attention_maps
+from seqforge.inference.decoding import beam_search, greedy, max_lengths
+from seqforge.models.registry import build_model
+from seqforge.models.rnn import RNNModelCfg
+from seqforge.models.transformer import TransformerModelCfg
 
 VOCAB = 5 + 12  # specials + symbols
 

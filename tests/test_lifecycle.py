@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from seqforge.lifecycle import PromotionError, list_versions, promote
+from seqforge.tracking.lifecycle import PromotionError, list_versions, promote
 
 NAME = "translation-en-de"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from seqforge.metric_outbox import MetricOutbox
+from seqforge.tracking.outbox import MetricOutbox
 
 
 class FlakyServer:

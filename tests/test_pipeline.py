@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, run, start_server, stop_server
 
 pytestmark = pytest.mark.slow

@@ -10,17 +10,20 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import ROOT
 from datasets import load_from_disk
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from conftest import ROOT
 from seqforge import paths
 from seqforge.catalog import add_corpus, add_task
-from seqforge.config import load_config, load_experiment, set_profile
-from seqforge.data.pairs import prepare_task
-from seqforge.data.tokenize import tokenize_task
+from seqforge.config.base import set_profile
+from seqforge.config.experiment import load_experiment
+from seqforge.config.shared import load_config
+from seqforge.data.datasets import Seq2SeqDataModule
 from seqforge.data.tokenizer import SubwordTokenizer
-from seqforge.lightning_module import Seq2SeqDataModule, Seq2SeqModule
+from seqforge.stages.prepare import prepare_task
+from seqforge.stages.tokenize import tokenize_task
+from seqforge.training.module import Seq2SeqModule
 
 EPOCHS, INTERRUPT_AT = 3, 13  # updates; the sample has 9 batches per epoch: dies in the 2nd epoch
 

@@ -8,7 +8,7 @@ import time
 
 import mlflow
 
-from seqforge.lightning_module import RunLogger
+from seqforge.tracking.run_logger import RunLogger
 
 
 def history(client, run_id: str, key: str) -> list[tuple[int, float]]:

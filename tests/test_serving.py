@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from seqforge.config import DecodeCfg, ExperimentCfg, TokenizerCfg
+from seqforge.config.experiment import experiment_schema
+from seqforge.config.shared import DecodeCfg, TokenizerCfg
 from seqforge.data.tokenizer import SubwordTokenizer
-from seqforge.models import build_model
-from seqforge.predictor import Predictor
+from seqforge.inference.predictor import Predictor
+from seqforge.models.registry import build_model
 from seqforge.tasks.base import RequestError
 
 WORDS = ["a", "man", "is", "riding", "a", "bike", "two", "dogs", "play", "in", "the", "snow"]
@@ -18,7 +19,7 @@ def predictor(model: dict) -> Predictor:
     tok = SubwordTokenizer.train([" ".join(WORDS)] * 20, [" ".join(WORDS)] * 20,
                                  TokenizerCfg(vocab_size=100, min_frequency=1))
     size = tok.vocab_size("source")
-    exp = ExperimentCfg.model_validate({"name": "x", "task": "translation", "model": model})
+    exp = experiment_schema().model_validate({"name": "x", "task": "translation", "model": model})
     return Predictor(build_model(exp.model, size, size), tok, META, DecodeCfg(beam_size=2, max_len_offset=3))
 
 

@@ -9,10 +9,11 @@ import math
 import pytest
 import yaml
 
-from seqforge.config import WIDTHS, ConfigError, load_study
-from seqforge.models import build_model, count_parameters
-from seqforge.study import bleu_by_length, bucket_labels, sized
-from seqforge.study_report import claims
+from seqforge.config.base import ConfigError
+from seqforge.models.registry import build_model, count_parameters, family
+from seqforge.research.study import bleu_by_length, bucket_labels, sized
+from seqforge.research.study_config import load_study
+from seqforge.research.study_report import claims
 
 VOCAB = (6000, 6000)  # the default profile's joint vocabulary
 
@@ -21,7 +22,7 @@ def test_shipped_study_sizes_every_model_to_the_budget(conf_copy) -> None:
     study, plans = load_study(conf_copy)  # on the default profile, whatever the checkout's
     assert {"rnn_none", "lstm_none", "gru_none", "rnn_bahdanau_noclip", "transformer"} <= set(plans)
     for name, (exp, train) in plans.items():
-        model = sized(exp, study.models[name].width or WIDTHS[exp.model.arch], study.parameter_budget,
+        model = sized(exp, study.models[name].width or family(exp.model.arch).width, study.parameter_budget,
                       study.width_step, VOCAB).model
         assert abs(count_parameters(build_model(model, *VOCAB)) / study.parameter_budget - 1) < 0.05, name
         assert train.max_time == study.train["max_time"] and train.checkpoint_every_n_steps is None

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from seqforge.config import TokenizerCfg
+from seqforge.config.shared import TokenizerCfg
 from seqforge.data.text import normalize
 from seqforge.data.tokenizer import SubwordTokenizer
 
@@ -37,7 +37,7 @@ def test_round_trip_and_save_load(tmp_path, model: str, joint: bool) -> None:
 def test_decomposed_unicode_reaches_the_subword_model_composed() -> None:
     """The subword models have no normaliser of their own: the task composes text at inference,
     as prepare does for training, so `a` + combining diaeresis is the `ä` the model learned."""
-    from seqforge.tasks import task_kind
+    from seqforge.tasks.registry import task_kind
 
     tok = SubwordTokenizer.train(SOURCES, TARGETS, TokenizerCfg(vocab_size=120, min_frequency=1))
     (served,) = task_kind("translation").sources(["Ma\u0308dchen  klettert "], {"task": {"data": {"normalization": "nfc"}}})

@@ -10,9 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import (
-    OUTAGE_EPOCHS, OUTAGE_S, TrackingServer, copy_repo, epochs_printed, metric_history, run, train_run,
+    OUTAGE_EPOCHS,
+    OUTAGE_S,
+    TrackingServer,
+    copy_repo,
+    epochs_printed,
+    metric_history,
+    run,
+    train_run,
 )
 
 pytestmark = pytest.mark.slow
@@ -20,7 +26,7 @@ pytestmark = pytest.mark.slow
 MODEL = "translation-en-de"
 VERSIONS = f"""
 import json, mlflow
-from seqforge.tracking import tracking_uri
+from seqforge.tracking.client import tracking_uri
 print(json.dumps([v.version for v in mlflow.MlflowClient(tracking_uri()).search_model_versions("name = '{MODEL}'")]))
 """
 SWEEP = """\
@@ -35,7 +41,7 @@ space:
 """
 TRIALS = """
 import json, sys, mlflow
-from seqforge.tracking import tracking_uri
+from seqforge.tracking.client import tracking_uri
 client = mlflow.MlflowClient(tracking_uri())
 exp = client.get_experiment_by_name('seqforge')
 runs = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{sys.argv[1]}'")
@@ -93,8 +99,8 @@ def test_an_upload_cut_off_half_way_registers_no_version(smoke_repo, tmp_path, m
     returns as if it had worked. Either way: a clear error and no model version."""
     from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
-    from seqforge.registry import register_experiment
-    from seqforge.tracking import TrackingError
+    from seqforge.stages.register import register_experiment
+    from seqforge.tracking.client import TrackingError
 
     smoke, env = smoke_repo
     repo = copy_repo(smoke, tmp_path / "seqforge", "runs")

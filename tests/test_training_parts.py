@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from seqforge.checkpoints import average
-from seqforge.config import ConfigError, DecodeCfg, ExperimentCfg, load_experiment
-from seqforge.lightning_module import Seq2SeqModule
+from seqforge.config.base import ConfigError
+from seqforge.config.experiment import experiment_schema, load_experiment
+from seqforge.config.shared import DecodeCfg
+from seqforge.training.averaging import average
+from seqforge.training.module import Seq2SeqModule
 
 
 def test_average_is_the_elementwise_mean_of_float_tensors() -> None:
@@ -18,7 +20,7 @@ def test_average_is_the_elementwise_mean_of_float_tensors() -> None:
 @pytest.mark.parametrize("name", ["gru_bahdanau", "transformer"])
 def test_weight_decay_skips_norms_biases_and_embeddings(name: str, conf_copy) -> None:
     """Only weight matrices decay; embeddings (and the output projection tied to them) do not."""
-    from seqforge.config import TokenizerCfg
+    from seqforge.config.shared import TokenizerCfg
     from seqforge.data.tokenizer import SubwordTokenizer
 
     tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
@@ -38,10 +40,10 @@ def test_weight_decay_skips_norms_biases_and_embeddings(name: str, conf_copy) ->
 def test_inference_on_a_gpu_that_is_not_there_is_a_config_error(tmp_path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    from seqforge.models import build_model
-    from seqforge.predictor import Predictor
+    from seqforge.inference.predictor import Predictor
+    from seqforge.models.registry import build_model
 
-    model = build_model(ExperimentCfg.model_validate(
+    model = build_model(experiment_schema().model_validate(
         {"name": "x", "task": "translation", "model": {"arch": "rnn", "hidden_dim": 8, "emb_dim": 8}}).model, 20, 20)
     with pytest.raises(ConfigError, match="decode.device: cuda, but this machine has no usable GPU"):
         Predictor(model, None, {}, DecodeCfg(device="cuda"))
@@ -49,7 +51,7 @@ def test_inference_on_a_gpu_that_is_not_there_is_a_config_error(tmp_path) -> Non
 
 
 def test_linear_schedule_warms_up_then_reaches_zero_at_the_budget() -> None:
-    from seqforge.lightning_module import step_schedule
+    from seqforge.training.schedule import step_schedule
 
     factor = step_schedule("linear", warmup_steps=10, total_steps=110)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)

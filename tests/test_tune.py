@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
-from seqforge.config import ConfigError, load_config, load_experiment, load_tune
-from seqforge.tune import trial_train_cfg, write_tuned
+
+from seqforge.config.base import ConfigError
+from seqforge.config.experiment import load_experiment
+from seqforge.config.shared import load_config
+from seqforge.research.tune import trial_train_cfg, write_tuned
+from seqforge.research.tune_config import load_tune
 
 
 @pytest.mark.parametrize(
@@ -57,12 +60,13 @@ def test_shipped_sweeps_are_valid(conf_copy) -> None:
     for path in (conf / "tune").glob("*.yaml"):
         tune, _ = load_tune(path.stem, conf)
         assert tune.space and tune.train["max_epochs"] >= tune.scheduler.grace_period
-    sweeps = yaml.safe_load((ROOT / "sweeps" / "dvc.yaml").read_text())["stages"]["tune"]["foreach"]
+    assert yaml.safe_load((ROOT / "sweeps" / "dvc.yaml").read_text())["stages"]["tune"]["foreach"] == "${sweeps}"
+    sweeps = yaml.safe_load((ROOT / "conf" / "pipeline.yaml").read_text())["sweeps"]
     assert set(sweeps) == {p.stem for p in (conf / "tune").glob("*.yaml")}
 
 
 def test_cluster_profile_puts_checkpoints_and_sweep_state_on_shared_storage(conf_copy) -> None:
-    from seqforge.config import set_profile
+    from seqforge.config.base import set_profile
 
     set_profile("cluster", conf_copy)
     tune, _ = load_tune("gru_bahdanau", conf_copy)

@@ -1,38 +1,46 @@
-"""Bring your own data: `seqforge corpus add` and `seqforge task add` record corpora and tasks in conf/.
+"""Bring your own data: `seqforge corpus add|list|remove` and `seqforge task add|list|remove` edit conf/.
 
-A corpus is validated by reading it (the prepare stage's readers), copied into `data/<name>/`,
-recorded with the SHA-256 of its files in `conf/corpora/<name>.yaml` and pinned by DVC with the
-built-in corpora (`data.dvc`). A task names a corpus, a language pair and experiment templates;
-`conf/pipeline.yaml` (what dvc.yaml iterates over) is regenerated. A bad input is one
-`CatalogError` naming the file, line or option, and leaves nothing half-written.
+A corpus is validated by reading it (its format's reader), copied into `data/<name>/`, recorded with the
+SHA-256 of its files in `conf/corpora/<name>.yaml` and pinned as its own output in `data.dvc`. A task names
+a corpus, a language pair and experiment templates; `conf/pipeline.yaml` (what the dvc.yaml files iterate
+over) is regenerated. A bad input is one `CatalogError` naming the file, line or option, and leaves nothing
+half-written. Removing a task removes its experiments and sweeps, not its registered versions in MLflow.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
-import pyarrow.compute as pc
 import yaml
 
 from seqforge import paths
-from seqforge.config import (
-    CONF_DIR, FORMATS, LANG_PATTERN, NAME_PATTERN, ConfigError, CorpusCfg, TaskCfg, TranslationData, base_lang,
-    corpus_names, experiment_names, load_corpus, task_names, validate, write_index,
+from seqforge.config.base import (
+    CONF_DIR,
+    LANG_PATTERN,
+    NAME_PATTERN,
+    ConfigError,
+    base_lang,
+    merge,
+    read_yaml,
+    validate,
 )
-from seqforge.data.fetch import sha256
-from seqforge.data.readers import MULTI30K_SPLITS, CorpusError, ScratchDir, read_corpus
-from seqforge.data.text import length_unit, lengths, normalize_texts
-from seqforge.tasks import KINDS
+from seqforge.config.experiment import experiment_names, tuned_file
+from seqforge.config.index import write_index
+from seqforge.corpora.base import CorpusError
+from seqforge.corpora.fetch import sha256
+from seqforge.corpora.pins import pin, unpin
+from seqforge.corpora.registry import FORMATS, CorpusCfg, corpus_names, load_corpus
+from seqforge.corpora.summary import describe
+from seqforge.data.arrow_files import ScratchDir
+from seqforge.tasks.registry import KINDS, task_names, task_schema
 
 CJK = {"zh", "ja", "ko"}  # languages whose tasks default to sentencepiece (character coverage, byte fallback)
 
 
 class CatalogError(ValueError):
-    """A corpus or task cannot be added; the message names the file, line or option."""
+    """A corpus or task cannot be added or removed; the message names the file, line or option."""
 
 
 def parse_columns(text: str | None) -> dict[str, str | int]:
@@ -57,161 +65,9 @@ def parse_split(text: str | None) -> dict[str, int]:
     return sizes
 
 
-def _stage_files(fmt: str, sources: list[str], columns: dict, stage: Path) -> tuple[dict, list[str], str | None]:
-    """Copy (or export) the source data into `stage`; returns the columns, the languages, the source."""
-    def need(n: int) -> list[Path]:
-        if len(sources) != n:
-            raise CatalogError(f"--source: format {fmt} takes {n} source{'s' * (n > 1)}, got {len(sources)}")
-        found = [Path(s).expanduser() for s in sources]
-        for path in found:
-            if not path.exists():
-                raise CatalogError(f"--source: {path}: no such file or folder")
-        return found
-
-    if fmt in ("tsv", "csv", "jsonl", "parquet"):
-        (src,) = need(1)
-        if not src.is_file():
-            raise CatalogError(f"--source: {src}: not a file")
-        shutil.copyfile(src, stage / src.name)
-        if not columns:
-            raise CatalogError(f"--columns: format {fmt} needs LANG=COL,... (e.g. ko=0,en=1)")
-        return columns, [k for k in columns if k != "turns"], str(src.resolve())
-    if fmt == "text_pair":
-        files = need(2)
-        langs = list(columns) or [_suffix_lang(f) for f in files]
-        if len(langs) != 2 or langs[0] == langs[1]:
-            raise CatalogError(f"--columns: text_pair needs two different languages, got {langs}")
-        if columns and sorted(str(c) for c in columns.values()) != ["0", "1"]:
-            raise CatalogError("--columns: text_pair columns are the --source files, 0 and 1 (e.g. ko=0,en=1)")
-        picked = [files[int(columns[lang])] if columns else f for lang, f in zip(langs, files, strict=True)]
-        for path in picked:
-            shutil.copyfile(path, stage / path.name)
-        if picked[0].name == picked[1].name:
-            raise CatalogError("--source: the two files need different names")
-        return {lang: p.name for lang, p in zip(langs, picked, strict=True)}, langs, str(picked[0].parent.resolve())
-    if fmt == "multi30k":
-        (src,) = need(1)
-        found = sorted(p.name for p in src.glob("*.gz"))
-        langs = sorted({n.split(".")[-2] for n in found if n.split(".")[0] in MULTI30K_SPLITS.values()})
-        if not langs:
-            raise CatalogError(f"--source: {src}: no {{train,val,test_2016_flickr}}.<lang>.gz files")
-        for name in found:
-            shutil.copyfile(src / name, stage / name)
-        return {}, langs, str(src.resolve())
-    if fmt == "dailydialog":
-        (src,) = need(1)
-        files = [src] if src.is_file() else sorted(src.glob("*.txt"))
-        if not files:
-            raise CatalogError(f"--source: {src}: no .txt dialogue files")
-        for path in files:
-            shutil.copyfile(path, stage / path.name)
-        return {}, [], str(src.resolve())
-    if fmt == "hf":
-        (name,) = sources
-        return columns, [k for k in columns if k != "turns"], _export_hf(name, stage)
-    raise CatalogError(f"--format: unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
-
-
-def _suffix_lang(path: Path) -> str:
-    name = path.name.removesuffix(".gz")
-    lang = name.rsplit(".", 1)[-1] if "." in name else ""
-    if not re.match(LANG_PATTERN, lang):
-        raise CatalogError(f"--source: {path}: cannot tell its language from the file name; "
-                           "give --columns LANG=0,LANG=1")
-    return lang
-
-
-def _export_hf(source: str, stage: Path) -> str:
-    """A Hugging Face dataset (local `save_to_disk` folder, or hub name[:config]) -> `<split>.parquet` files."""
-    import datasets
-
-    local = Path(source).expanduser()
-    try:
-        if local.exists():
-            loaded = datasets.load_from_disk(str(local))
-        else:
-            name, _, config = source.partition(":")
-            loaded = datasets.load_dataset(name, config or None)
-    except FileNotFoundError as err:
-        raise CatalogError(f"--source: {source}: not a dataset saved with save_to_disk ({err})") from None
-    except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
-        offline = "HF_DATASETS_OFFLINE" in str(err) or "offline" in str(err).lower() or isinstance(err, ConnectionError)
-        hint = (" Offline, only datasets already in the local Hugging Face cache load; download it on a "
-                "connected machine first, or pass a folder written with `save_to_disk`.") if offline else ""
-        raise CatalogError(f"--source: Hugging Face dataset {source!r} is not available: "
-                           f"{str(err).splitlines()[0]}.{hint}") from None
-    splits = loaded if isinstance(loaded, datasets.DatasetDict) else {"all": loaded}
-    renamed = {"dev": "validation", "valid": "validation"}
-    for split, data in splits.items():
-        data.flatten().to_parquet(str(stage / f"{renamed.get(split, split)}.parquet"))
-    return source if not local.exists() else str(local.resolve())
-
-
-def _quantiles(values: np.ndarray) -> str:
-    if not len(values):
-        return "-"
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return f"p50 {p50:.0f} · p90 {p90:.0f} · p99 {p99:.0f} · max {values.max()}"
-
-
-def describe(corpus: CorpusCfg, root: Path, scratch: Path) -> list[str]:
-    """Read the whole corpus (as prepare will) and summarise it: pairs, languages, lengths, drops."""
-    from seqforge.data.pairs import BATCH, split_masks
-    from seqforge.tasks.translation import DROPS, drop_codes
-
-    rows = read_corpus(corpus, root, scratch)
-    where = f"conf/corpora/{corpus.name}.yaml"
-    counted = {c["values"]: c["counts"] for c in pc.value_counts(rows.column("split")).to_pylist()}
-    splits = {s: counted[s] for s in ("train", "validation", "test", "all") if s in counted}
-    lines = [f"{corpus.name}: {len(rows)} {'dialogues' if corpus.dialogue else 'pairs'} "
-             f"({', '.join(f'{s} {n}' for s, n in splits.items())}), format {corpus.format}"]
-    if corpus.dialogue:
-        turns = pc.list_value_length(rows.column("turns")).to_numpy(zero_copy_only=False)
-        lines.append(f"  turns per dialogue: {_quantiles(turns)}; {int((turns < 2).sum())} with fewer than 2 "
-                     "turns would be dropped")
-        split_masks(rows, "turns", corpus.split, corpus.seed, where)
-        return lines
-    lines.append(f"  languages: {', '.join(corpus.languages)}")
-    lens = {lang: np.concatenate([lengths(normalize_texts(batch.column(lang)), length_unit(lang))
-                                  for batch in rows.to_batches(BATCH)]) for lang in corpus.languages}
-    for lang in corpus.languages:
-        lines.append(f"  {lang} length ({length_unit(lang)}): {_quantiles(lens[lang])}")
-    a, b = corpus.languages[:2]
-    rules = TranslationData()
-    dropped = np.bincount(drop_codes(lens[a], lens[b], rules), minlength=len(DROPS))
-    lines.append(f"  {a}-{b} with the default cleaning: would drop {dropped[1]} empty, {dropped[2]} longer than "
-                 f"{rules.max_tokens}, {dropped[3]} with a length ratio over {rules.max_ratio}")
-    masks = split_masks(rows, a, corpus.split, corpus.seed, where)
-    if "all" in splits:
-        lines.append("  held out (by distinct source sentence, seed "
-                     f"{corpus.seed}): " + ", ".join(f"{s} {int(m.sum())} pairs" for s, m in masks.items()))
-    return lines
-
-
-def _check_data_complete(data_dir: Path, conf_dir: Path) -> None:
-    """`data.dvc` pins all of data/: every recorded corpus must be there, or pinning would drop it."""
-    for name in corpus_names(conf_dir):
-        corpus = load_corpus(name, conf_dir)
-        for file, digest in corpus.files.items():
-            path = data_dir / name / file
-            if not path.is_file() or sha256(path) != digest:
-                raise CatalogError(f"{path} is missing or changed, and data.dvc pins every corpus in {data_dir}/: "
-                                   "run `seqforge fetch` (or `dvc pull`) first")
-
-
-def dvc_pin(data_dir: Path) -> str:
-    """`dvc add data`: pin every corpus in `data/` (the built-in ones and the new one) in `data.dvc`."""
-    if not Path(".dvc").is_dir():
-        return "not a DVC repository: data/ not pinned"
-    proc = subprocess.run(["dvc", "add", str(data_dir)], capture_output=True, text=True)
-    if proc.returncode:
-        raise CatalogError(f"dvc add {data_dir} failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
-    return f"pinned in {data_dir}.dvc (commit it with conf/; `dvc push` shares the data)"
-
-
 def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = None, split: str | None = None,
                seed: int = 0, conf_dir: Path = CONF_DIR, data_dir: Path = paths.DATA) -> tuple[CorpusCfg, list[str]]:
-    """Validate a corpus by reading it, copy it into `data/<name>/`, record it, pin it with DVC."""
+    """Validate a corpus by reading it, copy it into `data/<name>/`, record it, pin it in `data.dvc`."""
     if not re.match(NAME_PATTERN, name):
         raise CatalogError(f"corpus name {name!r}: use letters, digits, '-' and '_' (starting with a letter or digit)")
     if name in corpus_names(conf_dir):
@@ -224,12 +80,13 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = No
     dest = data_dir / name
     if dest.exists():
         raise CatalogError(f"{dest}: exists already (remove it, or pick another corpus name)")
-    if Path(".dvc").is_dir():
-        _check_data_complete(data_dir, conf_dir)
     with ScratchDir(data_dir.parent / paths.ARTIFACTS) as scratch:
         stage = scratch / "files"
         stage.mkdir()
-        cols, langs, origin = _stage_files(fmt, sources, cols, stage)
+        try:
+            cols, langs, origin = FORMATS[fmt].stage(sources, cols, stage)
+        except CorpusError as err:
+            raise CatalogError(str(err)) from None
         for lang in langs:
             if not re.match(LANG_PATTERN, lang):
                 raise CatalogError(f"--columns: {lang!r} is not a language code (e.g. en, ko, zh-Hans)")
@@ -251,7 +108,11 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = No
               f"# data.dvc pins the bytes) and how to read them.\n")
     path.write_text(header + yaml.safe_dump({k: v for k, v in record.items() if v not in ({}, [], None)},
                                             sort_keys=False, allow_unicode=True))
-    summary.append(f"recorded in {path}; {dvc_pin(data_dir)}")
+    try:
+        pinned = pin(dest)
+    except CorpusError as err:
+        raise CatalogError(f"{err} ({dest} and {path} are written; run `dvc add {dest}` once it works)") from None
+    summary.append(f"recorded in {path}; {pinned}")
     return corpus, summary
 
 
@@ -278,7 +139,7 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
                            if {base_lang(lang) for lang in languages.values()} & CJK
                            else {"library": "tokenizers", "model": "bpe", "vocab_size": 8000})
     try:
-        validate(TaskCfg, {"name": name, **record}, f"task {name}")
+        validate(task_schema(), {"name": name, **record}, f"task {name}")
     except ConfigError as err:
         raise CatalogError(str(err)) from None
     templates = [t.strip() for t in (experiments or ",".join(KINDS[kind].templates)).split(",") if t.strip()]
@@ -296,8 +157,89 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
                          f"# conf/tasks/translation.yaml can be set here; unset ones take their defaults.\n"
                          + yaml.safe_dump(record, sort_keys=False))
     for exp_file, template in files:
-        exp_file.write_text(f"# Experiment {template} on task {name}: the template's model, optimiser and train\n"
-                            f"# settings; keys set here override them.\n"
-                            + yaml.safe_dump({"task": name, "template": template}, sort_keys=False))
+        copied = {k: v for k, v in _template_values(template, conf_dir).items() if k not in ("task", "template")}
+        exp_file.write_text(f"# Experiment {template} on task {name}: the model, optimiser and train settings of\n"
+                            f"# conf/experiments/{template}.yaml as `seqforge task add` found them (a copy: this file\n"
+                            f"# stands alone, and the task it came from can be removed).\n"
+                            + yaml.safe_dump({"task": name, **copied}, sort_keys=False))
     write_index(conf_dir)
     return [task_file, *(f for f, _ in files)]
+
+
+def _template_values(template: str, conf_dir: Path) -> dict:
+    """An experiment file's values with its own template (if it names one) merged under them."""
+    data = read_yaml(conf_dir / "experiments" / f"{template}.yaml")
+    return merge(_template_values(data["template"], conf_dir), data) if data.get("template") else data
+
+
+def _task_of(exp_file: Path) -> str | None:
+    task = read_yaml(exp_file).get("task")
+    return task if isinstance(task, str) else None
+
+
+def task_table(conf_dir: Path = CONF_DIR) -> list[dict]:
+    """One row per task: kind, corpus, languages and its experiments."""
+    rows = []
+    for name in task_names(conf_dir):
+        raw = read_yaml(conf_dir / "tasks" / f"{name}.yaml")
+        langs = raw.get("lang") or "-".join(str(raw.get(k, "?")) for k in ("src_lang", "tgt_lang"))
+        rows.append({"task": name, "kind": raw.get("kind"), "corpus": raw.get("corpus"), "languages": langs,
+                     "experiments": ", ".join(e for e in experiment_names(conf_dir)
+                                              if _task_of(conf_dir / "experiments" / f"{e}.yaml") == name)})
+    return rows
+
+
+def remove_task(name: str, conf_dir: Path = CONF_DIR) -> list[Path]:
+    """Remove `conf/tasks/<name>.yaml`, its experiments and their sweeps and sweep winners; regenerate the index.
+    Registered versions stay in MLflow; prepared data and models stay until DVC's outputs are cleaned."""
+    task_file = conf_dir / "tasks" / f"{name}.yaml"
+    if name not in task_names(conf_dir):
+        raise CatalogError(f"{task_file}: no task {name!r} (tasks: {', '.join(task_names(conf_dir)) or 'none'})")
+    experiments = [e for e in experiment_names(conf_dir) if _task_of(conf_dir / "experiments" / f"{e}.yaml") == name]
+    templates = {e: t for e in experiment_names(conf_dir) if e not in experiments
+                 and (t := read_yaml(conf_dir / "experiments" / f"{e}.yaml").get("template")) in experiments}
+    if templates:
+        user, template = next(iter(templates.items()))
+        raise CatalogError(f"{conf_dir / 'experiments' / f'{user}.yaml'}: template: experiment {template!r} of task "
+                           f"{name!r} is its template; remove its task first, or name another template")
+    removed = [task_file] + [f for e in experiments for f in (conf_dir / "experiments" / f"{e}.yaml",
+                                                              conf_dir / "tune" / f"{e}.yaml", tuned_file(e, conf_dir))
+                             if f.is_file()]
+    for path in removed:
+        path.unlink()
+    write_index(conf_dir)
+    return removed
+
+
+def corpus_table(conf_dir: Path = CONF_DIR, data_dir: Path = paths.DATA) -> list[dict]:
+    """One row per corpus: format, languages, whether its files are here, and the tasks that use it."""
+    users: dict[str, list[str]] = {}
+    for task in task_names(conf_dir):
+        users.setdefault(str(read_yaml(conf_dir / "tasks" / f"{task}.yaml").get("corpus")), []).append(task)
+    rows = []
+    for name in corpus_names(conf_dir):
+        corpus = load_corpus(name, conf_dir)
+        here = all((data_dir / name / f).is_file() for f in corpus.files)
+        rows.append({"corpus": name, "format": corpus.format,
+                     "languages": "dialogues" if corpus.dialogue else ", ".join(corpus.languages),
+                     "files": "here" if here else "not fetched", "tasks": ", ".join(users.get(name, []))})
+    return rows
+
+
+def remove_corpus(name: str, conf_dir: Path = CONF_DIR, data_dir: Path = paths.DATA) -> list[str]:
+    """Remove a corpus no task uses: its record, its `data.dvc` output and its files in `data/`."""
+    path = conf_dir / "corpora" / f"{name}.yaml"
+    if name not in corpus_names(conf_dir):
+        raise CatalogError(f"{path}: no corpus {name!r} (corpora: {', '.join(corpus_names(conf_dir)) or 'none'})")
+    users = [t for t in task_names(conf_dir) if read_yaml(conf_dir / "tasks" / f"{t}.yaml").get("corpus") == name]
+    if users:
+        raise CatalogError(f"corpus {name!r} is used by task{'s' * (len(users) > 1)} {', '.join(users)}: "
+                           "remove those first (`seqforge task remove`)")
+    path.unlink()
+    done = [f"removed {path}"]
+    if unpin(data_dir / name):
+        done.append("its output in data.dvc")
+    if (data_dir / name).exists():
+        shutil.rmtree(data_dir / name)
+        done.append(f"{data_dir / name}/")
+    return done

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from datasets import Dataset, DatasetDict
 from sacremoses import MosesDetokenizer
 
-from seqforge.config import ChatData
-from seqforge.data.readers import CorpusError
+from seqforge.corpora.base import CorpusError
 from seqforge.data.text import normalize
+
+if TYPE_CHECKING:  # the chatbot kind owns its config and imports this module
+    from seqforge.tasks.chatbot import ChatData
 
 SEP_TEXT = " <sep> "  # the tokenizer's turn-separator special token, between context turns
 _APOSTROPHE = re.compile(r"\s*[’‘]\s*")

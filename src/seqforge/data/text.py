@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seqforge.config import UNSPACED_LANGS, base_lang
+from seqforge.config.base import UNSPACED_LANGS, base_lang
 from seqforge.data.tokenizer import SPECIALS
 
 Form = Literal["nfc", "nfkc"]

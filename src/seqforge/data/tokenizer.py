@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal, Protocol
 
-from seqforge.config import TokenizerCfg
+from seqforge.config.shared import TokenizerCfg
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<sep>"]
 PAD, UNK, BOS, EOS, SEP = range(len(SPECIALS))

@@ -1,4 +1,5 @@
-"""The incremental-decoding protocol every model family implements, and the state it carries."""
+"""What every model family implements: its `model:` config, the incremental-decoding protocol, the state
+it carries, and a one-line description."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from torch import Tensor, nn
+
+from seqforge.config.base import Strict
+
+
+class FamilyCfg(Strict):
+    """The `model:` section every family's config extends (with `arch: Literal["<family>"]`)."""
+
+    arch: str
+    tied_embeddings: bool = True  # the output projection shares the target embedding's weights
+    shared_embeddings: bool = False  # one embedding for source and target (needs a joint vocabulary)
 
 
 @dataclass(frozen=True)
@@ -29,11 +40,18 @@ class Seq2Seq(nn.Module):
     ``hyps``, rows b·k .. b·k + k - 1 (k = N / B) belong to sentence b.
     """
 
+    config: ClassVar[type[FamilyCfg]]  # the family's `model:` schema (models.registry registers it)
+    width: ClassVar[dict[str, int]]  # the study sizes these keys to a parameter budget, as multiples of one width
     hyp_dims: ClassVar[dict[str, int]] = {}  # hypothesis dimension of each `hyps` tensor, when it is not 0
     max_decode_steps: int | None = None  # longest output the model can represent (None: unbounded)
     max_source_tokens: int | None = None  # longest source, EOS included, the model can encode (None: unbounded)
 
     has_cross_attention: bool = True  # False: nothing to draw as an attention map (plain encoder-decoder)
+
+    @classmethod
+    def describe(cls, cfg: dict) -> str:
+        """One line for the registered model's description, e.g. `bidirectional GRU encoder-decoder, ...`."""
+        raise NotImplementedError
 
     def probe_states(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
         """Teacher-forced logits (B, T, V) computed so that every encoder state of the top layer is its

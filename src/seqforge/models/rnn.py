@@ -3,23 +3,50 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqforge.config import RNNModelCfg
 from seqforge.data.tokenizer import PAD
 from seqforge.models.attention import Attention
-from seqforge.models.base import DecoderState, Seq2Seq
+from seqforge.models.base import DecoderState, FamilyCfg, Seq2Seq
 from seqforge.models.embeddings import make_embeddings
+from seqforge.models.registry import register_family
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 STEPS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}  # one time step, same weights
 
 
+class RNNModelCfg(FamilyCfg):
+    arch: Literal["rnn"]
+    cell: Literal["rnn", "lstm", "gru"] = "gru"
+    emb_dim: int = Field(256, gt=0)
+    hidden_dim: int = Field(512, gt=0)
+    enc_hidden_dim: int | None = Field(None, gt=0)  # encoder size per direction (None: hidden_dim); OpenNMT-py's
+    # brnn with hidden 512 is 256 per direction
+    enc_layers: int = Field(1, ge=1)
+    dec_layers: int = Field(1, ge=1)
+    bidirectional: bool = True
+    # none: the plain encoder-decoder (the encoder's final state, bridged into the decoder, is all it reads)
+    attention: Literal["bahdanau", "luong_dot", "luong_general", "luong_concat", "none"] = "bahdanau"
+    input_feeding: bool = True
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    tied_embeddings: bool = True
+    shared_embeddings: bool = False
+
+    @model_validator(mode="after")
+    def _feeding_needs_attention(self) -> RNNModelCfg:
+        if self.attention == "none" and self.input_feeding:
+            raise ValueError("input_feeding feeds the attentional vector back: set input_feeding: false "
+                             "with attention: none")
+        return self
+
+
+@register_family("rnn")
 class RNNSeq2Seq(Seq2Seq):
     """(Bi)directional RNN encoder; RNN decoder that attends after each step (Luong-style flow).
 
@@ -30,7 +57,16 @@ class RNNSeq2Seq(Seq2Seq):
     Hidden states stay in the RNN's own (layers, N, H) layout between steps.
     """
 
+    config = RNNModelCfg
+    width: ClassVar[dict[str, int]] = {"model.hidden_dim": 1}
     hyp_dims: ClassVar[dict[str, int]] = {"hidden": 1, "cell": 1}  # nn.RNN's (layers, N, H)
+
+    @classmethod
+    def describe(cls, cfg: dict) -> str:
+        direction = "bidirectional " if cfg["bidirectional"] else ""
+        return (f"{direction}{cfg['cell'].upper()} encoder-decoder, {cfg['enc_layers']}+{cfg['dec_layers']} layers, "
+                f"hidden {cfg['hidden_dim']}, embeddings {cfg['emb_dim']}, "
+                + ("no attention" if cfg["attention"] == "none" else f"{cfg['attention']} attention"))
 
     def __init__(self, cfg: RNNModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from seqforge.config import TransformerModelCfg
 from seqforge.data.tokenizer import PAD
-from seqforge.models.base import DecoderState, Seq2Seq
+from seqforge.models.base import DecoderState, FamilyCfg, Seq2Seq
 from seqforge.models.embeddings import make_embeddings
+from seqforge.models.registry import register_family
+
+
+class TransformerModelCfg(FamilyCfg):
+    arch: Literal["transformer"]
+    d_model: int = Field(256, gt=0)
+    heads: int = Field(4, ge=1)
+    enc_layers: int = Field(3, ge=1)
+    dec_layers: int = Field(3, ge=1)
+    ffn_dim: int = Field(1024, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    tied_embeddings: bool = True
+    shared_embeddings: bool = True
+    max_positions: int = Field(512, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TransformerModelCfg:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        return self
 
 
 class MultiHeadAttention(nn.Module):
@@ -120,9 +141,18 @@ def sinusoidal_positions(n: int, d: int) -> Tensor:
     return table
 
 
+@register_family("transformer")
 class TransformerSeq2Seq(Seq2Seq):
     """Pre-LN encoder-decoder. Decoding is incremental: each step runs the decoder on the new
     position only, over cached self-attention keys/values and encoder keys/values projected once."""
+
+    config = TransformerModelCfg
+    width: ClassVar[dict[str, int]] = {"model.d_model": 1, "model.ffn_dim": 3}
+
+    @classmethod
+    def describe(cls, cfg: dict) -> str:
+        return (f"Transformer, {cfg['enc_layers']}+{cfg['dec_layers']} layers, d_model {cfg['d_model']}, "
+                f"{cfg['heads']} heads, FFN {cfg['ffn_dim']}")
 
     def __init__(self, cfg: TransformerModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()

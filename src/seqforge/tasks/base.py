@@ -1,15 +1,42 @@
-"""The interface every task kind implements."""
+"""What every task kind has: the `conf/tasks/<name>.yaml` fields all kinds share, and the interface a kind implements."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 from datasets import DatasetDict
+from pydantic import Field
 
-from seqforge.config import CorpusCfg, ServeCfg
+from seqforge.config.base import Name, Strict
+from seqforge.config.shared import DecodeCfg, ServeCfg, TokenizerCfg
+from seqforge.corpora.registry import CorpusCfg
+
+
+class DataCfg(Strict):
+    """The `data:` keys every kind has (each kind extends it)."""
+
+    normalization: Literal["nfc", "nfkc"] = "nfc"  # Unicode form applied to every text (NFKC folds width variants)
+    max_train_pairs: int | None = Field(None, gt=0)  # keep only the first N training pairs (smoke runs)
+    max_eval_pairs: int | None = Field(None, gt=0)  # cap on validation/test pairs (smoke runs)
+
+
+class TaskCfg(Strict):
+    """What every task has: its corpus, tokenizer, and how evaluation and serving decode."""
+
+    kind: str  # each kind narrows it to `Literal["<kind>"]` (tasks.registry tells kinds apart by it)
+    name: Name
+    corpus: Name
+    registered_name: str | None = None  # the MLflow model name; default: the task name
+    tokenizer: TokenizerCfg = TokenizerCfg()
+    decode: DecodeCfg = DecodeCfg()
+    scoring: ClassVar[frozenset[str]] = frozenset()  # fields only scoring reads (not prepare, tokenize or register)
+
+    def model_name(self) -> str:
+        """The registered model's name."""
+        return self.registered_name or self.name
 
 
 class RequestError(ValueError):
@@ -20,6 +47,7 @@ class TaskKind(ABC):
     """Pairs, metrics, model selection and serving contract of one kind of task."""
 
     name: ClassVar[str]
+    config: ClassVar[type[TaskCfg]]  # the schema of its `conf/tasks/<name>.yaml` (`kind: Literal[name]`)
     monitor: ClassVar[tuple[str, str]]  # validation metric for early stopping and checkpoints, and its mode
     primary_metric: ClassVar[str]  # test metric that decides promotion (a model-version tag)
     shown_metrics: ClassVar[tuple[str, ...]]  # what `evaluate` prints
@@ -29,9 +57,10 @@ class TaskKind(ABC):
     templates: ClassVar[tuple[str, ...]]  # experiment templates `seqforge task add` uses unless told
 
     @abstractmethod
-    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None) -> dict[str, str]:
-        """`seqforge task add`: the task file's language keys, checked against `corpus` (a
-        `ValueError` names the option that is wrong)."""
+    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None,
+                  keys: tuple[str, str] = ("--src", "--tgt")) -> dict[str, str]:
+        """The task file's language keys for `src`/`tgt`, checked against `corpus` (`task add`, and `prepare`
+        again); a `ValueError` names the wrong one by `keys` (the options, or the file's keys)."""
 
     @abstractmethod
     def pairs(self, rows: pa.Table, task: Any, corpus: CorpusCfg, scratch: Path) -> tuple[DatasetDict, dict]:

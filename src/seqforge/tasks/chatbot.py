@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 from datasets import DatasetDict
+from pydantic import Field
 
-from seqforge.config import ChatbotTask, CorpusCfg, ServeCfg
-from seqforge.data.dialogue import build_context, clean_turn, dialogue_splits
-from seqforge.data.text import normalize
-from seqforge.tasks.base import RequestError, TaskKind, checked_texts
+from seqforge.config.base import Lang
+from seqforge.config.shared import ServeCfg
+from seqforge.corpora.registry import CorpusCfg, corpus_format
+from seqforge.data.dialogue import build_context, dialogue_splits
+from seqforge.data.splits import split_masks
+from seqforge.tasks.base import DataCfg, RequestError, TaskCfg, TaskKind, checked_texts
+from seqforge.tasks.registry import register_kind
 
 
-def turn_cleaner(corpus_format: str, form: str) -> Callable[[str], str]:
-    """How turns are cleaned, in prepare and at inference: DailyDialog's detokenization, else normalisation."""
-    return clean_turn if corpus_format == "dailydialog" else partial(normalize, form=form)
+class ChatData(DataCfg):
+    """How dialogues become (context, response) pairs."""
+
+    context_turns: int = Field(3, ge=1)  # previous turns joined into the context
+    max_context_tokens: int = Field(100, gt=0)  # oldest turns are dropped to fit
+    max_response_tokens: int = Field(40, gt=0)  # longer responses are dropped
 
 
+class ChatbotTask(TaskCfg):
+    """Chatbot: dialogue context -> response, with the same stages and models as translation."""
+
+    kind: Literal["chatbot"]
+    lang: Lang = "en"
+    data: ChatData = ChatData()
+
+    @property
+    def src_lang(self) -> str:
+        return self.lang
+
+    @property
+    def tgt_lang(self) -> str:
+        return self.lang
+
+
+@register_kind("chatbot")
 class Chatbot(TaskKind):
     name = "chatbot"
+    config = ChatbotTask
     monitor = ("val_loss", "min")
     primary_metric = "test_bleu_2"
     shown_metrics = ("bleu_1", "bleu_2", "corpus_bleu", "distinct_1", "distinct_2", "mean_length",
@@ -33,7 +57,8 @@ class Chatbot(TaskKind):
                    "last); output: `reply`.")
     templates = ("chatbot_gru_bahdanau", "chatbot_transformer")
 
-    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None) -> dict[str, str]:
+    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None,
+                  keys: tuple[str, str] = ("--src", "--tgt")) -> dict[str, str]:
         if not corpus.dialogue:
             raise ValueError(f"--corpus: {corpus.name} is a parallel corpus; a chatbot needs dialogues")
         if tgt and tgt != (src or tgt):
@@ -41,9 +66,7 @@ class Chatbot(TaskKind):
         return {"lang": src or tgt or "en"}
 
     def pairs(self, rows: pa.Table, task: ChatbotTask, corpus: CorpusCfg, scratch: Path) -> tuple[DatasetDict, dict]:
-        from seqforge.data.pairs import split_masks
-
-        clean = turn_cleaner(corpus.format, task.data.normalization)
+        clean = corpus_format(corpus.format).turn_cleaner(task.data.normalization)
         turns = [[c for c in map(clean, dialogue) if c] for dialogue in rows.column("turns").to_pylist()]
         cleaned = pa.table({"split": rows.column("split"), "turns": pa.array(turns, pa.list_(pa.string()))})
         where = f"conf/corpora/{corpus.name}.yaml"
@@ -55,7 +78,7 @@ class Chatbot(TaskKind):
         return dialogue_splits(dialogues, malformed, task.data, where)
 
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
-        from seqforge.metrics import dialogue_scores
+        from seqforge.tasks.metrics import dialogue_scores
 
         return dialogue_scores(hyps, refs)
 
@@ -72,7 +95,7 @@ class Chatbot(TaskKind):
         """The context each conversation's reply is trained on: its last `context_turns` (cleaned, non-empty)
         turns within `max_context_tokens`, however many turns the request holds."""
         data = meta["task"]["data"]
-        clean = turn_cleaner(meta["corpus_format"], data["normalization"])
+        clean = corpus_format(meta["corpus_format"]).turn_cleaner(data["normalization"])
         window = data["context_turns"]
         return [build_context([c for c in map(clean, turns) if c][-window:], data["max_context_tokens"])
                 for turns in requests]

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 from datasets import DatasetDict
+from pydantic import Field, model_validator
 
-from seqforge.config import CorpusCfg, ServeCfg, TranslationData, TranslationTask, base_lang
+from seqforge.config.base import Lang, base_lang
+from seqforge.config.shared import ServeCfg
+from seqforge.corpora.base import CorpusError
+from seqforge.corpora.registry import CorpusCfg
+from seqforge.data.arrow_files import write_arrow
+from seqforge.data.splits import BATCH, split_masks, write_splits
 from seqforge.data.text import length_unit, lengths, normalize, normalize_texts
-from seqforge.tasks.base import TaskKind, checked_texts
+from seqforge.tasks.base import DataCfg, TaskCfg, TaskKind, checked_texts
+from seqforge.tasks.registry import register_kind
 
 # sacreBLEU's tokenizer per target language, and the one used where that needs a missing package
 BLEU_TOKENIZERS = {"zh": "zh", "ja": "ja-mecab", "ko": "ko-mecab"}
@@ -58,8 +65,35 @@ def drop_codes(src_len: np.ndarray, tgt_len: np.ndarray, cfg: TranslationData) -
                      [1, 2, 3], 0).astype(np.int8)
 
 
+class TranslationData(DataCfg):
+    """Which pairs `prepare` keeps."""
+
+    max_tokens: int = Field(100, gt=0)  # drop pairs with a side longer than this (in `length_unit`)
+    max_ratio: float = Field(4.0, ge=1.0)  # drop pairs whose length ratio exceeds this
+    length_unit: Literal["auto", "words", "chars"] = "auto"  # auto: chars for unspaced scripts (zh, ja, th)
+
+
+class TranslationTask(TaskCfg):
+    """Machine translation from `src_lang` to `tgt_lang` on a parallel corpus."""
+
+    kind: Literal["translation"]
+    src_lang: Lang
+    tgt_lang: Lang
+    data: TranslationData = TranslationData()
+    scoring: ClassVar[frozenset[str]] = frozenset({"bleu_tokenize"})
+    bleu_tokenize: str = "auto"  # sacreBLEU tokenizer; auto: chosen from tgt_lang (13a, zh, ja-mecab, ko-mecab, char)
+
+    @model_validator(mode="after")
+    def _different_langs(self) -> TranslationTask:
+        if self.src_lang == self.tgt_lang:
+            raise ValueError("src_lang and tgt_lang must differ")
+        return self
+
+
+@register_kind("translation")
 class Translation(TaskKind):
     name = "translation"
+    config = TranslationTask
     monitor = ("val_bleu", "max")
     primary_metric = "test_bleu"
     shown_metrics = ("bleu", "bleu_lc", "chrf", "ppl")
@@ -68,13 +102,14 @@ class Translation(TaskKind):
     description = "Sentence translation. Input: a `source` column of sentences; output: `translation`."
     templates = ("gru_bahdanau", "transformer")
 
-    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None) -> dict[str, str]:
+    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None,
+                  keys: tuple[str, str] = ("--src", "--tgt")) -> dict[str, str]:
         if corpus.dialogue:
             raise ValueError(f"--corpus: {corpus.name} is a dialogue corpus; translation needs a parallel one")
         if not src or not tgt:
             raise ValueError(f"--src/--tgt: translation needs both (corpus {corpus.name} has "
                              f"{', '.join(corpus.languages)})")
-        for option, lang in (("--src", src), ("--tgt", tgt)):
+        for option, lang in zip(keys, (src, tgt), strict=True):
             if lang not in corpus.languages:
                 raise ValueError(f"{option}: language {lang!r} is not in corpus {corpus.name} "
                                  f"(its languages: {', '.join(corpus.languages)})")
@@ -83,8 +118,6 @@ class Translation(TaskKind):
         return {"src_lang": src, "tgt_lang": tgt}
 
     def pairs(self, rows: pa.Table, task: TranslationTask, corpus: CorpusCfg, scratch: Path) -> tuple[DatasetDict, dict]:
-        from seqforge.data.pairs import BATCH, split_masks, write_splits
-        from seqforge.data.readers import CorpusError, write_arrow
 
         cleaned = write_arrow(scratch / "cleaned.arrow", (clean(b, task) for b in rows.to_batches(BATCH)), CLEANED)
         masks = split_masks(cleaned, "source", corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
@@ -113,7 +146,7 @@ class Translation(TaskKind):
         return bleu_tokenize(task.tgt_lang, task.bleu_tokenize)
 
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
-        from seqforge.metrics import corpus_scores
+        from seqforge.tasks.metrics import corpus_scores
 
         return corpus_scores(hyps, refs, bleu_tokenize(task["tgt_lang"], task.get("bleu_tokenize", "auto")))
 

@@ -1,0 +1,5 @@
+"""`python -m seqforge.cli`: the `seqforge` command."""
+
+from seqforge.cli import main
+
+main()

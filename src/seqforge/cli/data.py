@@ -1,0 +1,172 @@
+"""Commands for data and configuration: fetch, sync, profile, corpus add|list|remove, task add|list|remove."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seqforge.cli.app import _fail, app
+
+
+@app.command()
+def fetch(
+    mirror: Annotated[Path | None, typer.Option(help="offline mirror folder (default: $SEQFORGE_DATA_MIRROR)")] = None,
+) -> None:
+    """Fetch and verify the raw corpora of every task into data/ (official source or mirror)."""
+    from seqforge import paths
+    from seqforge.config.base import ConfigError
+    from seqforge.config.index import write_index
+    from seqforge.corpora.fetch import FetchError, fetch_all
+    from seqforge.corpora.registry import load_corpus
+    from seqforge.tasks.registry import load_task, task_names
+
+    try:
+        write_index()
+        corpora = sorted({load_task(t).corpus for t in task_names()})
+        fetched = fetch_all([load_corpus(c) for c in corpora], paths.DATA, mirror=mirror)
+    except (ConfigError, FetchError) as err:
+        raise _fail("fetch", err) from None
+    for corpus, files in fetched.items():
+        typer.echo(f"{len(files)} {corpus} files verified in {paths.raw_dir(corpus)}")
+
+
+@app.command()
+def sync() -> None:
+    """Regenerate conf/pipeline.yaml (the task and experiment lists of dvc.yaml) from conf/."""
+    from seqforge.config.base import ConfigError
+    from seqforge.config.index import write_index
+
+    try:
+        changed = write_index()
+    except ConfigError as err:
+        raise _fail("sync", err) from None
+    typer.echo("conf/pipeline.yaml " + ("updated" if changed else "up to date"))
+
+
+corpus_app = typer.Typer(no_args_is_help=True, help="Corpora: your own data, read, recorded in conf/corpora/, pinned by DVC.")
+
+
+task_app = typer.Typer(no_args_is_help=True, help="Tasks: a corpus, a language pair and experiments, in conf/tasks/.")
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(task_app, name="task")
+
+
+@corpus_app.command("add")
+def corpus_add(
+    name: Annotated[str, typer.Argument(help="corpus name (data/<name>/, conf/corpora/<name>.yaml)")],
+    format: Annotated[str, typer.Option("--format", help="tsv, csv, jsonl, parquet, text_pair, hf, multi30k, dailydialog")],
+    source: Annotated[list[str], typer.Option("--source", help="file, folder or Hugging Face dataset (text_pair: give it twice)")],
+    columns: Annotated[str | None, typer.Option(help="LANG=COL,... (0-based index, header name or JSON field; turns=FIELD for dialogues)")] = None,
+    split: Annotated[str | None, typer.Option(help="held-out sizes of a one-file corpus: validation=N,test=N")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the held-out carving")] = 0,
+) -> None:
+    """Read and validate a corpus, copy it into data/, record it in conf/corpora/ and pin it with DVC."""
+    from seqforge.catalog import CatalogError, add_corpus
+
+    try:
+        _, summary = add_corpus(name, format, source, columns, split, seed)
+    except CatalogError as err:
+        raise _fail("corpus add", err) from None
+    for line in summary:
+        typer.echo(line)
+
+
+@task_app.command("add")
+def task_add(
+    name: Annotated[str, typer.Argument(help="task name; also the registered model's name")],
+    kind: Annotated[str, typer.Option(help="translation or chatbot")],
+    corpus: Annotated[str, typer.Option(help="a corpus in conf/corpora/")],
+    src: Annotated[str | None, typer.Option(help="source language (chatbot: the language)")] = None,
+    tgt: Annotated[str | None, typer.Option(help="target language (translation)")] = None,
+    experiments: Annotated[str | None, typer.Option(help="experiment templates, comma-separated (default per kind)")] = None,
+) -> None:
+    """Add a task with experiments built from templates; the next `dvc repro` trains and registers it."""
+    from seqforge.catalog import CatalogError, add_task
+
+    try:
+        written = add_task(name, kind, corpus, src, tgt, experiments)
+    except CatalogError as err:
+        raise _fail("task add", err) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"`dvc repro` now prepares, trains, evaluates and registers {name} (model name {name})")
+
+
+@app.command()
+def profile(name: Annotated[str, typer.Argument(help="default, smoke, gpu, or any conf/profiles/<name>.yaml")]) -> None:
+    """Switch the pipeline profile (the `profile` key of conf/config.yaml)."""
+    from seqforge.config.base import ConfigError, set_profile
+    from seqforge.config.index import write_index
+
+    try:
+        set_profile(name)
+        write_index()
+    except ConfigError as err:
+        raise _fail("profile", err) from None
+    typer.echo(f"profile: {name}")
+
+
+def _table(title: str, rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in rows[0] if rows else ["none"]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
+
+
+@task_app.command("list")
+def task_list() -> None:
+    """The tasks in conf/tasks/: kind, corpus, languages and experiments."""
+    from seqforge.catalog import task_table
+    from seqforge.config.base import ConfigError
+
+    try:
+        _table("tasks (conf/tasks/)", task_table())
+    except ConfigError as err:
+        raise _fail("task list", err) from None
+
+
+@task_app.command("remove")
+def task_remove(names: Annotated[list[str], typer.Argument(help="task names")]) -> None:
+    """Remove tasks with their experiments and sweeps; their registered versions stay in MLflow."""
+    from seqforge.catalog import CatalogError, remove_task
+    from seqforge.config.base import ConfigError
+
+    for name in names:
+        try:
+            removed = remove_task(name)
+        except (CatalogError, ConfigError) as err:
+            raise _fail("task remove", err) from None
+        typer.echo(f"removed task {name}: {', '.join(map(str, removed))}")
+    typer.echo("conf/pipeline.yaml updated; registered versions stay in MLflow (`seqforge models`)")
+
+
+@corpus_app.command("list")
+def corpus_list() -> None:
+    """The corpora in conf/corpora/: format, languages, whether the files are here, the tasks using each."""
+    from seqforge.catalog import corpus_table
+    from seqforge.config.base import ConfigError
+
+    try:
+        _table("corpora (conf/corpora/, pinned in data.dvc)", corpus_table())
+    except ConfigError as err:
+        raise _fail("corpus list", err) from None
+
+
+@corpus_app.command("remove")
+def corpus_remove(names: Annotated[list[str], typer.Argument(help="corpus names")]) -> None:
+    """Remove corpora no task uses: their record, their data.dvc output and their files in data/."""
+    from seqforge.catalog import CatalogError, remove_corpus
+
+    for name in names:
+        try:
+            done = remove_corpus(name)
+        except CatalogError as err:
+            raise _fail("corpus remove", err) from None
+        typer.echo(", ".join(done))

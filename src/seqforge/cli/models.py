@@ -1,0 +1,215 @@
+"""Commands for registered models: translate, chat, models, promote, serve, ui."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seqforge.cli.app import _client, _tracking, app
+
+
+def _model_uri(model: str) -> str:
+    """`NAME@ALIAS` or `NAME/VERSION` -> an MLflow `models:/` URI (URIs pass through)."""
+    if "://" in model or model.startswith("models:/") or Path(model).exists():
+        return model
+    if "@" not in model and "/" not in model:
+        raise typer.BadParameter(f"expected NAME@ALIAS or NAME/VERSION, got {model!r}", param_hint="--model")
+    return f"models:/{model}"
+
+
+def _pin_alias(uri: str) -> str:
+    """`models:/NAME@ALIAS` -> `models:/NAME/VERSION` as the registry has it now, said on stderr."""
+    import mlflow
+
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+    typer.echo(f"{name}@{alias} is version {version}", err=True)
+    return f"models:/{name}/{version}"
+
+
+def load_registered(model: str, kind: str):
+    """Load a registered pyfunc of task kind `kind` by name; an alias is resolved now, so alias moves are picked up."""
+    import mlflow
+
+    from seqforge.tracking.client import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    uri = _model_uri(model)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(_pin_alias(uri) if uri.startswith("models:/") and "@" in uri else uri)
+    except mlflow.exceptions.MlflowException as err:
+        raise typer.BadParameter(
+            f"cannot load {uri} from {tracking_uri()}: {err.message}", param_hint="--model"
+        ) from None
+    try:
+        found = pyfunc.unwrap_python_model().predictor.meta["kind"]
+    except (AttributeError, KeyError, mlflow.exceptions.MlflowException):
+        found = "unknown"
+    if found != kind:
+        raise typer.BadParameter(f"{uri} is not a {kind} model (its kind: {found})", param_hint="--model")
+    return pyfunc
+
+
+@app.command()
+def translate(
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS (e.g. translation-en-de@challenger), NAME/VERSION or a model URI")],
+    sentences: Annotated[list[str] | None, typer.Argument(help="sentences; none: read stdin lines")] = None,
+) -> None:
+    """Translate sentences (arguments, or one per stdin line) in one batch."""
+    import pandas as pd
+
+    texts = list(sentences) if sentences else [line.rstrip("\n") for line in sys.stdin]
+    if not texts:
+        raise typer.BadParameter("no input sentences (pass arguments or pipe lines on stdin)")
+    pyfunc = load_registered(model, "translation")
+    result = _predict(pyfunc, pd.DataFrame({"source": texts}))
+    for line in result["translation"]:
+        typer.echo(line)
+
+
+def _predict(pyfunc, frame):
+    """`pyfunc.predict`; an input it rejects (request limits, schema) or a model-side failure (out of
+    memory, ...) exits 2 with a one-line message."""
+    import mlflow
+
+    try:
+        return pyfunc.predict(frame)
+    except mlflow.exceptions.MlflowException as err:
+        message = err.message
+    except (RuntimeError, ValueError, MemoryError) as err:
+        message = f"the model failed on this input: {type(err).__name__}: {err}"
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _chat_window(pyfunc, window: int | None) -> int:
+    """Turns of history sent with each message: `--window`, else (and at most) the context the model was
+    trained on, which the model applies to any request."""
+    trained = int(pyfunc.unwrap_python_model().predictor.meta["task"]["data"]["context_turns"])
+    if window is not None and window > trained:
+        typer.echo(f"error: --window {window}: the model was trained on the last {trained} turns and uses no more",
+                   err=True)
+        raise typer.Exit(2)
+    return window or trained
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS (e.g. chatbot-dailydialog@challenger), NAME/VERSION or a model URI")],
+    window: Annotated[int | None, typer.Option(min=1, help="previous turns sent as context (default and most: what the model was trained with)")] = None,
+) -> None:
+    """Chat with a registered chatbot. Interactive on a terminal (/reset, /quit, Ctrl-D);
+    with piped stdin, one reply per input line, the conversation carried across lines."""
+    import pandas as pd
+
+    pyfunc = load_registered(model, "chatbot")
+    window = _chat_window(pyfunc, window)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        typer.echo(f"chatting with {model} (context: last {window} turns). /reset starts over, /quit or Ctrl-D ends.")
+    history: list[str] = []
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not interactive and line == "":
+            break
+        line = line.strip()
+        if line == "/quit":
+            break
+        if line == "/reset":
+            history = []
+            if interactive:
+                typer.echo("(conversation reset)")
+            continue
+        if not line:
+            continue
+        history.append(line)
+        reply = _predict(pyfunc, pd.DataFrame({"conversation": [history[-window:]]}))["reply"][0]
+        history.append(reply)
+        typer.echo(f"bot> {reply}" if interactive else reply)
+    if interactive:
+        typer.echo("")
+
+
+@app.command()
+def models(name: Annotated[str | None, typer.Argument(help="registered model name; all when omitted")] = None) -> None:
+    """Table of registered models and versions: aliases, architecture, metrics, data version."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seqforge.tracking.lifecycle import list_versions
+
+    rows = list_versions(_client(), name)
+    table = Table(title=f"registered models — {_tracking()}")
+    for col in ("name", "version", "aliases", "experiment", "metric", "chrF", "data version", "created"):
+        table.add_column(col)
+    for r in rows:
+        value = "" if r["value"] is None else f"{r['metric']} {r['value']:.2f}"
+        table.add_row(r["name"], str(r["version"]), r["aliases"], r["arch"], value,
+                      "" if r["chrf"] is None else f"{r['chrf']:.2f}", r["data_version"], r["created"])
+    Console().print(table)
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="registered model, e.g. translation-en-de")],
+    version: Annotated[str | None, typer.Option(help="candidate version (default: the --from alias)")] = None,
+    from_alias: Annotated[str, typer.Option("--from", help="alias holding the candidate")] = "challenger",
+    to_alias: Annotated[str, typer.Option("--to", help="alias to move")] = "champion",
+    force: Annotated[bool, typer.Option(help="promote even if worse or incomparable")] = False,
+    reason: Annotated[str | None, typer.Option(help="why (required with --force; recorded)")] = None,
+) -> None:
+    """Move an alias (default @champion) to a candidate that beats the current holder."""
+    from seqforge.tracking.lifecycle import PromotionError
+    from seqforge.tracking.lifecycle import promote as do_promote
+
+    try:
+        done = do_promote(_client(), name, version=version, from_alias=from_alias, to_alias=to_alias,
+                          force=force, reason=reason)
+    except PromotionError as err:
+        typer.echo(f"promote: {err}", err=True)
+        raise typer.Exit(1) from None
+    before = f"v{done.previous} ({done.metric}={done.previous_value})" if done.previous else "nobody"
+    typer.echo(f"{done.name}@{done.alias}: v{done.version} ({done.metric}={done.candidate_value}), "
+               f"was {before}{' [forced]' if done.forced else ''}")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS or NAME/VERSION")],
+    port: Annotated[int, typer.Option(help="port on --host")] = 5001,
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="server processes (default: one per CPU core)")] = os.cpu_count() or 1,
+) -> None:
+    """Serve a registered model with MLflow's scoring server (POST /invocations), alias resolved now.
+
+    `--workers` processes each hold the model and decode one request at a time with an equal share of
+    the cores as torch threads; concurrent requests queue in each process."""
+    import subprocess
+
+    threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch reads these when a server process starts
+    # MLflow starts `uvicorn` by name: put this interpreter's bin/ first so an unactivated venv works
+    env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", _model_uri(model), "--env-manager", "local",
+           "--host", host, "--port", str(port), "--workers", str(workers)]
+    raise typer.Exit(subprocess.run(cmd, env=env, check=False).returncode)
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000) -> None:
+    """Start the MLflow UI on the project's store."""
+    import subprocess
+
+    uri = _tracking()
+    if uri.startswith("http"):
+        typer.echo(f"the store is a tracking server already: open {uri}")
+        return
+    subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                    "--host", "127.0.0.1", "--port", str(port)], check=False)

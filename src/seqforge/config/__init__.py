@@ -1,0 +1,1 @@
+"""Configuration: the strict base model, shared sections, experiments and the pipeline index."""

@@ -1,0 +1,124 @@
+"""Sections every task and experiment shares: tokenizer, train, decode, optimiser, evaluate, serve, MLflow, and
+`conf/config.yaml` itself with the active profile's overlay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from seqforge.config.base import CONF_DIR, Strict, merge, profile_overlay, read_yaml, validate
+
+
+class TokenizerCfg(Strict):
+    library: Literal["tokenizers", "sentencepiece"] = "tokenizers"
+    model: Literal["bpe", "unigram"] = "bpe"
+    vocab_size: int = Field(8000, ge=100)
+    joint: bool = True
+    min_frequency: int = Field(2, ge=1)  # tokenizers only
+    character_coverage: float = Field(1.0, gt=0.0, le=1.0)  # sentencepiece: 1.0 keeps every character (CJK)
+    byte_fallback: bool = True  # sentencepiece: unseen characters become UTF-8 bytes, never <unk>
+    max_train_sentences: int = Field(1_000_000, ge=100)  # sentences sampled (seeded) to train the model
+
+
+class TrainCfg(Strict):
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    max_epochs: int = Field(30, ge=1)
+    max_steps: int | None = Field(None, ge=1)  # optimizer updates; whichever cap comes first ends training
+    # (mid-epoch too: the best checkpoints are taken at epoch ends, so size it in whole epochs)
+    max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")  # a guard, not the budget
+    batch_tokens: int = Field(6000, ge=64)
+    accumulate_grad_batches: int = Field(1, ge=1)  # batches per update: the effective batch is this × batch_tokens × workers
+    early_stopping_patience: int = Field(4, ge=1)
+    seed: int = 1234
+    log_every_n_steps: int = Field(25, ge=1)
+    storage_path: str = "runs/ray"
+    num_checkpoints: int = Field(2, ge=1)
+    checkpoint_every_n_steps: int | None = Field(None, ge=1)  # resume points between epoch ends (not in sweeps)
+    average_checkpoints: Literal["auto", "always", "never"] = "auto"  # export the mean of the kept checkpoints
+    # (auto: only when it scores better than the best one on the validation metric)
+    max_failures: int = Field(1, ge=-1)  # worker-failure restarts from the last checkpoint; -1: no limit
+    checkpoint_retries: int = Field(4, ge=0)  # waits for unreachable checkpoint storage: 1 s, 2 s, 4 s, ...
+
+
+class DecodeCfg(Strict):
+    """How hypotheses are searched: beam search (beam 1 = greedy) or top-k/top-p sampling."""
+
+    strategy: Literal["beam", "sample"] = "beam"
+    beam_size: int = Field(5, ge=1)
+    length_penalty: float = Field(1.0, ge=0.0)  # GNMT alpha; 0 disables
+    no_repeat_ngram: int = Field(0, ge=0)  # never repeat an n-gram of this size; 0 disables
+    min_length: int = Field(0, ge=0)  # tokens generated before EOS is allowed
+    top_k: int = Field(0, ge=0)  # sampling: keep the k most likely tokens; 0 keeps all
+    top_p: float = Field(1.0, gt=0.0, le=1.0)  # sampling: nucleus mass
+    temperature: float = Field(1.0, gt=0.0)
+    seed: int = 0  # sampling: the same seed gives the same outputs
+    max_len_ratio: float = Field(1.5, ge=0)  # output length <= ratio * source length + offset
+    max_len_offset: int = Field(10, ge=1)
+    n_best: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: the GPU when there is one
+    precision: Literal["32", "bf16"] = "32"  # bf16: half the memory traffic (meant for GPUs)
+
+    @model_validator(mode="after")
+    def _n_best_fits(self) -> DecodeCfg:
+        if self.n_best > self.beam_size:
+            raise ValueError(f"n_best ({self.n_best}) cannot exceed beam_size ({self.beam_size})")
+        if self.strategy == "sample" and self.n_best != 1:
+            raise ValueError("sampling returns one hypothesis: n_best must be 1")
+        return self
+
+
+class OptimCfg(Strict):
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)  # AdamW decay of weight matrices (never norms, biases, embeddings)
+    betas: tuple[float, float] = (0.9, 0.98)
+    schedule: Literal["inverse_sqrt", "linear", "plateau"] = "inverse_sqrt"  # linear: warm-up, then down
+    # to zero at the run's last update (max_epochs / max_steps: the budget the run is sized in)
+    warmup_steps: int = Field(500, ge=0)
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(1, ge=0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    clip_norm: float | None = Field(1.0, gt=0)  # global gradient-norm cap; null: never clipped (norms still logged)
+
+
+class EvaluateCfg(Strict):
+    num_samples: int = Field(25, ge=0)  # sample outputs written to reports/ and MLflow
+    attention_samples: int = Field(4, ge=0)  # first test pairs drawn as attention heatmaps
+
+
+class ServeCfg(Strict):
+    """Request limits a registered model enforces when served (violations get HTTP 400)."""
+
+    max_batch: int = Field(64, ge=1)  # rows per request
+    max_chars: int = Field(1000, ge=1)  # characters per sentence or conversation turn (a cheap first gate)
+    max_tokens: int = Field(256, ge=1)  # subword tokens per model input after tokenisation (chat: the context)
+    max_turns: int = Field(20, ge=1)  # chatbot: turns per conversation
+
+
+class MlflowCfg(Strict):
+    experiment: str = "seqforge"
+    registry_alias: str = "challenger"
+
+
+class Config(Strict):
+    """`conf/config.yaml`: what every task and experiment shares, with the profile's overlay."""
+
+    profile: str = "default"
+    train: TrainCfg = TrainCfg()
+    evaluate: EvaluateCfg = EvaluateCfg()
+    serve: ServeCfg = ServeCfg()
+    mlflow: MlflowCfg = MlflowCfg()
+
+
+def load_config(conf_dir: Path = CONF_DIR) -> Config:
+    """The shared configuration with the active profile's overlay applied."""
+    raw = read_yaml(conf_dir / "config.yaml")
+    overlay = {k: v for k, v in profile_overlay(str(raw.get("profile", "default")), conf_dir).items()
+               if k in Config.model_fields}
+    sources = f"{conf_dir / 'config.yaml'} (profile {raw.get('profile', 'default')!r})"
+    return validate(Config, merge(raw, overlay), sources)

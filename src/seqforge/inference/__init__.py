@@ -1,0 +1,1 @@
+"""Inference: beam search and sampling, the predictor, attention maps."""

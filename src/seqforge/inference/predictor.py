@@ -1,0 +1,107 @@
+"""Inference: an exported model directory -> batched decoding of raw text, for any task.
+
+The task's kind turns requests (sentences, conversations) into the source strings the model was
+trained on, with the same cleaning as the prepare stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from seqforge.config.base import ConfigError
+from seqforge.config.experiment import experiment_schema
+from seqforge.config.shared import DecodeCfg
+from seqforge.data.batching import collate
+from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.inference.decoding import Sampler, beam_search, generate, max_lengths
+from seqforge.models.base import Seq2Seq
+from seqforge.models.registry import build_model
+from seqforge.tasks.base import RequestError
+from seqforge.tasks.registry import task_kind
+
+
+class Predictor:
+    """Weights + tokenizer + decoding settings; `predict` takes and returns plain text."""
+
+    def __init__(
+        self, model: Seq2Seq, tokenizer: SubwordTokenizer, meta: dict, decode_cfg: DecodeCfg | None = None,
+    ) -> None:
+        """The model moves to `decode_cfg.device` (auto: the GPU when there is one) in its precision."""
+        self.tokenizer, self.meta = tokenizer, meta
+        self.decode_cfg = decode_cfg or DecodeCfg()
+        device = self.decode_cfg.device
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("decode.device: cuda, but this machine has no usable GPU (use auto or cpu)")
+        self.device = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available())
+                                   else "cpu")
+        dtype = torch.bfloat16 if self.decode_cfg.precision == "bf16" else torch.float32
+        self.model = model.to(self.device, dtype).eval()
+
+    @staticmethod
+    def read_meta(model_dir: Path | str) -> dict:
+        """An exported model's `model.json` (configuration and provenance)."""
+        model_dir = Path(model_dir)
+        if not (model_dir / "model.json").is_file():
+            raise FileNotFoundError(f"{model_dir}: no exported model here (model.json missing; run the train stage)")
+        return json.loads((model_dir / "model.json").read_text())
+
+    @classmethod
+    def load(cls, model_dir: Path | str, decode_cfg: DecodeCfg | None = None) -> Predictor:
+        model_dir = Path(model_dir)
+        meta = cls.read_meta(model_dir)
+        exp = experiment_schema().model_validate(meta["experiment"])
+        model = build_model(exp.model, meta["src_vocab"], meta["tgt_vocab"])
+        model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
+        return cls(model, SubwordTokenizer.load(model_dir / "tokenizer.json"), meta, decode_cfg)
+
+    def generate_ids(self, src_ids: list[list[int]], cfg: DecodeCfg | None = None) -> list[list[list[int]]]:
+        """n-best token ids per source, decoded in length-sorted batches (input order kept).
+
+        Sampling draws from a generator seeded with `cfg.seed` at each call: the same inputs and
+        seed give the same outputs.
+        """
+        cfg = cfg or self.decode_cfg
+        sampler = None
+        if cfg.strategy == "sample":
+            generator = torch.Generator(self.device).manual_seed(cfg.seed)
+            sampler = Sampler(generator, cfg.top_k, cfg.top_p, cfg.temperature)
+        order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+        out: list[list[list[int]]] = [[] for _ in src_ids]
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            batch = collate([{"src_ids": src_ids[i], "index": i} for i in idx])
+            src, src_lens = batch["src"].to(self.device), batch["src_lens"].to(self.device)
+            limit = max_lengths(src_lens, cfg.max_len_ratio, cfg.max_len_offset)
+            if sampler is not None or cfg.beam_size == 1:
+                results = [[hyp] for hyp in generate(self.model, src, src_lens, limit,
+                                                     sampler, cfg.no_repeat_ngram, cfg.min_length)]
+            else:
+                nbest = beam_search(self.model, src, src_lens, limit, cfg.beam_size,
+                                    cfg.length_penalty, cfg.n_best, cfg.no_repeat_ngram, cfg.min_length)
+                results = [[h.tokens for h in hyps] for hyps in nbest]
+            for i, hyps in zip(idx, results, strict=True):
+                out[i] = hyps
+        return out
+
+    def encode(self, sources: list[str], max_tokens: int | None = None) -> list[list[int]]:
+        """Source token ids; a `RequestError` names the first row over `max_tokens` (serving's limit) or
+        longer than the model can encode."""
+        ids = self.tokenizer.encode(sources, "source")
+        limit, what = max_tokens, "serve.max_tokens"
+        positions = self.model.max_source_tokens
+        if positions is not None and (limit is None or positions - 1 < limit):  # EOS takes one position
+            limit, what = positions - 1, f"model.max_positions {positions}, EOS included"
+        for i, row in enumerate(ids):
+            if limit is not None and len(row) > limit:
+                raise RequestError(f"row {i}: {len(row)} tokens after tokenisation, more than the limit of {limit} "
+                                   f"({what})")
+        return ids
+
+    def predict(self, requests: list, cfg: DecodeCfg | None = None, max_tokens: int | None = None) -> list[str]:
+        """One output per checked request (a sentence, a conversation), prepared as in training."""
+        sources = task_kind(self.meta["kind"]).sources(requests, self.meta)
+        nbest = self.generate_ids(self.encode(sources, max_tokens), cfg)
+        return self.tokenizer.decode([hyps[0] for hyps in nbest], "target")

@@ -1,0 +1,1 @@
+"""Research: Ray Tune sweeps and the classic-claims study."""

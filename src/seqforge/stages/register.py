@@ -1,0 +1,142 @@
+"""Stage `register` of an experiment: log its exported model as a self-contained MLflow pyfunc on its training
+run, register a version (tags, description) and point the alias at it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, DataType, Schema
+
+from seqforge import paths
+from seqforge.config.shared import DecodeCfg, load_config
+from seqforge.models.registry import family
+from seqforge.tasks.base import TaskCfg
+from seqforge.tasks.registry import load_task, task_kind
+from seqforge.tracking.client import TrackingError, first_line, setup_mlflow
+from seqforge.tracking.pyfunc import PACKAGE_DIR, Seq2SeqModel, requirements
+
+
+def describe_version(meta: dict, task: TaskCfg, report: dict, decode: DecodeCfg) -> str:
+    """The model version's description (Markdown): architecture, data, test metrics, provenance."""
+    metrics = " · ".join(f"{k} {v}" for k, v in report["metrics"].items())
+    decoding = (f"beam {decode.beam_size}" if decode.strategy == "beam"
+                else f"sampling (top-k {decode.top_k}, top-p {decode.top_p}, T {decode.temperature})")
+    return "\n".join([
+        f"**{meta['experiment']['name']}** ({task.name}, {task.kind}): "
+        f"{family(meta['experiment']['model']['arch']).describe(meta['experiment']['model'])}; "
+        f"{meta['num_parameters'] / 1e6:.2f}M parameters, best epoch {(meta['epoch'] or 0) + 1}.",
+        "",
+        f"- Data: `{meta['data_version']}` (corpus {task.corpus}, {task.src_lang} -> {task.tgt_lang}, "
+        f"profile {meta['profile']}).",
+        f"- Test ({report['metrics']['sentences']} pairs, {decoding}): {metrics}.",
+        f"- Trained from git `{meta['git_commit']}`; run `{meta['run_id']}`.",
+    ])
+
+
+def check_uploaded(info, model_dir: Path) -> None:
+    """The logged model's `MLmodel` and every file of `model_dir` are in its artifact store, at their
+    sizes, before any model version may point there."""
+    from mlflow.artifacts import list_artifacts
+
+    def sizes(uri: str) -> dict[str, int]:
+        """Files under `uri`, recursively, by path relative to it."""
+        found: dict[str, int] = {}
+        for item in list_artifacts(artifact_uri=uri):
+            name = item.path.rsplit("/", 1)[-1]
+            found |= ({f"{name}/{k}": v for k, v in sizes(f"{uri}/{name}").items()} if item.is_dir
+                      else {name: item.file_size})
+        return found
+
+    root = mlflow.get_logged_model(info.model_id).artifact_location
+    top = {item.path.rsplit("/", 1)[-1] for item in list_artifacts(artifact_uri=root)}
+    uploaded = sizes(f"{root}/artifacts/{model_dir.name}")  # where pyfunc puts `artifacts={"model_dir": ...}`
+    local = {str(p.relative_to(model_dir)): p.stat().st_size for p in model_dir.rglob("*") if p.is_file()}
+    missing = [] if "MLmodel" in top else ["MLmodel"]
+    missing += sorted(name for name, size in local.items() if uploaded.get(name) != size)
+    if missing:
+        raise TrackingError(f"the upload of {model_dir} to {root} is incomplete ({', '.join(missing)} missing or "
+                            "cut short): no model version registered")
+
+
+def _registered_model(client, name: str) -> bool:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
+def register_experiment(name: str) -> dict:
+    """Log `models/<name>` as a pyfunc on its training run, register it, set the alias."""
+    cfg = load_config()
+    model_dir = paths.model_dir(name)
+    meta = json.loads((model_dir / "model.json").read_text())
+    report = json.loads(paths.metrics_file(name).read_text())
+    task = load_task(meta["task"]["name"])
+    kind = task_kind(task.kind)
+    decode = task.decode
+    model_name = task.model_name()
+    setup_mlflow(cfg.mlflow.experiment)
+    try:
+        with mlflow.start_run(run_id=meta["run_id"]):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=Seq2SeqModel(),
+                artifacts={"model_dir": str(model_dir)},
+                model_config={"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
+                code_paths=[str(PACKAGE_DIR)],
+                signature=ModelSignature(inputs=Schema([kind.input_schema()]),
+                                         outputs=Schema([ColSpec(DataType.string, kind.output_column)])),
+                input_example=pd.DataFrame({kind.input_column: kind.example()}),
+                pip_requirements=requirements(),
+            )
+    except (MlflowException, OSError) as err:  # requests errors are OSErrors
+        raise TrackingError(f"logging {model_dir} as an MLflow model failed ({first_line(err)}): "
+                            "no model version registered") from err
+    check_uploaded(info, model_dir)
+    tags = {
+        "task": task.name,
+        "kind": task.kind,
+        "primary_metric": kind.primary_metric,
+        "languages": f"{task.src_lang}-{task.tgt_lang}",
+        "experiment": name,
+        "arch": meta["experiment"]["model"]["arch"],
+        "data_version": meta["data_version"],
+        "git_commit": meta["git_commit"],
+        "profile": meta["profile"],
+        "num_parameters": str(meta["num_parameters"]),
+        **{f"test_{k}": str(v) for k, v in report["metrics"].items()},
+    }
+    description = describe_version(meta, task, report, decode)
+    client = mlflow.MlflowClient()
+    try:
+        if not _registered_model(client, model_name):
+            client.create_registered_model(model_name, description=f"{kind.description} Task `{task.name}` "
+                                           f"({task.src_lang} -> {task.tgt_lang}, corpus {task.corpus}).")
+        # one call: a version exists complete (uploaded artifacts, tags, description) or not at all
+        model_version = str(client.create_model_version(
+            model_name, info.model_uri, run_id=meta["run_id"], tags=tags, description=description,
+            model_id=info.model_id).version)
+    except MlflowException as err:
+        raise TrackingError(f"registering {model_name} failed ({first_line(err)}): no model version registered") from err
+    try:
+        client.set_tag(meta["run_id"], "mlflow.note.content", description)  # the run page's description
+        client.set_registered_model_alias(model_name, cfg.mlflow.registry_alias, model_version)
+    except MlflowException as err:
+        raise TrackingError(f"{model_name} version {model_version} is registered, but setting "
+                            f"@{cfg.mlflow.registry_alias} failed ({first_line(err)}): the alias still points "
+                            "where it did") from err
+    record = {"name": model_name, "version": model_version, "alias": cfg.mlflow.registry_alias,
+              "run_id": meta["run_id"], "model_uri": info.model_uri}
+    out = paths.REPORTS / name / "registered.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"registered {model_name} version {model_version} as @{cfg.mlflow.registry_alias}")
+    return record

@@ -1,0 +1,1 @@
+"""MLflow: tracking client, metric outbox, the registered pyfunc and version lifecycle."""

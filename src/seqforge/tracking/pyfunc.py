@@ -1,0 +1,62 @@
+"""The MLflow pyfunc every registered version is: an exported model, its decoding settings and request limits."""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from seqforge.config.shared import DecodeCfg, ServeCfg
+from seqforge.tasks.base import RequestError
+from seqforge.tasks.registry import task_kind
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/seqforge: carried in the model as its code
+
+
+def invalid_input(message: str) -> MlflowException:
+    """A request error: MLflow's scoring server answers it with HTTP 400 and this message."""
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class Seq2SeqModel(mlflow.pyfunc.PythonModel):
+    """pyfunc for any task: a DataFrame with the kind's input column -> one with its output column
+    (translation: `source` -> `translation`; chatbot: `conversation` (turns, newest last) -> `reply`).
+
+    Loads the exported model with the decoding settings and request limits it was registered with.
+    """
+
+    def load_context(self, context) -> None:
+        from seqforge.inference.predictor import Predictor
+
+        self.lock = threading.Lock()  # the scoring server predicts in threads: one decode at a time
+        self.limits = ServeCfg.model_validate(context.model_config["serve"])
+        self.predictor = Predictor.load(
+            context.artifacts["model_dir"], DecodeCfg.model_validate(context.model_config["decode"])
+        )
+        self.kind = task_kind(self.predictor.meta["kind"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        column = self.kind.input_column
+        if column not in model_input.columns:
+            raise invalid_input(f"missing input column {column!r} (got {list(model_input.columns)})")
+        if len(model_input) > self.limits.max_batch:
+            raise invalid_input(f"{len(model_input)} rows in one request, more than the limit of {self.limits.max_batch}")
+        try:
+            requests = self.kind.requests(model_input[column].tolist(), self.limits)
+            with self.lock:
+                replies = self.predictor.predict(requests, max_tokens=self.limits.max_tokens)
+        except RequestError as err:
+            raise invalid_input(str(err)) from None
+        return pd.DataFrame({self.kind.output_column: replies})
+
+
+def requirements() -> list[str]:
+    """The pinned packages a served model installs."""
+    pkgs = ["torch", "tokenizers", "sentencepiece", "datasets", "pyarrow", "sacrebleu", "sacremoses", "pydantic",
+            "pyyaml", "pandas", "mlflow"]
+    return [f"{p}=={version(p).split('+')[0]}" for p in pkgs]

@@ -1,0 +1,1 @@
+"""Training: the Ray Train driver, the Lightning module, checkpoints, diagnostics and progress."""

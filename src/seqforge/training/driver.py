@@ -1,0 +1,338 @@
+"""Train one experiment with Lightning on Ray Train (Train V2 API) and export the best model."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+from datasets import load_from_disk
+
+from seqforge import paths
+from seqforge.config.base import flatten
+from seqforge.config.experiment import ExperimentCfg, load_experiment
+from seqforge.config.shared import TrainCfg, load_config
+from seqforge.corpora.registry import load_corpus
+from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.models.registry import build_model, count_parameters
+from seqforge.tasks.base import TaskCfg
+from seqforge.tasks.registry import load_task
+from seqforge.tracking.client import (
+    TrackingError,
+    data_version,
+    git_commit,
+    log_dataset_inputs,
+    metric_steps,
+    ray_runtime_env,
+    setup_mlflow,
+    tracking_uri,
+)
+from seqforge.training.averaging import choose_weights
+
+CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped")
+
+
+def train_worker(config: dict) -> None:
+    """Per-worker loop: a Lightning Trainer wired to Ray's DDP strategy and checkpoint reporting."""
+    import lightning.pytorch as pl
+    import ray
+    import ray.train
+    from lightning.pytorch.callbacks import EarlyStopping
+    from mlflow import MlflowClient
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+    from seqforge.data import shipping
+    from seqforge.data.datasets import Seq2SeqDataModule
+    from seqforge.tasks.registry import task_kind
+    from seqforge.tracking.run_logger import RunLogger
+    from seqforge.training.diagnostics import TrainingDiagnostics
+    from seqforge.training.faults import injected
+    from seqforge.training.module import Seq2SeqModule
+    from seqforge.training.progress import StepProgress
+    from seqforge.training.ray_reports import CHECKPOINT_NAME, RayCheckpoints, wait_for_storage
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    train_cfg = TrainCfg.model_validate(config["train"])
+    # Ray does not cap a worker's threads: torch would start one per core in every worker and oversubscribe the node
+    torch.set_num_threads(train_cfg.cpus_per_worker)
+    # metrics go through RunLogger's outbox, which retries for as long as an outage lasts; MLflow's own
+    # backoff (up to minutes per request) would only delay sending them once the server is back
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    metric, mode = task_kind(config["kind"]).monitor
+    ctx = ray.train.get_context()
+    pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
+    module = Seq2SeqModule.from_loop_config(config)
+    trainer = pl.Trainer(
+        accelerator="auto",
+        devices="auto",
+        strategy=RayDDPStrategy(),
+        plugins=[RayLightningEnvironment()],
+        precision=train_cfg.precision,
+        max_epochs=train_cfg.max_epochs,
+        max_steps=train_cfg.max_steps or -1,
+        max_time=train_cfg.max_time,
+        accumulate_grad_batches=train_cfg.accumulate_grad_batches,
+        callbacks=[  # diagnostics first: each epoch's record is in that epoch's checkpoint
+            TrainingDiagnostics(),
+            RayCheckpoints((metric, mode), train_cfg.checkpoint_every_n_steps, train_cfg.checkpoint_retries),
+            EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
+            *([StepProgress(config["progress"])] if config["progress"] is not None else []),
+            *injected(),
+        ],
+        logger=RunLogger(config["tracking_uri"], config["run_id"], notify=_notifier(config["progress"]),
+                         registered=config["registered"] if ctx.get_world_rank() == 0 else None),
+        log_every_n_steps=train_cfg.log_every_n_steps,
+        use_distributed_sampler=False,  # the token-budget sampler shards by rank itself
+        enable_checkpointing=False,  # Ray owns checkpoints (RayCheckpoints)
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer = prepare_trainer(trainer)
+    MlflowClient(config["tracking_uri"]).set_tag(  # which Ray node each worker ran on
+        config["run_id"], f"ray.worker{ctx.get_world_rank()}.node", ray.get_runtime_context().get_node_id())
+    datamodule = Seq2SeqDataModule(shipping.splits(config["data"]), train_cfg)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(module, datamodule=datamodule)
+        return
+    storage = ctx.get_storage()  # resuming an interrupted run: its checkpoint comes from the storage
+    wait_for_storage(storage.storage_filesystem, storage.experiment_fs_path, train_cfg.checkpoint_retries)
+    with checkpoint.as_directory() as ckpt_dir:
+        ckpt = os.path.join(ckpt_dir, CHECKPOINT_NAME)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+
+
+def _notifier(queue) -> Callable[[str], None]:
+    """A worker's warnings: into its log, and to the driver's screen when someone watches (`queue`)."""
+    def notify(message: str) -> None:
+        logging.getLogger("seqforge.training.driver").warning(message)
+        if queue is not None:
+            queue.put(f"warning: {message}")
+    return notify
+
+
+def run_name(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, data_hash: str) -> str:
+    """Ray run name: the same inputs resume the same run; changed inputs start a new one."""
+    key = json.dumps([exp.model_dump(), train_cfg.model_dump(), task.data.model_dump(),
+                      task.tokenizer.model_dump(), data_hash], sort_keys=True)
+    return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def connect_ray() -> None:
+    """Join the Ray cluster at `RAY_ADDRESS` (else start a local instance), once per process. Workers'
+    output goes to Ray's log files; the driver prints epoch lines."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False,
+                 runtime_env=ray_runtime_env())
+
+
+def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], callbacks: tuple = (),
+               progress: bool = True):
+    """Launch `train_worker` on the Ray cluster (`connect_ray` first: `config["data"]` is in its object store).
+
+    `callbacks` are Ray Train callbacks (a Tune trial passes `TuneReportCallback`); `progress`
+    prints epoch lines and the in-epoch bar (a Tune trial, which nobody watches, passes False).
+    """
+    from seqforge.training.progress import printing
+
+    storage = paths.ray_storage(cfg.storage_path, "train")
+    if not progress:
+        return _fit({**config, "progress": None}, cfg, name, metric, storage, list(callbacks))
+    with printing(name.rsplit("-", 1)[0], cfg.max_time) as (lines, queue):
+        return _fit({**config, "progress": queue}, cfg, name, metric, storage, [lines, *callbacks])
+
+
+def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storage: str, callbacks: list):
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
+
+    from seqforge.training.ray_reports import RegisteredCheckpoints
+
+    registered = Queue(actor_options={"num_cpus": 0})  # the checkpoints Ray registers, for rank 0's RunLogger
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={**config, "registered": registered},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            callbacks=[RegisteredCheckpoints(registered), *callbacks],  # first: before Tune can stop the trial
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.num_checkpoints,
+                checkpoint_score_attribute=metric[0],
+                checkpoint_score_order=metric[1],
+            ),
+        ),
+    )
+    try:
+        return trainer.fit()
+    finally:
+        ray.kill(registered.actor)
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """The workers' message when a Ray Train run failed because its checkpoint storage was unreachable
+    (`CheckpointStorageError`, raised in a worker; Ray carries it as text in the run's error)."""
+    match = re.search(r"CheckpointStorageError: (.+)", str(error))
+    return match.group(1).strip() if match else None
+
+
+def export_model(weights: dict, out_dir: Path, meta: dict, tokenizer_file: Path) -> None:
+    """Weights -> `model.pt`, `model.json` (config and provenance), `tokenizer.json`."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    torch.save(weights, out_dir / "model.pt")
+    shutil.copyfile(tokenizer_file, out_dir / "tokenizer.json")
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=2))
+
+
+def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
+    """Experiment `name`'s kept checkpoints, best first by the task's validation metric (the last one
+    if no epoch ended; mid-epoch resume points are never among them)."""
+    scored = [(ckpt, m[metric[0]]) for ckpt, m in result.best_checkpoints or [] if not m.get("mid_epoch")]
+    scored.sort(key=lambda pair: pair[1], reverse=metric[1] == "max")
+    kept = [ckpt for ckpt, _ in scored] or ([result.checkpoint] if result.checkpoint else [])
+    if not kept:
+        raise RuntimeError(f"training {name} reported no checkpoint (did any epoch finish?)")
+    return kept
+
+
+def write_curves(run_id: str, out: Path) -> None:
+    """Per-epoch learning curves from the MLflow run, as CSV for `dvc plots` (empty cells: not logged).
+    An epoch is a step at which `val_loss` was logged (`metric_steps`: redone epochs count once)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    history = {m: metric_steps(client, run_id, m) for m in CURVE_METRICS}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch", *CURVE_METRICS])
+        for epoch, step in enumerate(sorted(history["val_loss"]), start=1):
+            writer.writerow([epoch, *(history[m].get(step, "") for m in CURVE_METRICS)])
+
+
+def loop_config(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer,
+                run_id: str, data) -> dict:
+    """What every Ray Train worker of one run gets (`train_worker`'s config): plain values, the tokenizer's
+    JSON text and `data`, the object reference of the tokenized splits (`shipping.ship`): nothing read
+    from the repository's path, so workers need no shared filesystem."""
+    from seqforge.tasks.registry import task_kind
+
+    return {
+        "kind": task.kind, "bleu_tokenize": task_kind(task.kind).validation_bleu(task),
+        "experiment": exp.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
+        "src_vocab": tokenizer.vocab_size("source"), "tgt_vocab": tokenizer.vocab_size("target"),
+        "data": data, "tokenizer": tokenizer.dumps(),
+        "run_id": run_id, "tracking_uri": tracking_uri(),
+    }
+
+
+def train_experiment(name: str) -> Path:
+    """Train experiment `name`; the exported model lands in `models/<name>/`."""
+    import mlflow
+
+    cfg, exp = load_config(), load_experiment(name)
+    task = load_task(exp.task)
+    train_cfg = exp.train_config(cfg.train)
+    experiment_id = setup_mlflow(cfg.mlflow.experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        meta = track_run(exp, task, train_cfg, run.info.run_id, cfg.profile)
+        ray_name = run_name(exp, task, train_cfg, meta["data_version"])
+        fit_and_export(exp, task, train_cfg, meta, paths.model_dir(name), ray_name)
+        write_curves(run.info.run_id, paths.curves_file(name))
+    return paths.model_dir(name)
+
+
+def track_run(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: str, profile: str) -> dict:
+    """Log a training run's parameters, data inputs and tags to the active MLflow run; returns the metadata
+    its exported model carries (`model.json`)."""
+    import mlflow
+
+    corpus = load_corpus(task.corpus)
+    tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
+    data_hash = data_version(corpus)
+    src_vocab, tgt_vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
+    num_parameters = count_parameters(build_model(exp.model, src_vocab, tgt_vocab))
+    mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
+                               "train": train_cfg.model_dump(),
+                               "task": task.model_dump(exclude={"decode"}),
+                               "model": {"num_parameters": num_parameters}}))
+    log_dataset_inputs(corpus, load_from_disk(str(paths.tokenized_dir(exp.task))), data_hash)
+    meta = {
+        "experiment": exp.model_dump(mode="json"),
+        "src_vocab": src_vocab,
+        "tgt_vocab": tgt_vocab,
+        "num_parameters": num_parameters,
+        "kind": task.kind,
+        "task": task.model_dump(mode="json"),
+        "corpus_format": corpus.format,
+        "run_id": run_id,
+        "data_version": data_hash,
+        "git_commit": git_commit(),
+        "profile": profile,
+    }
+    mlflow.set_tags({
+        "task": exp.task, "kind": task.kind, "experiment": exp.name, "arch": exp.model.arch, "profile": profile,
+        "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": corpus.name,
+        "languages": f"{task.src_lang}-{task.tgt_lang}",
+    })
+    return meta
+
+
+def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta: dict, out_dir: Path,
+                   ray_name: str) -> dict:
+    """Train `exp` on Ray Train into the active MLflow run (`meta["run_id"]`), export the chosen weights to
+    `out_dir` with `meta`, and log the gradient diagnostics; returns what export decided and the
+    diagnostics records (`seqforge.training.diagnostics`)."""
+    import mlflow
+
+    from seqforge.data.shipping import ship
+    from seqforge.tasks.registry import task_kind
+    from seqforge.training.diagnostics import log_diagnostics, read_diagnostics
+    from seqforge.training.ray_reports import CHECKPOINT_NAME, storage_unreachable
+
+    tokenizer_file = paths.tokenizer_file(exp.task)
+    connect_ray()
+    config = loop_config(exp, task, train_cfg, SubwordTokenizer.load(tokenizer_file), meta["run_id"],
+                         ship(paths.tokenized_dir(exp.task)))
+    metric = task_kind(task.kind).monitor
+    try:
+        result = fit_on_ray(config, train_cfg, ray_name, metric)
+    except Exception as err:  # Ray Train raises its workers' or controller's failure (TrainingFailedError)
+        # an unreachable store can fail a worker's checkpoint or the controller's bookkeeping: either way, say so
+        storage = storage_failure(err) or storage_unreachable(paths.ray_storage(train_cfg.storage_path, "train"),
+                                                              train_cfg.checkpoint_retries)
+        if storage:
+            raise TrackingError(f"training {exp.name} stopped: {storage}") from None
+        raise
+    with ExitStack() as stack:
+        dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)]
+        weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
+        records = read_diagnostics(Path(stack.enter_context(result.checkpoint.as_directory())) / CHECKPOINT_NAME)
+    export_model(weights, out_dir, {**meta, "epoch": export["export_epoch"], "averaged": export["export_averaged"]},
+                 tokenizer_file)
+    log_diagnostics(records, exp.name, exp.optim.clip_norm)
+    mlflow.log_metrics({"best_epoch": (export["export_epoch"] or 0) + 1,
+                        **{k: v for k, v in export.items() if k != "export_epoch"}})
+    return {**export, "diagnostics": records}

@@ -1,0 +1,142 @@
+"""Ray Train checkpoints of a Lightning run: one at every epoch's end, scored on the task's validation
+metric, and with `train.checkpoint_every_n_steps` one every N updates in between. A mid-epoch
+checkpoint is only a resume point (`mid_epoch` in its metrics): it scores the worst finite value of the
+metric, so Ray never keeps it as a best checkpoint (it stays while it is the latest), and export never
+picks it. Not NaN or an infinity: Ray's snapshot of its checkpoints (JSON through pydantic) writes those
+as null, and a run resumed from that snapshot then fails on its first checkpoint, comparing a number
+with None.
+
+Each checkpoint carries what Lightning saves (weights, optimizer, schedule, loop progress) and the
+training loader's position (`ResumableLoader`), so a restarted worker group goes on with the next batch;
+the metrics logged before a checkpoint go to MLflow once Ray Train has registered it (`RunLogger.seal`,
+`RegisteredCheckpoints`), the checkpoint carries those MLflow may not hold yet (sent again on resume), and
+a resumed run logs the update it resumed from (`resumed_from_update`).
+
+Before each checkpoint, the storage (`storage_path`: a bucket on a cluster) must answer; while it
+does not, the write waits and retries, then fails with `CheckpointStorageError`. A checkpoint whose
+upload breaks off is never reported to Ray Train, so no run resumes from or exports a half-written one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import ray.train
+from ray.train import Checkpoint, UserCallback
+from ray.train.lightning import RayTrainReportCallback
+
+from seqforge.tracking.run_logger import RunLogger
+
+CHECKPOINT_NAME = RayTrainReportCallback.CHECKPOINT_NAME  # the Lightning file inside a Ray checkpoint
+
+
+class CheckpointStorageError(RuntimeError):
+    """Ray's checkpoint storage did not answer before a checkpoint was written, after every retry."""
+
+
+def wait_for_storage(fs, path: str, retries: int, first_wait: float = 1.0) -> None:
+    """Return once storage `fs` answers a read of `path` (the run's folder), retrying `retries` times
+    with doubling waits; then raise `CheckpointStorageError` with the storage's last error."""
+    for attempt in range(retries + 1):
+        try:
+            fs.get_file_info(path)
+            return
+        except OSError as err:
+            if attempt == retries:
+                waited = first_wait * (2**retries - 1)
+                raise CheckpointStorageError(
+                    f"checkpoint storage {fs.type_name}:{path} did not answer ({err}); gave up after "
+                    f"{retries} retries over {waited:.0f} s. The last complete checkpoint stays the run's "
+                    "resume point.") from None
+            time.sleep(first_wait * 2**attempt)
+
+
+def storage_unreachable(uri: str, retries: int) -> str | None:
+    """Why Ray's storage at `uri` does not answer after `retries` (`wait_for_storage`), or None when it does."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    try:
+        wait_for_storage(fs, path, retries)
+    except CheckpointStorageError as err:
+        return str(err)
+    return None
+
+
+class RegisteredCheckpoints(UserCallback):
+    """Ray Train callback (runs on the controller, after Ray registered a reported checkpoint, before the
+    other callbacks see the report): the update of each registered checkpoint into `queue`, for rank 0's
+    `RunLogger`. A checkpoint `ray.train.report` returned from is only registered at the controller's
+    next poll of the workers; a worker that dies before it loses it, and the run resumes from the one before."""
+
+    def __init__(self, queue) -> None:
+        self.queue = queue
+
+    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        if checkpoint is not None and metrics and metrics[0]:
+            self.queue.put(int(metrics[0]["step"]))
+
+
+class RayCheckpoints(pl.Callback):
+    """Report a checkpoint to Ray Train at each epoch's end and every `every_n_steps` updates; each
+    waits up to `retries` times for unreachable storage (`wait_for_storage`)."""
+
+    def __init__(self, monitor: tuple[str, str], every_n_steps: int | None, retries: int) -> None:
+        """`monitor`: the task's validation metric and its mode (`max`/`min`)."""
+        metric, mode = monitor
+        # a resume point's score: below any epoch's, and a number after a round trip through Ray's snapshot
+        self.resume_point = {metric: -sys.float_info.max if mode == "max" else sys.float_info.max, "mid_epoch": 1}
+        self.every, self.retries = every_n_steps, retries
+        ctx = ray.train.get_context()
+        self.storage = ctx.get_storage()
+        self.scratch = Path(tempfile.gettempdir(),
+                            f"seqforge-ckpt-{ctx.get_experiment_name()}-rank{ctx.get_world_rank()}")
+        self.last_step = 0
+
+    def on_train_start(self, trainer: pl.Trainer, module) -> None:
+        """A run that resumed from a checkpoint (a restarted worker group, a rerun stage) says from which
+        update, as the metric `resumed_from_update`: the updates after it were done again."""
+        if ray.train.get_checkpoint() is not None and trainer.logger is not None:
+            trainer.logger.log_metrics({"resumed_from_update": trainer.global_step}, step=trainer.global_step)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module, checkpoint: dict) -> None:
+        """The checkpoint carries the metrics MLflow may not hold yet (`RunLogger.unsent`)."""
+        if isinstance(trainer.logger, RunLogger):
+            checkpoint["unsent_metrics"] = trainer.logger.unsent()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, module, checkpoint: dict) -> None:
+        """Resuming: send what the checkpoint carries (`RunLogger.resend`); a killed worker may not have."""
+        if isinstance(trainer.logger, RunLogger) and "unsent_metrics" in checkpoint:
+            trainer.logger.resend(checkpoint["unsent_metrics"])
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if (self.every is None or step % self.every or step == self.last_step  # not due, or no update since
+                or batch_idx + 1 >= trainer.num_training_batches):  # the epoch-end checkpoint follows
+            return
+        self._report(trainer, self.resume_point)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module) -> None:
+        self._report(trainer, {})
+
+    def _report(self, trainer: pl.Trainer, extra: dict) -> None:
+        """Every rank saves and reports (Ray Train V2 waits for all); the metrics are rank 0's epoch line.
+        What was logged before it is sealed with it (`RunLogger.seal`): it goes to MLflow once Ray has
+        registered this checkpoint, from which a restart redoes nothing logged before it."""
+        self.last_step = trainer.global_step
+        metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
+        metrics |= {"epoch": trainer.current_epoch, "step": trainer.global_step, **extra}
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.scratch.mkdir(parents=True)
+        trainer.save_checkpoint(self.scratch / CHECKPOINT_NAME, weights_only=False)
+        wait_for_storage(self.storage.storage_filesystem, self.storage.experiment_fs_path, self.retries)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(self.scratch))
+        if isinstance(trainer.logger, RunLogger):
+            trainer.logger.seal(trainer.global_step)
+        trainer.strategy.barrier()
+        shutil.rmtree(self.scratch, ignore_errors=True)
