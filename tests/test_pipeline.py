@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import free_port, run, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -263,3 +264,17 @@ def test_your_own_tsv_corpus_and_task_train_register_and_translate(smoke_copy) -
     assert "ko-en@challenger is version 1" in out.stderr and out.stdout.strip()
     metrics = json.loads((repo / "metrics" / "ko-en_gru_bahdanau.json").read_text())
     assert metrics["kind"] == "translation" and "tok:13a" in metrics["signature"]["bleu"]
+
+    # the built-in tasks go; the clone's only task is the user's, and it still reproduces and translates
+    removed = run(["seqforge", "task", "remove", "translation", "chatbot"], repo, env).stdout
+    assert "removed task translation" in removed and "removed task chatbot" in removed
+    refused = run(["seqforge", "corpus", "remove", "ko-en-sample"], repo, env, check=False)
+    assert refused.returncode == 1 and "used by task ko-en" in refused.stderr and "Traceback" not in refused.stderr
+    run(["seqforge", "corpus", "remove", "multi30k", "dailydialog"], repo, env)
+    assert [o["path"] for o in yaml.safe_load((repo / "data.dvc").read_text())["outs"]] == ["data/ko-en-sample"]
+    assert set(yaml.safe_load((repo / "conf" / "pipeline.yaml").read_text())["experiments"]) == {"ko-en_gru_bahdanau"}
+    listed = run(["seqforge", "task", "list"], repo, env).stdout
+    assert "ko-en" in listed and "multi30k" not in listed
+    out = run(["dvc", "repro"], repo, env).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", out)) <= {"resolve"}  # stale stage configs dropped, nothing else
+    assert run(["seqforge", "translate", "-m", "ko-en@challenger", "그는 커피를 마십니다."], repo, env).stdout.strip()

@@ -69,7 +69,7 @@ def test_pipeline_tracks_and_registers_through_the_server(served_model) -> None:
     assert page["attention"] == [f"attention/sample_{i:02d}.png" for i in range(4)]
     assert "evaluation/samples.json" in page["evaluation"]
 
-    dvc_md5 = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
+    (dvc_md5,) = (o["md5"] for o in yaml.safe_load((repo / "data.dvc").read_text())["outs"] if o["path"] == "data/multi30k")
     inputs = {i["name"]: i for i in page["inputs"]}
     assert set(inputs) == {"multi30k-train", "multi30k-validation", "multi30k-test"}
     assert all(i["tags"]["dvc_md5"] == dvc_md5 and i["tags"]["data_version"].startswith("multi30k-")

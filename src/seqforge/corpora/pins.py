@@ -33,6 +33,7 @@ def pin(corpus_dir: Path, pin_file: Path = PIN_FILE) -> str:
         raise CorpusError(f"dvc add {corpus_dir} failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
     (out,) = yaml.safe_load(single.read_text())["outs"]
     single.unlink()
+    subprocess.run(["git", "rm", "-q", "--cached", "--ignore-unmatch", str(single)], capture_output=True)  # autostage
     out["path"] = str(corpus_dir)
     _write(pin_file, [o for o in _outs(pin_file) if o["path"] != out["path"]] + [out])
     return f"pinned in {pin_file} (commit it with conf/; `dvc push` shares the data)"

@@ -103,8 +103,9 @@ def study_model(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, study: S
     from mlflow import MlflowClient
 
     from seqforge.stages.evaluate import decode_split
+    from seqforge.stages.train import track_run
     from seqforge.tasks.registry import task_kind
-    from seqforge.training.driver import fit_and_export, track_run
+    from seqforge.training.driver import fit_and_export
 
     meta = track_run(exp, task, train_cfg, run_id, profile)
     model_dir = paths.ARTIFACTS / "study" / exp.name

@@ -1,0 +1,49 @@
+"""A model version registered by the code before the registries layout (its pickle names
+`seqforge.registry.Seq2SeqModel`, its code rides in `code_paths`) still loads and translates: in a bare
+fresh process (MLflow puts the version's own code first) and through today's `seqforge translate`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run
+
+ROOT = Path(__file__).resolve().parents[1]
+BEFORE = "d00ba9a"  # the last commit with the flat layout (seqforge/registry.py packaged models)
+
+PREDICT = """
+import sys, mlflow, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+print(sys.modules[type(model.unwrap_python_model()).__module__].__file__)
+print("\\n".join(model.predict(pd.DataFrame({"source": sys.argv[3:]}))["translation"]))
+"""
+
+
+@pytest.mark.slow
+def test_a_version_registered_before_the_move_loads_and_translates(smoke_copy, tmp_path: Path) -> None:
+    if subprocess.run(["git", "cat-file", "-e", f"{BEFORE}^{{commit}}"], cwd=ROOT).returncode:
+        pytest.skip(f"commit {BEFORE} is not in this clone's history")
+    old = tmp_path / "old"
+    old.mkdir()
+    archive = subprocess.run(["git", "archive", BEFORE, "src/seqforge"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    repo, env = smoke_copy
+    run([sys.executable, "-c", "from seqforge.registry import register_experiment as r; r('gru_bahdanau')"], repo,
+        {**env, "PYTHONPATH": str(old / "src")})
+    record = json.loads((repo / "reports" / "gru_bahdanau" / "registered.json").read_text())
+    version = f"models:/{record['name']}/{record['version']}"
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    sources = ["A man is riding a bike.", "Two dogs play in the snow near a red house."]
+
+    fresh = run([sys.executable, "-c", PREDICT, store, version, *sources], repo, env).stdout.splitlines()
+    old_class = Path(fresh[0])  # the old class, from the version's own code (not this checkout's shim)
+    assert old_class.name == "registry.py" and ROOT not in old_class.parents and "code" in old_class.parts
+    assert all(fresh[1:]) and len(fresh) == 3 and fresh[1] != fresh[2]
+
+    today = run(["seqforge", "translate", "--model", f"{record['name']}/{record['version']}", *sources], repo, env)
+    assert today.stdout.splitlines() == fresh[1:]  # same weights, same decoding: the same translations
