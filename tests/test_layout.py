@@ -24,8 +24,11 @@ def _module_file(name: str) -> Path | None:
 
 
 def _imports(path: Path) -> set[str]:
-    """First-party modules `path` imports at run time (anywhere in the file; not under `if TYPE_CHECKING:`)."""
+    """First-party modules `path` imports at run time (anywhere in the file; not under `if TYPE_CHECKING:`); a
+    package whose `__init__` calls `import_all` (`seqforge.plugins`) imports every module it holds."""
     tree = ast.parse(path.read_text())
+    package = ".".join(path.parent.relative_to(SRC).parts) if path.name == "__init__.py" and SRC in path.parents else ""
+    discovered = {f"{package}.{p.stem}" for p in path.parent.glob("*.py") if p.name != "__init__.py"}
     skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
                for child in node.body for n in ast.walk(child)}
     found = set()
@@ -36,6 +39,8 @@ def _imports(path: Path) -> set[str]:
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) == "import_all" and package:
+            found |= discovered
     return {name for name in found if _module_file(name)}
 
 

@@ -1,4 +1,6 @@
 """Corpus formats: one module per format behind one registry (`corpora.registry`), and fetching the built-in
 corpora. Importing the package registers the built-in formats."""
 
-from seqforge.corpora import dailydialog, delimited, hf, jsonl, multi30k, parquet, text_pair  # noqa: F401  (register on import)
+from seqforge.plugins import import_all
+
+import_all(__name__, __path__)  # every module registers what it defines

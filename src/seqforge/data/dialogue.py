@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import cache
 from typing import TYPE_CHECKING
 
 from datasets import Dataset, DatasetDict
-from sacremoses import MosesDetokenizer
 
 from seqforge.corpora.base import CorpusError
 from seqforge.data.text import normalize
@@ -24,14 +24,22 @@ if TYPE_CHECKING:  # the chatbot kind owns its config and imports this module
 SEP_TEXT = " <sep> "  # the tokenizer's turn-separator special token, between context turns
 _APOSTROPHE = re.compile(r"\s*[’‘]\s*")
 _CONTRACTION = re.compile(r"'(S|Re|RE|Ve|VE|Ll|LL|D|M|T)\b")
-_DETOK = MosesDetokenizer(lang="en")
+
+
+@cache
+def _detokenizer():
+    from sacremoses import (
+        MosesDetokenizer,  # half a second to import: only DailyDialog-style turns need it
+    )
+
+    return MosesDetokenizer(lang="en")
 
 
 def clean_turn(text: str) -> str:
     """One corpus turn -> natural text: straight apostrophes, joined contractions, no spaced punctuation."""
     text = _APOSTROPHE.sub("'", normalize(text))
     text = _CONTRACTION.sub(lambda m: "'" + m.group(1).lower(), text)
-    return normalize(_DETOK.detokenize(text.split()))
+    return normalize(_detokenizer().detokenize(text.split()))
 
 
 def build_context(turns: list[str], max_tokens: int) -> str:

@@ -3,4 +3,6 @@
 Importing the package registers the built-in families; a new one registers itself the same way.
 """
 
-from seqforge.models import rnn, transformer  # noqa: F401  (built-in families register on import)
+from seqforge.plugins import import_all
+
+import_all(__name__, __path__)  # every module registers what it defines

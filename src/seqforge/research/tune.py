@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter
 
 from seqforge import paths
 from seqforge.config.base import CONF_DIR, ConfigError, nest
@@ -27,8 +26,7 @@ from seqforge.corpora.registry import load_corpus
 from seqforge.data.shipping import ship
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.research.tune_config import TuneCfg, load_tune
-from seqforge.tasks.base import TaskCfg
-from seqforge.tasks.registry import load_task, task_kind
+from seqforge.tasks.registry import load_task, task_kind, task_schema
 from seqforge.tracking.client import data_version, ray_runtime_env, setup_mlflow, tracking_uri
 
 STATUS_TAG = "trial_status"  # completed | stopped_early | failed | interrupted (lost to a killed driver)
@@ -88,7 +86,7 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
         exp = with_overrides(base, sampled, f"trial {trial_id}")
         train_cfg = trial_train_cfg(sweep["train"], exp, TuneCfg.model_validate(sweep["tune"]))
         tokenizer = SubwordTokenizer.loads(sweep["tokenizer"])  # from the driver: no repository on this node
-        task = TypeAdapter(TaskCfg).validate_python(sweep["task"])
+        task = task_schema().validate_python(sweep["task"])
         result = fit_on_ray(loop_config(exp, task, train_cfg, tokenizer, run_id, sweep["data"]), train_cfg,
                             f"{sweep['name']}-{trial_id}", task_kind(task.kind).monitor,
                             callbacks=(TuneReportCallback(),), progress=False)

@@ -5,4 +5,6 @@ branching on a task name; several tasks of one kind (en→de, ko→en) share it.
 registers the built-in kinds.
 """
 
-from seqforge.tasks import chatbot, translation  # noqa: F401  (built-in kinds register on import)
+from seqforge.plugins import import_all
+
+import_all(__name__, __path__)  # every module registers what it defines

@@ -7,7 +7,6 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
@@ -66,6 +65,11 @@ def sentence_bleu_n(hyps: list[str], refs: list[str], n: int) -> float:
     unsmoothed BLEU and can exceed the plain precision; read them next to distinct-n.
     """
     weights = tuple([1.0 / n] * n + [0.0] * (4 - n))
+    from nltk.translate.bleu_score import (  # 1 s to import: only chatbots score with it
+        SmoothingFunction,
+        sentence_bleu,
+    )
+
     smoothing = SmoothingFunction().method7
     with warnings.catch_warnings():  # NLTK warns on responses shorter than n tokens
         warnings.simplefilter("ignore")
