@@ -25,10 +25,12 @@ from seqforge.config.base import (
 )
 from seqforge.config.shared import OptimCfg, TrainCfg
 from seqforge.models.base import FamilyCfg
-from seqforge.models.registry import model_schema
+from seqforge.models.registry import FAMILIES, model_union
 
 
 class ExperimentCfg(Strict):
+    """`conf/experiments/<name>.yaml`: validate with `experiment_schema()`, which knows the registered families."""
+
     name: Name
     task: Name
     template: Name | None = None  # the experiment file this one extends (`seqforge task add`)
@@ -43,13 +45,13 @@ class ExperimentCfg(Strict):
 
 
 @cache
-def _schema(families: Any) -> type[ExperimentCfg]:
-    return create_model("ExperimentCfg", __base__=ExperimentCfg, __module__=__name__, model=(families, ...))
+def _schema(configs: tuple[type[FamilyCfg], ...]) -> type[ExperimentCfg]:
+    return create_model("ExperimentCfg", __base__=ExperimentCfg, __module__=__name__, model=(model_union(configs), ...))
 
 
 def experiment_schema() -> type[ExperimentCfg]:
-    """`ExperimentCfg` whose `model` is the union of the families registered now."""
-    return _schema(model_schema())
+    """`ExperimentCfg` whose `model` is the union of the families registered now (one class per set of families)."""
+    return _schema(tuple(cls.config for cls in FAMILIES.values()))
 
 
 def tuned_file(name: str, conf_dir: Path = CONF_DIR) -> Path:

@@ -43,9 +43,8 @@ def family(name: str) -> type[Seq2Seq]:
     return FAMILIES[name]
 
 
-def model_schema() -> Any:
-    """The union of the registered families' configs, told apart by `arch`."""
-    configs = tuple(cls.config for cls in FAMILIES.values())
+def model_union(configs: tuple[type[FamilyCfg], ...]) -> Any:
+    """The union of family configs, told apart by `arch`."""
     return configs[0] if len(configs) == 1 else Annotated[Union[configs], Field(discriminator="arch")]  # noqa: UP007
 
 

@@ -213,7 +213,8 @@ def _trial_id(trial_dir: str) -> str:
 
 
 def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dict[str, Any]:
-    """Per-trial status into the child runs (stopped early = ended before `max_epochs` without error);
+    """Per-trial status into the child runs (stopped early = ended before `max_epochs` without error, counting
+    the epochs the child run logged as well as those Tune received);
     the only writer of `trial_status` and of the child runs' end."""
     from mlflow import MlflowClient
 
@@ -225,6 +226,8 @@ def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dic
         trial_id = (result.metrics or {}).get("trial_id") or _trial_id(result.path)
         run = child_runs.pop(trial_id, None)
         epochs = int((result.metrics or {}).get("training_iteration", 0))
+        if run is not None:  # ASHA's stop is asynchronous: the trial may have logged an epoch Tune never saw
+            epochs = max(epochs, len(client.get_metric_history(run.info.run_id, metric)))
         status = "failed" if result.error else ("stopped_early" if epochs < max_epochs else "completed")
         if run is not None and run.data.tags.get(STATUS_TAG) != status:
             client.set_tag(run.info.run_id, STATUS_TAG, status)
