@@ -26,9 +26,9 @@ from seqforge.tracking.client import (
     metric_steps,
     setup_mlflow,
 )
+from seqforge.training.driver import fit_and_export
 
 CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped")
-from seqforge.training.driver import fit_and_export
 
 
 def train_experiment(name: str) -> Path:

@@ -30,8 +30,6 @@ from seqforge.training.averaging import choose_weights
 from seqforge.training.diagnostics import log_diagnostics, read_diagnostics
 from seqforge.training.ray_reports import CHECKPOINT_NAME, storage_unreachable
 
-CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped")
-
 
 def train_worker(config: dict) -> None:
     """Per-worker loop: a Lightning Trainer wired to Ray's DDP strategy and checkpoint reporting."""
