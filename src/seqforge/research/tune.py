@@ -229,9 +229,11 @@ def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dic
         if run is not None:  # ASHA's stop is asynchronous: the trial may have logged an epoch Tune never saw
             epochs = max(epochs, len(client.get_metric_history(run.info.run_id, metric)))
         status = "failed" if result.error else ("stopped_early" if epochs < max_epochs else "completed")
-        if run is not None and run.data.tags.get(STATUS_TAG) != status:
+        ended = {"failed": "FAILED", "stopped_early": "KILLED"}.get(status, "FINISHED")
+        # both checked: a driver killed between the two writes left the tag set and the run open
+        if run is not None and (run.data.tags.get(STATUS_TAG) != status or run.info.status != ended):
             client.set_tag(run.info.run_id, STATUS_TAG, status)
-            client.set_terminated(run.info.run_id, {"failed": "FAILED", "stopped_early": "KILLED"}.get(status, "FINISHED"))
+            client.set_terminated(run.info.run_id, ended)
         history = result.metrics_dataframe
         best = None
         if history is not None and metric in history:
