@@ -327,6 +327,8 @@ def part_fit(args: argparse.Namespace) -> dict:
                 self.val_bleu.append(round(float(trainer.callback_metrics.get("val_bleu", float("nan"))), 2))
 
     pl.seed_everything(train.seed, workers=True, verbose=False)
+    if train.max_epochs is None:  # a time or update budget: two epochs (the check times epochs, it plans nothing)
+        train = train.model_copy(update={"max_epochs": 2})
     module = _module(exp, tokenizer, task)
     data = Seq2SeqDataModule({"train": splits["train"], "validation": splits["validation"]}, train)
     clock = EpochClock()

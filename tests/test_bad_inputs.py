@@ -38,7 +38,7 @@ def test_a_bad_experiment_file_names_itself_and_the_key(conf_copy, experiment, o
 
 
 def test_a_malformed_time_guard_names_the_experiment(conf_copy) -> None:
-    edit(conf_copy / "experiments" / "gru_bahdanau.yaml", 'max_time: "00:00:30:00"', 'max_time: "30 min"')
+    edit(conf_copy / "experiments" / "gru_bahdanau.yaml", "budget: 20m", 'budget: 20m\n  max_time: "30 min"')
     exp = load_experiment("gru_bahdanau", conf_copy)
     with pytest.raises(ConfigError, match=r"experiment gru_bahdanau: train: invalid configuration\n  max_time: String "
                                           r"should match pattern"):

@@ -56,7 +56,33 @@ print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': ru
 
     metrics = json.loads((repo / "metrics" / "transformer.json").read_text())
     assert metrics["signature"]["bleu"].startswith("nrefs:1|case:mixed")
-    assert (repo / "metrics" / "curves" / "gru_bahdanau.csv").read_text().startswith("epoch,")
+    assert (repo / "metrics" / "curves" / "gru_bahdanau.csv").read_text().startswith("evaluation,update,")
+
+
+def test_a_time_budget_is_planned_printed_and_trained_through_dvc(smoke_repo) -> None:
+    """The smoke profile gives the Transformer a time budget (40 s, 3 evaluations): the train stage prints its
+    plan, evaluates every N updates, ends the linear schedule at the plan's last update, and the next plan
+    takes this machine's measured rate; the GRU keeps its explicit epochs."""
+    repo, env = smoke_repo
+    printed = (repo / "runs" / "repro.log").read_text()
+    plan = json.loads((repo / "models" / "transformer" / "model.json").read_text())["plan"]
+    assert (plan["unit"], plan["setting"], plan["evaluations"]) == ("budget", "40s", 3)
+    assert plan["updates"] == 3 * plan["eval_every"] and plan["estimated_s"] <= 40 + plan["seconds_per_update"] * 3
+    assert f"transformer: plan from budget 40s: {plan['updates']:,} updates" in printed
+    assert re.search(r"transformer: estimated 0:00:\d\d at [\d.]+ s/update", printed)
+    for k in (1, 2, 3):
+        assert f"transformer evaluation {k}/3, update {k * plan['eval_every']:,}/{plan['updates']:,}" in printed
+    curve = (repo / "metrics" / "curves" / "transformer.csv").read_text().splitlines()
+    assert [int(row.split(",")[1]) for row in curve[1:]] == [plan["eval_every"] * k for k in (1, 2, 3)]
+    lr = [float(row.split(",")[7]) for row in curve[1:]]
+    assert lr[-1] < 1e-6 < lr[0]  # linear decay: zero at the last planned update
+    assert json.loads((repo / "models" / "gru_bahdanau" / "model.json").read_text())["plan"]["unit"] == "max_epochs"
+
+    shown = run(["seqforge", "plan", "translation"], repo, env).stdout
+    rows = {line.split("│")[1].strip(): line for line in shown.splitlines() if line.count("│") > 5}
+    assert set(rows) >= {"gru_bahdanau", "transformer"}
+    assert "budget 40s" in rows["transformer"] and "max_epochs 2" in rows["gru_bahdanau"]
+    assert all("the last run on this" in row for row in (rows["transformer"], rows["gru_bahdanau"]))
 
 
 def test_an_alias_moved_outside_seqforge_is_used_by_the_next_translate(smoke_copy) -> None:

@@ -30,6 +30,7 @@ from seqforge.config.base import (
 )
 from seqforge.config.experiment import experiment_names, tuned_file
 from seqforge.config.index import write_index
+from seqforge.config.shared import PLAN_KEYS, duration_seconds
 from seqforge.corpora.base import CorpusError
 from seqforge.corpora.fetch import sha256
 from seqforge.corpora.pins import pin, unpin
@@ -159,8 +160,11 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = No
 
 
 def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt: str | None = None,
-             experiments: str | None = None, conf_dir: Path = CONF_DIR) -> list[Path]:
-    """Write `conf/tasks/<name>.yaml` and one experiment per template; regenerate conf/pipeline.yaml."""
+             experiments: str | None = None, conf_dir: Path = CONF_DIR, *, budget: str | None = None,
+             updates: int | None = None) -> list[Path]:
+    """Write `conf/tasks/<name>.yaml` and one experiment per template; regenerate conf/pipeline.yaml.
+    `budget` (a time) or `updates` replaces the templates' training budget in every experiment."""
+    plan = _plan_override(budget, updates)
     if not re.match(NAME_PATTERN, name):
         raise CatalogError(f"task name {name!r}: use letters, digits, '-' and '_' (starting with a letter or digit)")
     task_file = conf_dir / "tasks" / f"{name}.yaml"
@@ -200,12 +204,31 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
                          + yaml.safe_dump(record, sort_keys=False))
     for exp_file, template in files:
         copied = {k: v for k, v in _template_values(template, conf_dir).items() if k not in ("task", "template")}
+        if plan:
+            copied["train"] = {k: v for k, v in (copied.get("train") or {}).items() if k not in PLAN_KEYS} | plan
         exp_file.write_text(f"# Experiment {template} on task {name}: the model, optimiser and train settings of\n"
                             f"# conf/experiments/{template}.yaml as `seqforge task add` found them (a copy: this file\n"
                             f"# stands alone, and the task it came from can be removed).\n"
                             + yaml.safe_dump({"task": name, **copied}, sort_keys=False))
     write_index(conf_dir)
     return [task_file, *(f for f, _ in files)]
+
+
+def _plan_override(budget: str | None, updates: int | None) -> dict:
+    """`--budget` / `--updates` as a train section, checked."""
+    if budget is not None and updates is not None:
+        raise CatalogError("--budget and --updates: give one (a time on this machine, or a number of updates)")
+    if budget is not None:
+        try:
+            duration_seconds(budget)
+        except ValueError as err:
+            raise CatalogError(f"--budget: {err}") from None
+        return {"budget": budget}
+    if updates is not None:
+        if updates < 1:
+            raise CatalogError(f"--updates: {updates} is not a number of updates (give 1 or more)")
+        return {"updates": updates}
+    return {}
 
 
 def _template_values(template: str, conf_dir: Path) -> dict:

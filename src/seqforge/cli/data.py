@@ -81,16 +81,21 @@ def task_add(
     src: Annotated[str | None, typer.Option(help="source language (chatbot: the language)")] = None,
     tgt: Annotated[str | None, typer.Option(help="target language (translation)")] = None,
     experiments: Annotated[str | None, typer.Option(help="experiment templates, comma-separated (default per kind)")] = None,
+    budget: Annotated[str | None, typer.Option(help="training time per experiment on this machine, e.g. 20m, 1h30m")] = None,
+    updates: Annotated[int | None, typer.Option(help="or a number of optimizer updates per experiment")] = None,
 ) -> None:
     """Add a task with experiments built from templates; the next `dvc repro` trains and registers it."""
     from seqforge.catalog import CatalogError, add_task
 
     try:
-        written = add_task(name, kind, corpus, src, tgt, experiments)
+        written = add_task(name, kind, corpus, src, tgt, experiments, budget=budget, updates=updates)
     except CatalogError as err:
         raise _fail("task add", err) from None
     for path in written:
         typer.echo(f"wrote {path}")
+    typer.echo(f"each experiment's budget is its file's train section; `seqforge plan {name}` shows the updates, "
+               f"evaluations and time it buys on this machine once `dvc repro tokenize@{name}` has run, and each "
+               "train stage prints its plan before training")
     typer.echo(f"`dvc repro` now prepares, trains, evaluates and registers {name} (model name {name})")
 
 

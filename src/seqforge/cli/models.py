@@ -147,13 +147,17 @@ def models(name: Annotated[str | None, typer.Argument(help="registered model nam
 
     rows = list_versions(_client(), name)
     table = Table(title=f"registered models — {_tracking()}")
-    for col in ("name", "version", "aliases", "experiment", "metric", "chrF", "data version", "created"):
+    for col in ("name", "version", "aliases", "experiment", "metric", "chrF", "data version", "created", "note"):
         table.add_column(col)
     for r in rows:
         value = "" if r["value"] is None else f"{r['metric']} {r['value']:.2f}"
         table.add_row(r["name"], str(r["version"]), r["aliases"], r["arch"], value,
-                      "" if r["chrf"] is None else f"{r['chrf']:.2f}", r["data_version"], r["created"])
+                      "" if r["chrf"] is None else f"{r['chrf']:.2f}", r["data_version"], r["created"],
+                      "undertrained" if r["undertrained"] else "")
     Console().print(table)
+    for r in rows:  # the figures behind each note, in full (a table cell would cut them)
+        if r["undertrained"]:
+            print(f"{r['name']} v{r['version']} undertrained: {r['undertrained']}")
 
 
 @app.command()

@@ -23,7 +23,7 @@ from seqforge.config.base import (
     read_yaml,
     validate,
 )
-from seqforge.config.shared import OptimCfg, TrainCfg
+from seqforge.config.shared import OptimCfg, TrainCfg, layered_train
 from seqforge.models.base import FamilyCfg
 from seqforge.models.registry import FAMILIES, model_union
 
@@ -41,7 +41,15 @@ class ExperimentCfg(Strict):
 
     def train_config(self, base: TrainCfg) -> TrainCfg:
         """The global train settings with this experiment's overrides applied (validated)."""
-        return validate(TrainCfg, {**base.model_dump(), **self.train}, f"experiment {self.name}: train")
+        return validate(TrainCfg, layered_train(base.model_dump(), self.train), f"experiment {self.name}: train")
+
+
+def overlay(data: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`merge`, with the `train` sections layered (`layered_train`: a plan unit replaces the ones below)."""
+    merged = merge(data, over)
+    if isinstance(data.get("train"), dict) and isinstance(over.get("train"), dict):
+        merged["train"] = layered_train(data["train"], over["train"])
+    return merged
 
 
 @cache
@@ -68,15 +76,15 @@ def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
     if data.get("template"):
         template = group_file(conf_dir, "experiments", str(data["template"]), f"template of {path}: experiment")
         base = {k: v for k, v in read_yaml(template).items() if k not in ("task", "template")}
-        data = merge(base, data)
+        data = overlay(base, data)
         sources += f" + template {template}"
     profile = active_profile(conf_dir)
     family = str((data.get("model") or {}).get("arch", ""))
-    data = merge({"name": name, **data}, profile_overlay(profile, conf_dir).get("families", {}).get(family, {}))
+    data = overlay({"name": name, **data}, profile_overlay(profile, conf_dir).get("families", {}).get(family, {}))
     tuned = tuned_file(name, conf_dir)
     winner = read_yaml(tuned) if tuned.is_file() else {}
     if winner.get("overrides"):
-        data = merge(data, winner["overrides"])
+        data = overlay(data, winner["overrides"])
         data["tuned_from"] = (winner.get("sweep") or {}).get("mlflow_run_id")
         sources += f" + {tuned}"
     exp = validate(experiment_schema(), data, f"{sources} (profile {profile!r})")

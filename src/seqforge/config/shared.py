@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from seqforge.config.base import CONF_DIR, Strict, merge, profile_overlay, read_yaml, validate
 
@@ -22,27 +23,82 @@ class TokenizerCfg(Strict):
     max_train_sentences: int = Field(1_000_000, ge=100)  # sentences sampled (seeded) to train the model
 
 
+DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def duration_seconds(text: str) -> int:
+    """`20m`, `1h30m`, `90s`, `2h` -> seconds; a `ValueError` says what a duration looks like."""
+    match = DURATION.match(text.strip().replace(" ", "")) if text else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration: write hours, minutes and seconds like 20m, 1h30m or 90s")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    total = (hours * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r}: a budget must be longer than zero")
+    return total
+
+
+def _duration(text: str) -> str:
+    duration_seconds(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+PLAN_KEYS = ("max_epochs", "updates", "budget")  # the units a training plan is given in, first set wins
+
+
 class TrainCfg(Strict):
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
-    max_epochs: int = Field(30, ge=1)
-    max_steps: int | None = Field(None, ge=1)  # optimizer updates; whichever cap comes first ends training
-    # (mid-epoch too: the best checkpoints are taken at epoch ends, so size it in whole epochs)
+    # the plan (seqforge.training.plan), from the first of these set: a number of epochs (evaluated at each
+    # epoch's end), a number of optimizer updates, or a wall-clock time on this machine (updates follow from
+    # the measured step rate); the latter two are evaluated `evaluations` times, evenly spaced
+    max_epochs: int | None = Field(None, ge=1)
+    updates: int | None = Field(None, ge=1)
+    budget: Duration | None = "15m"
+    evaluations: int = Field(8, ge=1)
     max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")  # a guard, not the budget
+    # (null: 1.5 × budget for a time budget, none otherwise)
+    undertrained_share: float = Field(0.05, gt=0)  # warn when the last 20 % of updates gained more than this
+    # share of the validation metric (seqforge.training.plan.still_improving)
     batch_tokens: int = Field(6000, ge=64)
     accumulate_grad_batches: int = Field(1, ge=1)  # batches per update: the effective batch is this × batch_tokens × workers
-    early_stopping_patience: int = Field(4, ge=1)
+    early_stopping_patience: int = Field(4, ge=1)  # evaluations without improvement
     seed: int = 1234
     log_every_n_steps: int = Field(25, ge=1)
     storage_path: str = "runs/ray"
     num_checkpoints: int = Field(2, ge=1)
-    checkpoint_every_n_steps: int | None = Field(None, ge=1)  # resume points between epoch ends (not in sweeps)
+    checkpoint_every_n_steps: int | None = Field(None, ge=1)  # resume points between evaluations (not in sweeps)
     average_checkpoints: Literal["auto", "always", "never"] = "auto"  # export the mean of the kept checkpoints
     # (auto: only when it scores better than the best one on the validation metric)
     max_failures: int = Field(1, ge=-1)  # worker-failure restarts from the last checkpoint; -1: no limit
     checkpoint_retries: int = Field(4, ge=0)  # waits for unreachable checkpoint storage: 1 s, 2 s, 4 s, ...
+
+    def guard(self) -> str | None:
+        """The wall-clock guard Lightning stops at (`DD:HH:MM:SS`): `max_time`, else 1.5 × a time budget."""
+        if self.max_time or self.plan_unit != "budget":
+            return self.max_time
+        minutes, seconds = divmod(int(1.5 * duration_seconds(self.budget)), 60)
+        return f"{minutes // 1440:02d}:{minutes // 60 % 24:02d}:{minutes % 60:02d}:{seconds:02d}"
+
+    @property
+    def plan_unit(self) -> str:
+        """Which of `PLAN_KEYS` sizes the run."""
+        return next(key for key in PLAN_KEYS if getattr(self, key) is not None)
+
+
+def layered_train(*layers: dict) -> dict:
+    """Train settings overlaid in order (global, experiment, sweep, ...): a layer that sets a plan unit
+    (`PLAN_KEYS`) replaces the units of the layers below, so an experiment's `updates: 5000` is not
+    outranked by the global `budget` or `max_epochs`."""
+    merged: dict = {}
+    for layer in layers:
+        if any(layer.get(key) is not None for key in PLAN_KEYS):
+            merged |= dict.fromkeys(PLAN_KEYS)  # None, not absent: no default comes back
+        merged |= layer
+    return merged
 
 
 class DecodeCfg(Strict):
@@ -78,7 +134,7 @@ class OptimCfg(Strict):
     weight_decay: float = Field(0.0, ge=0)  # AdamW decay of weight matrices (never norms, biases, embeddings)
     betas: tuple[float, float] = (0.9, 0.98)
     schedule: Literal["inverse_sqrt", "linear", "plateau"] = "inverse_sqrt"  # linear: warm-up, then down
-    # to zero at the run's last update (max_epochs / max_steps: the budget the run is sized in)
+    # to zero at the run's last planned update (seqforge.training.plan)
     warmup_steps: int = Field(500, ge=0)
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(1, ge=0)

@@ -43,6 +43,13 @@ class TokenizedSplit(Dataset):
         return self.data.select_columns(["target"])[indices]["target"]
 
 
+def updates_per_epoch(lengths: np.ndarray, cfg: TrainCfg) -> int:
+    """Optimizer updates in one epoch of training pairs with `lengths` on each of `cfg.num_workers` workers."""
+    sampler = TokenBudgetBatchSampler(lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed,
+                                      world_size=cfg.num_workers, even=True)
+    return math.ceil(len(sampler) / cfg.accumulate_grad_batches)
+
+
 class Seq2SeqDataModule(pl.LightningDataModule):
     """Token-budget batches of a task's `train` and `validation` splits (`splits`: from disk, or
     `seqforge.data.shipping.splits` on a Ray worker)."""
@@ -63,7 +70,7 @@ class Seq2SeqDataModule(pl.LightningDataModule):
 
     def updates_per_epoch(self) -> int:
         """Optimizer updates in one training epoch on this rank (the last partial accumulation steps too)."""
-        return math.ceil(len(self._sampler(self.train_set, train=True)) / self.cfg.accumulate_grad_batches)
+        return updates_per_epoch(self.train_set.lengths, self.cfg)
 
     def train_dataloader(self) -> ResumableLoader:
         loop = self.trainer.fit_loop.epoch_loop

@@ -19,7 +19,7 @@ from seqforge.config.base import (
     validate,
 )
 from seqforge.config.experiment import ExperimentCfg, load_experiment, with_overrides
-from seqforge.config.shared import TrainCfg, load_config
+from seqforge.config.shared import TrainCfg, layered_train, load_config
 from seqforge.models.registry import FAMILIES
 
 
@@ -79,6 +79,6 @@ def load_study(conf_dir: Path = CONF_DIR) -> tuple[StudyCfg, dict[str, tuple[Exp
                               f"the study's task is {study.task!r}")
         exp = with_overrides(exp.model_copy(update={"name": name}), {**study.set.get(exp.model.arch, {}), **entry.set},
                              f"{source}: models.{name}")
-        train = validate(TrainCfg, {**base_train, **exp.train, **study.train}, f"{source}: train")
+        train = validate(TrainCfg, layered_train(base_train, exp.train, study.train), f"{source}: train")
         plans[name] = (exp, train)
     return study, plans

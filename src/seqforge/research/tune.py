@@ -21,7 +21,7 @@ import yaml
 from seqforge import paths
 from seqforge.config.base import CONF_DIR, ConfigError, nest
 from seqforge.config.experiment import ExperimentCfg, experiment_schema, tuned_file, with_overrides
-from seqforge.config.shared import TrainCfg, load_config
+from seqforge.config.shared import TrainCfg, layered_train, load_config
 from seqforge.corpora.registry import load_corpus
 from seqforge.data.shipping import ship
 from seqforge.data.tokenizer import SubwordTokenizer
@@ -45,8 +45,8 @@ def trial_train_cfg(base: dict[str, Any], exp: ExperimentCfg, tune: TuneCfg) -> 
     """One trial's settings: global `train` (`base`) < the experiment's < the sweep's < sampled `train.*`.
     No mid-epoch checkpoints: Tune takes every Ray Train report as a result, and ASHA counts epochs."""
     sampled = {k: v for k, v in exp.train.items() if f"train.{k}" in tune.space}
-    return TrainCfg.model_validate({**base, **exp.train, **tune.train, **sampled, "storage_path": tune.storage_path,
-                                    "checkpoint_every_n_steps": None})
+    return TrainCfg.model_validate(layered_train(base, exp.train, tune.train, sampled) | {
+        "storage_path": tune.storage_path, "checkpoint_every_n_steps": None})
 
 
 def _child_run(client, sweep: dict, trial_id: str) -> str:

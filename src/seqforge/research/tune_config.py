@@ -18,7 +18,7 @@ from seqforge.config.base import (
     validate,
 )
 from seqforge.config.experiment import ExperimentCfg, load_experiment, with_overrides
-from seqforge.config.shared import TrainCfg, load_config
+from seqforge.config.shared import TrainCfg, layered_train, load_config
 
 DOMAINS = ("choice", "uniform", "loguniform", "randint")
 
@@ -88,10 +88,13 @@ def load_tune(name: str, conf_dir: Path = CONF_DIR) -> tuple[TuneCfg, Experiment
     overlay = profile_overlay(profile, conf_dir).get("tune", {})  # e.g. a cluster's shared storage
     tune = validate(TuneCfg, merge(read_yaml(path), overlay), f"{path} (profile {profile!r})")
     exp = load_experiment(name, conf_dir)
-    train = {**load_config(conf_dir).train.model_dump(), **tune.train}
+    if tune.train.get("max_epochs") is None:
+        raise ConfigError(f"{path}: train.max_epochs: a sweep is sized in epochs (ASHA compares trials at epoch "
+                          "ends); set it")
+    train = layered_train(load_config(conf_dir).train.model_dump(), exp.train, tune.train)
     validate(TrainCfg, train, f"{path}: train")
     for key in tune.space:
         source = f"{path}: space.{key}"
         trial = with_overrides(exp, {key: tune.corner(key)}, source)
-        validate(TrainCfg, {**train, **trial.train}, source)
+        validate(TrainCfg, layered_train(train, trial.train, tune.train), source)
     return tune, exp

@@ -113,6 +113,7 @@ def register_experiment(name: str) -> dict:
         "profile": meta["profile"],
         "num_parameters": str(meta["num_parameters"]),
         **{f"test_{k}": str(v) for k, v in report["metrics"].items()},
+        **({"undertrained": meta["undertrained"]} if meta.get("undertrained") else {}),
     }
     description = describe_version(meta, task, report, decode)
     client = mlflow.MlflowClient()

@@ -11,14 +11,14 @@ from pathlib import Path
 from datasets import load_from_disk
 
 from seqforge import paths
-from seqforge.config.base import flatten
+from seqforge.config.base import ConfigError, flatten
 from seqforge.config.experiment import ExperimentCfg, load_experiment
 from seqforge.config.shared import TrainCfg, load_config
 from seqforge.corpora.registry import load_corpus
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.models.registry import build_model, count_parameters
 from seqforge.tasks.base import TaskCfg
-from seqforge.tasks.registry import load_task
+from seqforge.tasks.registry import load_task, task_kind
 from seqforge.tracking.client import (
     data_version,
     git_commit,
@@ -26,35 +26,104 @@ from seqforge.tracking.client import (
     metric_steps,
     setup_mlflow,
 )
+from seqforge.training import rate
 from seqforge.training.driver import fit_and_export
+from seqforge.training.plan import Plan, PlanError, plan_experiment, still_improving
 
 CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped")
 
 
 def train_experiment(name: str) -> Path:
-    """Train experiment `name`; the exported model lands in `models/<name>/`."""
+    """Train experiment `name` as its plan says (printed first); the exported model lands in `models/<name>/`.
+    A run that ended while still improving fast says so (`undertrained`, in the model and on the run)."""
     import mlflow
 
     cfg, exp = load_config(), load_experiment(name)
     task = load_task(exp.task)
     train_cfg = exp.train_config(cfg.train)
     experiment_id = setup_mlflow(cfg.mlflow.experiment)
+    data_hash = data_version(load_corpus(task.corpus))
+    ray_name = run_name(exp, task, train_cfg, data_hash)
+    plan = run_plan(exp, task, train_cfg, ray_name)
+    print("\n".join(plan.lines()), flush=True)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
-        meta = track_run(exp, task, train_cfg, run.info.run_id, cfg.profile)
-        ray_name = run_name(exp, task, train_cfg, meta["data_version"])
-        fit_and_export(exp, task, train_cfg, meta, paths.model_dir(name), ray_name)
+        meta = track_run(exp, task, train_cfg, run.info.run_id, cfg.profile, data_hash)
+        mlflow.log_params({f"plan.{k}": v for k, v in plan.as_dict().items() if k != "experiment"})
+        fit_and_export(exp, task, train_cfg, {**meta, "plan": plan.as_dict()}, paths.model_dir(name), ray_name,
+                       plan.worker_view())
+        end = ended(run.info.run_id, exp, task, train_cfg, plan)
         write_curves(run.info.run_id, paths.curves_file(name))
+    if end:
+        print(f"warning: {end}", flush=True)
     return paths.model_dir(name)
 
 
-def track_run(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: str, profile: str) -> dict:
+def run_plan(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, ray_name: str) -> Plan:
+    """The plan of Ray run `ray_name`: made once (`plan_experiment`) and kept in `runs/plans/`, so a stage
+    rerun that resumes the run goes on with the same updates and schedule."""
+    saved = paths.RUNS / "plans" / f"{ray_name}.json"
+    if saved.is_file():
+        return Plan(**json.loads(saved.read_text()))
+    try:
+        plan = plan_experiment(exp, task, train_cfg)
+    except PlanError as err:
+        raise ConfigError(f"experiment {exp.name}: {err}") from None
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(plan.as_dict(), indent=2) + "\n")
+    return plan
+
+
+def ended(run_id: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, plan: Plan) -> str | None:
+    """After training: keep the run's measured rate for the next plan, and whether it ended while still
+    improving fast (`still_improving`) or was cut by the time guard; that goes on the run (tag
+    `undertrained`) and into `model.json`. Returns the warning, or None."""
+    import statistics
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    per_update, per_eval = (list(metric_steps(client, run_id, m).values()) for m in ("s_per_update", "eval_s"))
+    tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
+    key = rate.rate_key(exp, train_cfg, (tokenizer.vocab_size("source"), tokenizer.vocab_size("target")), task.kind)
+    if per_update and per_eval:
+        rate.record(key, statistics.median(per_update), statistics.median(per_eval))
+    metric, mode = task_kind(task.kind).monitor
+    curve = sorted(metric_steps(client, run_id, metric).items())
+    knob = f"train.{plan.unit} ({plan.setting})"
+    warning = None
+    if curve and curve[-1][0] + 1 < plan.updates * 0.98 and not stopped_early(curve, mode, train_cfg):
+        warning = (f"{exp.name}: the time guard stopped it at update {curve[-1][0] + 1:,} of {plan.updates:,} "
+                   f"planned; raise train.max_time or lower {knob}")
+    elif (gain := still_improving(curve, mode, train_cfg.undertrained_share)) is not None:
+        warning = f"{exp.name}: still improving when it ended: {metric} {gain}; raise {knob} to train longer"
+    if warning:
+        mlflow.set_tag("undertrained", warning)
+    model_json = paths.model_dir(exp.name) / "model.json"
+    model_json.write_text(json.dumps({**json.loads(model_json.read_text()), "undertrained": warning}, indent=2))
+    return warning
+
+
+def stopped_early(curve: list[tuple[int, float]], mode: str, train_cfg: TrainCfg) -> bool:
+    """Whether early stopping ended the run: its last `early_stopping_patience` evaluations beat no earlier one."""
+    patience = train_cfg.early_stopping_patience
+    if len(curve) <= patience:
+        return False
+    values = [v for _, v in curve]
+    best_before = (max if mode == "max" else min)(values[:-patience])
+    recent = values[-patience:]
+    return all(v <= best_before for v in recent) if mode == "max" else all(v >= best_before for v in recent)
+
+
+def track_run(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: str, profile: str,
+              data_hash: str | None = None) -> dict:
     """Log a training run's parameters, data inputs and tags to the active MLflow run; returns the metadata
-    its exported model carries (`model.json`)."""
+    its exported model carries (`model.json`). `data_hash`: the corpus's `data_version`, if known."""
     import mlflow
 
     corpus = load_corpus(task.corpus)
     tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
-    data_hash = data_version(corpus)
+    data_hash = data_hash or data_version(corpus)
     src_vocab, tgt_vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
     num_parameters = count_parameters(build_model(exp.model, src_vocab, tgt_vocab))
     mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
@@ -91,8 +160,9 @@ def run_name(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, data_hash: 
 
 
 def write_curves(run_id: str, out: Path) -> None:
-    """Per-epoch learning curves from the MLflow run, as CSV for `dvc plots` (empty cells: not logged).
-    An epoch is a step at which `val_loss` was logged (`metric_steps`: redone epochs count once)."""
+    """Per-evaluation learning curves from the MLflow run, as CSV for `dvc plots` (empty cells: not logged).
+    An evaluation is a step at which `val_loss` was logged (`metric_steps`: redone ones count once); `update`
+    is the updates done by then."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
@@ -100,6 +170,6 @@ def write_curves(run_id: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["epoch", *CURVE_METRICS])
-        for epoch, step in enumerate(sorted(history["val_loss"]), start=1):
-            writer.writerow([epoch, *(history[m].get(step, "") for m in CURVE_METRICS)])
+        writer.writerow(["evaluation", "update", *CURVE_METRICS])
+        for evaluation, step in enumerate(sorted(history["val_loss"]), start=1):
+            writer.writerow([evaluation, step + 1, *(history[m].get(step, "") for m in CURVE_METRICS)])

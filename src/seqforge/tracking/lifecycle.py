@@ -63,6 +63,7 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[dict]:
                 "chrf": _metric(v, "test_chrf"),
                 "data_version": v.tags.get("data_version", "")[:12],
                 "created": datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
+                "undertrained": v.tags.get("undertrained", ""),
             })
     return sorted(rows, key=lambda r: (r["name"], -r["version"]))
 

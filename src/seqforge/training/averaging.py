@@ -17,14 +17,15 @@ from torch import Tensor
 Weights = dict[str, Tensor]
 
 
-def load_weights(checkpoint_dir: Path) -> tuple[Weights, int | None]:
-    """Model weights and epoch of one Ray Train checkpoint directory (Lightning format)."""
+def load_weights(checkpoint_dir: Path) -> tuple[Weights, dict]:
+    """Model weights of one Ray Train checkpoint directory (Lightning format), and its epoch and update
+    (`export_epoch`, `export_update`)."""
     from seqforge.training.ray_reports import CHECKPOINT_NAME
 
     ckpt = torch.load(checkpoint_dir / CHECKPOINT_NAME, map_location="cpu",
                       weights_only=False)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    return weights, ckpt.get("epoch")
+    return weights, {"export_epoch": ckpt.get("epoch"), "export_update": ckpt.get("global_step")}
 
 
 def average(states: list[Weights]) -> Weights:
@@ -62,8 +63,8 @@ def choose_weights(checkpoint_dirs: list[Path], policy: str, config: dict, mode:
     `policy`: ``never`` (the best checkpoint), ``always`` (their mean), ``auto`` (the mean when its
     validation score beats the best checkpoint's, both computed here the same way).
     """
-    best, epoch = load_weights(checkpoint_dirs[0])
-    info: dict = {"export_epoch": epoch, "export_averaged": 0}
+    best, where = load_weights(checkpoint_dirs[0])
+    info: dict = {**where, "export_averaged": 0}
     if policy == "never" or len(checkpoint_dirs) < 2:
         return best, info
     mean = average([best, *(load_weights(d)[0] for d in checkpoint_dirs[1:])])

@@ -63,19 +63,24 @@ def train_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     module = Seq2SeqModule.from_loop_config(config)
+    plan = config.get("plan") or {"updates": None, "eval_every": None, "max_epochs": train_cfg.max_epochs}
+    every = plan["eval_every"]  # updates between evaluations (None: at each epoch's end)
     trainer = pl.Trainer(
         accelerator="auto",
         devices="auto",
         strategy=RayDDPStrategy(),
         plugins=[RayLightningEnvironment()],
         precision=train_cfg.precision,
-        max_epochs=train_cfg.max_epochs,
-        max_steps=train_cfg.max_steps or -1,
-        max_time=train_cfg.max_time,
+        max_epochs=plan["max_epochs"],
+        max_steps=plan["updates"] if every else -1,
+        max_time=train_cfg.guard(),
         accumulate_grad_batches=train_cfg.accumulate_grad_batches,
+        # batches, across epoch ends
+        val_check_interval=every * train_cfg.accumulate_grad_batches if every else 1.0,
+        check_val_every_n_epoch=None if every else 1,
         callbacks=[  # diagnostics first: each epoch's record is in that epoch's checkpoint
             TrainingDiagnostics(),
-            RayCheckpoints((metric, mode), train_cfg.checkpoint_every_n_steps, train_cfg.checkpoint_retries),
+            RayCheckpoints((metric, mode), every, train_cfg.checkpoint_every_n_steps, train_cfg.checkpoint_retries),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
             *injected(),
@@ -134,7 +139,7 @@ def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], 
     storage = paths.ray_storage(cfg.storage_path, "train")
     if not progress:
         return _fit({**config, "progress": None}, cfg, name, metric, storage, list(callbacks))
-    with printing(name.rsplit("-", 1)[0], cfg.max_time) as (lines, queue):
+    with printing(name.rsplit("-", 1)[0], cfg.guard(), config.get("plan")) as (lines, queue):
         return _fit({**config, "progress": queue}, cfg, name, metric, storage, [lines, *callbacks])
 
 
@@ -201,10 +206,11 @@ def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
 
 
 def loop_config(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer,
-                run_id: str, data) -> dict:
+                run_id: str, data, plan: dict | None = None) -> dict:
     """What every Ray Train worker of one run gets (`train_worker`'s config): plain values, the tokenizer's
     JSON text and `data`, the object reference of the tokenized splits (`shipping.ship`): nothing read
-    from the repository's path, so workers need no shared filesystem."""
+    from the repository's path, so workers need no shared filesystem. `plan`: `Plan.worker_view` (None:
+    `train_cfg.max_epochs` epochs, evaluated at each end)."""
     from seqforge.tasks.registry import task_kind
 
     return {
@@ -212,21 +218,22 @@ def loop_config(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, tokenize
         "experiment": exp.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
         "src_vocab": tokenizer.vocab_size("source"), "tgt_vocab": tokenizer.vocab_size("target"),
         "data": data, "tokenizer": tokenizer.dumps(),
-        "run_id": run_id, "tracking_uri": tracking_uri(),
+        "run_id": run_id, "tracking_uri": tracking_uri(), "plan": plan,
     }
 
 
 def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta: dict, out_dir: Path,
-                   ray_name: str) -> dict:
-    """Train `exp` on Ray Train into the active MLflow run (`meta["run_id"]`), export the chosen weights to
-    `out_dir` with `meta`, and log the gradient diagnostics; returns what export decided and the
-    diagnostics records (`seqforge.training.diagnostics`)."""
+                   ray_name: str, plan: dict | None = None) -> dict:
+    """Train `exp` on Ray Train into the active MLflow run (`meta["run_id"]`) as `plan` says
+    (`Plan.worker_view`; None: `max_epochs`), export the chosen weights to `out_dir` with `meta`, and log
+    the gradient diagnostics; returns what export decided and the diagnostics records
+    (`seqforge.training.diagnostics`)."""
     import mlflow
 
     tokenizer_file = paths.tokenizer_file(exp.task)
     connect_ray()
     config = loop_config(exp, task, train_cfg, SubwordTokenizer.load(tokenizer_file), meta["run_id"],
-                         ship(paths.tokenized_dir(exp.task)))
+                         ship(paths.tokenized_dir(exp.task)), plan)
     metric = task_kind(task.kind).monitor
     try:
         result = fit_on_ray(config, train_cfg, ray_name, metric)
@@ -241,9 +248,9 @@ def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta:
         dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)]
         weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
         records = read_diagnostics(Path(stack.enter_context(result.checkpoint.as_directory())) / CHECKPOINT_NAME)
-    export_model(weights, out_dir, {**meta, "epoch": export["export_epoch"], "averaged": export["export_averaged"]},
-                 tokenizer_file)
+    export_model(weights, out_dir, {**meta, "epoch": export["export_epoch"], "update": export["export_update"],
+                                    "averaged": export["export_averaged"]}, tokenizer_file)
     log_diagnostics(records, exp.name, exp.optim.clip_norm)
     mlflow.log_metrics({"best_epoch": (export["export_epoch"] or 0) + 1,
-                        **{k: v for k, v in export.items() if k != "export_epoch"}})
+                        **{k: v for k, v in export.items() if k != "export_epoch" and v is not None}})
     return {**export, "diagnostics": records}

@@ -27,8 +27,9 @@ class Seq2SeqModule(pl.LightningModule):
     translation greedy validation BLEU (the metric it is selected on; chat models use the loss)."""
 
     def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer: str, kind: str,
-                 bleu_tokenize: str | None = None) -> None:
-        """`tokenizer`: the task's tokenizer as JSON text (`SubwordTokenizer.dumps`)."""
+                 bleu_tokenize: str | None = None, eval_every: int | None = None) -> None:
+        """`tokenizer`: the task's tokenizer as JSON text (`SubwordTokenizer.dumps`); `eval_every`: updates
+        between evaluations (None: at each epoch's end), the plateau schedule's period."""
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"], logger=False)
         self.exp = experiment_schema().model_validate(experiment)
@@ -36,16 +37,18 @@ class Seq2SeqModule(pl.LightningModule):
         self.tokenizer = SubwordTokenizer.loads(tokenizer)
         self.monitor = task_kind(kind).monitor
         self.bleu_tokenize = bleu_tokenize  # validation BLEU's sacreBLEU tokenizer (kinds selected on BLEU)
-        self._reset_epoch_counters()
+        self.eval_every = eval_every
+        self._reset_counters()
 
     @classmethod
     def from_loop_config(cls, config: dict) -> Seq2SeqModule:
         """The module a training run's loop config (`train.loop_config`) describes."""
         return cls(config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer"],
-                    config["kind"], config["bleu_tokenize"])
+                   config["kind"], config["bleu_tokenize"], (config.get("plan") or {}).get("eval_every"))
 
-    def _reset_epoch_counters(self) -> None:
-        # training tokens, loss × sentences, sentences, clipped updates, updates: tensors, no per-step sync
+    def _reset_counters(self) -> None:
+        # since the last evaluation: training tokens, loss × sentences, sentences, clipped updates, updates
+        # (tensors: no per-step sync)
         self._train = torch.zeros(5, dtype=torch.float64, device=self.device)
         self._t0 = time.perf_counter()
 
@@ -58,11 +61,8 @@ class Seq2SeqModule(pl.LightningModule):
         )
 
     # -- training -----------------------------------------------------------------------------
-    def on_train_start(self) -> None:  # a run resumed mid-epoch does not start that epoch again
-        self._reset_epoch_counters()
-
-    def on_train_epoch_start(self) -> None:
-        self._reset_epoch_counters()
+    def on_train_start(self) -> None:  # a resumed run counts from where it goes on
+        self._reset_counters()
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         optim = self.exp.optim
@@ -90,19 +90,24 @@ class Seq2SeqModule(pl.LightningModule):
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._train_seconds = time.perf_counter() - self._t0
+        self._eval_t0 = time.perf_counter()
+        self._train_seconds = self._eval_t0 - self._t0
         self._val = torch.zeros(12, dtype=torch.float64)  # loss_sum, n_tokens, 10 BLEU stats
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_batch(self, batch: dict, data) -> list[float]:
+        """Loss sum, target tokens and (kinds selected on BLEU) the greedy hypotheses' 10 BLEU statistics of
+        one validation batch; `data`: the split it comes from (its reference texts)."""
         loss_sum = self._loss(batch, reduction="sum")
         n_tokens = (batch["tgt_out"] != PAD).sum()
         stats = [0.0] * 10
         if self.bleu_tokenize is not None:
             limit = max_lengths(batch["src_lens"], VAL_DECODE.max_len_ratio, VAL_DECODE.max_len_offset)
             hyps = self.tokenizer.decode(greedy(self.model, batch["src"], batch["src_lens"], limit))
-            refs = self.trainer.datamodule.val_set.targets(batch["index"].tolist())
-            stats = bleu_stats(hyps, refs, self.bleu_tokenize)
-        self._val += torch.tensor([float(loss_sum), float(n_tokens), *stats], dtype=torch.float64)
+            stats = bleu_stats(hyps, data.targets(batch["index"].tolist()), self.bleu_tokenize)
+        return [float(loss_sum), float(n_tokens), *stats]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._val += torch.tensor(self.validation_batch(batch, self.trainer.datamodule.val_set), dtype=torch.float64)
 
     def on_validation_epoch_end(self) -> None:
         """Sum loss, BLEU statistics and the epoch's training counters over workers; log the epoch's metrics,
@@ -121,9 +126,13 @@ class Seq2SeqModule(pl.LightningModule):
                 metrics["train_loss_epoch"] = loss_sum / sentences
             if updates:
                 metrics["clipped"] = clipped / updates
+                metrics["s_per_update"] = self._train_seconds * self.trainer.world_size / updates
+            metrics["eval_s"] = time.perf_counter() - self._eval_t0
         if self.bleu_tokenize is not None:
             metrics["val_bleu"] = bleu_from_stats(totals[2:12].tolist())
         self.log_dict(metrics, sync_dist=False)
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            self._reset_counters()  # the next evaluation's figures cover the updates since this one
 
     # -- optimisation -------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
@@ -137,11 +146,12 @@ class Seq2SeqModule(pl.LightningModule):
                 {"params": no_decay, "weight_decay": 0.0}]
 
     def planned_updates(self) -> int:
-        """The run's update budget: `max_epochs` epochs, or `max_steps` if fewer. Counted from the data
-        module, not `trainer.estimated_stepping_batches`, which builds the training loader before a
-        resumed run restores its position and so loses it (Lightning #20550)."""
-        epochs = self.trainer.max_epochs * self.trainer.datamodule.updates_per_epoch()
-        return min(epochs, self.trainer.max_steps) if self.trainer.max_steps > 0 else epochs
+        """The run's planned updates (`seqforge.training.plan`): `max_steps`, or `max_epochs` epochs. Counted
+        from the data module, not `trainer.estimated_stepping_batches`, which builds the training loader
+        before a resumed run restores its position and so loses it (Lightning #20550)."""
+        if self.trainer.max_steps > 0:
+            return self.trainer.max_steps
+        return self.trainer.max_epochs * self.trainer.datamodule.updates_per_epoch()
 
     def configure_optimizers(self):
         optim = self.exp.optim
@@ -154,7 +164,5 @@ class Seq2SeqModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=mode, factor=optim.plateau_factor, patience=optim.plateau_patience
         )
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "monitor": metric, "interval": "epoch"},
-        }
+        period = {"interval": "step", "frequency": self.eval_every} if self.eval_every else {"interval": "epoch"}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": metric, **period}}

@@ -1,5 +1,5 @@
-"""What a person sees while a model trains: one line per epoch, and a progress bar within the
-epoch when the driver's stderr is a terminal.
+"""What a person sees while a model trains: one line per evaluation (each epoch's end, or every N updates),
+and a progress bar within the epoch when the driver's stderr is a terminal.
 
 Ray Train reports each epoch on its controller actor; :class:`EpochLines` (a Ray Train callback
 there) sends a summary line through a Ray queue, and rank 0's :class:`StepProgress` (a Lightning
@@ -18,44 +18,41 @@ from contextlib import contextmanager
 import lightning.pytorch as pl
 from ray.train import UserCallback
 
-
-def _seconds(max_time: str | None) -> float | None:
-    """`DD:HH:MM:SS` -> seconds."""
-    if not max_time:
-        return None
-    days, hours, minutes, seconds = (int(x) for x in max_time.split(":"))
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+from seqforge.training.plan import clock, guard_seconds
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-
-
-def epoch_line(name: str, metrics: dict, elapsed: float, cap: float | None) -> str:
-    """`gru_bahdanau epoch 3 | train loss 3.12 | val loss 2.98 | val BLEU 21.4 | 6,512 tok/s | 0:04:10 | 0:15:50 left`."""
-    parts = [f"{name} epoch {int(metrics.get('epoch', 0)) + 1}"]
+def epoch_line(name: str, metrics: dict, elapsed: float, cap: float | None, plan: dict | None = None) -> str:
+    """`gru_bahdanau epoch 3 | train loss 3.12 | val loss 2.98 | val BLEU 21.4 | 6,512 tok/s | 0:04:10 | 0:15:50 left`;
+    a plan evaluated every N updates (`plan`: `Plan.worker_view`) names the evaluation and the update instead:
+    `gru_bahdanau evaluation 3/8, update 1,200/3,200 (epoch 2) | ...`."""
+    epoch = int(metrics.get("epoch", 0)) + 1
+    if plan and plan["eval_every"]:
+        step = int(metrics.get("step", 0))
+        parts = [f"{name} evaluation {step // plan['eval_every']}/{plan['updates'] // plan['eval_every']}, "
+                 f"update {step:,}/{plan['updates']:,} (epoch {epoch})"]
+    else:
+        parts = [f"{name} epoch {epoch}"]
     for key, label, fmt in (("train_loss_epoch", "train loss", ".3f"), ("val_loss", "val loss", ".3f"),
                             ("val_bleu", "val BLEU", ".2f"), ("tokens_per_s", "tok/s", ",.0f")):
         if key in metrics:
             value = format(float(metrics[key]), fmt)
             parts.append(f"{value} {label}" if key == "tokens_per_s" else f"{label} {value}")
-    parts.append(f"elapsed {_clock(elapsed)}")
+    parts.append(f"elapsed {clock(elapsed)}")
     if cap is not None:
-        parts.append(f"{_clock(max(cap - elapsed, 0))} left of the time cap")
+        parts.append(f"{clock(max(cap - elapsed, 0))} left of the time cap")
     return " | ".join(parts)
 
 
 class EpochLines(UserCallback):
     """Ray Train callback (runs on the controller): one summary line per reported epoch into `queue`."""
 
-    def __init__(self, name: str, max_time: str | None, queue) -> None:
-        self.name, self.cap, self.queue = name, _seconds(max_time), queue
+    def __init__(self, name: str, max_time: str | None, queue, plan: dict | None = None) -> None:
+        self.name, self.cap, self.queue, self.plan = name, guard_seconds(max_time), queue, plan
         self.start = time.monotonic()
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        if metrics and metrics[0] and not metrics[0].get("mid_epoch"):  # a resume point, not an epoch
-            self.queue.put(epoch_line(self.name, metrics[0], time.monotonic() - self.start, self.cap))
+        if metrics and metrics[0] and not metrics[0].get("mid_epoch"):  # a resume point, not an evaluation
+            self.queue.put(epoch_line(self.name, metrics[0], time.monotonic() - self.start, self.cap, self.plan))
 
 
 class StepProgress(pl.Callback):
@@ -72,7 +69,7 @@ class StepProgress(pl.Callback):
 
 
 @contextmanager
-def printing(name: str, max_time: str | None) -> Iterator[tuple[EpochLines, object]]:
+def printing(name: str, max_time: str | None, plan: dict | None = None) -> Iterator[tuple[EpochLines, object]]:
     """A Ray Train callback and the queue for rank 0's `StepProgress`; a driver thread shows what
     they send until the block ends (epoch lines on stdout; the bar on stderr, on a terminal only)."""
     import ray
@@ -119,7 +116,7 @@ def printing(name: str, max_time: str | None) -> Iterator[tuple[EpochLines, obje
         bar.start()
     thread.start()
     try:
-        yield EpochLines(name, max_time, queue), queue
+        yield EpochLines(name, max_time, queue, plan), queue
     finally:
         done.set()
         thread.join(timeout=5)

@@ -1,6 +1,7 @@
-"""Ray Train checkpoints of a Lightning run: one at every epoch's end, scored on the task's validation
-metric, and with `train.checkpoint_every_n_steps` one every N updates in between. A mid-epoch
-checkpoint is only a resume point (`mid_epoch` in its metrics): it scores the worst finite value of the
+"""Ray Train checkpoints of a Lightning run: one after every evaluation (each epoch's end, or every N
+updates of a time or update plan: `seqforge.training.plan`), scored on the task's validation metric, and
+with `train.checkpoint_every_n_steps` one every N updates in between. Such an in-between checkpoint is
+only a resume point (`mid_epoch` in its metrics): it scores the worst finite value of the
 metric, so Ray never keeps it as a best checkpoint (it stays while it is the latest), and export never
 picks it. Not NaN or an infinity: Ray's snapshot of its checkpoints (JSON through pydantic) writes those
 as null, and a run resumed from that snapshot then fails on its first checkpoint, comparing a number
@@ -28,6 +29,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import ray.train
 from ray.train import Checkpoint, UserCallback
+from lightning.pytorch.trainer.states import TrainerFn
 from ray.train.lightning import RayTrainReportCallback
 
 from seqforge.tracking.run_logger import RunLogger
@@ -83,11 +85,14 @@ class RegisteredCheckpoints(UserCallback):
 
 
 class RayCheckpoints(pl.Callback):
-    """Report a checkpoint to Ray Train at each epoch's end and every `every_n_steps` updates; each
-    waits up to `retries` times for unreachable storage (`wait_for_storage`)."""
+    """Report a checkpoint to Ray Train after each evaluation (at each epoch's end, or every `eval_every`
+    updates) and a resume point every `every_n_steps` updates; each waits up to `retries` times for
+    unreachable storage (`wait_for_storage`)."""
 
-    def __init__(self, monitor: tuple[str, str], every_n_steps: int | None, retries: int) -> None:
+    def __init__(self, monitor: tuple[str, str], eval_every: int | None, every_n_steps: int | None,
+                 retries: int) -> None:
         """`monitor`: the task's validation metric and its mode (`max`/`min`)."""
+        self.eval_every = eval_every
         metric, mode = monitor
         # a resume point's score: below any epoch's, and a number after a round trip through Ray's snapshot
         self.resume_point = {metric: -sys.float_info.max if mode == "max" else sys.float_info.max, "mid_epoch": 1}
@@ -117,12 +122,18 @@ class RayCheckpoints(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
         if (self.every is None or step % self.every or step == self.last_step  # not due, or no update since
-                or batch_idx + 1 >= trainer.num_training_batches):  # the epoch-end checkpoint follows
+                or (step % self.eval_every == 0 if self.eval_every  # an evaluation's checkpoint follows
+                    else batch_idx + 1 >= trainer.num_training_batches)):
             return
         self._report(trainer, self.resume_point)
 
+    def on_validation_end(self, trainer: pl.Trainer, module) -> None:
+        if self.eval_every and not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+            self._report(trainer, {})
+
     def on_train_epoch_end(self, trainer: pl.Trainer, module) -> None:
-        self._report(trainer, {})
+        if not self.eval_every:
+            self._report(trainer, {})
 
     def _report(self, trainer: pl.Trainer, extra: dict) -> None:
         """Every rank saves and reports (Ray Train V2 waits for all); the metrics are rank 0's epoch line.
