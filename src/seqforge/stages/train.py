@@ -89,11 +89,11 @@ def ended(run_id: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, p
     if per_update and per_eval:
         rate.record(key, statistics.median(per_update), statistics.median(per_eval))
     metric, mode = task_kind(task.kind).monitor
-    curve = sorted(metric_steps(client, run_id, metric).items())
+    curve = sorted((step + 1, value) for step, value in metric_steps(client, run_id, metric).items())  # by update
     knob = f"train.{plan.unit} ({plan.setting})"
     warning = None
-    if curve and curve[-1][0] + 1 < plan.updates * 0.98 and not stopped_early(curve, mode, train_cfg):
-        warning = (f"{exp.name}: the time guard stopped it at update {curve[-1][0] + 1:,} of {plan.updates:,} "
+    if curve and curve[-1][0] < plan.updates * 0.98 and not stopped_early(curve, mode, train_cfg):
+        warning = (f"{exp.name}: the time guard stopped it at update {curve[-1][0]:,} of {plan.updates:,} "
                    f"planned; raise train.max_time or lower {knob}")
     elif (gain := still_improving(curve, mode, train_cfg.undertrained_share)) is not None:
         warning = f"{exp.name}: still improving when it ended: {metric} {gain}; raise {knob} to train longer"

@@ -4,7 +4,8 @@ The last run of the same model, batch and workers on this machine gives it (`rec
 stage, in `runs/rates.json`); before one has run, a short timed probe does: a few updates of the model on
 the task's real batches in this process, with the threads one worker gets, and greedy decoding of
 validation batches. One process on an idle machine is faster than the run's workers side by side on it,
-so the probe is scaled by what this machine's earlier runs measured against their own probes.
+so the probe is scaled by what this machine's earlier runs measured against their own probes (`PRIOR`
+before any).
 """
 
 from __future__ import annotations
@@ -79,12 +80,18 @@ def recorded(key: str) -> Rate | None:
     return Rate(*entry["run"], "the last run on this machine")
 
 
-def calibration() -> tuple[float, float]:
-    """Median run/probe ratios (update, evaluation) of this machine's runs; 1 before any."""
+PRIOR = (1.5, 1.5)  # run/probe before a machine has its own runs: what the 2-core development machines
+# measured (README, *Budgets and plans*); the workers' data-parallel steps, Lightning and Ray cost more
+# than the probe's bare steps
+
+
+def calibration() -> tuple[tuple[float, float], str]:
+    """Run/probe ratios (update, evaluation): the median of this machine's runs, else `PRIOR`; and whence."""
     pairs = [e for e in _read().get(machine(), {}).values() if "run" in e and "probe" in e]
     if not pairs:
-        return 1.0, 1.0
-    return tuple(statistics.median(e["run"][i] / e["probe"][i] for e in pairs) for i in (0, 1))
+        return PRIOR, "prior: no run on this machine yet"
+    ratios = tuple(statistics.median(e["run"][i] / e["probe"][i] for e in pairs) for i in (0, 1))
+    return ratios, f"from this machine's {len(pairs)} run{'s' * (len(pairs) > 1)}"
 
 
 def record(key: str, seconds_per_update: float | None = None, seconds_per_eval: float | None = None,
@@ -146,6 +153,5 @@ def measured(key: str, make_probe) -> Rate:
         return last
     raw = make_probe()
     record(key, probe=raw)
-    update_ratio, eval_ratio = calibration()
-    scaled = "" if (update_ratio, eval_ratio) == (1.0, 1.0) else f" × {update_ratio:.2f} from this machine's runs"
-    return Rate(raw[0] * update_ratio, raw[1] * eval_ratio, f"a timed probe{scaled or ', uncalibrated'}")
+    (update_ratio, eval_ratio), whence = calibration()
+    return Rate(raw[0] * update_ratio, raw[1] * eval_ratio, f"a timed probe × {update_ratio:.2f}, {whence}")
