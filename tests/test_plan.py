@@ -165,6 +165,9 @@ def test_task_add_budget_replaces_the_templates_budget(project: Path) -> None:
         assert exp.train == {"budget": "12m"}
     add_task("mu", "translation", "multi30k", "de", "en", "gru_bahdanau", conf_dir=Path("conf"), updates=3000)
     assert load_experiment("mu_gru_bahdanau", Path("conf")).train == {"updates": 3000}
+    add_task("md", "translation", "multi30k", "de", "en", "transformer", conf_dir=Path("conf"))
+    exp = load_experiment("md_transformer", Path("conf"))  # not the template's 33m: the project's default
+    assert exp.train == {} and exp.train_config(load_config(Path("conf")).train).budget == "15m"
 
 
 def test_a_plan_needs_the_task_tokenized(project: Path) -> None:

@@ -163,7 +163,8 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
              experiments: str | None = None, conf_dir: Path = CONF_DIR, *, budget: str | None = None,
              updates: int | None = None) -> list[Path]:
     """Write `conf/tasks/<name>.yaml` and one experiment per template; regenerate conf/pipeline.yaml.
-    `budget` (a time) or `updates` replaces the templates' training budget in every experiment."""
+    Every experiment's budget is `budget` (a time) or `updates`, else the project's default (`train.budget` of
+    conf/config.yaml), never the template's: that was sized for the template's corpus."""
     plan = _plan_override(budget, updates)
     if not re.match(NAME_PATTERN, name):
         raise CatalogError(f"task name {name!r}: use letters, digits, '-' and '_' (starting with a letter or digit)")
@@ -204,8 +205,10 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
                          + yaml.safe_dump(record, sort_keys=False))
     for exp_file, template in files:
         copied = {k: v for k, v in _template_values(template, conf_dir).items() if k not in ("task", "template")}
-        if plan:
-            copied["train"] = {k: v for k, v in (copied.get("train") or {}).items() if k not in PLAN_KEYS} | plan
+        # the template's budget was sized for its own corpus: the new task gets --budget/--updates, or the
+        # project's default budget (conf/config.yaml `train.budget`)
+        train = {k: v for k, v in (copied.get("train") or {}).items() if k not in PLAN_KEYS} | plan
+        copied = {k: v for k, v in copied.items() if k != "train"} | ({"train": train} if train else {})
         exp_file.write_text(f"# Experiment {template} on task {name}: the model, optimiser and train settings of\n"
                             f"# conf/experiments/{template}.yaml as `seqforge task add` found them (a copy: this file\n"
                             f"# stands alone, and the task it came from can be removed).\n"

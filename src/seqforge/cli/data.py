@@ -93,9 +93,9 @@ def task_add(
         raise _fail("task add", err) from None
     for path in written:
         typer.echo(f"wrote {path}")
-    typer.echo(f"each experiment's budget is its file's train section; `seqforge plan {name}` shows the updates, "
-               f"evaluations and time it buys on this machine once `dvc repro tokenize@{name}` has run, and each "
-               "train stage prints its plan before training")
+    typer.echo(f"training budget: {f'--budget {budget}' if budget else f'--updates {updates}' if updates else 'the project default (train.budget in conf/config.yaml)'} per experiment; "
+               f"`seqforge plan {name}` shows the updates, evaluations and time it buys on this machine once "
+               f"`dvc repro tokenize@{name}` has run, and each train stage prints its plan before training")
     typer.echo(f"`dvc repro` now prepares, trains, evaluates and registers {name} (model name {name})")
 
 
