@@ -103,3 +103,23 @@ def test_a_resumed_run_sees_the_same_batches_and_ends_with_the_same_weights(task
     assert first.batches[:step] + resumed.batches == full.batches  # nothing replayed, nothing skipped
     for (key, a), b in zip(reference.state_dict().items(), model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_a_plateau_schedule_steps_once_per_evaluation_across_epoch_ends(task) -> None:
+    """A time or update plan evaluates every N updates, across epoch ends: the plateau schedule steps after
+    each evaluation (Lightning's own step interval counts batches within an epoch)."""
+    root, name = task
+    exp = load_experiment(f"{name}_gru_bahdanau", root / "conf")
+    exp = exp.model_copy(update={"optim": exp.optim.model_copy(update={"schedule": "plateau", "warmup_steps": 0,
+                                                                       "plateau_patience": 0})})
+    train_cfg = exp.train_config(load_config(root / "conf").train).model_copy(update={"batch_tokens": 150})
+    tokenizer = SubwordTokenizer.load(root / paths.tokenizer_file(name))
+    vocab = tokenizer.vocab_size("source")
+    every = 12  # the sample has 9 batches an epoch: evaluations fall mid-epoch and across epoch ends
+    module = Seq2SeqModule(exp.model_dump(mode="json"), vocab, vocab, tokenizer.dumps(), "chatbot", None, every)
+    trainer = pl.Trainer(max_epochs=4, max_steps=3 * every, val_check_interval=every, check_val_every_n_epoch=None,
+                         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False)
+    trainer.fit(module, datamodule=Seq2SeqDataModule(load_from_disk(str(root / paths.tokenized_dir(name))), train_cfg))
+    assert trainer.global_step == 3 * every
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 3  # one step per evaluation, no more

@@ -133,6 +133,8 @@ class Seq2SeqModule(pl.LightningModule):
         self.log_dict(metrics, sync_dist=False)
         if self.trainer.state.fn == TrainerFn.FITTING:
             self._reset_counters()  # the next evaluation's figures cover the updates since this one
+            if self.eval_every and self.exp.optim.schedule == "plateau":
+                self.lr_schedulers().step(metrics[self.monitor[0]])
 
     # -- optimisation -------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
@@ -164,5 +166,7 @@ class Seq2SeqModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=mode, factor=optim.plateau_factor, patience=optim.plateau_patience
         )
-        period = {"interval": "step", "frequency": self.eval_every} if self.eval_every else {"interval": "epoch"}
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": metric, **period}}
+        # evaluated every N updates: stepped after each evaluation (`on_validation_epoch_end`), as Lightning's
+        # step interval counts batches within the epoch; the config keeps it in checkpoints
+        period = {"frequency": 2**31} if self.eval_every else {}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": metric, "interval": "epoch", **period}}
