@@ -28,8 +28,8 @@ def epoch_line(name: str, metrics: dict, elapsed: float, cap: float | None, plan
     epoch = int(metrics.get("epoch", 0)) + 1
     if plan and plan["eval_every"]:
         step = int(metrics.get("step", 0))
-        parts = [f"{name} evaluation {step // plan['eval_every']}/{plan['updates'] // plan['eval_every']}, "
-                 f"update {step:,}/{plan['updates']:,} (epoch {epoch})"]
+        every, updates = plan["eval_every"], plan["updates"]
+        parts = [f"{name} evaluation {step // every}/{updates // every}, update {step:,}/{updates:,} (epoch {epoch})"]
     else:
         parts = [f"{name} epoch {epoch}"]
     for key, label, fmt in (("train_loss_epoch", "train loss", ".3f"), ("val_loss", "val loss", ".3f"),

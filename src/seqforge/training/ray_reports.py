@@ -28,8 +28,8 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import ray.train
-from ray.train import Checkpoint, UserCallback
 from lightning.pytorch.trainer.states import TrainerFn
+from ray.train import Checkpoint, UserCallback
 from ray.train.lightning import RayTrainReportCallback
 
 from seqforge.tracking.run_logger import RunLogger
