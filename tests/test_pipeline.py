@@ -78,6 +78,16 @@ def test_a_time_budget_is_planned_printed_and_trained_through_dvc(smoke_repo) ->
     assert lr[-1] < 1e-6 < lr[0]  # linear decay: zero at the last planned update
     assert json.loads((repo / "models" / "gru_bahdanau" / "model.json").read_text())["plan"]["unit"] == "max_epochs"
 
+    # the honest end: warned, tagged and listed exactly when the curve was still rising at the end
+    from seqforge.training.plan import still_improving
+
+    bleu = [(int(row.split(",")[1]), float(row.split(",")[5])) for row in curve[1:]]
+    rising = still_improving(bleu, "max", 0.05)
+    warned = re.search(r"warning: transformer: still improving when it ended: (.+); raise train.budget \(40s\)", printed)
+    assert bool(warned) == bool(rising) and (not rising or warned.group(1) == f"val_bleu {rising}")
+    listed = run(["seqforge", "models", "translation-en-de"], repo, env).stdout
+    assert ("translation-en-de v2 undertrained: transformer: still improving" in listed) == bool(rising)
+
     shown = run(["seqforge", "plan", "translation"], repo, env).stdout
     rows = {line.split("│")[1].strip(): line for line in shown.splitlines() if line.count("│") > 5}
     assert set(rows) >= {"gru_bahdanau", "transformer"}

@@ -61,8 +61,9 @@ def task(tmp_path_factory) -> tuple[Path, str]:
     return root, "ko-en"
 
 
-def fit(task: tuple[Path, str], callbacks: list, ckpt_path: Path | None = None) -> Seq2SeqModule:
-    """Train the sample's GRU (no dropout: the resumed run can then match weight for weight)."""
+def fit(task: tuple[Path, str], callbacks: list, ckpt_path: Path | None = None, every: int | None = None) -> Seq2SeqModule:
+    """Train the sample's GRU (no dropout: the resumed run can then match weight for weight), evaluated at
+    each epoch's end or, as a time or update plan does, every `every` updates across epoch ends."""
     root, name = task
     exp = load_experiment(f"{name}_gru_bahdanau", root / "conf")
     exp = exp.model_copy(update={"model": exp.model.model_copy(update={"dropout": 0.0}),
@@ -72,7 +73,8 @@ def fit(task: tuple[Path, str], callbacks: list, ckpt_path: Path | None = None) 
     tokenizer = SubwordTokenizer.load(root / paths.tokenizer_file(name))
     vocab = tokenizer.vocab_size("source")  # joint vocabulary
     module = Seq2SeqModule(exp.model_dump(mode="json"), vocab, vocab, tokenizer.dumps(), "translation", "13a")
-    trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False, callbacks=callbacks,
+    trainer = pl.Trainer(max_epochs=EPOCHS, val_check_interval=every or 1.0, check_val_every_n_epoch=None if every else 1,
+                         accelerator="cpu", devices=1, logger=False, callbacks=callbacks,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
     trainer.fit(module, datamodule=Seq2SeqDataModule(load_from_disk(str(root / paths.tokenized_dir(name))), train_cfg),
@@ -81,25 +83,29 @@ def fit(task: tuple[Path, str], callbacks: list, ckpt_path: Path | None = None) 
 
 
 @pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")  # the resumed run saves nothing
-@pytest.mark.parametrize("where", ["mid-epoch", "epoch end"])
+@pytest.mark.parametrize("where", ["mid-epoch", "epoch end", "evaluation"])
 def test_a_resumed_run_sees_the_same_batches_and_ends_with_the_same_weights(task, tmp_path, where: str) -> None:
+    """`evaluation`: checkpoints after evaluations every 4 updates, mid-epoch (the checkpoints of a time or
+    update plan, `RayCheckpoints.on_validation_end`)."""
+    every = 4 if where == "evaluation" else None
     full = Record()
-    reference = fit(task, [full])
+    reference = fit(task, [full], every=every)
     steps_per_epoch = sum(1 for epoch, _ in full.batches if epoch == 0)
     assert 5 <= steps_per_epoch < INTERRUPT_AT < 2 * steps_per_epoch, steps_per_epoch
 
-    saver = (ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=4, save_top_k=-1) if where == "mid-epoch"
-             else ModelCheckpoint(tmp_path, "{step}", save_top_k=-1, save_on_train_epoch_end=True))
+    saver = {"mid-epoch": ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=4, save_top_k=-1),
+             "epoch end": ModelCheckpoint(tmp_path, "{step}", save_top_k=-1, save_on_train_epoch_end=True),
+             "evaluation": ModelCheckpoint(tmp_path, "{step}", save_top_k=-1, save_on_train_epoch_end=False)}[where]
     first = Record(stop=INTERRUPT_AT)
     with pytest.raises(Interrupted):
-        fit(task, [first, saver])
+        fit(task, [first, saver], every=every)
     saved = {int(p.stem.split("=")[1]): p for p in tmp_path.glob("step=*.ckpt")}
     step = max(saved)  # the last checkpoint before the interruption
-    assert step == (12 if where == "mid-epoch" else steps_per_epoch)
+    assert step == (steps_per_epoch if where == "epoch end" else 12)
     assert len(first.batches) == INTERRUPT_AT
 
     resumed = Record()
-    model = fit(task, [resumed], ckpt_path=saved[step])
+    model = fit(task, [resumed], ckpt_path=saved[step], every=every)
     assert first.batches[:step] + resumed.batches == full.batches  # nothing replayed, nothing skipped
     for (key, a), b in zip(reference.state_dict().items(), model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=lambda m, key=key: f"{key}: {m}")
