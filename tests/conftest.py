@@ -160,9 +160,9 @@ def smoke_repo(tmp_path_factory, ray_cluster) -> tuple[Path, dict]:
 
 
 def fingerprint(repo: Path) -> dict[str, tuple[int, int]]:
-    """Size and modification time of every file of `repo` but git's, DVC's and Ray's scratch, bytecode, and
+    """Size and modification time of every file of `repo` but git's, DVC's, Ray's and the plans' scratch, bytecode, and
     the `registered_model_meta` files MLflow writes into a local store whenever a registered model loads."""
-    skip = (repo / ".git", repo / ".dvc" / "tmp", repo / "runs")
+    skip = (repo / ".git", repo / ".dvc" / "tmp", repo / "runs", repo / ".seqforge")
     return {str(p.relative_to(repo)): (p.stat().st_size, p.stat().st_mtime_ns) for p in repo.rglob("*")
             if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts
             and p.name != "registered_model_meta" and not any(p.is_relative_to(s) for s in skip)}

@@ -5,6 +5,7 @@ fresh process (MLflow puts the version's own code first) and through today's `se
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +31,19 @@ def test_a_version_registered_before_the_move_loads_and_translates(smoke_copy, t
         pytest.skip(f"commit {BEFORE} is not in this clone's history")
     old = tmp_path / "old"
     old.mkdir()
-    archive = subprocess.run(["git", "archive", BEFORE, "src/seqforge"], cwd=ROOT, capture_output=True, check=True)
+    archive = subprocess.run(["git", "archive", BEFORE, "src/seqforge", "conf"], cwd=ROOT, capture_output=True,
+                             check=True)
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     repo, env = smoke_copy
+    # the old code reads the old configuration (today's has keys it never knew), on the smoke profile
+    shutil.move(repo / "conf", tmp_path / "conf-today")
+    shutil.copytree(old / "conf", repo / "conf")
+    config = repo / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("profile: default", "profile: smoke", 1))
     run([sys.executable, "-c", "from seqforge.registry import register_experiment as r; r('gru_bahdanau')"], repo,
         {**env, "PYTHONPATH": str(old / "src")})
+    shutil.rmtree(repo / "conf")
+    shutil.move(tmp_path / "conf-today", repo / "conf")
     record = json.loads((repo / "reports" / "gru_bahdanau" / "registered.json").read_text())
     version = f"models:/{record['name']}/{record['version']}"
     store = f"sqlite:///{repo / 'mlflow.db'}"

@@ -8,7 +8,7 @@ ARTIFACTS = Path("artifacts")
 MODELS = Path("models")
 METRICS = Path("metrics")
 REPORTS = Path("reports")
-RUNS = Path("runs")  # local run state: Ray storage, plans, measured rates (not versioned)
+STATE = Path(".seqforge")  # this machine's measured step rates and saved training plans (not versioned)
 
 
 def raw_dir(corpus: str) -> Path:

@@ -59,9 +59,9 @@ def train_experiment(name: str) -> Path:
 
 
 def run_plan(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, ray_name: str) -> Plan:
-    """The plan of Ray run `ray_name`: made once (`plan_experiment`) and kept in `runs/plans/`, so a stage
+    """The plan of Ray run `ray_name`: made once (`plan_experiment`) and kept in `.seqforge/plans/`, so a stage
     rerun that resumes the run goes on with the same updates and schedule."""
-    saved = paths.RUNS / "plans" / f"{ray_name}.json"
+    saved = paths.STATE / "plans" / f"{ray_name}.json"
     if saved.is_file():
         return Plan(**json.loads(saved.read_text()))
     try:

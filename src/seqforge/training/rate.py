@@ -1,7 +1,7 @@
 """How fast this machine trains an experiment: seconds per optimizer update and per evaluation.
 
 The last run of the same model, batch and workers on this machine gives it (`record` after each train
-stage, in `runs/rates.json`); before one has run, a short timed probe does: a few updates of the model on
+stage, in `.seqforge/rates.json`); before one has run, a short timed probe does: a few updates of the model on
 the task's real batches in this process, with the threads one worker gets, and greedy decoding of
 validation batches. One process on an idle machine is faster than the run's workers side by side on it,
 so the probe is scaled by what this machine's earlier runs measured against their own probes (`PRIOR`
@@ -36,7 +36,7 @@ class Rate:
     source: str
 
 
-RATES = paths.RUNS / "rates.json"
+RATES = paths.STATE / "rates.json"
 
 
 def machine() -> str:
