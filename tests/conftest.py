@@ -44,6 +44,17 @@ def mirror() -> Path:
 
 
 @pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A project folder (conf/ copied, default profile, no DVC) as the working directory."""
+    from seqforge.config.base import set_profile
+
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    set_profile("default", tmp_path / "conf")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def conf_copy(tmp_path: Path) -> Path:
     """A writable copy of conf/ on the default profile (whatever the checkout's is) to edit in a test."""
     from seqforge.config.base import set_profile

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,6 @@ from seqforge.tasks.registry import load_task
 
 DATA = Path(__file__).parent / "data"
 PAIRS = [line.split("\t") for line in (DATA / "ko_en.tsv").read_text(encoding="utf-8").splitlines()]
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    """A project folder (conf/ copied, default profile, no DVC) as the working directory."""
-    from seqforge.config.base import set_profile
-
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    set_profile("default", tmp_path / "conf")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def add(name: str, fmt: str, *sources, **options):

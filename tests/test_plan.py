@@ -3,13 +3,11 @@ corpus size; bad budgets are one line naming the key or flag; a run still improv
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 
 from seqforge.catalog import CatalogError, add_task
 from seqforge.config.base import ConfigError, validate
@@ -129,16 +127,6 @@ def test_still_improving_fires_on_a_rising_curve_not_a_flat_one() -> None:
     assert still_improving(falling_loss, "min", 0.05) is not None  # chat: validation loss still falling
     assert still_improving([(u, 3.0) for u in range(100, 1001, 100)], "min", 0.05) is None
     assert still_improving(rising[:2], "max", 0.05) is None  # too few evaluations to say
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    from seqforge.config.base import set_profile
-
-    shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    set_profile("default", tmp_path / "conf")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 @pytest.mark.parametrize(
