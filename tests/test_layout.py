@@ -1,5 +1,6 @@
-"""The code's shape: no import circles, no module over 350 lines, and every DVC stage depends on every
-source file its entry point imports (so `dvc repro` can never call a model current that old code built)."""
+"""The code's shape: no import circles, no module over 350 lines, every DVC stage depends on every
+source file its entry point imports (so `dvc repro` can never call a model current that old code built), and
+Ray Train's callbacks import nothing heavy."""
 
 from __future__ import annotations
 
@@ -142,3 +143,15 @@ def test_no_module_over_the_line_limit() -> None:
     long = {str(p.relative_to(ROOT)): n for p in (SRC / "seqforge").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_ray_train_callbacks_import_no_torch_lightning_or_mlflow() -> None:
+    """Ray Train's controller imports the module of every callback it runs, before it starts the workers:
+    Lightning and MLflow there cost each run's start about 11 s on 2 cores (`python -m bench.ray_start`)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, seqforge.training.progress, seqforge.training.registered; "
+            "print(sorted({'torch', 'lightning', 'mlflow'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

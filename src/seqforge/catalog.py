@@ -30,7 +30,7 @@ from seqforge.config.base import (
 )
 from seqforge.config.experiment import experiment_names, tuned_file
 from seqforge.config.index import write_index
-from seqforge.config.shared import PLAN_KEYS, duration_seconds
+from seqforge.config.shared import PLAN_KEYS
 from seqforge.corpora.base import CorpusError
 from seqforge.corpora.fetch import sha256
 from seqforge.corpora.pins import pin, unpin
@@ -38,6 +38,7 @@ from seqforge.corpora.registry import FORMATS, CorpusCfg, corpus_names, load_cor
 from seqforge.data.arrow_files import ScratchDir
 from seqforge.data.splits import BATCH, split_masks
 from seqforge.data.text import length_unit, lengths, normalize_texts
+from seqforge.durations import duration_seconds
 from seqforge.tasks.registry import KINDS, task_names, task_schema
 from seqforge.tasks.translation import DROPS, TranslationData, drop_codes
 

@@ -20,8 +20,9 @@ def plan(task: Annotated[str | None, typer.Argument(help="a task in conf/tasks/;
     from seqforge.config.experiment import load_experiment
     from seqforge.config.index import pipeline_index
     from seqforge.config.shared import load_config
+    from seqforge.durations import clock
     from seqforge.tasks.registry import load_task
-    from seqforge.training.plan import PlanError, clock, plan_experiment
+    from seqforge.training.plan import PlanError, plan_experiment
 
     try:
         index = pipeline_index()

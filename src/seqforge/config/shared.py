@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
 from seqforge.config.base import CONF_DIR, Strict, merge, profile_overlay, read_yaml, validate
+from seqforge.durations import duration_seconds
 
 
 class TokenizerCfg(Strict):
@@ -21,21 +21,6 @@ class TokenizerCfg(Strict):
     character_coverage: float = Field(1.0, gt=0.0, le=1.0)  # sentencepiece: 1.0 keeps every character (CJK)
     byte_fallback: bool = True  # sentencepiece: unseen characters become UTF-8 bytes, never <unk>
     max_train_sentences: int = Field(1_000_000, ge=100)  # sentences sampled (seeded) to train the model
-
-
-DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def duration_seconds(text: str) -> int:
-    """`20m`, `1h30m`, `90s`, `2h` -> seconds; a `ValueError` says what a duration looks like."""
-    match = DURATION.match(text.strip().replace(" ", "")) if text else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration: write hours, minutes and seconds like 20m, 1h30m or 90s")
-    hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    total = (hours * 60 + minutes) * 60 + seconds
-    if total <= 0:
-        raise ValueError(f"{text!r}: a budget must be longer than zero")
-    return total
 
 
 def _duration(text: str) -> str:

@@ -47,8 +47,8 @@ def train_worker(config: dict) -> None:
     from seqforge.training.diagnostics import TrainingDiagnostics
     from seqforge.training.faults import injected
     from seqforge.training.module import Seq2SeqModule
-    from seqforge.training.progress import StepProgress
     from seqforge.training.ray_reports import CHECKPOINT_NAME, RayCheckpoints, wait_for_storage
+    from seqforge.training.step_progress import StepProgress
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
@@ -149,7 +149,7 @@ def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storag
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
-    from seqforge.training.ray_reports import RegisteredCheckpoints
+    from seqforge.training.registered import RegisteredCheckpoints
 
     registered = Queue(actor_options={"num_cpus": 0})  # the checkpoints Ray registers, for rank 0's RunLogger
     trainer = TorchTrainer(

@@ -13,24 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from seqforge.config.shared import TrainCfg, duration_seconds
+from seqforge.config.shared import TrainCfg
+from seqforge.durations import clock, duration_seconds, guard_seconds
 from seqforge.training.rate import Rate, measured, probe, rate_key
 
 STARTUP_S = 20.0  # Ray workers, data shipping and the first checkpoint: seconds a run spends outside updates
-
-
-def guard_seconds(max_time: str | None) -> float | None:
-    """`DD:HH:MM:SS` -> seconds."""
-    if not max_time:
-        return None
-    days, hours, minutes, seconds = (int(x) for x in max_time.split(":"))
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-
-
-def clock(seconds: float) -> str:
-    """Seconds -> `H:MM:SS`."""
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 class PlanError(ValueError):

@@ -2,9 +2,13 @@
 and a progress bar within the epoch when the driver's stderr is a terminal.
 
 Ray Train reports each epoch on its controller actor; :class:`EpochLines` (a Ray Train callback
-there) sends a summary line through a Ray queue, and rank 0's :class:`StepProgress` (a Lightning
-callback) sends its position in the epoch about once a second. :func:`printing` shows both on the
-driver. Workers' own output and Ray's logs go to Ray's session folder, whose path is printed once.
+there) sends a summary line through a Ray queue, and rank 0's `StepProgress` (a Lightning callback,
+`seqforge.training.step_progress`) sends its position in the epoch about once a second. :func:`printing`
+shows both on the driver. Workers' own output and Ray's logs go to Ray's session folder, whose path is
+printed once.
+
+The controller imports this module to run `EpochLines`: it imports neither torch nor Lightning nor MLflow,
+each of which would hold up every run's start by seconds (`bench/ray_start.py`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import lightning.pytorch as pl
 from ray.train import UserCallback
 
-from seqforge.training.plan import clock, guard_seconds
+from seqforge.durations import clock, guard_seconds
 
 
 def epoch_line(name: str, metrics: dict, elapsed: float, cap: float | None, plan: dict | None = None) -> str:
@@ -53,19 +56,6 @@ class EpochLines(UserCallback):
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
         if metrics and metrics[0] and not metrics[0].get("mid_epoch"):  # a resume point, not an evaluation
             self.queue.put(epoch_line(self.name, metrics[0], time.monotonic() - self.start, self.cap, self.plan))
-
-
-class StepProgress(pl.Callback):
-    """Rank 0's position within the epoch, sent to the driver at most once per `every` seconds."""
-
-    def __init__(self, queue, every: float = 1.0) -> None:
-        self.queue, self.every, self.last = queue, every, 0.0
-
-    def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
-        now = time.monotonic()
-        if trainer.global_rank == 0 and now - self.last >= self.every:
-            self.last = now
-            self.queue.put(("step", trainer.current_epoch + 1, batch_idx + 1, trainer.num_training_batches))
 
 
 @contextmanager

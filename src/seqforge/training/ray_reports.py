@@ -29,7 +29,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import ray.train
 from lightning.pytorch.trainer.states import TrainerFn
-from ray.train import Checkpoint, UserCallback
+from ray.train import Checkpoint
 from ray.train.lightning import RayTrainReportCallback
 
 from seqforge.tracking.run_logger import RunLogger
@@ -68,20 +68,6 @@ def storage_unreachable(uri: str, retries: int) -> str | None:
     except CheckpointStorageError as err:
         return str(err)
     return None
-
-
-class RegisteredCheckpoints(UserCallback):
-    """Ray Train callback (runs on the controller, after Ray registered a reported checkpoint, before the
-    other callbacks see the report): the update of each registered checkpoint into `queue`, for rank 0's
-    `RunLogger`. A checkpoint `ray.train.report` returned from is only registered at the controller's
-    next poll of the workers; a worker that dies before it loses it, and the run resumes from the one before."""
-
-    def __init__(self, queue) -> None:
-        self.queue = queue
-
-    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        if checkpoint is not None and metrics and metrics[0]:
-            self.queue.put(int(metrics[0]["step"]))
 
 
 class RayCheckpoints(pl.Callback):
