@@ -59,7 +59,7 @@ def test_a_format_and_a_kind_from_a_test_module_go_through_corpus_add_task_add_a
     corpus, summary = add_corpus("toy", "lines", [str(source)], columns="en=0,de=1", split="validation=5,test=5",
                                  conf_dir=project / "conf", data_dir=project / "data")
     assert corpus.languages == ["en", "de"] and summary[0].startswith("toy: 40 pairs")
-    written = add_task("echo-en", "echo", "toy", src="en", experiments="copy", conf_dir=project / "conf")
+    written, _ = add_task("echo-en", "echo", "toy", src="en", experiments="copy", conf_dir=project / "conf")
     assert [p.name for p in written] == ["echo-en.yaml", "echo-en_copy.yaml"]
     assert type(load_task("echo-en", project / "conf")).__name__ == "EchoTask"
     assert load_experiment("echo-en_copy", project / "conf").model.arch == "copy"

@@ -39,6 +39,7 @@ from seqforge.data.arrow_files import ScratchDir
 from seqforge.data.splits import BATCH, split_masks
 from seqforge.data.text import length_unit, lengths, normalize_texts
 from seqforge.durations import duration_seconds
+from seqforge.recipes import size_task
 from seqforge.tasks.registry import KINDS, task_names, task_schema
 from seqforge.tasks.translation import DROPS, TranslationData, drop_codes
 
@@ -162,10 +163,13 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = No
 
 def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt: str | None = None,
              experiments: str | None = None, conf_dir: Path = CONF_DIR, *, budget: str | None = None,
-             updates: int | None = None) -> list[Path]:
-    """Write `conf/tasks/<name>.yaml` and one experiment per template; regenerate conf/pipeline.yaml.
+             updates: int | None = None, data_dir: Path = paths.DATA) -> tuple[list[Path], list[str]]:
+    """Write `conf/tasks/<name>.yaml` and one experiment per template; regenerate conf/pipeline.yaml. Returns
+    the files written and what sized them.
+
     Every experiment's budget is `budget` (a time) or `updates`, else the project's default (`train.budget` of
-    conf/config.yaml), never the template's: that was sized for the template's corpus."""
+    conf/config.yaml), never the template's: that was sized for the template's corpus. The vocabulary and the
+    models' dropout and width come from the rule of `conf/recipes.yaml` for the corpus's training pairs."""
     plan = _plan_override(budget, updates)
     if not re.match(NAME_PATTERN, name):
         raise CatalogError(f"task name {name!r}: use letters, digits, '-' and '_' (starting with a letter or digit)")
@@ -201,21 +205,28 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
         if exp_file.exists():
             raise CatalogError(f"{exp_file}: exists already")
         files.append((exp_file, template))
-    task_file.write_text(f"# Added by `seqforge task add {name} --kind {kind} --corpus {corpus_name}`. Every key of\n"
-                         f"# conf/tasks/translation.yaml can be set here; unset ones take their defaults.\n"
-                         + yaml.safe_dump(record, sort_keys=False))
+    values = {}
     for exp_file, template in files:
         copied = {k: v for k, v in _template_values(template, conf_dir).items() if k not in ("task", "template")}
         # the template's budget was sized for its own corpus: the new task gets --budget/--updates, or the
         # project's default budget (conf/config.yaml `train.budget`)
         train = {k: v for k, v in (copied.get("train") or {}).items() if k not in PLAN_KEYS} | plan
-        copied = {k: v for k, v in copied.items() if k != "train"} | ({"train": train} if train else {})
+        values[exp_file] = {k: v for k, v in copied.items() if k != "train"} | ({"train": train} if train else {})
+    try:  # before anything is written: a bad rule leaves no file behind
+        sized = size_task(name, kind, corpus, record, {p.stem: v for p, v in values.items()}, conf_dir, data_dir)
+    except ConfigError as err:
+        raise CatalogError(str(err)) from None
+    task_file.write_text(f"# Added by `seqforge task add {name} --kind {kind} --corpus {corpus_name}`. Every key of\n"
+                         f"# conf/tasks/translation.yaml can be set here; unset ones take their defaults.\n"
+                         + yaml.safe_dump(record, sort_keys=False))
+    for exp_file, template in files:
         exp_file.write_text(f"# Experiment {template} on task {name}: the model, optimiser and train settings of\n"
                             f"# conf/experiments/{template}.yaml as `seqforge task add` found them (a copy: this file\n"
-                            f"# stands alone, and the task it came from can be removed).\n"
-                            + yaml.safe_dump({"task": name, **copied}, sort_keys=False))
+                            f"# stands alone, and the task it came from can be removed); `task add` printed which rule of\n"
+                            f"# conf/recipes.yaml sized it for the corpus, if any.\n"
+                            + yaml.safe_dump({"task": name, **values[exp_file]}, sort_keys=False))
     write_index(conf_dir)
-    return [task_file, *(f for f, _ in files)]
+    return [task_file, *(f for f, _ in files)], sized
 
 
 def _plan_override(budget: str | None, updates: int | None) -> dict:

@@ -88,9 +88,11 @@ def task_add(
     from seqforge.catalog import CatalogError, add_task
 
     try:
-        written = add_task(name, kind, corpus, src, tgt, experiments, budget=budget, updates=updates)
+        written, sized = add_task(name, kind, corpus, src, tgt, experiments, budget=budget, updates=updates)
     except CatalogError as err:
         raise _fail("task add", err) from None
+    for line in sized:
+        typer.echo(line)
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo(f"training budget: {f'--budget {budget}' if budget else f'--updates {updates}' if updates else 'the project default (train.budget in conf/config.yaml)'} per experiment; "
