@@ -1,6 +1,6 @@
 """Data path at scale: prepare and tokenize of a synthetic corpus of N pairs, and the loader's memory.
 
-    python -m bench.data_scale --pairs 200000 2000000 [--workdir DIR]
+    python -m bench.data_scale --pairs 200000 2000000 [--plan] [--workdir DIR]
 
 For each N, a synthetic TSV corpus (Zipf-distributed words, 4-30 per side) goes through the real
 `prepare` and `tokenize` stages, each in its own process; the table shows their wall time,
@@ -8,7 +8,10 @@ pairs/s and peak RSS (the whole process tree, `datasets.map` workers included, s
 0.1 s). The loader columns build the training `TokenizedSplit` and its token-budget sampler and
 iterate 300 batches: the process's RSS growth, and its anonymous part (RSS also counts the pages
 of the memory-mapped Arrow file that were read, which the kernel reclaims under pressure);
-Multi30k (train, the same code) is the reference. The corpus is generated outside the timed stages.
+Multi30k (train, the same code) is the reference. The corpus is generated outside the timed stages and
+added as a user would add it (`seqforge task add`, so the recipe of `conf/recipes.yaml` sizes its
+vocabulary). `--plan` then prints `seqforge plan` for each synthetic task: the updates, evaluations and
+time the default budget buys at that size on this machine (a timed probe of each experiment).
 """
 
 from __future__ import annotations
@@ -99,13 +102,23 @@ def project(workdir: Path) -> tuple[Path, dict]:
     """A scratch project: conf/ and pipelines/ of this checkout, the default profile."""
     shutil.copytree(ROOT / "conf", workdir / "conf")
     shutil.copytree(ROOT / "pipelines", workdir / "pipelines")
-    env = {**os.environ, "PYTHONPATH": str(workdir), "TOKENIZERS_PARALLELISM": "true"}
+    env = {**os.environ, "PYTHONPATH": str(workdir), "TOKENIZERS_PARALLELISM": "true", "COLUMNS": "160"}
     subprocess.run([sys.executable, "-m", "seqforge.cli", "profile", "default"], cwd=workdir, env=env, check=True,
                    capture_output=True)
     return workdir, env
 
 
-def add_synthetic(root: Path, n: int) -> str:
+def seqforge(root: Path, env: dict, *args: str) -> str:
+    """Run a `seqforge` command in the scratch project; its output, or exit with its error."""
+    done = subprocess.run([sys.executable, "-m", "seqforge.cli", *args], cwd=root, env=env, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise SystemExit(f"seqforge {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def add_synthetic(root: Path, env: dict, n: int) -> tuple[str, str]:
+    """Write a synthetic corpus of `n` pairs and add it as a task with `seqforge task add`: (task, recipe line)."""
     name = f"syn{n}"
     data = root / "data" / name
     data.mkdir(parents=True)
@@ -114,15 +127,15 @@ def add_synthetic(root: Path, n: int) -> str:
     corpus = {"format": "tsv", "languages": ["xx", "yy"], "columns": {"xx": 0, "yy": 1},
               "split": {"validation": 2000, "test": 2000}, "files": {"pairs.tsv": digest}}
     (root / "conf" / "corpora" / f"{name}.yaml").write_text(yaml.safe_dump(corpus))
-    task = {"kind": "translation", "corpus": name, "src_lang": "xx", "tgt_lang": "yy",
-            "tokenizer": {"library": "tokenizers", "model": "bpe", "vocab_size": 8000}}
-    (root / "conf" / "tasks" / f"{name}.yaml").write_text(yaml.safe_dump(task))
-    return name
+    added = seqforge(root, env, "task", "add", name, "--kind", "translation", "--corpus", name, "--src", "xx",
+                     "--tgt", "yy", "--experiments", "gru_bahdanau,transformer")
+    return name, next((line for line in added.splitlines() if line.startswith("recipe:")), "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, nargs="+", default=[200_000, 2_000_000])
+    parser.add_argument("--plan", action="store_true", help="print `seqforge plan` for each synthetic task")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seqforge-scale-"))
@@ -130,17 +143,20 @@ def main() -> None:
     console = Console(width=120)
     fetch = subprocess.run([sys.executable, "-m", "seqforge.cli", "fetch"], cwd=root, env=env, capture_output=True,
                            text=True)
-    tasks = [("multi30k en-de", "translation", 31_014)] if fetch.returncode == 0 else []
-    if not tasks:
+    reference = [("multi30k en-de", "translation", 31_014)] if fetch.returncode == 0 else []
+    if not reference:
         console.print(f"[yellow]no Multi30k reference ({fetch.stderr.strip()[-200:]})[/]")
+    synthetic = []
     for n in args.pairs:
         console.print(f"generating {n:,} synthetic pairs ...")
-        tasks.append((f"synthetic {n:,}", add_synthetic(root, n), n))
+        task, recipe = add_synthetic(root, env, n)
+        print(recipe)
+        synthetic.append((f"synthetic {n:,}", task, n))
     table = Table(title=f"data path at scale ({os.cpu_count()} cores; pairs/s: input pairs over prepare + tokenize)")
     for col in ("corpus", "train pairs", "prepare s", "tokenize s", "pairs/s (both)", "peak RSS prepare", "peak RSS tokenize",
                 "loader RSS +", "loader anon +"):
         table.add_column(col, justify="right")
-    for label, task, n in tasks:
+    for label, task, n in reference + synthetic:
         prepare_s, prepare_rss = measured([sys.executable, "-m", "pipelines.prepare", task], root, env)
         tokenize_s, tokenize_rss = measured([sys.executable, "-m", "pipelines.tokenize", task], root, env)
         loader = subprocess.run([sys.executable, "-c", LOADER, str(root / "artifacts" / "tokenized" / task)],
@@ -151,6 +167,8 @@ def main() -> None:
                       f"{float(loader[1]):,.0f} MiB", f"{float(loader[2]):,.0f} MiB")
         console.print(f"{label}: done")
     console.print(table)
+    for label, task, _ in synthetic if args.plan else []:
+        print(f"{label}:\n" + seqforge(root, env, "plan", task))  # its own table, as wide as COLUMNS
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 
