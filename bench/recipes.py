@@ -9,7 +9,8 @@ task per vocabulary (`task add --budget`, without conf/recipes.yaml), one experi
 each cell through the real stages, one after another. The table shows the best validation BLEU (greedy, at
 the evaluations the plan makes) — what a rule is chosen on — and, for the record, test BLEU (beam). A cell
 sets `vocab`, `dropout`, `emb` and `hidden` (RNN: `emb_dim`/`hidden_dim`; Transformer: `d_model`, `ffn_dim`
-4x) and `layers`; unset keys keep the template's values. Run again to add cells: finished ones are kept.
+4x) and `layers`; unset keys keep the template's values. `epochs=N` trains the cell for N epochs instead of
+the budget (what a template's epochs give at this size). Run again to add cells: finished ones are kept.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def parse_cell(text: str) -> dict[str, float]:
     cell = {}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
-        if key not in ("vocab", "dropout", "emb", "hidden", "layers"):
-            raise SystemExit(f"--cell {text!r}: unknown key {key!r} (vocab, dropout, emb, hidden, layers)")
+        if key not in ("vocab", "dropout", "emb", "hidden", "layers", "epochs"):
+            raise SystemExit(f"--cell {text!r}: unknown key {key!r} (vocab, dropout, emb, hidden, layers, epochs)")
         cell[key] = float(value) if key == "dropout" else int(value)
     return cell
 
@@ -114,6 +115,9 @@ def add_cell(repo: Path, corpus: str, cell: dict, args: argparse.Namespace, log:
     if not exp_file.exists():
         values = yaml.safe_load((repo / "conf" / "experiments" / f"{task}_{args.experiment}.yaml").read_text())
         values["model"] |= model_values(cell, values["model"]["arch"])
+        if "epochs" in cell:  # explicit epochs replace the budget task add wrote
+            values["train"] = {k: v for k, v in values.get("train", {}).items() if k != "budget"} | {
+                "max_epochs": cell["epochs"]}
         exp_file.write_text(yaml.safe_dump(values, sort_keys=False))
     return name
 
