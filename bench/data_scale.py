@@ -110,7 +110,7 @@ def project(workdir: Path) -> tuple[Path, dict]:
 
 def seqforge(root: Path, env: dict, *args: str) -> str:
     """Run a `seqforge` command in the scratch project; its output, or exit with its error."""
-    done = subprocess.run([sys.executable, "-m", "seqforge.cli", *args], cwd=root, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "seqforge.cli", *args], cwd=root, env=env, capture_output=True, check=False,
                           text=True)
     if done.returncode:
         raise SystemExit(f"seqforge {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -141,7 +141,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seqforge-scale-"))
     root, env = project(workdir)
     console = Console(width=120)
-    fetch = subprocess.run([sys.executable, "-m", "seqforge.cli", "fetch"], cwd=root, env=env, capture_output=True,
+    fetch = subprocess.run([sys.executable, "-m", "seqforge.cli", "fetch"], cwd=root, env=env, capture_output=True, check=False,
                            text=True)
     reference = [("multi30k en-de", "translation", 31_014)] if fetch.returncode == 0 else []
     if not reference:
