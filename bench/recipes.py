@@ -123,8 +123,10 @@ def add_cell(repo: Path, corpus: str, cell: dict, args: argparse.Namespace, log:
 
 
 def trained_for(log: Path, name: str) -> str:
-    """The elapsed time of the cell's last evaluation line in the bench log (`H:MM:SS`)."""
-    lines = [line for line in log.read_text().splitlines() if line.startswith(f"{name} evaluation ")]
+    """The elapsed time of the cell's last evaluation line in the bench log (`H:MM:SS`): `evaluation N/M` for a
+    budget, `epoch N` for an `epochs` cell."""
+    lines = [line for line in log.read_text().splitlines()
+             if line.startswith((f"{name} evaluation ", f"{name} epoch "))]
     return re.search(r"elapsed (\d+:\d\d:\d\d)", lines[-1]).group(1) if lines else "?"
 
 
