@@ -110,8 +110,8 @@ def project(workdir: Path) -> tuple[Path, dict]:
 
 def seqforge(root: Path, env: dict, *args: str) -> str:
     """Run a `seqforge` command in the scratch project; its output, or exit with its error."""
-    done = subprocess.run([sys.executable, "-m", "seqforge.cli", *args], cwd=root, env=env, capture_output=True, check=False,
-                          text=True)
+    done = subprocess.run([sys.executable, "-m", "seqforge.cli", *args], cwd=root, env=env, capture_output=True,
+                          text=True, check=False)
     if done.returncode:
         raise SystemExit(f"seqforge {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done.stdout
@@ -141,8 +141,8 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seqforge-scale-"))
     root, env = project(workdir)
     console = Console(width=120)
-    fetch = subprocess.run([sys.executable, "-m", "seqforge.cli", "fetch"], cwd=root, env=env, capture_output=True, check=False,
-                           text=True)
+    fetch = subprocess.run([sys.executable, "-m", "seqforge.cli", "fetch"], cwd=root, env=env, capture_output=True,
+                           text=True, check=False)
     reference = [("multi30k en-de", "translation", 31_014)] if fetch.returncode == 0 else []
     if not reference:
         console.print(f"[yellow]no Multi30k reference ({fetch.stderr.strip()[-200:]})[/]")
