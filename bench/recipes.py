@@ -42,7 +42,11 @@ def parse_cell(text: str) -> dict[str, float]:
         key, _, value = part.partition("=")
         if key not in ("vocab", "dropout", "emb", "hidden", "layers", "epochs"):
             raise SystemExit(f"--cell {text!r}: unknown key {key!r} (vocab, dropout, emb, hidden, layers, epochs)")
-        cell[key] = float(value) if key == "dropout" else int(value)
+        try:
+            cell[key] = float(value) if key == "dropout" else int(value)
+        except ValueError:
+            kind = "number" if key == "dropout" else "whole number"
+            raise SystemExit(f"--cell {text!r}: {key}={value!r} is not a {kind}") from None
     return cell
 
 
