@@ -91,9 +91,11 @@ def ended(run_id: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, p
     metric, mode = task_kind(task.kind).monitor
     curve = sorted((step + 1, value) for step, value in metric_steps(client, run_id, metric).items())  # by update
     knob = f"train.{plan.unit} ({plan.setting})"
+    replanned = metric_steps(client, run_id, "planned_updates")  # a time budget's run re-plans as it goes
+    planned = int(replanned[max(replanned)]) if replanned else plan.updates
     warning = None
-    if curve and curve[-1][0] < plan.updates * 0.98 and not stopped_early(curve, mode, train_cfg):
-        warning = (f"{exp.name}: the time guard stopped it at update {curve[-1][0]:,} of {plan.updates:,} "
+    if curve and curve[-1][0] < planned * 0.98 and not stopped_early(curve, mode, train_cfg):
+        warning = (f"{exp.name}: the time guard stopped it at update {curve[-1][0]:,} of {planned:,} "
                    f"planned; raise train.max_time or lower {knob}")
     elif (gain := still_improving(curve, mode, train_cfg.undertrained_share)) is not None:
         warning = f"{exp.name}: still improving when it ended: {metric} {gain}; raise {knob} to train longer"

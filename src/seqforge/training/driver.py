@@ -48,6 +48,7 @@ def train_worker(config: dict) -> None:
     from seqforge.training.faults import injected
     from seqforge.training.module import Seq2SeqModule
     from seqforge.training.ray_reports import CHECKPOINT_NAME, RayCheckpoints, wait_for_storage
+    from seqforge.training.replan import BudgetKeeper
     from seqforge.training.step_progress import StepProgress
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -65,6 +66,8 @@ def train_worker(config: dict) -> None:
     module = Seq2SeqModule.from_loop_config(config)
     plan = config.get("plan") or {"updates": None, "eval_every": None, "max_epochs": train_cfg.max_epochs}
     every = plan["eval_every"]  # updates between evaluations (None: at each epoch's end)
+    keeper = ([BudgetKeeper(config["experiment"]["name"], plan["budget_s"], every, plan["updates"], config["progress"])]
+              if plan.get("budget_s") else [])  # a time budget: re-planned as the run goes
     trainer = pl.Trainer(
         accelerator="auto",
         devices="auto",
@@ -80,6 +83,7 @@ def train_worker(config: dict) -> None:
         check_val_every_n_epoch=None if every else 1,
         callbacks=[  # diagnostics first: each epoch's record is in that epoch's checkpoint
             TrainingDiagnostics(),
+            *keeper,  # before the checkpoint: it carries the re-planned updates
             RayCheckpoints((metric, mode), every, train_cfg.checkpoint_every_n_steps, train_cfg.checkpoint_retries),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),

@@ -159,7 +159,9 @@ class Seq2SeqModule(pl.LightningModule):
         optim = self.exp.optim
         opt = torch.optim.AdamW(self.parameter_groups(), lr=optim.lr, betas=optim.betas)
         if optim.schedule != "plateau":
-            total = self.planned_updates() if optim.schedule == "linear" else 0
+            total = 0
+            if optim.schedule == "linear":  # a step plan's end is read at each step: a time budget re-plans it
+                total = (lambda: self.trainer.max_steps) if self.trainer.max_steps > 0 else self.planned_updates()
             sched = torch.optim.lr_scheduler.LambdaLR(opt, step_schedule(optim.schedule, optim.warmup_steps, total))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         metric, mode = self.monitor

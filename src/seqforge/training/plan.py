@@ -6,6 +6,8 @@ updates follow from the measured step rate, `seqforge.training.rate`), a number 
 or, as an explicit override, a number of epochs (`max_epochs`, evaluated at each epoch's end). Time and
 update plans are evaluated `evaluations` times, evenly spaced, whatever the corpus size; the linear
 schedule ends at the last planned update, and early stopping and checkpoint selection count evaluations.
+A time-budget run re-plans as it goes, from the wall time its evaluation intervals take
+(`seqforge.training.replan`).
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ class Plan:
         return max(self.guard_s - STARTUP_S, 0) / (self.estimated_s - STARTUP_S)
 
     def worker_view(self) -> dict:
-        """What the Ray Train workers need of it (`train_worker`)."""
-        return {"updates": self.updates, "eval_every": self.eval_every, "max_epochs": self.max_epochs}
+        """What the Ray Train workers need of it (`train_worker`); `budget_s`: the training seconds a time
+        budget leaves after start-up, which the run keeps to (`seqforge.training.replan`)."""
+        budget_s = duration_seconds(self.setting) - STARTUP_S if self.unit == "budget" else None
+        return {"updates": self.updates, "eval_every": self.eval_every, "max_epochs": self.max_epochs,
+                "budget_s": budget_s}
 
     def as_dict(self) -> dict:
         return asdict(self)

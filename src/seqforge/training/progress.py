@@ -31,7 +31,7 @@ def epoch_line(name: str, metrics: dict, elapsed: float, cap: float | None, plan
     epoch = int(metrics.get("epoch", 0)) + 1
     if plan and plan["eval_every"]:
         step = int(metrics.get("step", 0))
-        every, updates = plan["eval_every"], plan["updates"]
+        every, updates = plan["eval_every"], int(metrics.get("planned_updates", plan["updates"]))  # as re-planned
         parts = [f"{name} evaluation {step // every}/{updates // every}, update {step:,}/{updates:,} (epoch {epoch})"]
     else:
         parts = [f"{name} epoch {epoch}"]
