@@ -5,6 +5,7 @@ resumed run keeps the updates and the seconds already spent."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -64,13 +65,26 @@ class ToyData(pl.LightningDataModule):
         return DataLoader(self.data, batch_size=10)
 
 
-def fit(planned: int, budget_s: float, every: int = 5) -> tuple[pl.Trainer, float]:
+class SaveAt(pl.Callback):
+    """Save a checkpoint after the evaluation at update `step` (as the run's checkpoints are: `RayCheckpoints`)."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        self.step, self.path = step, path
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+
+
+def fit(planned: int, budget_s: float, every: int = 5, callbacks: tuple = (),
+        ckpt_path: Path | None = None) -> tuple[pl.Trainer, float]:
+    """The toy run as `train_worker` makes it: the plan's updates and epochs, evaluated every `every`."""
     trainer = pl.Trainer(max_steps=planned, max_epochs=1, val_check_interval=every, check_val_every_n_epoch=None,
-                         callbacks=[BudgetKeeper("toy", budget_s, every, planned)], logger=False,
+                         callbacks=[BudgetKeeper("toy", budget_s, every, planned), *callbacks], logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0)
     start = time.monotonic()
-    trainer.fit(Toy(), datamodule=ToyData())
+    trainer.fit(Toy(), datamodule=ToyData(), ckpt_path=ckpt_path)
     return trainer, time.monotonic() - start
 
 
@@ -88,3 +102,16 @@ def test_a_run_keeps_its_time_budget_whatever_its_plan_said(planned: int, grows:
     assert trainer.callback_metrics["planned_updates"] == done
     state = keeper.state_dict()
     assert state["planned_updates"] == done and state["spent_s"] > 0.5 * budget_s  # a resumed run goes on from here
+
+
+def test_a_resumed_run_keeps_the_re_planned_updates_and_the_seconds_spent(tmp_path: Path) -> None:
+    """Planned 10 updates, re-planned to more, interrupted after update 15: the resumed run (built, as a
+    restarted worker's is, with the plan's 10) goes on past 15 and counts the seconds already spent."""
+    budget_s, ckpt = 1.2, tmp_path / "at15.ckpt"
+    first, _ = fit(10, budget_s, callbacks=(SaveAt(15, ckpt),))
+    assert first.global_step > 15 and ckpt.is_file()
+    resumed, took = fit(10, budget_s, ckpt_path=ckpt)
+    keeper = next(c for c in resumed.callbacks if isinstance(c, BudgetKeeper))
+    assert resumed.global_step > 15 and resumed.global_step % 5 == 0
+    assert keeper.spent_before > 0.3  # 15 updates of 0.04 s and three evaluations before the checkpoint
+    assert took < budget_s - keeper.spent_before + 2 * 5 * STEP_S + 1.0

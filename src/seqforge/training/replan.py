@@ -39,6 +39,7 @@ class BudgetKeeper(pl.Callback):
         self.spent_before = 0.0  # training seconds before this process (a resumed run's checkpoint)
         self.start: float | None = None
         self.mark = (0.0, 0)  # (time, update) of the last evaluation
+        self.trainer: pl.Trainer | None = None
 
     def spent(self) -> float:
         return self.spent_before + (time.monotonic() - self.start if self.start is not None else 0.0)
@@ -46,13 +47,18 @@ class BudgetKeeper(pl.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"planned_updates": self.total, "spent_s": self.spent()}
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resuming: the re-planned updates are the stop before the loop decides whether it is done."""
         self.total, self.spent_before = state_dict["planned_updates"], state_dict["spent_s"]
+        if self.trainer is not None:
+            self._apply(self.trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start = time.monotonic()
         self.mark = (self.start, trainer.global_step)
-        self._apply(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or trainer.global_step == self.mark[1]:
