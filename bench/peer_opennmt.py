@@ -136,18 +136,28 @@ num_workers: 0
     return path
 
 
-def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
-    """Train then beam-decode with OpenNMT-py's CLI; tokens/s from its own step reports and timing."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
-           "PYTHONWARNINGS": "ignore"}
+def onmt_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+            "PYTHONWARNINGS": "ignore"}
+
+
+def run_onmt_train(bin_dir: Path, steps: int) -> tuple[Path, str]:
+    """`onmt_train` for `steps` updates on the corpus `write_corpus` wrote: its checkpoint and its log."""
     train = subprocess.run([str(bin_dir / "onmt_train"), "-config", str(onmt_config(steps))],
-                           capture_output=True, text=True, env=env, check=False)
+                           capture_output=True, text=True, env=onmt_env(), check=False)
     if train.returncode:
         sys.exit(f"onmt_train failed:\n{train.stderr[-3000:]}")
-    reports = re.findall(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec", train.stderr + train.stdout)
+    return WORK / f"onmt_model_step_{steps}.pt", train.stderr + train.stdout
+
+
+def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
+    """Train then beam-decode with OpenNMT-py's CLI; tokens/s from its own step reports and timing."""
+    env = onmt_env()
+    checkpoint, log = run_onmt_train(bin_dir, steps)
+    reports = re.findall(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec", log)
     windows = [(int(s), int(src), int(tgt)) for s, src, tgt, _ in reports if int(s) > 10]  # first window: warm-up
     translate = subprocess.run(
-        [str(bin_dir / "onmt_translate"), "-model", str(WORK / f"onmt_model_step_{steps}.pt"),
+        [str(bin_dir / "onmt_translate"), "-model", str(checkpoint),
          "-src", str(WORK / "test.source"), "-output", str(WORK / "onmt_hyps.txt"), "-beam_size", "5",
          "-batch_size", str(SENTENCES), "-batch_type", "sents", "-report_time", "-gpu", "-1"],
         capture_output=True, text=True, env=env, check=False)
@@ -175,13 +185,25 @@ def batch_tokens_for(sentences_per_worker: float) -> int:
     return high
 
 
+def peer_experiment():
+    """seqforge's experiment at OpenNMT-py's configuration (`onmt_config`)."""
+    from seqforge.config.experiment import experiment_schema
+
+    return experiment_schema().model_validate({
+        "name": "peer_lstm", "task": "translation",
+        "model": {"arch": "rnn", "cell": "lstm", "emb_dim": 256, "hidden_dim": 512, "enc_hidden_dim": 256,
+                  "bidirectional": True, "attention": "luong_general", "input_feeding": True, "dropout": 0.3,
+                  "tied_embeddings": False, "shared_embeddings": False},
+        "optim": {"lr": 1e-3, "betas": [0.9, 0.999], "schedule": "plateau", "warmup_steps": 0,
+                  "label_smoothing": 0.0, "clip_norm": 5.0}})
+
+
 def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
     """Train as the pipeline does (Ray Train, `workers` × 2 / `workers` CPUs, one epoch), then beam-decode
     in-process."""
     import mlflow
     import ray
 
-    from seqforge.config.experiment import experiment_schema
     from seqforge.config.shared import DecodeCfg, TrainCfg
     from seqforge.data.shipping import ship
     from seqforge.inference.predictor import Predictor
@@ -190,13 +212,7 @@ def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
     from seqforge.training.driver import connect_ray, fit_on_ray
 
     tokenizer = sizes["tokenizer"]
-    exp = experiment_schema().model_validate({
-        "name": "peer_lstm", "task": "translation",
-        "model": {"arch": "rnn", "cell": "lstm", "emb_dim": 256, "hidden_dim": 512, "enc_hidden_dim": 256,
-                  "bidirectional": True, "attention": "luong_general", "input_feeding": True, "dropout": 0.3,
-                  "tied_embeddings": False, "shared_embeddings": False},
-        "optim": {"lr": 1e-3, "betas": [0.9, 0.999], "schedule": "plateau", "warmup_steps": 0,
-                  "label_smoothing": 0.0, "clip_norm": 5.0}})
+    exp = peer_experiment()
     train_cfg = TrainCfg(num_workers=workers, cpus_per_worker=THREADS // workers, max_epochs=1, batch_tokens=budget,
                          storage_path=str((WORK / "ray").resolve()), num_checkpoints=1)
     mlflow.set_tracking_uri(f"sqlite:///{(WORK / 'mlflow.db').resolve()}")

@@ -25,6 +25,9 @@ STEP_S = 0.04  # a training step's wall time in the toy run
     (0.0, 8.0, 10, 12),  # faster: more
     (95.0, 10.0, 3, 1),  # out of time: one more interval, so the schedule still ends at zero
     (50.0, 25.0, 2, 2),  # exactly on plan
+    (73.0, 14.0, 1, 2),  # 27 s left: a second interval of 14 ends 1 s past the budget rather than 13 s short
+    (73.0, 14.0, 3, 2),
+    (80.0, 14.0, 1, 1),  # 20 s left: a second one would end 8 s past it (over a quarter interval)
 ])
 def test_intervals_left(spent: float, interval: float, planned_left: int, left: int) -> None:
     assert intervals_left(100.0, spent, interval, planned_left) == left

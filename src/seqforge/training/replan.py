@@ -16,17 +16,19 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.trainer.states import TrainerFn
 
-TOLERANCE = 0.02  # of the budget: a plan whose end lands this close to the budget's is kept
+TOLERANCE = 0.02  # of the budget: a plan whose end lands this close to where it should is kept (no re-plan on noise)
+OVERRUN = 0.25  # of an interval: the last one may end this far past the budget rather than leave most of it unused
 
 
 def intervals_left(budget_s: float, spent_s: float, interval_s: float, planned_left: int) -> int:
-    """How many evaluation intervals fit in what is left of `budget_s` after `spent_s`, at `interval_s`
-    each: `planned_left` while its end lands within `TOLERANCE` of the budget's, else as many as fit, and
-    at least one."""
-    usable, slack = budget_s - spent_s, TOLERANCE * budget_s
-    if planned_left * interval_s <= usable + slack and (planned_left + 1) * interval_s > usable - slack:
+    """How many evaluation intervals of `interval_s` to go on for, `spent_s` into `budget_s`: as many as end
+    by the budget or at most `OVERRUN` of an interval (or `TOLERANCE` of the budget) past it, and at least
+    one; `planned_left` while that count is within `TOLERANCE` of the budget of it."""
+    reach = budget_s - spent_s + max(OVERRUN * interval_s, TOLERANCE * budget_s)
+    band = TOLERANCE * budget_s
+    if planned_left * interval_s <= reach + band and (planned_left + 1) * interval_s > reach - band:
         return planned_left
-    return max(math.floor(usable / interval_s), 1)
+    return max(math.floor(reach / interval_s), 1)
 
 
 class BudgetKeeper(pl.Callback):
