@@ -51,13 +51,13 @@ def timed_and_profiled(step, batches: list, threads: int) -> dict:
     ops = {}
     for event in prof.key_averages(group_by_input_shape=False):
         ops[event.key] = {"self_ms": event.self_cpu_time_total / 1000 / n, "calls": event.count / n}
-    shapes = {}  # the most frequent input shapes of each op, for the table's top rows
-    for event in prof.key_averages(group_by_input_shape=True):
-        if event.key not in shapes or event.count > shapes[event.key][1]:
-            shapes[event.key] = (str(event.input_shapes)[:60], event.count)
-    for key, (shape, _) in shapes.items():
-        ops[key]["shapes"] = shape
-    return {"step_ms": 1000 * statistics.median(times), "ops": ops, "threads": threads, "batches": n}
+    by_shape = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
+    for event in reversed(by_shape):  # each op's costliest input shapes, for the table's rows
+        ops[event.key]["shapes"] = str(event.input_shapes)[:60]
+    top_shapes = [{"op": e.key, "shapes": str(e.input_shapes), "self_ms": e.self_cpu_time_total / 1000 / n,
+                   "calls": e.count / n} for e in by_shape[:40]]
+    return {"step_ms": 1000 * statistics.median(times), "ops": ops, "by_shape": top_shapes, "threads": threads,
+            "batches": n}
 
 
 def loss_of(logits: torch.Tensor, gold: torch.Tensor, pad: int) -> torch.Tensor:
