@@ -1,7 +1,7 @@
 """Keeping a time budget while training: after each evaluation a run with a time budget re-plans the
 evaluation intervals it has left from the wall time its last interval really took, so `budget: 33m` ends
-within 33 minutes whether the plan's rate (a probe, the last run: `seqforge.training.rate`) was right or
-not. The linear schedule follows (it reads the planned updates at each step), a re-plan keeps at least
+at about 33 minutes (by then, or at most a quarter interval after) whether the plan's rate (a probe, the
+last run: `seqforge.training.rate`) was right or not. The linear schedule follows (it reads the planned updates at each step), a re-plan keeps at least
 one interval ahead (the schedule reaches zero at the end of one), and the planned updates ride in every
 checkpoint with the training seconds spent, so a resumed run keeps its budget. Every rank takes rank
 0's decision. `planned_updates` is logged at each evaluation: the epoch lines and the stage's end read it.
@@ -74,8 +74,8 @@ class BudgetKeeper(pl.Callback):
             total = trainer.strategy.broadcast((done + left) * self.every, src=0)
             if total != self.total:
                 self._tell(trainer, f"{self.name}: re-planned at update {step:,}: {interval_s:.0f} s per evaluation "
-                                    f"interval measured, {total - step:,} updates more ({left} evaluations) to end "
-                                    f"within the budget; {total:,} in all (was {self.total:,})")
+                                    f"interval measured, {total - step:,} updates more ({left} evaluations) to fit "
+                                    f"the budget; {total:,} in all (was {self.total:,})")
                 self.total = total
                 self._apply(trainer)
         pl_module.log("planned_updates", float(self.total), on_step=False, on_epoch=True)
