@@ -295,13 +295,17 @@ def test_your_own_tsv_corpus_and_task_train_register_and_translate(smoke_copy) -
     added = run(["seqforge", "corpus", "add", "ko-en-sample", "--format", "tsv", "--source", str(sample),
                  "--columns", "ko=0,en=1", "--split", "validation=5,test=5"], repo, env).stdout
     assert "ko-en-sample: 50 pairs" in added and "pinned in data.dvc" in added
-    run(["seqforge", "task", "add", "ko-en", "--kind", "translation", "--corpus", "ko-en-sample",
-         "--src", "ko", "--tgt", "en", "--experiments", "gru_bahdanau"], repo, env)
+    added = run(["seqforge", "task", "add", "ko-en", "--kind", "translation", "--corpus", "ko-en-sample",
+                 "--src", "ko", "--tgt", "en", "--experiments", "gru_bahdanau", "--plan"], repo, env).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", added)) == {"resolve", "prepare@ko-en", "tokenize@ko-en"}
+    assert "tokenize ko-en: sentencepiece" in added  # the CJK default tokenizer
+    assert "prepared and tokenized ko-en (dvc repro tokenize@ko-en" in added
+    cells = [re.split(r"[│┃|]", line) for line in added.splitlines()]
+    plan = {c[1].strip(): [v.strip() for v in c] for c in cells if len(c) > 6}["ko-en_gru_bahdanau"]
+    assert plan[2] == "max_epochs 2" and 30 <= int(plan[3]) <= 40  # the smoke profile's epochs; training pairs
     out = run(["dvc", "repro"], repo, env).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"resolve", "prepare@ko-en", "tokenize@ko-en",
-                   *(f"{stage}@ko-en_gru_bahdanau" for stage in ("train", "evaluate", "register"))}
-    assert "tokenize ko-en: sentencepiece" in out  # the CJK default tokenizer
+    assert ran - {"resolve"} == {f"{stage}@ko-en_gru_bahdanau" for stage in ("train", "evaluate", "register")}
     out = run(["seqforge", "translate", "-m", "ko-en@challenger", "그는 커피를 마십니다."], repo, env)
     assert "ko-en@challenger is version 1" in out.stderr and out.stdout.strip()
     metrics = json.loads((repo / "metrics" / "ko-en_gru_bahdanau.json").read_text())

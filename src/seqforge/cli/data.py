@@ -83,9 +83,11 @@ def task_add(
     experiments: Annotated[str | None, typer.Option(help="experiment templates, comma-separated (default per kind)")] = None,
     budget: Annotated[str | None, typer.Option(help="training time per experiment on this machine, e.g. 20m, 1h30m")] = None,
     updates: Annotated[int | None, typer.Option(help="or a number of optimizer updates per experiment")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="prepare and tokenize it now, then print each experiment's plan")] = False,
 ) -> None:
     """Add a task with experiments built from templates; the next `dvc repro` trains and registers it."""
     from seqforge.catalog import CatalogError, add_task
+    from seqforge.cli.training import print_plans, tokenize_now
 
     try:
         written, sized = add_task(name, kind, corpus, src, tgt, experiments, budget=budget, updates=updates)
@@ -95,10 +97,15 @@ def task_add(
         typer.echo(line)
     for path in written:
         typer.echo(f"wrote {path}")
-    typer.echo(f"training budget: {f'--budget {budget}' if budget else f'--updates {updates}' if updates else 'the project default (train.budget in conf/config.yaml)'} per experiment; "
-               f"`seqforge plan {name}` shows the updates, evaluations and time it buys on this machine once "
-               f"`dvc repro tokenize@{name}` has run, and each train stage prints its plan before training")
-    typer.echo(f"`dvc repro` now prepares, trains, evaluates and registers {name} (model name {name})")
+    typer.echo(f"training budget: {f'--budget {budget}' if budget else f'--updates {updates}' if updates else 'the project default (train.budget in conf/config.yaml)'} per experiment")
+    if plan:
+        tokenize_now(name, "task add")
+        print_plans(name, "task add")
+    else:
+        typer.echo(f"`dvc repro tokenize@{name}` then `seqforge plan {name}` show the updates, evaluations and time "
+                   "the budget buys on this machine (`task add --plan` does both); each train stage prints its plan")
+    typer.echo(f"`dvc repro` now {'trains' if plan else 'prepares, trains'}, evaluates and registers {name} "
+               f"(model name {name})")
 
 
 @app.command()

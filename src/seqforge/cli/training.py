@@ -13,6 +13,26 @@ from seqforge.cli.app import _fail, app
 def plan(task: Annotated[str | None, typer.Argument(help="a task in conf/tasks/; all tasks when omitted")] = None) -> None:
     """Each experiment's training plan, without training: corpus size, updates per epoch, planned updates
     and epochs, evaluations, and the time it takes at this machine's measured step rate."""
+    print_plans(task, "plan")
+
+
+def tokenize_now(task: str, command: str) -> None:
+    """`dvc repro tokenize@TASK` (and the stages before it), its output shown as it runs."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    start = time.monotonic()
+    sys.stdout.flush()
+    if subprocess.run([str(Path(sys.executable).with_name("dvc")), "repro", f"tokenize@{task}"], check=False).returncode:
+        raise _fail(command, RuntimeError(f"dvc repro tokenize@{task} failed (its error is above); the task's files "
+                                          "are written: fix the cause and run it again"))
+    typer.echo(f"prepared and tokenized {task} (dvc repro tokenize@{task}, {time.monotonic() - start:.0f} s)")
+
+
+def print_plans(task: str | None, command: str) -> None:
+    """The plans of `task`'s experiments (all tasks: None) as a table; a task not tokenized yet is one line."""
     from rich.console import Console
     from rich.table import Table
 
@@ -35,7 +55,7 @@ def plan(task: Annotated[str | None, typer.Argument(help="a task in conf/tasks/;
             exp = load_experiment(name)
             plans.append(plan_experiment(exp, load_task(exp.task), exp.train_config(base)))
     except (ConfigError, PlanError) as err:
-        raise _fail("plan", err) from None
+        raise _fail(command, err) from None
     table = Table(title="training plans on this machine")
     for col in ("experiment", "budget", "pairs", "updates/epoch", "updates", "epochs", "evaluate every",
                 "s/update", "estimated", "guard", "rate from"):
