@@ -27,7 +27,8 @@ def tokenize_now(task: str, command: str) -> None:
     sys.stdout.flush()
     if subprocess.run([str(Path(sys.executable).with_name("dvc")), "repro", f"tokenize@{task}"], check=False).returncode:
         raise _fail(command, RuntimeError(f"dvc repro tokenize@{task} failed (its error is above); the task's files "
-                                          "are written: fix the cause and run it again"))
+                                          f"are written: fix the cause, then `dvc repro tokenize@{task}` and "
+                                          f"`seqforge plan {task}`"))
     typer.echo(f"prepared and tokenized {task} (dvc repro tokenize@{task}, {time.monotonic() - start:.0f} s)")
 
 
