@@ -74,7 +74,9 @@ def sample_tsv(mirror: Path, out: Path, pairs: int, src: str, tgt: str, seed: in
         with gzip.open(mirror / "multi30k" / f"train.{lang}.gz", "rt", encoding="utf-8") as fh:
             sides.append(fh.read().splitlines())
     rows = random.Random(seed).sample(range(len(sides[0])), pairs + 2 * HELD_OUT)
-    out.write_text("".join(f"{sides[0][i]}\t{sides[1][i]}\n" for i in rows), encoding="utf-8")
+    # a few Multi30k sentences hold a tab: a space in a TSV cell
+    out.write_text("".join("\t".join(side[i].replace("\t", " ") for side in sides) + "\n" for i in rows),
+                   encoding="utf-8")
 
 
 def scratch_repo(path: Path) -> Path:

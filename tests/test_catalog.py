@@ -127,8 +127,9 @@ def test_multi30k_and_dailydialog_folders(project, mirror) -> None:
 def test_bad_corpora_name_file_line_and_leave_nothing(project, tmp_path, content, columns, split, message) -> None:
     bad = tmp_path / "bad.tsv"
     bad.write_bytes(content if isinstance(content, bytes) else content.encode())
-    with pytest.raises(CatalogError, match=message):
+    with pytest.raises(CatalogError, match=message) as err:
         add("bad", "tsv", bad, columns=columns, split=split)
+    assert "bad.tsv:" not in str(err.value) or str(err.value).startswith(f"{bad.resolve()}:")  # the user's path
     assert not Path("data/bad").exists() and not Path("conf/corpora/bad.yaml").exists()
     assert not any(Path("artifacts").glob(".scratch-*"))
 

@@ -110,6 +110,14 @@ def describe(corpus: CorpusCfg, root: Path, scratch: Path) -> list[str]:
     return lines
 
 
+def user_paths(message: str, stage: Path, origin: str) -> str:
+    """`message` naming the files `corpus add` gave it (`origin`: a file, a folder or a dataset's name) rather
+    than their scratch copies in `stage`."""
+    if Path(origin).is_file():
+        message = message.replace(str(stage / Path(origin).name), origin)
+    return message.replace(str(stage), origin)
+
+
 def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = None, split: str | None = None,
                seed: int = 0, conf_dir: Path = CONF_DIR, data_dir: Path = paths.DATA) -> tuple[CorpusCfg, list[str]]:
     """Validate a corpus by reading it, copy it into `data/<name>/`, record it, pin it in `data.dvc`."""
@@ -145,7 +153,7 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: str | None = No
             corpus = validate(CorpusCfg, {"name": name, **record}, f"corpus {name}")
             summary = describe(corpus, stage, scratch / "cache")
         except (ConfigError, CorpusError) as err:
-            raise CatalogError(str(err).replace(str(stage), str(Path(origin)) if fmt != "hf" else name)) from None
+            raise CatalogError(user_paths(str(err), stage, origin if fmt != "hf" else name)) from None
         data_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(stage, dest)
     path = conf_dir / "corpora" / f"{name}.yaml"
