@@ -6,8 +6,8 @@ The model is the peer configuration of `bench.peer_opennmt` (bidirectional LSTM 
 512, Luong general attention, input feeding, embeddings 256, dropout 0.3, Adam 1e-3, clip 5). The batches:
 the first `batches` × 64 training pairs of the tokenized Multi30k task, sorted by length and cut into
 64-sentence batches (OpenNMT-py's bucketed batching, so both pad alike); OpenNMT-py reads the same subword
-tokens through its own vocabulary. Each side runs in its own process (OpenNMT-py in its venv, built by
-`bench.peer_opennmt`, from a checkpoint its `onmt_train` wrote after a few steps) with the same threads:
+tokens through its own vocabulary. Each side runs in a fresh process with the same environment and threads
+(OpenNMT-py in its venv, built by `bench.peer_opennmt`, from a checkpoint its `onmt_train` wrote after a few steps):
 two untimed passes, then a timed pass (wall time per step) and a profiled one. A step is what each
 toolkit's trainer does: forward, output layer over every target position, token cross-entropy (sum over
 non-pad tokens, divided by them), backward, gradient clipping, Adam.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,7 +58,8 @@ def timed_and_profiled(step, batches: list, threads: int) -> dict:
     top_shapes = [{"op": e.key, "shapes": str(e.input_shapes), "self_ms": e.self_cpu_time_total / 1000 / n,
                    "calls": e.count / n} for e in by_shape[:40]]
     return {"step_ms": 1000 * statistics.median(times), "ops": ops, "by_shape": top_shapes, "threads": threads,
-            "batches": n}
+            "batches": n, "torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
+            "parallel": torch.__config__.parallel_info().splitlines()[:8]}
 
 
 def loss_of(logits: torch.Tensor, gold: torch.Tensor, pad: int) -> torch.Tensor:
@@ -100,8 +102,8 @@ def peer_side(batches_file: Path, checkpoint: Path, out: Path, threads: int) -> 
     out.write_text(json.dumps(timed_and_profiled(step, batches, threads)))
 
 
-def our_side(subset: Path, threads: int, n: int) -> tuple[dict, list[dict]]:
-    """seqforge's model at the peer configuration on the batches; and the batches as token strings."""
+def our_side(subset: Path, batches_file: Path, out: Path, threads: int, n: int) -> None:
+    """seqforge's model at the peer configuration on the batches; writes them as token strings for the peer."""
     from datasets import load_from_disk
 
     from bench.peer_opennmt import peer_experiment
@@ -131,7 +133,15 @@ def our_side(subset: Path, threads: int, n: int) -> tuple[dict, list[dict]]:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return timed_and_profiled(step, batches, threads), as_tokens
+    torch.save(as_tokens, batches_file)
+    out.write_text(json.dumps(timed_and_profiled(step, batches, threads)))
+
+
+def side_env(threads: int) -> dict:
+    """Both sides' processes get the same environment: this repository on the path, `threads` OpenMP threads."""
+    return {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin",
+            "HOME": os.environ.get("HOME", "/tmp"), "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore",
+            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 
 def main() -> None:
@@ -142,9 +152,16 @@ def main() -> None:
     parser.add_argument("--peer-venv", type=Path, default=Path("runs/bench/opennmt-venv"))
     parser.add_argument("--peer-side", nargs=3, type=Path, metavar=("BATCHES", "CHECKPOINT", "OUT"),
                         help=argparse.SUPPRESS)  # how this script runs itself in OpenNMT-py's venv
+    parser.add_argument("--our-side", nargs=2, type=Path, metavar=("BATCHES", "OUT"),
+                        help=argparse.SUPPRESS)  # and in ours, in the same kind of process
     args = parser.parse_args()
     if args.peer_side:
         peer_side(*args.peer_side, args.threads)
+        return
+    if args.our_side:
+        from bench.peer_opennmt import WORK
+
+        our_side(WORK / "tokenized", *args.our_side, args.threads, args.batches)
         return
 
     from rich.console import Console
@@ -156,15 +173,16 @@ def main() -> None:
     bin_dir = ensure_peer(args.peer_venv)
     write_corpus(max(args.batches, 10))
     checkpoint, _ = run_onmt_train(bin_dir, 10)
-    ours, as_tokens = our_side(WORK / "tokenized", args.threads, args.batches)
-    torch.save(as_tokens, WORK / "profile_batches.pt")
-    peer_out = WORK / "profile_peer.json"
-    subprocess.run([str(bin_dir / "python"), "-m", "bench.step_profile", "--threads", str(args.threads),
-                    "--peer-side", str(WORK / "profile_batches.pt"), str(checkpoint), str(peer_out)],
-                   check=True, env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin",
-                                    "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore",
-                                    "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
-    peer = json.loads(peer_out.read_text())
+    batches, our_out, peer_out = WORK / "profile_batches.pt", WORK / "profile_ours.json", WORK / "profile_peer.json"
+    common = ["-m", "bench.step_profile", "--threads", str(args.threads), "--batches", str(args.batches)]
+    subprocess.run([sys.executable, *common, "--our-side", str(batches), str(our_out)],
+                   check=True, env=side_env(args.threads))
+    subprocess.run([str(bin_dir / "python"), *common, "--peer-side", str(batches), str(checkpoint), str(peer_out)],
+                   check=True, env=side_env(args.threads))
+    ours, peer = json.loads(our_out.read_text()), json.loads(peer_out.read_text())
+    for key in ("torch", "cpu", "parallel"):
+        if ours[key] != peer[key]:
+            print(f"note: the two processes differ in {key}: {ours[key]} against {peer[key]}", file=sys.stderr)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"seqforge": ours, "OpenNMT-py 3.5.1": peer}, indent=1))
 
