@@ -81,19 +81,23 @@ def test_vanilla_rnn_states_get_the_gradient_backpropagation_through_time_gives(
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("attention", ["none", "bahdanau"])
 def test_unrolled_encoder_computes_what_the_fused_one_does(cell: str, attention: str) -> None:
-    """The probe runs the encoder step by step; its logits must be the model's own (packed, fused RNN),
-    for two layers, both directions and padded batches."""
+    """The probe runs the encoder step by step; its logits and gradients must be the model's own (one fused
+    RNN call per layer and direction, the backward one over each sentence reversed within its length), for
+    two layers, both directions and padded batches."""
     torch.manual_seed(0)
     cfg = RNNModelCfg(arch="rnn", cell=cell, emb_dim=8, hidden_dim=12, enc_layers=2, attention=attention,
                       input_feeding=attention != "none", dropout=0.0)
     model = build_model(cfg, 30, 30).eval()
     batch = collate([{"src_ids": list(range(5, 5 + n)), "tgt_ids": [9] * (n % 4 + 1), "index": i}
                      for i, n in enumerate([3, 9, 6])])
-    with torch.no_grad():
-        fused = model(batch["src"], batch["src_lens"], batch["tgt_in"])
-        probed, states, distances = model.probe_states(batch["src"], batch["src_lens"], batch["tgt_in"])
     real = batch["tgt_out"] != PAD
+    fused = model(batch["src"], batch["src_lens"], batch["tgt_in"])
+    probed, states, distances = model.probe_states(batch["src"], batch["src_lens"], batch["tgt_in"])
     torch.testing.assert_close(probed[real], fused[real], rtol=1e-5, atol=1e-5)
+    weights = list(model.encoder.parameters())
+    for fused_grad, probed_grad in zip(torch.autograd.grad(fused[real].sum(), weights),
+                                       torch.autograd.grad(probed[real].sum(), weights), strict=True):
+        torch.testing.assert_close(probed_grad, fused_grad, rtol=1e-4, atol=1e-5)
     assert len(states) == 2 * batch["src"].size(1)  # top layer, both directions
     assert sorted(distances[:, 0][distances[:, 0] >= 0].tolist()) == sorted(list(range(4)) * 2)
 

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqforge.data.tokenizer import PAD
 from seqforge.models.attention import Attention
@@ -19,6 +18,15 @@ from seqforge.models.registry import register_family
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 STEPS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}  # one time step, same weights
+FUSED = {"rnn": torch.rnn_tanh, "lstm": torch.lstm, "gru": torch.gru}  # nn.RNN's own calls: one layer, one direction
+
+
+def reverse_within(x: Tensor, lens: Tensor) -> Tensor:
+    """x (B, S, *) with each row's first `lens` positions in reverse order and its padding where it was
+    (applied twice: x again)."""
+    positions = torch.arange(x.size(1), device=x.device)[None, :]
+    index = torch.where(positions < lens[:, None], lens[:, None] - 1 - positions, positions)
+    return x.gather(1, index[..., None].expand_as(x))
 
 
 class RNNModelCfg(FamilyCfg):
@@ -103,14 +111,32 @@ class RNNSeq2Seq(Seq2Seq):
 
     # -- encoder ---------------------------------------------------------------------------
     def encode(self, src: Tensor, src_lens: Tensor) -> DecoderState:
-        """Run the encoder (packed sequences) and build the initial decoding state."""
+        """Run the encoder and build the initial decoding state.
+
+        Each layer and direction is one fused RNN call over the right-padded batch, the backward direction
+        over each sentence reversed within its length, so padding only ever follows a sentence and never
+        reaches its states. The same numbers as packed sequences, without their per-step slicing, whose
+        backward zero-fills a (source tokens, gates) buffer at every time step; on CPU an LSTM also takes
+        oneDNN's fused kernel, which packed input cannot."""
         emb = self.dropout(self.src_embed(src) * self.emb_scale)
-        packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.encoder(packed)
-        enc_out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
-        h_n = final[0] if isinstance(final, tuple) else final  # (layers*dirs, B, H)
-        top = h_n.view(self.cfg.enc_layers, self._dirs, src.size(0), -1)[-1]  # (dirs, B, H)
-        return self._initial_state(src, enc_out, list(top))
+        lens = src_lens.to(src.device)
+        valid = torch.arange(src.size(1), device=src.device)[None, :] < lens[:, None]  # (B, S)
+        run, rows = FUSED[self.cfg.cell], torch.arange(src.size(0), device=src.device)
+        x = emb
+        for layer in range(self.cfg.enc_layers):
+            if layer:
+                x = F.dropout(x, self.encoder.dropout, self.training)
+            outputs, finals = [], []
+            for direction in range(self._dirs):
+                weights = self.encoder.all_weights[layer * self._dirs + direction]
+                h0 = x.new_zeros(1, src.size(0), self.encoder.hidden_size)
+                hx = (h0, h0) if self.cfg.cell == "lstm" else h0
+                inp = x if direction == 0 else reverse_within(x, lens)
+                out = run(inp, hx, weights, True, 1, 0.0, self.training, False, True)[0]  # (B, S, H)
+                finals.append(out[rows, lens - 1])  # the state after the last real token it read
+                outputs.append(out if direction == 0 else reverse_within(out, lens))
+            x = torch.cat(outputs, dim=-1)
+        return self._initial_state(src, x.masked_fill(~valid[..., None], 0.0), finals)
 
     @property
     def _dirs(self) -> int:
@@ -234,8 +260,8 @@ class RNNSeq2Seq(Seq2Seq):
             out, _ = self.decoder(embs, self._rnn_state(state.hyps))
             return self._attend(out, state.memory)
         att_vecs, weights = [], []
-        for t in range(tgt_in.size(1)):
-            att_vec, step_weights, state = self._recur(embs[:, t], state)
+        for emb in embs.unbind(1):  # one backward node for all steps (indexing [:, t] zero-fills (B, T, E) per step)
+            att_vec, step_weights, state = self._recur(emb, state)
             att_vecs.append(att_vec)
             weights.append(step_weights)
         return torch.stack(att_vecs, dim=1), torch.stack(weights, dim=1)
