@@ -189,7 +189,7 @@ class RNNSeq2Seq(Seq2Seq):
                     distances.append(torch.where(valid[:, t], ends, -1))
                 outputs.append(torch.stack(column, dim=1))
                 finals.append(h)
-            x = torch.cat(outputs, dim=-1).masked_fill(~valid[..., None], 0.0)  # packed outputs pad with zeros
+            x = torch.cat(outputs, dim=-1).masked_fill(~valid[..., None], 0.0)  # as `encode`: zeros at padding
         return x, finals, states, torch.stack(distances)
 
     def probe_states(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:

@@ -1,0 +1,116 @@
+"""Does `torch.compile` pay for a training step here? Eager against compiled, per experiment, same batches.
+
+    python -m bench.compile_step [--experiment gru_bahdanau --experiment transformer] [--steps 25] [--threads 2]
+
+Needs the translation task tokenized (`dvc repro tokenize@translation`). Each experiment's model (its
+`model:` section) trains on the same shuffled 120-sentence batches of length-sorted Multi30k pairs (shapes vary
+from batch to batch, as in training) with AdamW, token cross-entropy and clipping, once eager and once after
+`nn.Module.compile(dynamic=True)`, each in a fresh process with the same threads. The first 5 steps are timed
+apart (they hold the compilation); then `--steps` steps: their wall time, median step and target tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+SENTENCES, WARM = 120, 5
+
+
+def measure(name: str, mode: str, steps: int, threads: int) -> dict:
+    """One experiment's model in `mode` (eager or compile): warm-up seconds and the timed steps."""
+    from datasets import load_from_disk
+
+    from seqforge import paths
+    from seqforge.config.experiment import load_experiment
+    from seqforge.data.batching import collate
+    from seqforge.data.datasets import TokenizedSplit
+    from seqforge.data.tokenizer import PAD, SubwordTokenizer
+    from seqforge.models.registry import build_model
+
+    torch.set_num_threads(threads)
+    tokenizer = SubwordTokenizer.load(paths.tokenizer_file("translation"))
+    train = TokenizedSplit(load_from_disk(str(paths.tokenized_dir("translation")))["train"])
+    rng = random.Random(0)
+    picked = rng.sample(range(len(train)), SENTENCES * (WARM + steps))
+    order = sorted(picked, key=lambda i: len(train[i]["src_ids"]))
+    chunks = [order[k:k + SENTENCES] for k in range(0, len(order), SENTENCES)]
+    rng.shuffle(chunks)
+    batches = [collate(train.__getitems__(chunk)) for chunk in chunks]
+    torch.manual_seed(1)
+    model = build_model(load_experiment(name).model, tokenizer.vocab_size("source"), tokenizer.vocab_size("target"))
+    model.train()
+    if mode == "compile":
+        model.compile(dynamic=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step(batch: dict) -> None:
+        logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch["tgt_out"].flatten(),
+                                                 ignore_index=PAD)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    start = time.perf_counter()
+    for batch in batches[:WARM]:
+        step(batch)
+    warm = time.perf_counter() - start
+    times = []
+    for batch in batches[WARM:]:
+        start = time.perf_counter()
+        step(batch)
+        times.append(time.perf_counter() - start)
+    tokens = sum(int((b["tgt_out"] != PAD).sum()) for b in batches[WARM:])
+    return {"warm_s": warm, "steps_s": sum(times), "median_ms": 1000 * statistics.median(times),
+            "tgt_tok_s": tokens / sum(times)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", action="append", help="repeatable (default: gru_bahdanau, transformer)")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--one", nargs=2, metavar=("EXPERIMENT", "MODE"), help=argparse.SUPPRESS)  # a child
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(*args.one, args.steps, args.threads)))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"torch.compile (dynamic shapes) against eager: {args.steps} training steps of "
+                        f"{SENTENCES} sentences after {WARM}, {args.threads} threads")
+    for col in ("experiment", "mode", f"first {WARM} steps", "timed steps", "median step", "tgt tok/s", "÷ eager"):
+        table.add_column(col, justify="left" if col in ("experiment", "mode") else "right")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
+    for name in args.experiment or ["gru_bahdanau", "transformer"]:
+        rows = {}
+        for mode in ("eager", "compile"):
+            child = subprocess.run([sys.executable, "-m", "bench.compile_step", "--steps", str(args.steps),
+                                    "--threads", str(args.threads), "--one", name, mode],
+                                   capture_output=True, text=True, env=env, check=False)
+            if child.returncode:  # a row that says so: whether compile works at all is part of the answer
+                lines = child.stderr.strip().splitlines() or [f"exit {child.returncode}"]
+                error = next((line for line in reversed(lines) if "Error" in line), lines[-1])
+                table.add_row(name, mode, f"failed: {error[:90]}", "", "", "", "")
+                continue
+            rows[mode] = r = json.loads(child.stdout.strip().splitlines()[-1])
+            table.add_row(name, mode, f"{r['warm_s']:.1f} s", f"{r['steps_s']:.1f} s", f"{r['median_ms']:.0f} ms",
+                          f"{r['tgt_tok_s']:,.0f}",
+                          f"{r['tgt_tok_s'] / rows['eager']['tgt_tok_s']:.2f}×" if "eager" in rows else "")
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()
