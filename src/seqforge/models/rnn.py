@@ -117,7 +117,8 @@ class RNNSeq2Seq(Seq2Seq):
         over each sentence reversed within its length, so padding only ever follows a sentence and never
         reaches its states. The same numbers as packed sequences, without their per-step slicing, whose
         backward zero-fills a (source tokens, gates) buffer at every time step; on CPU an LSTM also takes
-        oneDNN's fused kernel, which packed input cannot."""
+        oneDNN's fused kernel, which packed input cannot. (On CUDA, cuDNN copies one direction's weights out
+        of the module's flat buffer at each call, and warns once that they are not one contiguous chunk.)"""
         emb = self.dropout(self.src_embed(src) * self.emb_scale)
         lens = src_lens.to(src.device)
         valid = torch.arange(src.size(1), device=src.device)[None, :] < lens[:, None]  # (B, S)
