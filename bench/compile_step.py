@@ -4,9 +4,9 @@
 
 Needs the translation task tokenized (`dvc repro tokenize@translation`). Each experiment's model (its
 `model:` section) trains on the same shuffled 120-sentence batches of length-sorted Multi30k pairs (shapes vary
-from batch to batch, as in training) with AdamW, token cross-entropy and clipping, once eager and once after
-`nn.Module.compile(dynamic=True)`, each in a fresh process with the same threads. The first 5 steps are timed
-apart (they hold the compilation); then `--steps` steps: their wall time, median step and target tokens/s.
+from batch to batch, as in training) with AdamW, `bench.step_profile`'s token cross-entropy and clipping,
+once eager and once after `nn.Module.compile(dynamic=True)`, each in a fresh process with the same threads.
+The first 5 steps are timed apart (they hold the compilation); then `--steps` steps: their wall time, median step and target tokens/s.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def measure(name: str, mode: str, steps: int, threads: int) -> dict:
     """One experiment's model in `mode` (eager or compile): warm-up seconds and the timed steps."""
     from datasets import load_from_disk
 
+    from bench.step_profile import loss_of
     from seqforge import paths
     from seqforge.config.experiment import load_experiment
     from seqforge.data.batching import collate
@@ -53,10 +54,7 @@ def measure(name: str, mode: str, steps: int, threads: int) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step(batch: dict) -> None:
-        logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch["tgt_out"].flatten(),
-                                                 ignore_index=PAD)
-        loss.backward()
+        loss_of(model(batch["src"], batch["src_lens"], batch["tgt_in"]), batch["tgt_out"], PAD).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

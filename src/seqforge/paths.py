@@ -1,6 +1,7 @@
 """Where each pipeline stage reads and writes, relative to the repository root (the cwd)."""
 
 import os
+import sys
 from pathlib import Path
 
 DATA = Path("data")  # raw corpora, pinned by data.dvc
@@ -9,6 +10,7 @@ MODELS = Path("models")
 METRICS = Path("metrics")
 REPORTS = Path("reports")
 STATE = Path(".seqforge")  # this machine's measured step rates and saved training plans (not versioned)
+DVC = str(Path(sys.executable).with_name("dvc"))  # this environment's dvc, with or without an activated venv
 
 
 def raw_dir(corpus: str) -> Path:

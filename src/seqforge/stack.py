@@ -22,6 +22,7 @@ from collections.abc import Callable
 from glob import glob
 from pathlib import Path
 
+from seqforge import paths
 from seqforge.stack_config import StackCfg, credentials, env, exports
 
 
@@ -220,7 +221,7 @@ def _configure_dvc(cfg: StackCfg) -> None:
                  ["remote", "modify", "--local", cfg.dvc.remote, "endpointurl", cfg.s3_endpoint],
                  ["remote", "modify", "--local", cfg.dvc.remote, "region", cfg.s3.region],
                  ["remote", "default", "--local", cfg.dvc.remote]):
-        _run([str(Path(sys.executable).with_name("dvc")), *args], "dvc remote", cfg.dir / "logs" / "dvc.log")
+        _run([paths.DVC, *args], "dvc remote", cfg.dir / "logs" / "dvc.log")
 
 
 def up(cfg: StackCfg) -> dict[str, str]:

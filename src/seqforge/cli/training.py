@@ -21,11 +21,12 @@ def tokenize_now(task: str, command: str) -> None:
     import subprocess
     import sys
     import time
-    from pathlib import Path
+
+    from seqforge import paths
 
     start = time.monotonic()
     sys.stdout.flush()
-    if subprocess.run([str(Path(sys.executable).with_name("dvc")), "repro", f"tokenize@{task}"], check=False).returncode:
+    if subprocess.run([paths.DVC, "repro", f"tokenize@{task}"], check=False).returncode:
         raise _fail(command, RuntimeError(f"dvc repro tokenize@{task} failed (its error is above); the task's files "
                                           f"are written: fix the cause, then `dvc repro tokenize@{task}` and "
                                           f"`seqforge plan {task}`"))

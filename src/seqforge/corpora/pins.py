@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from seqforge import paths
 from seqforge.corpora.base import CorpusError
 
 PIN_FILE = Path("data.dvc")
@@ -26,7 +27,7 @@ def pin(corpus_dir: Path, pin_file: Path = PIN_FILE) -> str:
     """`dvc add` one corpus folder and record its output in `data.dvc` (other corpora's entries untouched)."""
     if not Path(".dvc").is_dir():
         return "not a DVC repository: not pinned"
-    proc = subprocess.run(["dvc", "add", "-q", str(corpus_dir)], capture_output=True, text=True)
+    proc = subprocess.run([paths.DVC, "add", "-q", str(corpus_dir)], capture_output=True, text=True)
     single = corpus_dir.with_name(corpus_dir.name + ".dvc")
     if proc.returncode:
         single.unlink(missing_ok=True)

@@ -21,12 +21,11 @@ STEPS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_c
 FUSED = {"rnn": torch.rnn_tanh, "lstm": torch.lstm, "gru": torch.gru}  # nn.RNN's own calls: one layer, one direction
 
 
-def reverse_within(x: Tensor, lens: Tensor) -> Tensor:
-    """x (B, S, *) with each row's first `lens` positions in reverse order and its padding where it was
-    (applied twice: x again)."""
-    positions = torch.arange(x.size(1), device=x.device)[None, :]
-    index = torch.where(positions < lens[:, None], lens[:, None] - 1 - positions, positions)
-    return x.gather(1, index[..., None].expand_as(x))
+def reversal(lens: Tensor, length: int) -> Tensor:
+    """Positions (B, S) that put each row's first `lens` in reverse order and leave its padding where it is
+    (for `gather`; its own inverse)."""
+    positions = torch.arange(length, device=lens.device)[None, :]
+    return torch.where(positions < lens[:, None], lens[:, None] - 1 - positions, positions)
 
 
 class RNNModelCfg(FamilyCfg):
@@ -123,6 +122,7 @@ class RNNSeq2Seq(Seq2Seq):
         lens = src_lens.to(src.device)
         valid = torch.arange(src.size(1), device=src.device)[None, :] < lens[:, None]  # (B, S)
         run, rows = FUSED[self.cfg.cell], torch.arange(src.size(0), device=src.device)
+        backward = reversal(lens, src.size(1))[..., None]  # (B, S, 1)
         x = emb
         for layer in range(self.cfg.enc_layers):
             if layer:
@@ -132,10 +132,10 @@ class RNNSeq2Seq(Seq2Seq):
                 weights = self.encoder.all_weights[layer * self._dirs + direction]
                 h0 = x.new_zeros(1, src.size(0), self.encoder.hidden_size)
                 hx = (h0, h0) if self.cfg.cell == "lstm" else h0
-                inp = x if direction == 0 else reverse_within(x, lens)
+                inp = x if direction == 0 else x.gather(1, backward.expand_as(x))
                 out = run(inp, hx, weights, True, 1, 0.0, self.training, False, True)[0]  # (B, S, H)
                 finals.append(out[rows, lens - 1])  # the state after the last real token it read
-                outputs.append(out if direction == 0 else reverse_within(out, lens))
+                outputs.append(out if direction == 0 else out.gather(1, backward.expand_as(out)))
             x = torch.cat(outputs, dim=-1)
         return self._initial_state(src, x.masked_fill(~valid[..., None], 0.0), finals)
 
