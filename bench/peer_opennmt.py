@@ -1,6 +1,8 @@
-"""seqforge and OpenNMT-py 3.5.1 side by side: training and beam-5 decoding tokens/s, same data, same model.
+"""seqforge and OpenNMT-py 3.5.1 side by side: training and beam-5 decoding tokens/s, same data, same model;
+or time to BLEU, each toolkit's recipe for the same minutes.
 
-    python -m bench.peer_opennmt [--steps 200] [--rounds 2]
+    python -m bench.peer_opennmt [--steps 200] [--rounds 2] [--workers 2]
+    SEQFORGE_DATA_MIRROR=../shared/data python -m bench.peer_opennmt --minutes 16 [--ours-at 6 --ours-at 16]
 
 Needs the translation task tokenized on the default profile (`dvc repro tokenize@translation`).
 OpenNMT-py goes into its own venv (runs/bench/opennmt-venv), never into the project's: its pin
@@ -18,12 +20,26 @@ cores, see `onmt_config`). Each then beam-decodes test_2016_flickr (beam 5, batc
 of 64 sentences, 2 threads). Rounds alternate which toolkit goes first. Tokens/s: source subwords
 and target subwords (with EOS in training, as OpenNMT-py counts them) per second of training steps
 (OpenNMT-py: its step reports after the first; seqforge: the epoch's training time) or of decoding;
-model loading and process start are excluded.
+model loading and process start are excluded. The wall-time columns divide the same corpus tokens by each
+toolkit's seconds for the same updates (OpenNMT-py: its elapsed seconds at the last step, warm-up window
+included; seqforge: the epoch's training seconds), so neither toolkit's token counting convention enters.
+
+`--minutes M` (time to BLEU): on full Multi30k en→de with the same BPE, OpenNMT-py trains its recipe at the
+configuration above (64-sentence batches, Adam 1e-3 constant, dropout 0.3, no validation) until its own
+elapsed-seconds counter passes M minutes, saving a checkpoint every `--every` updates; each checkpoint
+is beam-5 decoded on test_2016_flickr afterwards (the BLEU-vs-minutes points). seqforge trains its default
+`gru_bahdanau` through the real stages (`dvc repro evaluate@…`, in a scratch copy of this checkout under
+runs/bench/opennmt/repo, `train.budget` = each `--ours-at` minutes, default M): test BLEU is its evaluate
+stage's (beam 5, GNMT length penalty), its points along the way the validation BLEU (greedy) of each
+evaluation with the elapsed time the stage printed. Both outputs are scored by the task's own metric
+(sacreBLEU on detokenized text against the same references, cased and lowercased, chrF). The table and
+the points go to reports/peer/time_to_bleu-<M>m.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -43,6 +59,7 @@ ONMT = "OpenNMT-py==3.5.1"
 ONMT_RUNTIME = ["configargparse", "pyyaml", "sacrebleu", "six", "pyonmttok", "spacy", "pyahocorasick",
                 "rapidfuzz", "fasttext"]
 WORK = Path("runs/bench/opennmt")
+STEP_REPORT = re.compile(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec")
 SENTENCES = 64  # per update
 THREADS = 2
 
@@ -61,8 +78,9 @@ def ensure_peer(venv: Path) -> Path:
     return bin_dir
 
 
-def write_corpus(steps: int) -> dict:
-    """Text files of subword tokens for OpenNMT-py, a tokenized subset for seqforge, and their sizes."""
+def write_corpus(steps: int | None) -> dict:
+    """Text files of subword tokens for OpenNMT-py, a tokenized subset for seqforge (the first `steps` × 64
+    training pairs; None: all of them), and their sizes."""
     from datasets import DatasetDict, load_from_disk
 
     from seqforge.data.tokenizer import SubwordTokenizer
@@ -72,7 +90,7 @@ def write_corpus(steps: int) -> dict:
         sys.exit(f"{tokenized}: not found; run `dvc repro tokenize@translation` (default profile) first")
     data = load_from_disk(str(tokenized))
     tokenizer = SubwordTokenizer.load(paths.tokenizer_file("translation"))
-    n_train = steps * SENTENCES
+    n_train = steps * SENTENCES if steps else len(data["train"])
     if len(data["train"]) < n_train:
         sys.exit(f"{steps} steps need {n_train} training pairs; the tokenized task has {len(data['train'])}")
     subset = DatasetDict({"train": data["train"].select(range(n_train)),
@@ -89,10 +107,13 @@ def write_corpus(steps: int) -> dict:
     train = subset["train"]
     return {"train_src": sum(len(r) for r in train["src_ids"]), "train_tgt": sum(len(r) + 1 for r in train["tgt_ids"]),
             "train_sents": n_train, "test_src": sum(len(r) for r in subset["test"]["src_ids"]), "test_sents": len(subset["test"]),
-            "test_src_ids": subset["test"]["src_ids"], "tokenizer": tokenizer}
+            "test_src_ids": subset["test"]["src_ids"], "test_refs": subset["test"]["target"], "tokenizer": tokenizer,
+            "vocab": vocab}
 
 
-def onmt_config(steps: int) -> Path:
+def onmt_config(steps: int, save_every: int | None = None, valid_every: int | None = None) -> Path:
+    """OpenNMT-py's configuration at the peer model: `steps` updates, a checkpoint every `save_every` (default:
+    at the end), validation every `valid_every` (default: never within the run)."""
     config = f"""
 save_data: {WORK}/onmt
 src_vocab: {WORK}/vocab.txt
@@ -121,8 +142,8 @@ batch_size: {SENTENCES}
 batch_type: sents
 valid_batch_size: {SENTENCES}
 train_steps: {steps}
-valid_steps: {steps * 10}
-save_checkpoint_steps: {steps}
+valid_steps: {valid_every or steps * 10}
+save_checkpoint_steps: {save_every or steps}
 save_model: {WORK}/onmt_model
 report_every: 10
 seed: 1
@@ -150,23 +171,28 @@ def run_onmt_train(bin_dir: Path, steps: int) -> tuple[Path, str]:
     return WORK / f"onmt_model_step_{steps}.pt", train.stderr + train.stdout
 
 
-def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
-    """Train then beam-decode with OpenNMT-py's CLI; tokens/s from its own step reports and timing."""
-    env = onmt_env()
-    checkpoint, log = run_onmt_train(bin_dir, steps)
-    reports = re.findall(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec", log)
-    windows = [(int(s), int(src), int(tgt)) for s, src, tgt, _ in reports if int(s) > 10]  # first window: warm-up
+def onmt_translate(bin_dir: Path, checkpoint: Path, out: Path) -> float:
+    """Beam-5 decode the test sources with `checkpoint` into `out` (subword tokens); its translation seconds."""
     translate = subprocess.run(
         [str(bin_dir / "onmt_translate"), "-model", str(checkpoint),
-         "-src", str(WORK / "test.source"), "-output", str(WORK / "onmt_hyps.txt"), "-beam_size", "5",
+         "-src", str(WORK / "test.source"), "-output", str(out), "-beam_size", "5",
          "-batch_size", str(SENTENCES), "-batch_type", "sents", "-report_time", "-gpu", "-1"],
-        capture_output=True, text=True, env=env, check=False)
+        capture_output=True, text=True, env=onmt_env(), check=False)
     if translate.returncode:
         sys.exit(f"onmt_translate failed:\n{translate.stderr[-3000:]}")
-    seconds = float(re.search(r"Total translation time \(s\): ([\d.]+)", translate.stderr + translate.stdout)[1])
+    return float(re.search(r"Total translation time \(s\): ([\d.]+)", translate.stderr + translate.stdout)[1])
+
+
+def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
+    """Train then beam-decode with OpenNMT-py's CLI; tokens/s from its own step reports and timing."""
+    checkpoint, log = run_onmt_train(bin_dir, steps)
+    reports = STEP_REPORT.findall(log)
+    windows = [(int(s), int(src), int(tgt)) for s, src, tgt, _ in reports if int(s) > 10]  # first window: warm-up
+    seconds = onmt_translate(bin_dir, checkpoint, WORK / "onmt_hyps.txt")
     hyp_tokens = sum(len(line.split()) for line in (WORK / "onmt_hyps.txt").read_text().splitlines())
     return {"train_src": statistics.mean(w[1] for w in windows), "train_tgt": statistics.mean(w[2] for w in windows),
-            "decode_src": sizes["test_src"] / seconds, "decode_tgt": hyp_tokens / seconds}
+            "wall_s": float(reports[-1][3]), "decode_src": sizes["test_src"] / seconds,
+            "decode_tgt": hyp_tokens / seconds}
 
 
 def batch_tokens_for(sentences_per_worker: float) -> int:
@@ -238,22 +264,122 @@ def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
     start = time.perf_counter()
     hyps = predictor.generate_ids(sizes["test_src_ids"])
     decode_seconds = time.perf_counter() - start
-    return {"train_src": sizes["train_src"] / seconds, "train_tgt": sizes["train_tgt"] / seconds,
+    return {"train_src": sizes["train_src"] / seconds, "train_tgt": sizes["train_tgt"] / seconds, "wall_s": seconds,
             "decode_src": sizes["test_src"] / decode_seconds,
             "decode_tgt": sum(len(h[0]) for h in hyps) / decode_seconds}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200, help="updates of 64 sentences (one pass over steps × 64 pairs)")
-    parser.add_argument("--rounds", type=int, default=2, help="A/B rounds; the first toolkit alternates")
-    parser.add_argument("--peer-venv", type=Path, default=Path("runs/bench/opennmt-venv"))
-    parser.add_argument("--workers", type=int, choices=[1, 2], default=2,
-                        help="seqforge's Ray Train workers (2 × 1 CPU as the default profile, or 1 × 2 CPUs)")
-    args = parser.parse_args()
+def onmt_for_minutes(bin_dir: Path, minutes: float, every: int) -> tuple[dict[int, float], int]:
+    """`onmt_train` on the whole corpus until its elapsed-seconds counter passes `minutes`, a checkpoint every
+    `every` updates: the seconds at each reported update, and the last update reached."""
+    cmd = [str(bin_dir / "onmt_train"), "-config", str(onmt_config(10**7, save_every=every, valid_every=10**8))]
+    seconds_at: dict[int, float] = {}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=onmt_env()) as proc, \
+            (WORK / "onmt_train.log").open("w") as log:
+        for line in proc.stdout:
+            log.write(line)
+            if report := STEP_REPORT.search(line):
+                seconds_at[int(report[1])] = float(report[4])
+                if float(report[4]) >= minutes * 60:
+                    proc.terminate()
+                    break
+        proc.wait()
+    if not seconds_at:
+        sys.exit(f"onmt_train reported no update: see {WORK / 'onmt_train.log'}")
+    return seconds_at, max(seconds_at)
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    bin_dir = ensure_peer(args.peer_venv)
+
+def onmt_points(bin_dir: Path, seconds_at: dict[int, float], minutes: float, every: int, sizes: dict) -> list[dict]:
+    """Test scores (beam 5) of each checkpoint OpenNMT-py saved within `minutes`."""
+    from seqforge.tasks.registry import load_task, task_kind
+
+    task = load_task("translation")
+    ids = {token: i for i, token in enumerate(sizes["vocab"])}
+    points = []
+    for step in sorted(s for s, sec in seconds_at.items() if s % every == 0 and sec <= minutes * 60):
+        out = WORK / f"onmt_hyps_{step}.txt"
+        onmt_translate(bin_dir, WORK / f"onmt_model_step_{step}.pt", out)
+        hyps = sizes["tokenizer"].decode([[ids[t] for t in line.split()] for line in out.read_text().splitlines()])
+        scores = task_kind(task.kind).scores(hyps, sizes["test_refs"], task.model_dump())
+        points.append({"minutes": round(seconds_at[step] / 60, 2), "update": step, "bleu": scores["bleu"],
+                       "bleu_lc": scores["bleu_lc"], "chrf": scores["chrf"], "split": "test", "search": "beam 5"})
+        Console(stderr=True).print(f"OpenNMT-py update {step:,} ({points[-1]['minutes']:.1f} min): "
+                                   f"test BLEU {scores['bleu']:.2f}")
+    return points
+
+
+EVALUATION_LINE = re.compile(r"evaluation \d+/\d+, update ([\d,]+)/.*val BLEU ([\d.]+).*elapsed (\d+):(\d\d):(\d\d)")
+
+
+def seqforge_for_minutes(minutes: list[float]) -> list[dict]:
+    """seqforge's default `gru_bahdanau` with `train.budget` = each of `minutes`, through the real stages in a
+    scratch copy of this checkout: one result per budget (`bench.recipes.result`) with its validation points."""
+    import yaml
+
+    from bench.recipes import result, run, scratch_repo
+
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    repo = scratch_repo((WORK / "repo").resolve())
+    log = (WORK / "seqforge.log").resolve()
+    template = yaml.safe_load((repo / "conf" / "experiments" / "gru_bahdanau.yaml").read_text())
+    names = []
+    for m in minutes:
+        names.append(f"gru_bahdanau_{m:g}m".replace(".", "_"))
+        budget = {"train": {**template.get("train", {}), "budget": f"{round(m * 60)}s"}}
+        (repo / "conf" / "experiments" / f"{names[-1]}.yaml").write_text(yaml.safe_dump(template | budget, sort_keys=False))
+    run(["seqforge", "sync"], repo, log)
+    rows = []
+    for m, name in zip(minutes, names, strict=True):
+        run(["dvc", "repro", f"evaluate@{name}"], repo, log)
+        lines = [line for line in log.read_text().splitlines() if line.startswith(f"{name} evaluation ")]
+        first = max(i for i, line in enumerate(lines) if " evaluation 1/" in line)  # the last run's lines
+        points = [{"minutes": round((int(h) * 3600 + int(m_) * 60 + int(s)) / 60, 2), "update": int(u.replace(",", "")),
+                   "bleu": float(b), "split": "validation", "search": "greedy"}
+                  for u, b, h, m_, s in (EVALUATION_LINE.search(line).groups() for line in lines[first:])]
+        rows.append({**result(repo, name, log), "budget_minutes": m, "points": points})
+    return rows
+
+
+def time_to_bleu(args: argparse.Namespace, bin_dir: Path) -> None:
+    """OpenNMT-py's recipe and seqforge's default GRU for the same minutes each; test BLEU and the points."""
+    sizes = write_corpus(None)
+    Console(stderr=True).print(f"OpenNMT-py for {args.minutes:g} minutes …")
+    seconds_at, last = onmt_for_minutes(bin_dir, args.minutes, args.every)
+    onmt = onmt_points(bin_dir, seconds_at, args.minutes, args.every, sizes)
+    Console(stderr=True).print(f"seqforge gru_bahdanau for {', '.join(f'{m:g}' for m in args.ours_at)} minutes …")
+    ours = seqforge_for_minutes(args.ours_at)
+
+    table = Table(title=f"Time to BLEU: Multi30k en→de, same BPE, test_2016_flickr ({len(sizes['test_refs']):,} "
+                        "sentences), beam 5, sacreBLEU on detokenized text, 2 CPU threads")
+    for column in ("toolkit", "model", "budget", "trained", "updates", "test BLEU", "lc BLEU", "chrF"):
+        table.add_column(column, justify="left" if column in ("toolkit", "model") else "right")
+    final = onmt[-1]
+    table.add_row("OpenNMT-py 3.5.1", "peer_lstm (recipe)", f"{args.minutes:g} min", f"{final['minutes']:.1f} min",
+                  f"{final['update']:,}", f"{final['bleu']:.2f}", f"{final['bleu_lc']:.2f}", f"{final['chrf']:.2f}")
+    for row in ours:
+        table.add_row("seqforge", "gru_bahdanau (default)", f"{row['budget_minutes']:g} min", row["trained_for"],
+                      f"{row['updates']:,}", f"{row['test_bleu']:.2f}", f"{row['test_bleu_lc']:.2f}",
+                      f"{row['test_chrf']:.2f}")
+    points = Table(title="BLEU along the way (OpenNMT-py: each saved checkpoint on test, beam 5; seqforge: each "
+                         "evaluation on validation, greedy)")
+    for column in ("toolkit", "minutes", "update", "BLEU", "split, search"):
+        points.add_column(column, justify="left" if column in ("toolkit", "split, search") else "right")
+    for name, rows in (("OpenNMT-py 3.5.1", onmt), *((f"seqforge {r['budget_minutes']:g} min", r["points"]) for r in ours)):
+        for point in rows:
+            points.add_row(name, f"{point['minutes']:.1f}", f"{point['update']:,}", f"{point['bleu']:.2f}",
+                           f"{point['split']}, {point['search']}")
+    console = Console(width=140)
+    console.print(table)
+    console.print(points)
+    out = Path("reports/peer") / f"time_to_bleu-{args.minutes:g}m.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"minutes": args.minutes, "torch": torch.__version__, "cpus": os.cpu_count(),
+                               "opennmt": {"last_update": last, "points": onmt}, "seqforge": ours}, indent=2) + "\n")
+    console.print(f"written: {out}")
+
+
+def speed(args: argparse.Namespace, bin_dir: Path) -> None:
+    """Training and beam-5 tokens/s of both toolkits at the peer configuration, `args.rounds` A/B rounds."""
     sizes = write_corpus(args.steps)
     budget = batch_tokens_for(SENTENCES / args.workers)  # 64 sentences per update over the workers
     runs: dict[str, list[dict]] = {"OpenNMT-py 3.5.1": [], "seqforge": []}
@@ -264,11 +390,14 @@ def main() -> None:
             Console(stderr=True).print(f"round {r + 1}: {name} …")
             runs[name].append(toolkits[name]())
 
-    columns = ("train_src", "train_tgt", "decode_src", "decode_tgt")
+    columns = ("train_src", "train_tgt", "wall_s", "wall_tgt", "decode_src", "decode_tgt")
+    for run in (r for rs in runs.values() for r in rs):
+        run["wall_tgt"] = sizes["train_tgt"] / run["wall_s"]
     table = Table(title=f"Multi30k en→de, LSTM + Luong general + input feeding, {args.steps} steps × "
                         f"{SENTENCES} sentences, beam 5 on {sizes['test_sents']} test sentences, 2 CPU threads "
                         f"(seqforge: {args.workers} Ray Train worker(s))")
-    for col in ("toolkit", "run", "train src tok/s", "train tgt tok/s", "beam-5 src tok/s", "beam-5 tgt tok/s"):
+    for col in ("toolkit", "run", "train src tok/s", "train tgt tok/s", f"wall s, {args.steps} updates",
+                "tgt tok/s by wall", "beam-5 src tok/s", "beam-5 tgt tok/s"):
         table.add_column(col, justify="left" if col in ("toolkit", "run") else "right")
     means = {name: {c: statistics.mean(run[c] for run in rs) for c in columns} for name, rs in runs.items()}
     for name, rs in runs.items():
@@ -277,7 +406,29 @@ def main() -> None:
         table.add_row(name, "mean", *(f"{means[name][c]:,.0f}" for c in columns), style="bold")
     ours, peer = means["seqforge"], means["OpenNMT-py 3.5.1"]
     table.add_row("seqforge ÷ OpenNMT-py", "", *(f"{ours[c] / peer[c]:.2f}×" for c in columns), style="bold")
-    Console(width=140).print(table)
+    Console(width=160).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200, help="updates of 64 sentences (one pass over steps × 64 pairs)")
+    parser.add_argument("--rounds", type=int, default=2, help="A/B rounds; the first toolkit alternates")
+    parser.add_argument("--peer-venv", type=Path, default=Path("runs/bench/opennmt-venv"))
+    parser.add_argument("--workers", type=int, choices=[1, 2], default=2,
+                        help="seqforge's Ray Train workers (2 × 1 CPU as the default profile, or 1 × 2 CPUs)")
+    parser.add_argument("--minutes", type=float, help="time to BLEU: each toolkit's recipe for this many minutes")
+    parser.add_argument("--ours-at", type=float, action="append",
+                        help="with --minutes: seqforge's budgets in minutes (repeat; default: --minutes)")
+    parser.add_argument("--every", type=int, default=400, help="with --minutes: OpenNMT-py's updates per checkpoint")
+    args = parser.parse_args()
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    bin_dir = ensure_peer(args.peer_venv)
+    if args.minutes is None:
+        speed(args, bin_dir)
+        return
+    args.ours_at = args.ours_at or [args.minutes]
+    time_to_bleu(args, bin_dir)
 
 
 if __name__ == "__main__":

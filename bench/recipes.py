@@ -145,7 +145,7 @@ def result(repo: Path, name: str, log: Path) -> dict:
             "trained_for": trained_for(log, name),
             "best_val_bleu": float(best["val_bleu"]), "best_at_update": int(best["update"]),
             "last_val_bleu": float(curve[-1]["val_bleu"]), "test_bleu": test["metrics"]["bleu"],
-            "test_chrf": test["metrics"]["chrf"],
+            "test_bleu_lc": test["metrics"]["bleu_lc"], "test_chrf": test["metrics"]["chrf"],
             "undertrained": model.get("undertrained")}
 
 
