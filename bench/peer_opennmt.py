@@ -31,7 +31,8 @@ is beam-5 decoded on test_2016_flickr afterwards (the BLEU-vs-minutes points). s
 `gru_bahdanau` through the real stages (`dvc repro evaluate@…`, in a scratch copy of this checkout under
 runs/bench/opennmt/repo, `train.budget` = each `--ours-at` minutes, default M): test BLEU is its evaluate
 stage's (beam 5, GNMT length penalty), its points along the way the validation BLEU (greedy) of each
-evaluation with the elapsed time the stage printed. Both outputs are scored by the task's own metric
+evaluation with the elapsed time the stage printed (counted from the training's start, Ray workers'
+start-up included; OpenNMT-py's from its first update). Both outputs are scored by the task's own metric
 (sacreBLEU on detokenized text against the same references, cased and lowercased, chrF). The table and
 the points go to reports/peer/time_to_bleu-<M>m.json.
 """
@@ -78,18 +79,18 @@ def ensure_peer(venv: Path) -> Path:
     return bin_dir
 
 
-def write_corpus(steps: int | None) -> dict:
+def write_corpus(steps: int | None, root: Path = Path()) -> dict:
     """Text files of subword tokens for OpenNMT-py, a tokenized subset for seqforge (the first `steps` × 64
-    training pairs; None: all of them), and their sizes."""
+    training pairs; None: all of them), and their sizes; from the translation task tokenized in checkout `root`."""
     from datasets import DatasetDict, load_from_disk
 
     from seqforge.data.tokenizer import SubwordTokenizer
 
-    tokenized = paths.tokenized_dir("translation")
+    tokenized = root / paths.tokenized_dir("translation")
     if not (tokenized / "dataset_dict.json").is_file():
         sys.exit(f"{tokenized}: not found; run `dvc repro tokenize@translation` (default profile) first")
     data = load_from_disk(str(tokenized))
-    tokenizer = SubwordTokenizer.load(paths.tokenizer_file("translation"))
+    tokenizer = SubwordTokenizer.load(root / paths.tokenizer_file("translation"))
     n_train = steps * SENTENCES if steps else len(data["train"])
     if len(data["train"]) < n_train:
         sys.exit(f"{steps} steps need {n_train} training pairs; the tokenized task has {len(data['train'])}")
@@ -308,19 +309,33 @@ def onmt_points(bin_dir: Path, seconds_at: dict[int, float], minutes: float, eve
     return points
 
 
-EVALUATION_LINE = re.compile(r"evaluation \d+/\d+, update ([\d,]+)/.*val BLEU ([\d.]+).*elapsed (\d+):(\d\d):(\d\d)")
+EVALUATION_LINE = re.compile(r"evaluation \d+/\d+, update ([\d,]+)/.*val BLEU ([\d.]+).*elapsed (\d+:\d\d:\d\d)")
 
 
-def seqforge_for_minutes(minutes: list[float]) -> list[dict]:
-    """seqforge's default `gru_bahdanau` with `train.budget` = each of `minutes`, through the real stages in a
-    scratch copy of this checkout: one result per budget (`bench.recipes.result`) with its validation points."""
-    import yaml
+def minutes_of(elapsed: str) -> float:
+    """`H:MM:SS` -> minutes."""
+    h, m, s = (int(part) for part in elapsed.split(":"))
+    return round(h * 60 + m + s / 60, 2)
 
-    from bench.recipes import result, run, scratch_repo
+
+def scratch_checkout() -> tuple[Path, Path]:
+    """A scratch copy of this checkout (`bench.recipes.scratch_repo`) with the translation task tokenized on
+    the default profile, and the log its commands write."""
+    from bench.recipes import run, scratch_repo
 
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    repo = scratch_repo((WORK / "repo").resolve())
-    log = (WORK / "seqforge.log").resolve()
+    repo, log = scratch_repo((WORK / "repo").resolve()), (WORK / "seqforge.log").resolve()
+    run(["dvc", "repro", "tokenize@translation"], repo, log)
+    return repo, log
+
+
+def seqforge_for_minutes(repo: Path, log: Path, minutes: list[float]) -> list[dict]:
+    """seqforge's default `gru_bahdanau` with `train.budget` = each of `minutes`, through the real stages in
+    `repo`: one result per budget (`bench.recipes.result`) with its validation points."""
+    import yaml
+
+    from bench.recipes import result, run
+
     template = yaml.safe_load((repo / "conf" / "experiments" / "gru_bahdanau.yaml").read_text())
     names = []
     for m in minutes:
@@ -333,21 +348,23 @@ def seqforge_for_minutes(minutes: list[float]) -> list[dict]:
         run(["dvc", "repro", f"evaluate@{name}"], repo, log)
         lines = [line for line in log.read_text().splitlines() if line.startswith(f"{name} evaluation ")]
         first = max(i for i, line in enumerate(lines) if " evaluation 1/" in line)  # the last run's lines
-        points = [{"minutes": round((int(h) * 3600 + int(m_) * 60 + int(s)) / 60, 2), "update": int(u.replace(",", "")),
-                   "bleu": float(b), "split": "validation", "search": "greedy"}
-                  for u, b, h, m_, s in (EVALUATION_LINE.search(line).groups() for line in lines[first:])]
-        rows.append({**result(repo, name, log), "budget_minutes": m, "points": points})
+        points = [{"minutes": minutes_of(elapsed), "update": int(update.replace(",", "")), "bleu": float(bleu),
+                   "split": "validation", "search": "greedy"}
+                  for update, bleu, elapsed in (EVALUATION_LINE.search(line).groups() for line in lines[first:])]
+        row = result(repo, name, log)
+        rows.append({**row, "budget_minutes": m, "trained_minutes": minutes_of(row["trained_for"]), "points": points})
     return rows
 
 
 def time_to_bleu(args: argparse.Namespace, bin_dir: Path) -> None:
     """OpenNMT-py's recipe and seqforge's default GRU for the same minutes each; test BLEU and the points."""
-    sizes = write_corpus(None)
+    repo, log = scratch_checkout()
+    sizes = write_corpus(None, repo)
     Console(stderr=True).print(f"OpenNMT-py for {args.minutes:g} minutes …")
     seconds_at, last = onmt_for_minutes(bin_dir, args.minutes, args.every)
     onmt = onmt_points(bin_dir, seconds_at, args.minutes, args.every, sizes)
     Console(stderr=True).print(f"seqforge gru_bahdanau for {', '.join(f'{m:g}' for m in args.ours_at)} minutes …")
-    ours = seqforge_for_minutes(args.ours_at)
+    ours = seqforge_for_minutes(repo, log, args.ours_at)
 
     table = Table(title=f"Time to BLEU: Multi30k en→de, same BPE, test_2016_flickr ({len(sizes['test_refs']):,} "
                         "sentences), beam 5, sacreBLEU on detokenized text, 2 CPU threads")
@@ -357,7 +374,8 @@ def time_to_bleu(args: argparse.Namespace, bin_dir: Path) -> None:
     table.add_row("OpenNMT-py 3.5.1", "peer_lstm (recipe)", f"{args.minutes:g} min", f"{final['minutes']:.1f} min",
                   f"{final['update']:,}", f"{final['bleu']:.2f}", f"{final['bleu_lc']:.2f}", f"{final['chrf']:.2f}")
     for row in ours:
-        table.add_row("seqforge", "gru_bahdanau (default)", f"{row['budget_minutes']:g} min", row["trained_for"],
+        table.add_row("seqforge", "gru_bahdanau (default)", f"{row['budget_minutes']:g} min",
+                      f"{row['trained_minutes']:.1f} min",
                       f"{row['updates']:,}", f"{row['test_bleu']:.2f}", f"{row['test_bleu_lc']:.2f}",
                       f"{row['test_chrf']:.2f}")
     points = Table(title="BLEU along the way (OpenNMT-py: each saved checkpoint on test, beam 5; seqforge: each "
