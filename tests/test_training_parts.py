@@ -60,3 +60,32 @@ def test_linear_schedule_warms_up_then_reaches_zero_at_the_budget() -> None:
     assert values == sorted(values, reverse=True)
     inverse_sqrt = step_schedule("inverse_sqrt", warmup_steps=100, total_steps=0)
     assert inverse_sqrt(99) == pytest.approx(1.0) and inverse_sqrt(399) == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_train_compile_gives_the_eager_loss_and_gradients(conf_copy) -> None:
+    """`train.compile` compiles the training forward in place (checkpoint keys unchanged); the loss and
+    gradients on a padded batch are the eager model's."""
+    from seqforge.config.shared import TokenizerCfg, TrainCfg
+    from seqforge.data.batching import collate
+    from seqforge.data.tokenizer import SubwordTokenizer
+
+    tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
+    exp = load_experiment("gru_bahdanau", conf_copy).model_dump(mode="json")
+    exp["model"] |= {"emb_dim": 16, "hidden_dim": 16, "dropout": 0.0}  # compiled dropout draws other masks
+    batch = collate([{"src_ids": [5, 6, 7, 8, 9][:n], "tgt_ids": [9, 8, 7, 6][: n - 1], "index": i}
+                     for i, n in enumerate((5, 3, 4))])
+    losses, grads = [], []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        config = {"experiment": exp, "src_vocab": 40, "tgt_vocab": 40, "tokenizer": tok.dumps(),
+                  "kind": "translation", "bleu_tokenize": None, "train": TrainCfg(compile=compiled).model_dump()}
+        module = Seq2SeqModule.from_loop_config(config).train()
+        assert (module.model._compiled_call_impl is not None) == compiled
+        loss = module._loss(batch)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in module.model.parameters()]))
+    assert module.state_dict().keys() == Seq2SeqModule.from_loop_config(config).state_dict().keys()
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)

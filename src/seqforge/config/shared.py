@@ -37,6 +37,9 @@ class TrainCfg(Strict):
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    # torch.compile the model's training forward (dynamic shapes; compiled once per worker at the first
+    # steps). Off: on CPU it loses for every family (bench/compile_step.py, README), GPUs: bench/gpu_check.py
+    compile: bool = False
     # the plan (seqforge.training.plan), from the first of these set: a number of epochs (evaluated at each
     # epoch's end), a number of optimizer updates, or a wall-clock time on this machine (updates follow from
     # the measured step rate); the latter two are evaluated `evaluations` times, evenly spaced

@@ -42,9 +42,13 @@ class Seq2SeqModule(pl.LightningModule):
 
     @classmethod
     def from_loop_config(cls, config: dict) -> Seq2SeqModule:
-        """The module a training run's loop config (`train.loop_config`) describes."""
-        return cls(config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer"],
-                   config["kind"], config["bleu_tokenize"], (config.get("plan") or {}).get("eval_every"))
+        """The module a training run's loop config (`train.loop_config`) describes; its model's forward
+        `torch.compile`d when the config's `train.compile` says so (decoding stays eager)."""
+        module = cls(config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer"],
+                     config["kind"], config["bleu_tokenize"], (config.get("plan") or {}).get("eval_every"))
+        if config["train"].get("compile"):
+            module.model.compile(dynamic=True)
+        return module
 
     def _reset_counters(self) -> None:
         # since the last evaluation: training tokens, loss × sentences, sentences, clipped updates, updates
