@@ -1,12 +1,15 @@
 """Does `torch.compile` pay for a training step here? Eager against compiled, per experiment, same batches.
 
     python -m bench.compile_step [--experiment gru_bahdanau --experiment transformer] [--steps 25] [--threads 2]
+    python -m bench.compile_step --profile [--experiment …]   # where an eager step's time goes, op by op
 
 Needs the translation task tokenized (`dvc repro tokenize@translation`). Each experiment's model (its
 `model:` section) trains on the same shuffled 120-sentence batches of length-sorted Multi30k pairs (shapes vary
 from batch to batch, as in training) with AdamW, `bench.step_profile`'s token cross-entropy and clipping,
 once eager and once after `nn.Module.compile(dynamic=True)`, each in a fresh process with the same threads.
 The first 5 steps are timed apart (they hold the compilation); then `--steps` steps: their wall time, median step and target tokens/s.
+`--profile`: each experiment's eager step under `torch.profiler` (`bench.step_profile.timed_and_profiled`, 8
+of the batches): the ops by self CPU time per step, with calls per step and their costliest input shapes.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ SENTENCES, WARM = 120, 5
 
 
 def measure(name: str, mode: str, steps: int, threads: int) -> dict:
-    """One experiment's model in `mode` (eager or compile): warm-up seconds and the timed steps."""
+    """One experiment's model in `mode` (eager, compile, or profile: eager under the profiler): warm-up seconds
+    and the timed steps, or the profile."""
     from datasets import load_from_disk
 
     from bench.step_profile import loss_of
@@ -59,6 +63,10 @@ def measure(name: str, mode: str, steps: int, threads: int) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    if mode == "profile":
+        from bench.step_profile import timed_and_profiled
+
+        return timed_and_profiled(step, batches[WARM : WARM + 8], threads)
     start = time.perf_counter()
     for batch in batches[:WARM]:
         step(batch)
@@ -78,6 +86,8 @@ def main() -> None:
     parser.add_argument("--experiment", action="append", help="repeatable (default: gru_bahdanau, transformer)")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="the ops of an eager step instead")
+    parser.add_argument("--top", type=int, default=12, help="with --profile: ops shown per experiment")
     parser.add_argument("--one", nargs=2, metavar=("EXPERIMENT", "MODE"), help=argparse.SUPPRESS)  # a child
     args = parser.parse_args()
     if args.one:
@@ -87,11 +97,27 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
+    if args.profile:
+        for name in args.experiment or ["gru_bahdanau", "transformer"]:
+            child = subprocess.run([sys.executable, "-m", "bench.compile_step", "--threads", str(args.threads),
+                                    "--one", name, "profile"], capture_output=True, text=True, env=env, check=True)
+            prof = json.loads(child.stdout.strip().splitlines()[-1])
+            table = Table(title=f"{name}: one eager training step of {SENTENCES} sentences, {prof['step_ms']:.0f} ms "
+                                f"(median of {prof['batches']}), {args.threads} threads")
+            for col in ("op", "self ms / step", "share", "calls / step", "costliest shapes"):
+                table.add_column(col, justify="left" if col in ("op", "costliest shapes") else "right")
+            total = sum(op["self_ms"] for op in prof["ops"].values())
+            for op, row in sorted(prof["ops"].items(), key=lambda kv: -kv[1]["self_ms"])[: args.top]:
+                table.add_row(op, f"{row['self_ms']:.1f}", f"{row['self_ms'] / total:.0%}", f"{row['calls']:.0f}",
+                              row.get("shapes", ""))
+            Console(width=160).print(table)
+        return
+
     table = Table(title=f"torch.compile (dynamic shapes) against eager: {args.steps} training steps of "
                         f"{SENTENCES} sentences after {WARM}, {args.threads} threads")
     for col in ("experiment", "mode", f"first {WARM} steps", "timed steps", "median step", "tgt tok/s", "÷ eager"):
         table.add_column(col, justify="left" if col in ("experiment", "mode") else "right")
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
     for name in args.experiment or ["gru_bahdanau", "transformer"]:
         rows = {}
         for mode in ("eager", "compile"):
