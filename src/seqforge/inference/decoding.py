@@ -175,19 +175,21 @@ def beam_search(
             results[int(sentences[b])] = [Hypothesis(_strip(rows[i][j]), float(normed[i, j]))
                                           for j in best[i].tolist()]
 
+    only = torch.full((1, k), float("-inf"), device=device)  # a row whose one candidate is its first column
+    only[0, 0] = 0.0
     for t in range(int(limit.max())):
         logp, state = model.decode_step(tokens[:, -1], state)
-        vocab = logp.size(-1)
         forced = ~finished & (t + 1 >= limit)  # must end here, whatever min_length says
         eos = logp[:, EOS].clone()
         logp = _restrict(logp, t, min_length, no_repeat_ngram, tokens[:, 1:] if no_repeat_ngram else None)
-        logp.masked_fill_((forced | finished).unsqueeze(1), float("-inf"))  # in place: no copy of (N, V)
-        logp[:, EOS] = torch.where(forced, eos, logp[:, EOS])
-        logp[:, PAD].masked_fill_(finished, 0.0)  # finished hypotheses: PAD at no cost
-        cand = (scores.view(-1, 1) + logp).view(-1, k * vocab)
+        # each hypothesis's k best continuations hold the k best of its sentence: top-k over k × k, not k × V
+        top, top_tok = logp.topk(k, dim=1)
+        top = torch.where(finished[:, None], only, torch.where(forced[:, None], only + eos[:, None], top))
+        top_tok[:, 0] = torch.where(finished, PAD, torch.where(forced, EOS, top_tok[:, 0]))  # PAD at no cost
+        cand = (scores.view(-1, 1) + top).view(-1, k * k)
         scores, flat = cand.topk(k, dim=1)
-        origin = (torch.arange(cand.size(0), device=device).unsqueeze(1) * k + flat // vocab).view(-1)
-        new_tok = (flat % vocab).view(-1)
+        origin = (torch.arange(cand.size(0), device=device).unsqueeze(1) * k + flat // k).view(-1)
+        new_tok = top_tok.view(-1, k * k).gather(1, flat).view(-1)
         tokens = torch.cat([tokens[origin], new_tok.unsqueeze(1)], dim=1)
         was_finished = finished[origin]
         lengths = lengths[origin] + (~was_finished).long()
