@@ -89,3 +89,18 @@ def test_train_compile_gives_the_eager_loss_and_gradients(conf_copy) -> None:
     assert module.state_dict().keys() == Seq2SeqModule.from_loop_config(config).state_dict().keys()
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_zeroes_a_share_p_scales_the_rest_and_passes_gradients_through_the_mask() -> None:
+    from seqforge.models.dropout import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(0.25)
+    x = torch.full((200, 500), 2.0, requires_grad=True)
+    y = layer(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.25) < 0.01
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 2.0 / 0.75))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)
+    assert layer.eval()(x) is x and "p=0.25" in repr(layer)

@@ -6,13 +6,13 @@ import math
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from seqforge.data.tokenizer import PAD
 from seqforge.models.attention import Attention
 from seqforge.models.base import DecoderState, FamilyCfg, Seq2Seq
+from seqforge.models.dropout import Dropout, dropout
 from seqforge.models.embeddings import make_embeddings
 from seqforge.models.registry import register_family
 
@@ -83,7 +83,7 @@ class RNNSeq2Seq(Seq2Seq):
             src_vocab, tgt_vocab, cfg.emb_dim, cfg.shared_embeddings
         )
         self.emb_scale = math.sqrt(cfg.emb_dim)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         enc_hidden = cfg.enc_hidden_dim or cfg.hidden_dim
         self.encoder = rnn_cls(
             cfg.emb_dim, enc_hidden, num_layers=cfg.enc_layers, batch_first=True,
@@ -126,7 +126,7 @@ class RNNSeq2Seq(Seq2Seq):
         x = emb
         for layer in range(self.cfg.enc_layers):
             if layer:
-                x = F.dropout(x, self.encoder.dropout, self.training)
+                x = dropout(x, self.encoder.dropout, self.training)
             outputs, finals = [], []
             for direction in range(self._dirs):
                 weights = self.encoder.all_weights[layer * self._dirs + direction]
@@ -170,7 +170,7 @@ class RNNSeq2Seq(Seq2Seq):
         x = emb
         for layer in range(self.cfg.enc_layers):
             if layer:
-                x = F.dropout(x, self.encoder.dropout, self.training)
+                x = dropout(x, self.encoder.dropout, self.training)
             outputs, finals, states, distances = [], [], [], []
             for direction in range(self._dirs):
                 weights = self.encoder.all_weights[layer * self._dirs + direction]
@@ -220,7 +220,7 @@ class RNNSeq2Seq(Seq2Seq):
         hidden, cells = [], []
         for layer, weights in enumerate(self.decoder.all_weights):
             if layer:  # nn.RNN's dropout between stacked layers
-                x = F.dropout(x, self.decoder.dropout, self.training)
+                x = dropout(x, self.decoder.dropout, self.training)
             if lstm:
                 x, c = step(x, (hyps["hidden"][layer], hyps["cell"][layer]), *weights)
                 cells.append(c)

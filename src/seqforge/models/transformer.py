@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from seqforge.data.tokenizer import PAD
 from seqforge.models.base import DecoderState, FamilyCfg, Seq2Seq
+from seqforge.models.dropout import Dropout
 from seqforge.models.embeddings import make_embeddings
 from seqforge.models.registry import register_family
 
@@ -82,7 +83,7 @@ class MultiHeadAttention(nn.Module):
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float) -> None:
         super().__init__(
-            nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
+            nn.Linear(d_model, ffn_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ffn_dim, d_model)
         )
 
 
@@ -92,7 +93,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout)
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = x + self.drop(self.self_attn(self.norm1(x), key_mask=mask))
@@ -106,7 +107,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout)
         self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.heads, cfg.dropout)
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, memory: Tensor, mem_mask: Tensor) -> Tensor:
         x = x + self.drop(self.self_attn(self.norms[0](x), causal=True))
@@ -164,7 +165,7 @@ class TransformerSeq2Seq(Seq2Seq):
         self.register_buffer(
             "positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
         self.enc_norm, self.dec_norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
