@@ -10,7 +10,8 @@ only that part), written to `<out>/gpu_check.json` as each finishes and printed 
    the tokenized translation task with the last profile's Transformer (the `gpu` profile: d_model 512,
    bf16-mixed, 16k-token batches), for its epochs or `--fit-minutes`, whichever ends first; seconds
    per training epoch, validation BLEU; then test BLEU/chrF with greedy and beam-5 search (fp32 and
-   bf16 weights), decoding tokens/s and the device it ran on.
+   bf16 weights) and with CTranslate2's beam 5 (`seqforge export`'s converter: float16 weights on a GPU,
+   int8 on a CPU), decoding tokens/s and the device it ran on.
 2. `train`: for every model family (conf/experiments/ gru_bahdanau, lstm_luong, transformer) at
    every profile's size, training tokens/s (source + target, padding excluded) and peak memory
    under the profile's precision, eager and `torch.compile`d (compile time apart), on the task's
@@ -347,10 +348,17 @@ def part_fit(args: argparse.Namespace) -> dict:
     module.load_state_dict(weights)
     test = splits["test"]
     scores = {}
-    for name, decode in (("greedy", {"beam_size": 1}), ("beam5", {"beam_size": 5}),
-                         ("beam5_bf16", {"beam_size": 5, "precision": "bf16"})):
+    ct2 = {"ct2_beam5_float16": "float16"} if device.type == "cuda" else {"ct2_beam5_int8": "int8"}
+    searches = {"greedy": {"beam_size": 1}, "beam5": {"beam_size": 5}, **{name: {"beam_size": 5} for name in ct2},
+                "beam5_bf16": {"beam_size": 5, "precision": "bf16"}}  # last: it casts the model to bf16
+    for name, decode in searches.items():
         cfg = DecodeCfg(**{**task.decode.model_dump(), **decode})
-        predictor = Predictor(module.model, tokenizer, {"kind": task.kind}, cfg)
+        try:
+            predictor = (ct2_predictor(module.model, tokenizer, exp, ct2[name], cfg) if name in ct2
+                         else Predictor(module.model, tokenizer, {"kind": task.kind}, cfg))
+        except ImportError as err:  # a machine without ctranslate2: the row says so
+            scores[name] = {"error": f"{type(err).__name__}: {err}"}
+            continue
         _sync(predictor.device)
         start = time.perf_counter()
         nbest = predictor.generate_ids(test["src_ids"], cfg)
@@ -372,6 +380,18 @@ def part_fit(args: argparse.Namespace) -> dict:
         "test": scores, "test_sentences": len(test), "peak_mib": round(_peak_mib(device), 1),
         "device": str(device),
     }
+
+
+def ct2_predictor(model, tokenizer, exp, quantization: str, cfg):
+    """`model` converted to CTranslate2 (`seqforge export`'s converter) with `quantization` weights, as the
+    predictor an exported version loads (a GPU when CTranslate2 sees one)."""
+    from seqforge.export.ct2 import convert
+    from seqforge.inference.ct2_predictor import CT2Predictor
+
+    model_dir = Path(tempfile.mkdtemp(prefix="gpu-check-ct2-"))
+    convert(model, exp.model.arch, tokenizer, model_dir, quantization)
+    tokenizer.save(model_dir / "tokenizer.json")
+    return CT2Predictor.from_dir(model_dir, {"kind": "translation", "experiment": exp.model_dump(mode="json")}, cfg)
 
 
 PARTS = {"train": part_train, "fit": part_fit, "profile": part_profile}
@@ -429,7 +449,8 @@ def table(report: dict) -> str:
             f"{sorted(epochs)[len(epochs) // 2] if epochs else float('nan'):.2f} s (first {epochs[0] if epochs else '-'} s), "
             f"best validation BLEU {fit['best_epoch_val_bleu']}", "",
             "| test search | BLEU | chrF | tokens/s | sentences/s | device |", "|---|---|---|---|---|---|",
-            *(f"| {name} | {s['bleu']} | {s['chrf']} | {s['tokens_per_s']:,} | {s['sentences_per_s']} | {s['device']} |"
+            *(f"| {name} | {s['error']} | | | | |" if "error" in s else
+              f"| {name} | {s['bleu']} | {s['chrf']} | {s['tokens_per_s']:,} | {s['sentences_per_s']} | {s['device']} |"
               for name, s in fit["test"].items()), ""]
     prof = report.get("profile", {})
     if "error" in prof:

@@ -37,7 +37,7 @@ def test_the_gpu_check_runs_on_cpu_in_bf16_without_ray_mlflow_or_dvc(smoke_repo,
     assert "error" not in fit, fit
     assert fit["precision"] == "bf16-mixed" and fit["epochs"] >= 1 and fit["updates"] > 0
     assert len(fit["train_epoch_s"]) == len(fit["val_bleu"]) == fit["epochs"]
-    assert set(fit["test"]) == {"greedy", "beam5", "beam5_bf16"}
+    assert set(fit["test"]) == {"greedy", "beam5", "beam5_bf16", "ct2_beam5_int8"}
     assert all(s["device"] == "cpu" and s["tokens_per_s"] > 0 for s in fit["test"].values())
 
     prof = report["profile"]

@@ -1,4 +1,4 @@
-"""Commands for registered models: translate, chat, models, promote, serve, ui."""
+"""Commands for registered models: translate, chat, models, promote, export, serve, ui."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from seqforge.cli.app import _client, _tracking, app
+from seqforge.cli.app import _client, _fail, _tracking, app
 
 
 def _model_uri(model: str) -> str:
@@ -147,11 +147,12 @@ def models(name: Annotated[str | None, typer.Argument(help="registered model nam
 
     rows = list_versions(_client(), name)
     table = Table(title=f"registered models — {_tracking()}")
-    for col in ("name", "version", "aliases", "experiment", "metric", "chrF", "data version", "created", "note"):
+    for col in ("name", "version", "aliases", "experiment", "backend", "metric", "chrF", "data version", "created",
+                "note"):
         table.add_column(col)
     for r in rows:
         value = "" if r["value"] is None else f"{r['metric']} {r['value']:.2f}"
-        table.add_row(r["name"], str(r["version"]), r["aliases"], r["arch"], value,
+        table.add_row(r["name"], str(r["version"]), r["aliases"], r["arch"], r["backend"], value,
                       "" if r["chrf"] is None else f"{r['chrf']:.2f}", r["data_version"], r["created"],
                       "undertrained" if r["undertrained"] else "")
     Console().print(table)
@@ -182,6 +183,32 @@ def promote(
     before = f"v{done.previous} ({done.metric}={done.previous_value})" if done.previous else "nobody"
     typer.echo(f"{done.name}@{done.alias}: v{done.version} ({done.metric}={done.candidate_value}), "
                f"was {before}{' [forced]' if done.forced else ''}")
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION of a registered Transformer")],
+    fmt: Annotated[str, typer.Option("--format", help="ct2: CTranslate2")] = "ct2",
+    quantization: Annotated[str, typer.Option(help="weights: float32 | int8 | int8_float32 | bfloat16 | float16 (GPUs)")] = "int8",
+    alias: Annotated[str | None, typer.Option(help="alias of the new version (default: FORMAT-QUANTIZATION)")] = None,
+) -> None:
+    """Convert a registered model for fast inference, score it on its task's test split, and register it as a
+    new version of the same model (tag `backend`, its source version in `source_version`)."""
+    from seqforge.config.base import ConfigError
+    from seqforge.export import ExportError
+    from seqforge.export.registered import export_version
+    from seqforge.tracking.client import TrackingError
+
+    _client()
+    try:
+        done = export_version(model, fmt, quantization, alias)
+    except (ExportError, ConfigError, TrackingError) as err:
+        raise _fail("export", err) from None
+    metric = "bleu" if "bleu" in done["metrics"] else next(iter(done["metrics"]))
+    typer.echo(f"registered {done['name']} version {done['version']} ({done['backend']}, {quantization}; from version "
+               f"{done['source_version']}) as @{done['alias']}: test {metric} {done['metrics'][metric]} (source "
+               f"{done['source_metrics'].get(metric, '?')}), {done['metrics']['decode_sentences_per_s']} sentences/s "
+               f"(source {done['source_metrics'].get('decode_sentences_per_s', '?')})")
 
 
 @app.command()

@@ -1,30 +1,40 @@
 """Inference: an exported model directory -> batched decoding of raw text, for any task.
 
 The task's kind turns requests (sentences, conversations) into the source strings the model was
-trained on, with the same cleaning as the prepare stage.
+trained on, with the same cleaning as the prepare stage. A model directory is searched by the backend
+its `model.json` names (`BACKENDS`): our PyTorch search, or CTranslate2 for an exported Transformer.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from seqforge.config.base import ConfigError
 from seqforge.config.experiment import experiment_schema
 from seqforge.config.shared import DecodeCfg
 from seqforge.data.batching import collate
-from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.data.tokenizer import PAD, SubwordTokenizer
 from seqforge.inference.decoding import Sampler, beam_search, generate, max_lengths
 from seqforge.models.base import Seq2Seq
 from seqforge.models.registry import build_model
 from seqforge.tasks.base import RequestError
 from seqforge.tasks.registry import task_kind
 
+BACKENDS = {  # model.json's `backend` -> its predictor class, imported when a model asks for it
+    "pytorch": "seqforge.inference.predictor:Predictor",
+    "ctranslate2": "seqforge.inference.ct2_predictor:CT2Predictor",
+}
+
 
 class Predictor:
-    """Weights + tokenizer + decoding settings; `predict` takes and returns plain text."""
+    """Weights + tokenizer + decoding settings; `predict` takes and returns plain text. This class searches
+    with PyTorch (`seqforge.inference.decoding`); other backends subclass it (`BACKENDS`)."""
 
     def __init__(
         self, model: Seq2Seq, tokenizer: SubwordTokenizer, meta: dict, decode_cfg: DecodeCfg | None = None,
@@ -39,6 +49,7 @@ class Predictor:
                                    else "cpu")
         dtype = torch.bfloat16 if self.decode_cfg.precision == "bf16" else torch.float32
         self.model = model.to(self.device, dtype).eval()
+        self.max_source_tokens = model.max_source_tokens  # EOS included; None: no limit
 
     @staticmethod
     def read_meta(model_dir: Path | str) -> dict:
@@ -50,8 +61,18 @@ class Predictor:
 
     @classmethod
     def load(cls, model_dir: Path | str, decode_cfg: DecodeCfg | None = None) -> Predictor:
+        """The predictor of an exported model directory, of the backend its `model.json` names."""
         model_dir = Path(model_dir)
         meta = cls.read_meta(model_dir)
+        backend = meta.get("backend", "pytorch")
+        if backend not in BACKENDS:
+            raise ConfigError(f"{model_dir}/model.json: unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+        module, _, name = BACKENDS[backend].partition(":")
+        return getattr(importlib.import_module(module), name).from_dir(model_dir, meta, decode_cfg)
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, meta: dict, decode_cfg: DecodeCfg | None) -> Predictor:
+        """This backend's predictor of `model_dir`, whose `model.json` is `meta`."""
         exp = experiment_schema().model_validate(meta["experiment"])
         model = build_model(exp.model, meta["src_vocab"], meta["tgt_vocab"])
         model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
@@ -91,7 +112,7 @@ class Predictor:
         longer than the model can encode."""
         ids = self.tokenizer.encode(sources, "source")
         limit, what = max_tokens, "serve.max_tokens"
-        positions = self.model.max_source_tokens
+        positions = self.max_source_tokens
         if positions is not None and (limit is None or positions - 1 < limit):  # EOS takes one position
             limit, what = positions - 1, f"model.max_positions {positions}, EOS included"
         for i, row in enumerate(ids):
@@ -99,6 +120,21 @@ class Predictor:
                 raise RequestError(f"row {i}: {len(row)} tokens after tokenisation, more than the limit of {limit} "
                                    f"({what})")
         return ids
+
+    @torch.no_grad()
+    def perplexity(self, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> float:
+        """Per-target-token perplexity under teacher forcing (subword tokens, EOS included)."""
+        order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+        loss_sum, n_tokens = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            batch = collate([{"src_ids": src_ids[i], "tgt_ids": tgt_ids[i], "index": i}
+                             for i in order[start : start + batch_size]])
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
+            loss_sum += float(F.cross_entropy(logits.flatten(0, 1).float(), batch["tgt_out"].flatten(),
+                                              ignore_index=PAD, reduction="sum"))
+            n_tokens += int((batch["tgt_out"] != PAD).sum())
+        return math.exp(loss_sum / max(n_tokens, 1))
 
     def predict(self, requests: list, cfg: DecodeCfg | None = None, max_tokens: int | None = None) -> list[str]:
         """One output per checked request (a sentence, a conversation), prepared as in training."""

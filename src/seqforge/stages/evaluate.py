@@ -9,42 +9,20 @@ perplexity and decoding speed.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from datasets import load_from_disk
 
 from seqforge import paths
 from seqforge.config.shared import load_config
-from seqforge.data.batching import collate
-from seqforge.data.tokenizer import PAD
 from seqforge.inference.attention_maps import save_attention_maps
 from seqforge.inference.predictor import Predictor
 from seqforge.tasks.base import TaskCfg
 from seqforge.tasks.registry import load_task, task_kind
 from seqforge.tracking.client import setup_mlflow
-
-
-@torch.no_grad()
-def perplexity(model: torch.nn.Module, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> float:
-    """Per-target-token perplexity under teacher forcing (subword tokens, EOS included), on the model's device."""
-    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
-    device = next(model.parameters()).device
-    loss_sum, n_tokens = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        batch = collate([{"src_ids": src_ids[i], "tgt_ids": tgt_ids[i], "index": i}
-                         for i in order[start : start + batch_size]])
-        batch = {key: value.to(device) for key, value in batch.items()}
-        logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
-        loss_sum += float(F.cross_entropy(logits.flatten(0, 1).float(), batch["tgt_out"].flatten(),
-                                          ignore_index=PAD, reduction="sum"))
-        n_tokens += int((batch["tgt_out"] != PAD).sum())
-    return math.exp(loss_sum / max(n_tokens, 1))
 
 
 def decode_split(model_dir: Path, task: TaskCfg, split: str = "test") -> tuple[Predictor, dict, list, list[str], float]:
@@ -58,25 +36,33 @@ def decode_split(model_dir: Path, task: TaskCfg, split: str = "test") -> tuple[P
     return predictor, data, nbest, predictor.tokenizer.decode([hyps[0] for hyps in nbest], "target"), seconds
 
 
+def test_report(model_dir: Path, task: TaskCfg) -> tuple[dict, Predictor, dict, list, list[str]]:
+    """The test split decoded with the model in `model_dir` and scored by the task's kind: the report
+    (metrics, sacreBLEU signatures, decoding settings), the predictor, the split's columns, n-best ids and
+    the best hypotheses as text."""
+    predictor, test, nbest, hyps, seconds = decode_split(model_dir, task)
+    scores = task_kind(task.kind).scores(hyps, test["target"], task.model_dump())
+    metrics = {
+        **{k: v for k, v in scores.items() if k != "signature"},
+        "ppl": round(predictor.perplexity(test["src_ids"], test["tgt_ids"], task.decode.batch_size), 3),
+        "decode_sentences_per_s": round(len(hyps) / seconds, 2),
+        "decode_tokens_per_s": round(sum(len(h[0]) for h in nbest) / seconds, 1),
+        "sentences": len(hyps),
+    }
+    report = {"task": task.name, "kind": task.kind, "split": "test", "metrics": metrics,
+              "signature": scores["signature"], "decode": task.decode.model_dump()}
+    return report, predictor, test, nbest, hyps
+
+
 def evaluate_experiment(name: str) -> dict:
     """Decode the test split with `models/<name>`; write `metrics/<name>.json` and sample outputs."""
     import mlflow
 
     cfg = load_config()
     task = load_task(Predictor.read_meta(paths.model_dir(name))["task"]["name"])
-    decode = task.decode
     kind = task_kind(task.kind)
-    predictor, test, nbest, hyps, seconds = decode_split(paths.model_dir(name), task)
-    scores = kind.scores(hyps, test["target"], task.model_dump())
-    metrics = {
-        **{k: v for k, v in scores.items() if k != "signature"},
-        "ppl": round(perplexity(predictor.model, test["src_ids"], test["tgt_ids"], decode.batch_size), 3),
-        "decode_sentences_per_s": round(len(hyps) / seconds, 2),
-        "decode_tokens_per_s": round(sum(len(h[0]) for h in nbest) / seconds, 1),
-        "sentences": len(hyps),
-    }
-    report = {"experiment": name, "task": task.name, "kind": task.kind, "split": "test", "metrics": metrics,
-              "signature": scores["signature"], "decode": decode.model_dump()}
+    report, predictor, test, nbest, hyps = test_report(paths.model_dir(name), task)
+    report, metrics = {"experiment": name, **report}, report["metrics"]
     paths.METRICS.mkdir(exist_ok=True)
     paths.metrics_file(name).write_text(json.dumps(report, indent=2) + "\n")
     samples = [{"source": s, "reference": r, "hypothesis": h}
@@ -97,8 +83,8 @@ def evaluate_experiment(name: str) -> dict:
         mlflow.log_table(pd.DataFrame(samples, columns=["source", "reference", "hypothesis"]),
                          "evaluation/samples.json")
         mlflow.log_artifacts(str(attention_dir), "attention")
-        mlflow.set_tags({f"signature.{k}": v for k, v in scores["signature"].items()})
+        mlflow.set_tags({f"signature.{k}": v for k, v in report["signature"].items()})
     print(f"{name}: " + ", ".join(f"{k} {metrics[k]}" for k in kind.shown_metrics))
-    for signature in scores["signature"].values():
+    for signature in report["signature"].values():
         print(f"  {signature}")
     return report

@@ -73,40 +73,14 @@ def _registered_model(client, name: str) -> bool:
     return True
 
 
-def register_experiment(name: str) -> dict:
-    """Log `models/<name>` as a pyfunc on its training run, register it, set the alias."""
-    cfg = load_config()
-    model_dir = paths.model_dir(name)
-    meta = json.loads((model_dir / "model.json").read_text())
-    report = json.loads(paths.metrics_file(name).read_text())
-    task = load_task(meta["task"]["name"])
-    kind = task_kind(task.kind)
-    decode = task.decode
-    model_name = task.model_name()
-    setup_mlflow(cfg.mlflow.experiment)
-    try:
-        with mlflow.start_run(run_id=meta["run_id"]):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=Seq2SeqModel(),
-                artifacts={"model_dir": str(model_dir)},
-                model_config={"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
-                code_paths=[str(PACKAGE_DIR)],
-                signature=ModelSignature(inputs=Schema([kind.input_schema()]),
-                                         outputs=Schema([ColSpec(DataType.string, kind.output_column)])),
-                input_example=pd.DataFrame({kind.input_column: kind.example()}),
-                pip_requirements=requirements(),
-            )
-    except (MlflowException, OSError) as err:  # requests errors are OSErrors
-        raise TrackingError(f"logging {model_dir} as an MLflow model failed ({first_line(err)}): "
-                            "no model version registered") from err
-    check_uploaded(info, model_dir)
-    tags = {
+def version_tags(meta: dict, task: TaskCfg, report: dict) -> dict[str, str]:
+    """A model version's tags: what the registry lists and the promotion gate compares (`test_*`, data version)."""
+    return {
         "task": task.name,
         "kind": task.kind,
-        "primary_metric": kind.primary_metric,
+        "primary_metric": task_kind(task.kind).primary_metric,
         "languages": f"{task.src_lang}-{task.tgt_lang}",
-        "experiment": name,
+        "experiment": meta["experiment"]["name"],
         "arch": meta["experiment"]["model"]["arch"],
         "data_version": meta["data_version"],
         "git_commit": meta["git_commit"],
@@ -115,7 +89,32 @@ def register_experiment(name: str) -> dict:
         **{f"test_{k}": str(v) for k, v in report["metrics"].items()},
         **({"undertrained": meta["undertrained"]} if meta.get("undertrained") else {}),
     }
-    description = describe_version(meta, task, report, decode)
+
+
+def register_model_dir(model_dir: Path, task: TaskCfg, run_id: str, model_config: dict, tags: dict[str, str],
+                       description: str, alias: str, artifact: str = "model", extra_requirements: tuple = ()) -> str:
+    """Log `model_dir` as a self-contained pyfunc named `artifact` on run `run_id` (with `model_config`:
+    decoding settings and request limits), register it as a new version of the task's model with `tags` and
+    `description`, and point `alias` at it; returns the version. A `TrackingError` says what did not happen."""
+    kind = task_kind(task.kind)
+    model_name = task.model_name()
+    try:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name=artifact,
+                python_model=Seq2SeqModel(),
+                artifacts={"model_dir": str(model_dir)},
+                model_config=model_config,
+                code_paths=[str(PACKAGE_DIR)],
+                signature=ModelSignature(inputs=Schema([kind.input_schema()]),
+                                         outputs=Schema([ColSpec(DataType.string, kind.output_column)])),
+                input_example=pd.DataFrame({kind.input_column: kind.example()}),
+                pip_requirements=requirements(*extra_requirements),
+            )
+    except (MlflowException, OSError) as err:  # requests errors are OSErrors
+        raise TrackingError(f"logging {model_dir} as an MLflow model failed ({first_line(err)}): "
+                            "no model version registered") from err
+    check_uploaded(info, model_dir)
     client = mlflow.MlflowClient()
     try:
         if not _registered_model(client, model_name):
@@ -123,21 +122,40 @@ def register_experiment(name: str) -> dict:
                                            f"({task.src_lang} -> {task.tgt_lang}, corpus {task.corpus}).")
         # one call: a version exists complete (uploaded artifacts, tags, description) or not at all
         model_version = str(client.create_model_version(
-            model_name, info.model_uri, run_id=meta["run_id"], tags=tags, description=description,
+            model_name, info.model_uri, run_id=run_id, tags=tags, description=description,
             model_id=info.model_id).version)
     except MlflowException as err:
         raise TrackingError(f"registering {model_name} failed ({first_line(err)}): no model version registered") from err
     try:
-        client.set_tag(meta["run_id"], "mlflow.note.content", description)  # the run page's description
-        client.set_registered_model_alias(model_name, cfg.mlflow.registry_alias, model_version)
+        client.set_registered_model_alias(model_name, alias, model_version)
     except MlflowException as err:
         raise TrackingError(f"{model_name} version {model_version} is registered, but setting "
-                            f"@{cfg.mlflow.registry_alias} failed ({first_line(err)}): the alias still points "
-                            "where it did") from err
-    record = {"name": model_name, "version": model_version, "alias": cfg.mlflow.registry_alias,
-              "run_id": meta["run_id"], "model_uri": info.model_uri}
+                            f"@{alias} failed ({first_line(err)}): the alias still points where it did") from err
+    return model_version
+
+
+def register_experiment(name: str) -> dict:
+    """Log `models/<name>` as a pyfunc on its training run, register it, set the alias."""
+    cfg = load_config()
+    model_dir = paths.model_dir(name)
+    meta = json.loads((model_dir / "model.json").read_text())
+    report = json.loads(paths.metrics_file(name).read_text())
+    task = load_task(meta["task"]["name"])
+    decode, alias = task.decode, cfg.mlflow.registry_alias
+    setup_mlflow(cfg.mlflow.experiment)
+    description = describe_version(meta, task, report, decode)
+    model_version = register_model_dir(model_dir, task, meta["run_id"],
+                                       {"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
+                                       version_tags(meta, task, report), description, alias)
+    try:
+        mlflow.MlflowClient().set_tag(meta["run_id"], "mlflow.note.content", description)  # the run page's description
+    except MlflowException as err:
+        raise TrackingError(f"{task.model_name()} version {model_version} is registered as @{alias}, but its run's "
+                            f"description was not set ({first_line(err)})") from err
+    record = {"name": task.model_name(), "version": model_version, "alias": alias, "run_id": meta["run_id"],
+              "model_uri": f"models:/{task.model_name()}/{model_version}"}
     out = paths.REPORTS / name / "registered.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"registered {model_name} version {model_version} as @{cfg.mlflow.registry_alias}")
+    print(f"registered {task.model_name()} version {model_version} as @{alias}")
     return record

@@ -58,6 +58,7 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[dict]:
                 "version": int(v.version),
                 "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
                 "arch": v.tags.get("experiment", v.tags.get("arch", "")),
+                "backend": " ".join(filter(None, (v.tags.get("backend", "pytorch"), v.tags.get("quantization")))),
                 "metric": metric,
                 "value": _metric(v, metric),
                 "chrf": _metric(v, "test_chrf"),

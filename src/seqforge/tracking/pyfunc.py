@@ -55,8 +55,8 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({self.kind.output_column: replies})
 
 
-def requirements() -> list[str]:
-    """The pinned packages a served model installs."""
+def requirements(*extra: str) -> list[str]:
+    """The pinned packages a served model installs (`extra`: its backend's, e.g. ctranslate2)."""
     pkgs = ["torch", "tokenizers", "sentencepiece", "datasets", "pyarrow", "sacrebleu", "sacremoses", "pydantic",
-            "pyyaml", "pandas", "mlflow"]
+            "pyyaml", "pandas", "mlflow", *extra]
     return [f"{p}=={version(p).split('+')[0]}" for p in pkgs]

@@ -1,0 +1,111 @@
+"""Decoding with a model exported to CTranslate2 (`seqforge export --format ct2`): the same text in and out,
+limits and decoding settings as the PyTorch `Predictor`, searched by CTranslate2's translator.
+
+What CTranslate2 does differently, by design of its search: a finished hypothesis leaves the beam (ours
+stays in it until the sentence settles) and it normalises scores by length^alpha (ours: GNMT's
+((5 + length) / 6)^alpha), so its `beam_size` hypotheses are re-ranked here with GNMT's penalty; one batch
+shares one length cap, so a hypothesis over its own sentence's cap is cut there. Greedy search gives the
+same tokens as ours; beam search mostly does (`bench/inference.py` counts where not).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from seqforge.config.base import ConfigError
+from seqforge.config.shared import DecodeCfg
+from seqforge.data.tokenizer import BOS, PAD, SPECIALS, SubwordTokenizer
+from seqforge.export.ct2 import SUBDIR
+from seqforge.inference.decoding import length_penalty, max_lengths
+from seqforge.inference.predictor import Predictor
+
+NEVER = [[SPECIALS[PAD]], [SPECIALS[BOS]]]  # as `decoding.NEVER`
+
+
+class CT2Predictor(Predictor):
+    """A CTranslate2 `Translator` + tokenizer + decoding settings; `predict` takes and returns plain text."""
+
+    def __init__(self, translator, tokenizer: SubwordTokenizer, meta: dict, decode_cfg: DecodeCfg | None = None) -> None:
+        self.translator, self.tokenizer, self.meta = translator, tokenizer, meta
+        self.decode_cfg = decode_cfg or DecodeCfg()
+        self.device = torch.device(translator.device)
+        self.max_source_tokens = meta["experiment"]["model"]["max_positions"]
+        self.source_vocab = tokenizer.tokens(list(range(tokenizer.vocab_size("source"))), "source")
+        self.target_ids = {tok: i for i, tok in enumerate(
+            tokenizer.tokens(list(range(tokenizer.vocab_size("target"))), "target"))}
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, meta: dict, decode_cfg: DecodeCfg | None) -> CT2Predictor:
+        """The translator on `decode_cfg.device` (auto: a GPU when CTranslate2 sees one) with as many threads as
+        torch has (what `seqforge serve` gives each worker), computing in the exported weights' type (bf16
+        decoding: bfloat16)."""
+        import ctranslate2
+
+        cfg = decode_cfg or DecodeCfg()
+        gpus = ctranslate2.get_cuda_device_count()
+        if cfg.device == "cuda" and not gpus:
+            raise ConfigError("decode.device: cuda, but this machine has no GPU CTranslate2 can use (use auto or cpu)")
+        translator = ctranslate2.Translator(
+            str(model_dir / SUBDIR), device="cuda" if cfg.device != "cpu" and gpus else "cpu",
+            compute_type="bfloat16" if cfg.precision == "bf16" else "default",
+            intra_threads=torch.get_num_threads())
+        return cls(translator, SubwordTokenizer.load(model_dir / "tokenizer.json"), meta, cfg)
+
+    def _tokens(self, ids: list[int]) -> list[str]:
+        return [self.source_vocab[i] for i in ids]
+
+    @staticmethod
+    def _options(cfg: DecodeCfg) -> dict:
+        """`translate_batch` keywords for `cfg`'s search: beam (beam 1: greedy) or sampling."""
+        options = {"no_repeat_ngram_size": cfg.no_repeat_ngram, "min_decoding_length": cfg.min_length,
+                   "suppress_sequences": NEVER, "max_input_length": 0}  # limits: `encode` checked them
+        if cfg.strategy == "sample":
+            return options | {"beam_size": 1, "sampling_topk": cfg.top_k, "sampling_topp": cfg.top_p,
+                              "sampling_temperature": cfg.temperature}
+        return options | {"beam_size": cfg.beam_size, "num_hypotheses": cfg.beam_size, "return_scores": True,
+                          "length_penalty": cfg.length_penalty}
+
+    @staticmethod
+    def _ranked(result, cfg: DecodeCfg) -> list[list[str]]:
+        """A beam's hypotheses, best first by GNMT's length penalty, `cfg.n_best` of them; sampling's as drawn."""
+        if cfg.strategy == "sample":
+            return result.hypotheses
+        lengths = torch.tensor([len(hyp) + 1 for hyp in result.hypotheses])  # EOS included, as both count
+        log_probs = torch.tensor(result.scores) * lengths.float() ** cfg.length_penalty  # CT2's score: / length^alpha
+        order = (log_probs / length_penalty(lengths, cfg.length_penalty)).argsort(descending=True, stable=True)
+        return [result.hypotheses[i] for i in order[: cfg.n_best].tolist()]
+
+    def generate_ids(self, src_ids: list[list[int]], cfg: DecodeCfg | None = None) -> list[list[list[int]]]:
+        """n-best token ids per source, decoded in length-sorted batches (input order kept); each output
+        within its sentence's cap (`decoding.max_lengths`, EOS included). Sampling is seeded with `cfg.seed`
+        at each call."""
+        import ctranslate2
+
+        cfg = cfg or self.decode_cfg
+        if cfg.strategy == "sample":
+            ctranslate2.set_random_seed(cfg.seed)
+        options = self._options(cfg)
+        order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+        out: list[list[list[int]]] = [[] for _ in src_ids]
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            caps = max_lengths(torch.tensor([len(src_ids[i]) + 1 for i in idx]), cfg.max_len_ratio, cfg.max_len_offset)
+            caps = caps.clamp(max=self.max_source_tokens).tolist()  # positions: what the decoder can represent
+            results = self.translator.translate_batch([self._tokens(src_ids[i]) for i in idx],
+                                                      max_decoding_length=max(caps), **options)
+            for i, cap, result in zip(idx, caps, results, strict=True):
+                out[i] = [[self.target_ids[tok] for tok in hyp][: cap - 1] for hyp in self._ranked(result, cfg)]
+        return out
+
+    def perplexity(self, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> float:
+        """Per-target-token perplexity under teacher forcing (subword tokens, EOS included), from CTranslate2's
+        token log-probabilities."""
+        target_vocab = {i: tok for tok, i in self.target_ids.items()}
+        results = self.translator.score_batch([self._tokens(ids) for ids in src_ids],
+                                              [[target_vocab[i] for i in ids] for ids in tgt_ids],
+                                              max_batch_size=batch_size, max_input_length=0)
+        log_probs = [lp for result in results for lp in result.log_probs]
+        return math.exp(-sum(log_probs) / max(len(log_probs), 1))
