@@ -11,6 +11,8 @@ split in batches of 64 sentences (tokens/s: output subwords, EOS excluded, per s
 task's metric) and the first `--latency` sentences one at a time (p50/p99 ms per sentence), with the
 decoding settings the model is registered with (beam 5 by default). `--baseline-rev REV` adds
 our PyTorch search as it was at git revision REV (its `inference/decoding.py`, same model and predictor).
+Each (backend, threads) runs in a fresh process with `OMP_NUM_THREADS` set (one OpenMP runtime's idle
+threads spinning beside the other's cost CTranslate2 up to 10× its latency in a shared process).
 `agree` is the share of test sentences whose output is token for token PyTorch's. The last line is the
 CTranslate2-int8 / PyTorch tokens/s ratio at the highest thread count (without CTranslate2: PyTorch /
 PyTorch at REV). Figures go to reports/inference/<model>.json.
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import types
@@ -80,7 +84,7 @@ def search_at(rev: str):
 
     source = subprocess.run(["git", "show", f"{rev}:src/seqforge/inference/decoding.py"], capture_output=True,
                             text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
-    module = types.ModuleType(f"decoding_at_{rev}")
+    module = sys.modules[f"decoding_at_{rev}"] = types.ModuleType(f"decoding_at_{rev}")  # dataclasses look it up
     exec(compile(source, f"{rev}:decoding.py", "exec"), module.__dict__)  # noqa: S102 - our own file at a revision
     return mock.patch.multiple(predictor, beam_search=module.beam_search, generate=module.generate)
 
@@ -105,15 +109,47 @@ def measure(predictor: Predictor, src_ids: list, refs: list[str], task, decode: 
             "p99_ms": times[min(len(times) - 1, round(0.99 * (len(times) - 1)))], "hyps": hyps}
 
 
+def one_run(directory: Path, threads: int, decode: DecodeCfg, latency: int, rev: str | None) -> dict:
+    """`measure` of the predictor in `directory` with `threads` threads (in this process), at revision `rev`'s
+    search when given."""
+    from datasets import load_from_disk
+
+    from seqforge import paths
+
+    torch.set_num_threads(threads)  # CTranslate2 takes torch's thread count (CT2Predictor.from_dir)
+    task = load_task(Predictor.read_meta(directory)["task"]["name"])
+    test = load_from_disk(str(paths.tokenized_dir(task.name)))["test"]
+    predictor = Predictor.load(directory, decode)
+    with search_at(rev) if rev else nullcontext():
+        return measure(predictor, test["src_ids"], test["target"], task, decode, latency)
+
+
+def in_child(directory: Path, threads: int, decode: DecodeCfg, latency: int, rev: str | None) -> dict:
+    """`one_run` in a fresh process."""
+    cmd = [sys.executable, "-m", "bench.inference", "--one", str(directory), str(threads), decode.model_dump_json(),
+           "--latency", str(latency), *(["--baseline-rev", rev] if rev else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
+    child = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if child.returncode:
+        sys.exit(f"{directory}, {threads} thread(s) failed:\n{child.stderr[-2000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="registered NAME@ALIAS or NAME/VERSION")
     source.add_argument("--model-dir", type=Path, help="an exported model directory (models/<experiment>)")
+    source.add_argument("--one", nargs=3, metavar=("DIR", "THREADS", "DECODE"), help=argparse.SUPPRESS)  # a child
     parser.add_argument("--threads", type=int, action="append", help="CPU threads (repeat; default: 1 and 2)")
     parser.add_argument("--latency", type=int, default=200, help="sentences decoded one at a time for latency")
     parser.add_argument("--baseline-rev", help="also our PyTorch search as of this git revision")
     args = parser.parse_args()
+    if args.one:
+        directory, threads, decode = args.one
+        print(json.dumps(one_run(Path(directory), int(threads), DecodeCfg.model_validate_json(decode), args.latency,
+                                 args.baseline_rev)))
+        return
     from datasets import load_from_disk
 
     from seqforge import paths
@@ -127,18 +163,15 @@ def main() -> None:
         decode = (decode or task.decode).model_copy(update={"device": "cpu", "batch_size": 64})
         check_test_split(task, meta, args.model or str(model_dir), model_dir)
         test = load_from_disk(str(paths.tokenized_dir(task.name)))["test"]
-        rows, directories = [], backends(model_dir, meta, work)
-        runs = [(name, directory, nullcontext) for name, directory in directories.items()]
+        runs = [(name, directory, None) for name, directory in backends(model_dir, meta, work).items()]
         if args.baseline_rev:
-            runs.insert(1, (f"pytorch@{args.baseline_rev}", model_dir, lambda: search_at(args.baseline_rev)))
+            runs.insert(1, (f"pytorch@{args.baseline_rev}", model_dir, args.baseline_rev))
+        rows = []
         for threads in args.threads or [1, 2]:
-            torch.set_num_threads(threads)  # CTranslate2 takes torch's thread count (CT2Predictor.from_dir)
-            for name, directory, search in runs:
-                predictor = Predictor.load(directory, decode)
+            for name, directory, rev in runs:
                 Console(stderr=True).print(f"{name}, {threads} thread(s) …")
-                with search():
-                    figures = measure(predictor, test["src_ids"], test["target"], task, decode, args.latency)
-                rows.append({"backend": name, "threads": threads, **figures})
+                rows.append({"backend": name, "threads": threads,
+                             **in_child(directory, threads, decode, args.latency, rev)})
     reference = {r["threads"]: r["hyps"] for r in rows if r["backend"] == "pytorch"}
     for row in rows:
         row["agree"] = sum(a == b for a, b in zip(row.pop("hyps"), reference[row["threads"]], strict=True)) / len(test)
