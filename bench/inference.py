@@ -38,7 +38,6 @@ from rich.console import Console
 from rich.table import Table
 
 from seqforge.config.shared import DecodeCfg
-from seqforge.export.ct2 import convert
 from seqforge.inference.predictor import Predictor
 from seqforge.tasks.registry import load_task, task_kind
 
@@ -49,31 +48,27 @@ def registered_dir(model: str, dst: Path) -> tuple[Path, DecodeCfg]:
     """The exported model directory inside registered version `model` (downloaded to `dst`) and its decoding
     settings."""
     import mlflow
-    from mlflow.models import Model
 
-    from seqforge.export.registered import source_version
+    from seqforge.export.registered import download_version, source_version
     from seqforge.tracking.client import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
-    version = source_version(mlflow.MlflowClient(), model)
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(dst)))
-    decode = Model.load(str(local)).flavors["python_function"]["config"]["decode"]
-    return next(local.glob("artifacts/*/model.json")).parent, DecodeCfg.model_validate(decode)
+    model_dir, config = download_version(source_version(mlflow.MlflowClient(), model), dst)
+    return model_dir, DecodeCfg.model_validate(config["decode"])
 
 
 def backends(model_dir: Path, meta: dict, work: Path) -> dict[str, Path]:
     """name -> model directory of each backend to measure: PyTorch, and for a Transformer CTranslate2 with
-    float32 and int8 weights (converted into `work`)."""
+    float32 and int8 weights (exported into `work`)."""
+    from seqforge.export.registered import write_export
+
     found = {"pytorch": model_dir}
     if meta["experiment"]["model"]["arch"] != "transformer":
         return found
     torch_predictor = Predictor.from_dir(model_dir, meta, DecodeCfg(device="cpu"))
     for quantization in ("float32", "int8"):
-        out = work / quantization
-        convert(torch_predictor.model, "transformer", torch_predictor.tokenizer, out, quantization)
-        (out / "tokenizer.json").write_text((model_dir / "tokenizer.json").read_text())
-        (out / "model.json").write_text(json.dumps({**meta, "backend": "ctranslate2", "quantization": quantization}))
-        found[f"ctranslate2-{quantization}"] = out
+        write_export(torch_predictor, meta, work / quantization, "ct2", quantization)
+        found[f"ctranslate2-{quantization}"] = work / quantization
     return found
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,6 +34,27 @@ def source_version(client, model: str):
         raise ExportError(f"{model}: not in the registry at {tracking_uri()} ({first_line(err)})") from None
 
 
+def download_version(version, dst: Path) -> tuple[Path, dict]:
+    """Registered `version`'s exported model directory (downloaded under `dst`) and its pyfunc config
+    (decoding settings, request limits)."""
+    import mlflow
+    from mlflow.models import Model
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(dst)))
+    return next(local.glob("artifacts/*/model.json")).parent, Model.load(str(local)).flavors["python_function"]["config"]
+
+
+def write_export(predictor: Predictor, meta: dict, out_dir: Path, fmt: str, quantization: str, **lineage) -> None:
+    """An exported model directory of format `fmt`: `predictor`'s model converted, its tokenizer, and a
+    `model.json` (`meta` + backend, quantization, `lineage`) that makes `Predictor.load` use the backend."""
+    form = FORMATS[fmt]
+    importlib.import_module(form.module).convert(predictor.model, meta["experiment"]["model"]["arch"],
+                                                 predictor.tokenizer, out_dir, quantization)
+    predictor.tokenizer.save(out_dir / "tokenizer.json")
+    (out_dir / "model.json").write_text(json.dumps({**meta, "backend": form.backend, "quantization": quantization,
+                                                    **lineage}, indent=2))
+
+
 def check_test_split(task: TaskCfg, meta: dict, label: str, model_dir: Path) -> None:
     """The task's tokenized test split here is the one `label` was measured on: same corpus bytes, same
     tokenizer (another profile or tokenizer setting tokenizes other data)."""
@@ -53,7 +73,6 @@ def export_version(model: str, fmt: str, quantization: str, alias: str | None = 
     with the source's decoding settings, and register it (alias `alias`, default `<fmt>-<quantization>`).
     Returns the new version's record, with the source's and the export's test metrics."""
     import mlflow
-    from mlflow.models import Model
 
     from seqforge.stages.evaluate import test_report
     from seqforge.stages.register import describe_version, register_model_dir, version_tags
@@ -68,27 +87,20 @@ def export_version(model: str, fmt: str, quantization: str, alias: str | None = 
     source = source_version(client, model)
     label = f"{source.name} v{source.version}"
     with tempfile.TemporaryDirectory(prefix="seqforge-export-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(f"models:/{source.name}/{source.version}", dst_path=tmp))
-        src_dir = next(local.glob("artifacts/*/model.json")).parent
+        src_dir, model_config = download_version(source, Path(tmp))
         meta = Predictor.read_meta(src_dir)
         if meta.get("backend", "pytorch") != "pytorch":
             raise ExportError(f"{label} is a {meta['backend']} export already (of version "
                               f"{meta['source_version']['version']}): export that one")
-        arch = meta["experiment"]["model"]["arch"]
-        model_config = Model.load(str(local)).flavors["python_function"]["config"]
         decode = DecodeCfg.model_validate(model_config["decode"])
         task = load_task(meta["task"]["name"]).model_copy(update={"decode": decode})
-        predictor = Predictor.from_dir(src_dir, meta, DecodeCfg(device="cpu"))
         out_dir = Path(tmp) / f"{meta['experiment']['name']}-{fmt}-{quantization}"
         try:
-            converter.convert(predictor.model, arch, predictor.tokenizer, out_dir, quantization)
+            write_export(Predictor.from_dir(src_dir, meta, DecodeCfg(device="cpu")), meta, out_dir, fmt, quantization,
+                         source_version={"name": source.name, "version": source.version})
         except ExportError as err:
             raise ExportError(f"{label}: {err}") from None
         check_test_split(task, meta, label, src_dir)
-        shutil.copy(src_dir / "tokenizer.json", out_dir)
-        export_meta = {**meta, "backend": form.backend, "quantization": quantization,
-                       "source_version": {"name": source.name, "version": source.version}}
-        (out_dir / "model.json").write_text(json.dumps(export_meta, indent=2))
         report = test_report(out_dir, task)[0]
         alias = alias or f"{fmt}-{quantization}"
         tags = {**version_tags(meta, task, report), "backend": form.backend, "quantization": quantization,

@@ -34,8 +34,8 @@ class CT2Predictor(Predictor):
         self.device = torch.device(translator.device)
         self.max_source_tokens = meta["experiment"]["model"]["max_positions"]
         self.source_vocab = tokenizer.tokens(list(range(tokenizer.vocab_size("source"))), "source")
-        self.target_ids = {tok: i for i, tok in enumerate(
-            tokenizer.tokens(list(range(tokenizer.vocab_size("target"))), "target"))}
+        self.target_vocab = tokenizer.tokens(list(range(tokenizer.vocab_size("target"))), "target")
+        self.target_ids = {tok: i for i, tok in enumerate(self.target_vocab)}
 
     @classmethod
     def from_dir(cls, model_dir: Path, meta: dict, decode_cfg: DecodeCfg | None) -> CT2Predictor:
@@ -103,9 +103,8 @@ class CT2Predictor(Predictor):
     def perplexity(self, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> float:
         """Per-target-token perplexity under teacher forcing (subword tokens, EOS included), from CTranslate2's
         token log-probabilities."""
-        target_vocab = {i: tok for tok, i in self.target_ids.items()}
         results = self.translator.score_batch([self._tokens(ids) for ids in src_ids],
-                                              [[target_vocab[i] for i in ids] for ids in tgt_ids],
+                                              [[self.target_vocab[i] for i in ids] for ids in tgt_ids],
                                               max_batch_size=batch_size, max_input_length=0)
         log_probs = [lp for result in results for lp in result.log_probs]
         return math.exp(-sum(log_probs) / max(len(log_probs), 1))
