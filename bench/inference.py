@@ -11,8 +11,8 @@ split in batches of 64 sentences (tokens/s: output subwords, EOS excluded, per s
 task's metric) and the first `--latency` sentences one at a time (p50/p99 ms per sentence), with the
 decoding settings the model is registered with (beam 5 by default). `--baseline-rev REV` adds
 our PyTorch search as it was at git revision REV (its `inference/decoding.py`, same model and predictor).
-Each (backend, threads) runs in a fresh process with `OMP_NUM_THREADS` set (one OpenMP runtime's idle
-threads spinning beside the other's cost CTranslate2 up to 10× its latency in a shared process).
+Each (backend, threads) runs in a fresh process with `OMP_NUM_THREADS` set, so no backend runs after
+another in the same process.
 `agree` is the share of test sentences whose output is token for token PyTorch's. The last line is the
 CTranslate2-int8 / PyTorch tokens/s ratio at the highest thread count (without CTranslate2: PyTorch /
 PyTorch at REV). Figures go to reports/inference/<model>.json.
