@@ -10,8 +10,8 @@ only that part), written to `<out>/gpu_check.json` as each finishes and printed 
    the tokenized translation task with the last profile's Transformer (the `gpu` profile: d_model 512,
    bf16-mixed, 16k-token batches), for its epochs or `--fit-minutes`, whichever ends first; seconds
    per training epoch, validation BLEU; then test BLEU/chrF with greedy and beam-5 search (fp32 and
-   bf16 weights) and with CTranslate2's beam 5 (`seqforge export`'s converter: float16 weights on a GPU,
-   int8 on a CPU), decoding tokens/s and the device it ran on.
+   bf16 weights) and with CTranslate2's beam 5 (`seqforge export`'s converter: float16 weights on the
+   GPU, if any; int8 on the CPU cores), decoding tokens/s and the device it ran on.
 2. `train`: for every model family (conf/experiments/ gru_bahdanau, lstm_luong, transformer) at
    every profile's size, training tokens/s (source + target, padding excluded) and peak memory
    under the profile's precision, eager and `torch.compile`d (compile time apart), on the task's
@@ -297,7 +297,6 @@ def part_fit(args: argparse.Namespace) -> dict:
 
     from seqforge.config.shared import DecodeCfg
     from seqforge.data.datasets import Seq2SeqDataModule
-    from seqforge.inference.predictor import Predictor
     from seqforge.tasks.registry import task_kind
 
     device = _device(args.device)
@@ -348,28 +347,17 @@ def part_fit(args: argparse.Namespace) -> dict:
     module.load_state_dict(weights)
     test = splits["test"]
     scores = {}
-    ct2 = {"ct2_beam5_float16": "float16"} if device.type == "cuda" else {"ct2_beam5_int8": "int8"}
-    searches = {"greedy": {"beam_size": 1}, "beam5": {"beam_size": 5}, **{name: {"beam_size": 5} for name in ct2},
+    ct2 = {"ct2_beam5_float16": "float16"} if device.type == "cuda" else {}
+    ct2["ct2_beam5_int8"] = "int8"  # CTranslate2's CPU serving, on this machine's cores
+    searches = {"greedy": {"beam_size": 1}, "beam5": {"beam_size": 5},
+                **{name: {"beam_size": 5, "device": "cpu" if ct2[name] == "int8" else "auto"} for name in ct2},
                 "beam5_bf16": {"beam_size": 5, "precision": "bf16"}}  # last: it casts the model to bf16
     for name, decode in searches.items():
         cfg = DecodeCfg(**{**task.decode.model_dump(), **decode})
-        try:
-            predictor = (ct2_predictor(module.model, tokenizer, exp, ct2[name], cfg) if name in ct2
-                         else Predictor(module.model, tokenizer, {"kind": task.kind}, cfg))
-        except ImportError as err:  # a machine without ctranslate2: the row says so
+        try:  # one search's failure (no ctranslate2, its CUDA libraries missing) is its row's, not the fit's
+            scores[name] = _decode_test(module, tokenizer, exp, task, test, cfg, ct2.get(name))
+        except (ImportError, RuntimeError) as err:
             scores[name] = {"error": f"{type(err).__name__}: {err}"}
-            continue
-        _sync(predictor.device)
-        start = time.perf_counter()
-        nbest = predictor.generate_ids(test["src_ids"], cfg)
-        _sync(predictor.device)
-        seconds = time.perf_counter() - start
-        hyps = tokenizer.decode([h[0] for h in nbest], "target")
-        metrics = task_kind(task.kind).scores(hyps, test["target"], task.model_dump())
-        scores[name] = {"bleu": metrics["bleu"], "chrf": metrics["chrf"],
-                        "tokens_per_s": round(sum(len(h[0]) + 1 for h in nbest) / seconds),
-                        "sentences_per_s": round(len(hyps) / seconds, 1), "device": str(predictor.device),
-                        "sample": hyps[0]}
     return {
         "experiment": args.experiment, "profile": args.profile, "precision": train.precision,
         "batch_tokens": train.batch_tokens, "parameters": sum(p.numel() for p in module.parameters()),
@@ -380,6 +368,25 @@ def part_fit(args: argparse.Namespace) -> dict:
         "test": scores, "test_sentences": len(test), "peak_mib": round(_peak_mib(device), 1),
         "device": str(device),
     }
+
+
+def _decode_test(module, tokenizer, exp, task, test, cfg, quantization: str | None) -> dict:
+    """Test BLEU/chrF and decoding speed of `module` under `cfg` (CTranslate2's when `quantization`)."""
+    from seqforge.inference.predictor import Predictor
+    from seqforge.tasks.registry import task_kind
+
+    predictor = (ct2_predictor(module.model, tokenizer, exp, quantization, cfg) if quantization
+                 else Predictor(module.model, tokenizer, {"kind": task.kind}, cfg))
+    _sync(predictor.device)
+    start = time.perf_counter()
+    nbest = predictor.generate_ids(test["src_ids"], cfg)
+    _sync(predictor.device)
+    seconds = time.perf_counter() - start
+    hyps = tokenizer.decode([h[0] for h in nbest], "target")
+    metrics = task_kind(task.kind).scores(hyps, test["target"], task.model_dump())
+    return {"bleu": metrics["bleu"], "chrf": metrics["chrf"],
+            "tokens_per_s": round(sum(len(h[0]) + 1 for h in nbest) / seconds),
+            "sentences_per_s": round(len(hyps) / seconds, 1), "device": str(predictor.device), "sample": hyps[0]}
 
 
 def ct2_predictor(model, tokenizer, exp, quantization: str, cfg):

@@ -9,12 +9,18 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from seqforge.data.tokenizer import PAD
 from seqforge.models.base import DecoderState, FamilyCfg, Seq2Seq
 from seqforge.models.dropout import Dropout
 from seqforge.models.embeddings import make_embeddings
 from seqforge.models.registry import register_family
+
+# Not cuDNN's: it builds a graph for every new (batch, length) shape, and token-budget batches and beam
+# steps are nearly all new shapes (the GPU check's profile on an H200, 2026-11-27: 1.5 s of CPU in
+# `_cudnn_attention_forward`/`_backward` over 4 new-shape bf16 steps of 2.2 s; 45 ms once shapes repeat).
+SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 class TransformerModelCfg(FamilyCfg):
@@ -58,10 +64,11 @@ class MultiHeadAttention(nn.Module):
     def attend(self, x: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """Queries from `x` (B, T, D) over projected keys/values; key_mask (B, S) True at real tokens."""
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            self._split(self.q_proj(x)), k, v, attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0, is_causal=causal,
-        )
+        with sdpa_kernel(SDPA_BACKENDS):
+            out = F.scaled_dot_product_attention(
+                self._split(self.q_proj(x)), k, v, attn_mask=attn_mask,
+                dropout_p=self.dropout if self.training else 0.0, is_causal=causal,
+            )
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(
