@@ -37,6 +37,24 @@ def test_weight_decay_skips_norms_biases_and_embeddings(name: str, conf_copy) ->
     assert id(model.output.weight) not in {id(p) for p in decay["params"]}  # tied to the embedding
 
 
+@pytest.mark.parametrize(("optimizer", "kind"), [("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+def test_optim_optimizer_builds_its_optimizer_over_the_decay_groups(optimizer: str, kind: type, conf_copy) -> None:
+    from seqforge.config.experiment import with_overrides
+    from seqforge.config.shared import TokenizerCfg
+    from seqforge.data.tokenizer import SubwordTokenizer
+
+    tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
+    exp = with_overrides(load_experiment("gru_bahdanau", conf_copy),
+                         {"optim.optimizer": optimizer, "optim.lr": 0.5, "optim.momentum": 0.9,
+                          "optim.schedule": "inverse_sqrt"}, "test")
+    module = Seq2SeqModule(exp.model_dump(mode="json"), 40, 40, tok.dumps(), "translation")
+    opt = module.configure_optimizers()["optimizer"]
+    assert type(opt) is kind and opt.defaults["lr"] == 0.5 and len(opt.param_groups) == 2
+    assert opt.param_groups[0]["weight_decay"] == exp.optim.weight_decay
+    if optimizer == "sgd":
+        assert opt.defaults["momentum"] == 0.9
+
+
 def test_inference_on_a_gpu_that_is_not_there_is_a_config_error(tmp_path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

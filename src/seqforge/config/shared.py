@@ -118,7 +118,9 @@ class DecodeCfg(Strict):
 
 
 class OptimCfg(Strict):
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: plain (momentum 0 unless set), the classic RNN recipe
     lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0)  # AdamW decay of weight matrices (never norms, biases, embeddings)
     betas: tuple[float, float] = (0.9, 0.98)
     schedule: Literal["inverse_sqrt", "linear", "plateau"] = "inverse_sqrt"  # linear: warm-up, then down

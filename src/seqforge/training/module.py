@@ -20,6 +20,10 @@ from seqforge.tasks.registry import task_kind
 from seqforge.training.schedule import step_schedule
 
 VAL_DECODE = DecodeCfg()  # length caps for the per-epoch greedy validation BLEU
+OPTIMIZERS = {  # `optim.optimizer`: parameter groups (weight decay per group) and the optim settings -> optimizer
+    "adamw": lambda groups, optim: torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas),
+    "sgd": lambda groups, optim: torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum),
+}
 
 
 class Seq2SeqModule(pl.LightningModule):
@@ -142,7 +146,7 @@ class Seq2SeqModule(pl.LightningModule):
 
     # -- optimisation -------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
-        """AdamW groups: weight decay on weight matrices only; none on norms, biases and embeddings
+        """Optimizer groups: weight decay on weight matrices only; none on norms, biases and embeddings
         (tied output projections are embeddings too)."""
         embeddings = {id(p) for m in self.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
         decay, no_decay = [], []
@@ -161,7 +165,7 @@ class Seq2SeqModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optim = self.exp.optim
-        opt = torch.optim.AdamW(self.parameter_groups(), lr=optim.lr, betas=optim.betas)
+        opt = OPTIMIZERS[optim.optimizer](self.parameter_groups(), optim)
         if optim.schedule != "plateau":
             total = 0
             if optim.schedule == "linear":  # a step plan's end is read at each step: a time budget re-plans it
