@@ -124,3 +124,13 @@ def test_norm_summary_quantiles_clip_rate_and_histogram() -> None:
     assert summary["max"] == 8.0 and summary["p50"] == 2.0
     assert sum(summary["histogram"]) == 5  # the finite ones
     assert norm_summary(norms[:3], clip_norm=None)["clip_rate"] == 0.0
+
+
+def test_an_epoch_of_only_non_finite_norms_still_summarises_and_plots() -> None:
+    """Plain SGD at a high learning rate without clipping: every gradient norm NaN (the long-range study)."""
+    from seqforge.training.diagnostics import NORM_EDGES, plot_norm_histograms
+
+    summary = norm_summary(torch.tensor([float("nan"), float("inf"), float("nan")]), clip_norm=None)
+    assert summary["nonfinite"] == 3 and summary["histogram"] == [0] * (len(NORM_EDGES) - 1)
+    assert math.isnan(summary["max"]) and summary["clip_rate"] == 0.0
+    plot_norm_histograms({"epoch 1": summary["histogram"]}, "all NaN")

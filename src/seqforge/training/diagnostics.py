@@ -54,7 +54,7 @@ def norm_summary(norms: Tensor, clip_norm: float | None) -> dict[str, Any]:
     values = norms.double().cpu().numpy()
     finite = values[np.isfinite(values)]
     clipped = float(np.mean(values > clip_norm)) if clip_norm is not None else 0.0
-    counts = np.histogram(np.clip(finite, NORM_EDGES[0], NORM_EDGES[-1]), bins=NORM_EDGES)[0] if finite.size else []
+    counts = np.histogram(np.clip(finite, NORM_EDGES[0], NORM_EDGES[-1]), bins=NORM_EDGES)[0]  # all NaN: zeros
     quantiles = {f"p{q}": float(np.percentile(finite, q)) if finite.size else math.nan for q in (10, 50, 90, 99)}
     return {"updates": int(values.size), "nonfinite": int(values.size - finite.size), "clip_rate": clipped,
             **quantiles, "max": float(finite.max()) if finite.size else math.nan,
