@@ -10,10 +10,10 @@ from seqforge.corpora.base import CorpusError
 from seqforge.tracking.client import TrackingError
 
 
-def run_stage(stage: str, fn: Callable[..., object], what: str | None = "experiment") -> None:
-    """Run `fn(<task or experiment>)` (`fn()` when `what` is None) from the command line; known failures
-    exit with one clear line."""
-    args = sys.argv[1:]
+def run_stage(stage: str, fn: Callable[..., object], what: str | None = "experiment", default: str | None = None) -> None:
+    """Run `fn(<task or experiment>)` (`fn()` when `what` is None; `fn(default)` when it is not given) from the
+    command line; known failures exit with one clear line."""
+    args = sys.argv[1:] or ([default] if default else [])
     if len(args) != (what is not None):
         sys.exit(f"usage: python -m pipelines.{stage}" + (f" <{what}>" if what else ""))
     try:

@@ -45,7 +45,8 @@ def test_cleaning_normalises_and_counts_drops(tmp_path) -> None:
     assert splits["train"].to_list() == [{"source": "A dog runs.", "target": "Ein Hund läuft."},
                                          {"source": "x", "target": "y"}]
     assert stats["train"] == {"raw": 4, "kept": 2, "dropped_empty": 1, "dropped_too_long": 1,
-                              "src_tokens_mean": 2.0, "tgt_tokens_mean": 2.0}
+                              "src_tokens_mean": 2.0, "tgt_tokens_mean": 2.0, "src_tokens_min": 1,
+                              "src_tokens_max": 3}
 
 
 def test_prepare_real_multi30k(mirror, tmp_path) -> None:

@@ -90,7 +90,8 @@ def missing_deps(dvc_file: Path) -> dict[str, list[str]]:
     return missing
 
 
-DVC_FILES = [ROOT / "dvc.yaml", ROOT / "sweeps" / "dvc.yaml", ROOT / "studies" / "dvc.yaml"]
+DVC_FILES = [ROOT / "dvc.yaml", ROOT / "sweeps" / "dvc.yaml", ROOT / "studies" / "dvc.yaml",
+             ROOT / "studies" / "long" / "dvc.yaml"]
 
 
 @pytest.mark.parametrize("dvc_file", DVC_FILES, ids=lambda p: str(p.relative_to(ROOT)))

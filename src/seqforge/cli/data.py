@@ -18,18 +18,28 @@ def fetch(
     from seqforge import paths
     from seqforge.config.base import ConfigError
     from seqforge.config.index import write_index
-    from seqforge.corpora.fetch import FetchError, fetch_all
-    from seqforge.corpora.registry import load_corpus
+    from seqforge.corpora.base import CorpusError
+    from seqforge.corpora.fetch import FetchError, fetch_all, generated_fresh, sha256
+    from seqforge.corpora.pins import pin
+    from seqforge.corpora.registry import corpus_format, load_corpus
     from seqforge.tasks.registry import load_task, task_names
 
     try:
         write_index()
-        corpora = sorted({load_task(t).corpus for t in task_names()})
-        fetched = fetch_all([load_corpus(c) for c in corpora], paths.DATA, mirror=mirror)
-    except (ConfigError, FetchError) as err:
+        corpora = [load_corpus(c) for c in sorted({load_task(t).corpus for t in task_names()})]
+        generated = {c.name for c in corpora if corpus_format(c.format).params is not None
+                     and generated_fresh(c, paths.raw_dir(c.name))}
+        fetched = fetch_all(corpora, paths.DATA, mirror=mirror)
+        for corpus in corpora:
+            folder = paths.raw_dir(corpus.name)
+            typer.echo(f"{len(fetched[corpus.name])} {corpus.name} files {'generated' if corpus.name in generated else 'verified'} in {folder}")
+            if corpus.name in generated and not corpus.files:
+                pins = "".join(f"\n  {p.name}: {sha256(p)}" for p in fetched[corpus.name])
+                typer.echo(f"{corpus.name}: unpinned; pin its bytes in conf/corpora/{corpus.name}.yaml:\nfiles:{pins}")
+            if corpus.name in generated:  # new or regenerated: pinned in data.dvc, as `corpus add` does
+                typer.echo(f"{corpus.name}: {pin(folder)}")
+    except (ConfigError, CorpusError, FetchError) as err:
         raise _fail("fetch", err) from None
-    for corpus, files in fetched.items():
-        typer.echo(f"{len(files)} {corpus} files verified in {paths.raw_dir(corpus)}")
 
 
 @app.command()

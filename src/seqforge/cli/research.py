@@ -33,18 +33,25 @@ def tune(
 
 @app.command()
 def study(
-    report_only: Annotated[bool, typer.Option(help="rewrite reports/study/ from metrics/study.json; no training")] = False,
+    name: Annotated[str, typer.Option("--study", help="classic (conf/study.yaml, Multi30k) or long (conf/study_long.yaml, "
+                                      "the synthetic long-range task)")] = "classic",
+    report_only: Annotated[bool, typer.Option(help="rewrite the report from the study's metrics file; no training")] = False,
 ) -> None:
-    """Measure the classic claims (conf/study.yaml): train every model, write metrics/study.json and reports/study/."""
+    """Measure the classic claims: train every model of the study, write metrics/<study>.json and reports/<study>/."""
     from seqforge.config.base import ConfigError
-    from seqforge.research.study import REPORT_DIR, SUMMARY_FILE, rewrite_report, run_study
+    from seqforge.corpora.base import CorpusError
+    from seqforge.research.study import outputs, rewrite_report, run_study
+    from seqforge.research.study_config import STUDIES
     from seqforge.tracking.client import TrackingError
 
+    if name not in STUDIES:
+        raise _fail("study", ValueError(f"--study: no study {name!r} (studies: {', '.join(STUDIES)})"))
     try:
-        summary = rewrite_report() if report_only else run_study()
-    except (ConfigError, TrackingError, FileNotFoundError) as err:
+        summary = rewrite_report(name) if report_only else run_study(name)
+    except (ConfigError, CorpusError, TrackingError, FileNotFoundError) as err:
         raise _fail("study", err) from None
     for claim in summary["claims"]:
         typer.echo(f"[{claim['verdict']}] {claim['claim']}\n    {claim['measured']}")
+    report_dir, summary_file = outputs(name)
     typer.echo(f"{summary['study']}: {len(summary['models'])} models in {summary['wall_seconds'] / 60:.1f} min -> "
-               f"{SUMMARY_FILE}, {REPORT_DIR / 'README.md'}")
+               f"{summary_file}, {report_dir / 'README.md'}")

@@ -90,7 +90,7 @@ def active_profile(conf_dir: Path) -> str:
     return str(read_yaml(conf_dir / "config.yaml").get("profile", "default"))
 
 
-PROFILE_SECTIONS = ("train", "evaluate", "serve", "mlflow", "tasks", "families", "tune", "study")
+PROFILE_SECTIONS = ("train", "evaluate", "serve", "mlflow", "tasks", "families", "tune", "study", "study_long")
 
 
 def profile_overlay(profile: str, conf_dir: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
+from pydantic import BaseModel
 
 from seqforge.data.text import normalize
 
@@ -102,6 +103,8 @@ class CorpusFormat(ABC):
 
     name: ClassVar[str]
     dialogue: ClassVar[bool] = False  # every corpus of the format holds dialogues (else: when columns name `turns`)
+    params: ClassVar[type[BaseModel] | None] = None  # a generated format's parameters (its corpus files'
+    # `<format>:` block); `seqforge fetch` then writes the files with `generate` instead of downloading them
 
     @abstractmethod
     def read(self, corpus: CorpusCfg, root: Path) -> Iterator[Row]:
@@ -110,6 +113,14 @@ class CorpusFormat(ABC):
     def batches(self, corpus: CorpusCfg, root: Path) -> Iterator[pa.RecordBatch] | None:
         """A faster columnar reader, where the format has one (None: use :meth:`read`); it raises
         `pa.ArrowException` or `OSError` where the file is not well-formed, and :meth:`read` names the line."""
+        return None
+
+    def generate(self, corpus: CorpusCfg, dest: Path) -> list[Path]:
+        """A generated format's files for `corpus`, written into `dest` (formats with `params` implement it)."""
+        raise NotImplementedError(f"format {self.name} reads files; it generates none")
+
+    def longest_source(self, corpus: CorpusCfg) -> int | None:
+        """Tokens of the longest source, where the format knows them before tokenizing (None: it does not)."""
         return None
 
     @abstractmethod

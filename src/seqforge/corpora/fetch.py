@@ -11,7 +11,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from seqforge.corpora.registry import CorpusCfg
+from seqforge.corpora.registry import CorpusCfg, corpus_format
 
 MIRROR_ENV = "SEQFORGE_DATA_MIRROR"
 
@@ -90,6 +90,8 @@ def fetch_corpus(
     source: one URL per file, or one archive (verified as a whole) whose members are extracted.
     A corpus added with `seqforge corpus add` has no official source: `dvc pull` restores it.
     """
+    if corpus_format(corpus.format).params is not None:
+        return _generated(corpus, dest_dir)
     mirror = mirror or (Path(os.environ[MIRROR_ENV]) if os.environ.get(MIRROR_ENV) else None)
     official = corpus.url is not None or corpus.archive is not None
     if mirror is not None and official and not (mirror / corpus.name).is_dir():
@@ -132,6 +134,30 @@ def fetch_corpus(
             files[name].parent.mkdir(parents=True, exist_ok=True)
             part.replace(files[name])
     return list(files.values())
+
+
+def generated_fresh(corpus: CorpusCfg, dest_dir: Path) -> bool:
+    """Whether `fetch_corpus` would generate this generated corpus's files anew (unpinned, missing or changed)."""
+    return not corpus.files or not all(_verified(dest_dir / name, sha) for name, sha in corpus.files.items())
+
+
+def _generated(corpus: CorpusCfg, dest_dir: Path) -> list[Path]:
+    """A generated corpus's files: kept when they match their pins, else written again from its parameters
+    and checked against the pins (a corpus file without `files:` pins takes what the generator writes)."""
+    if not generated_fresh(corpus, dest_dir):
+        return [dest_dir / name for name in corpus.files]
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
+        written = corpus_format(corpus.format).generate(corpus, Path(tmp))
+        for path in written:
+            expected, actual = corpus.files.get(path.name), sha256(path)
+            if corpus.files and expected != actual:
+                raise FetchError(f"{dest_dir / path.name}: generated from conf/corpora/{corpus.name}.yaml with SHA-256 "
+                                 f"{actual}, but its `files:` pin {expected or 'nothing for it'}: the parameters or "
+                                 f"the generator changed (pin the new bytes in its `files:`; `seqforge fetch` then pins the folder in data.dvc)")
+        for path in written:
+            path.replace(dest_dir / path.name)
+    return [dest_dir / path.name for path in written]
 
 
 def fetch_all(corpora: list[CorpusCfg], data_dir: Path, mirror: Path | None = None) -> dict[str, list[Path]]:

@@ -32,6 +32,8 @@ def pin(corpus_dir: Path, pin_file: Path = PIN_FILE) -> str:
     if proc.returncode:
         single.unlink(missing_ok=True)
         raise CorpusError(f"dvc add {corpus_dir} failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+    if not single.is_file():  # pinned already: DVC updated its output in data.dvc itself
+        return f"pinned again in {pin_file} (commit it with conf/; `dvc push` shares the data)"
     (out,) = yaml.safe_load(single.read_text())["outs"]
     single.unlink()
     subprocess.run(["git", "rm", "-q", "--cached", "--ignore-unmatch", str(single)], capture_output=True)  # autostage

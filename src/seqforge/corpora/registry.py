@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
-from pydantic import field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 
 from seqforge.config.base import (
     CONF_DIR,
@@ -61,7 +61,8 @@ class CorpusCfg(Strict):
 
     name: Name
     format: str  # a registered format (corpora.registry)
-    files: dict[str, str]  # file under data/<name>/ -> SHA-256
+    files: dict[str, str] = {}  # file under data/<name>/ -> SHA-256 (required but for generated formats, whose
+    # `seqforge fetch` prints them)
     languages: list[Lang] = []  # parallel corpora: the languages it holds (empty: a dialogue corpus)
     columns: dict[str, str | int] = {}  # language (or `turns`) -> column index, header name, field or file
     header: bool = False  # tsv/csv: the first row names the columns
@@ -71,6 +72,7 @@ class CorpusCfg(Strict):
     url: str | None = None  # built-in corpora: official address of each file (`{file}`)
     archive: ArchiveCfg | None = None  # built-in corpora: official archive holding the files
     hf: dict[str, Any] = {}  # hf: config name, splits read
+    synthetic: dict[str, Any] = {}  # synthetic: the generator's parameters (corpora.synthetic.SyntheticCfg)
 
     @field_validator("format")
     @classmethod
@@ -78,6 +80,29 @@ class CorpusCfg(Strict):
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
         return fmt
+
+    @field_validator("files")
+    @classmethod
+    def _listed(cls, files: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        fmt = info.data.get("format")
+        if not files and fmt in FORMATS and FORMATS[fmt].params is None:
+            raise ValueError(f"a corpus of format {fmt} lists its files (name: SHA-256)")
+        return files
+
+    @field_validator("synthetic")
+    @classmethod
+    def _generator_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        params = FORMATS[info.data["format"]].params if info.data.get("format") in FORMATS else None
+        if params is None:
+            if value:
+                raise ValueError("only a corpus of format synthetic takes generator parameters")
+            return value
+        try:
+            return params.model_validate(value).model_dump()
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
 
     @property
     def dialogue(self) -> bool:
@@ -89,6 +114,12 @@ def load_corpus(name: str, conf_dir: Path = CONF_DIR) -> CorpusCfg:
     """`conf/corpora/<name>.yaml`: format, pinned files and how to read them."""
     path = group_file(conf_dir, "corpora", name, "corpus")
     return validate(CorpusCfg, {"name": name, **read_yaml(path)}, str(path))
+
+
+def longest_source(corpus: CorpusCfg) -> int | None:
+    """Tokens of the corpus's longest source where its format knows them before tokenizing (generated
+    corpora: one token per symbol), else None."""
+    return FORMATS[corpus.format].longest_source(corpus)
 
 
 def corpus_names(conf_dir: Path = CONF_DIR) -> list[str]:

@@ -162,14 +162,10 @@ def _relative(curve: list[float]) -> list[float]:
     return [v / curve[0] for v in curve] if curve and curve[0] > 0 else []
 
 
-def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
-    """The three plots and their CSVs; returns the PNG file names."""
+def gradient_plot(results: Results, out: Path) -> str:
+    """`encoder_gradients.png` (relative ‖∂L/∂h_d‖ by distance, at initialisation and trained, log scale) and
+    its CSV; returns the PNG's name."""
     from matplotlib.figure import Figure
-
-    from seqforge.training.diagnostics import NORM_EDGES
-
-    results: Results = summary["models"]
-    files = []
 
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     for i, when in enumerate(("initialisation", "trained")):
@@ -185,11 +181,55 @@ def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
     ax.legend(fontsize=7, ncol=2)
     fig.suptitle("Gradient reaching each encoder state (dashed: no attention)", fontsize=11)
     fig.savefig(out / "encoder_gradients.png", dpi=110)
-    files.append("encoder_gradients.png")
-    depth = max((len(r["encoder_grad"]["trained"]) for r in results.values()), default=0)
+    curves = [_relative(r["encoder_grad"]["trained"]) for r in results.values()]  # empty where not finite
     _write_csv(out / "encoder_gradients.csv", ["distance", *results],
-               [[d, *(_relative(r["encoder_grad"]["trained"])[d] if d < len(r["encoder_grad"]["trained"]) else ""
-                      for r in results.values())] for d in range(depth)])
+               [[d, *(curve[d] if d < len(curve) else "" for curve in curves)]
+                for d in range(max(map(len, curves), default=0))])
+    return "encoder_gradients.png"
+
+
+def clipping_plot(results: Results, clipped: str, free: str, out: Path) -> str:
+    """`clipping.png` (training loss and pre-clip gradient norms of a clipped and an unclipped model) and
+    `clipping_loss.csv`; returns the PNG's name."""
+    from matplotlib.figure import Figure
+
+    from seqforge.training.diagnostics import NORM_EDGES
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax = fig.add_subplot(1, 2, 1)
+    for name in (clipped, free):
+        steps, values = zip(*results[name]["train_loss"], strict=True) if results[name]["train_loss"] else ((), ())
+        ax.plot(steps, values, label=f"{name} (clip_norm {results[name]['clip_norm']})", linewidth=1)
+    ax.set_yscale("log")  # a diverging run reaches 1e25 before it turns NaN
+    ax.set_xlabel("update")
+    ax.set_ylabel("training loss")
+    ax.set_title("training loss with and without clipping", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(1, 2, 2)
+    for name in (clipped, free):
+        hist = results[name]["grad_norm"].get("histogram") or []
+        if hist:
+            ax.stairs([c / max(sum(hist), 1) for c in hist], NORM_EDGES, label=name)
+    ax.axvline(results[clipped]["clip_norm"], color="grey", linestyle="--", label="clip_norm")
+    ax.set_xscale("log")
+    ax.set_xlabel("global gradient norm before clipping")
+    ax.set_ylabel("share of updates")
+    ax.set_title("pre-clip gradient norms, whole run", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.savefig(out / "clipping.png", dpi=110)
+    losses = {name: dict(results[name]["train_loss"]) for name in (clipped, free)}
+    steps = sorted(set(losses[clipped]) | set(losses[free]))
+    _write_csv(out / "clipping_loss.csv", ["step", clipped, free],
+               [[s, losses[clipped].get(s, ""), losses[free].get(s, "")] for s in steps])
+    return "clipping.png"
+
+
+def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
+    """The three plots and their CSVs; returns the PNG file names."""
+    from matplotlib.figure import Figure
+
+    results: Results = summary["models"]
+    files = [gradient_plot(results, out)]
 
     labels = summary["length_buckets"]
     fig = Figure(figsize=(7, 4.2), layout="constrained")
@@ -211,32 +251,7 @@ def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
 
     clipped, free = _clip_pair(results)
     if clipped and free:
-        fig = Figure(figsize=(11, 4.2), layout="constrained")
-        ax = fig.add_subplot(1, 2, 1)
-        for name in (clipped, free):
-            steps, values = zip(*results[name]["train_loss"], strict=True) if results[name]["train_loss"] else ((), ())
-            ax.plot(steps, values, label=f"{name} (clip_norm {results[name]['clip_norm']})", linewidth=1)
-        ax.set_xlabel("update")
-        ax.set_ylabel("training loss")
-        ax.set_title("training loss with and without clipping", fontsize=10)
-        ax.legend(fontsize=8)
-        ax = fig.add_subplot(1, 2, 2)
-        for name in (clipped, free):
-            hist = results[name]["grad_norm"].get("histogram") or []
-            if hist:
-                ax.stairs([c / max(sum(hist), 1) for c in hist], NORM_EDGES, label=name)
-        ax.axvline(results[clipped]["clip_norm"], color="grey", linestyle="--", label="clip_norm")
-        ax.set_xscale("log")
-        ax.set_xlabel("global gradient norm before clipping")
-        ax.set_ylabel("share of updates")
-        ax.set_title("pre-clip gradient norms, whole run", fontsize=10)
-        ax.legend(fontsize=8)
-        fig.savefig(out / "clipping.png", dpi=110)
-        files.append("clipping.png")
-        losses = {name: dict(results[name]["train_loss"]) for name in (clipped, free)}
-        steps = sorted(set(losses[clipped]) | set(losses[free]))
-        _write_csv(out / "clipping_loss.csv", ["step", clipped, free],
-                   [[s, losses[clipped].get(s, ""), losses[free].get(s, "")] for s in steps])
+        files.append(clipping_plot(results, clipped, free, out))
     return files
 
 

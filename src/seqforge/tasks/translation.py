@@ -139,7 +139,9 @@ class Translation(TaskKind):
                 raise CorpusError(f"corpus {corpus.name}: {split}: no usable pairs after cleaning ({counts})")
             stats[split] = {**counts, "kept": kept,
                             "src_tokens_mean": round(float(src_len[keep[split]].mean()), 2),
-                            "tgt_tokens_mean": round(float(tgt_len[keep[split]].mean()), 2)}
+                            "tgt_tokens_mean": round(float(tgt_len[keep[split]].mean()), 2),
+                            "src_tokens_min": int(src_len[keep[split]].min()),
+                            "src_tokens_max": int(src_len[keep[split]].max())}
         return write_splits(cleaned, keep, ["source", "target"], scratch), stats
 
     def validation_bleu(self, task: TranslationTask) -> str:
