@@ -289,7 +289,9 @@ def write_report(summary: dict[str, Any], out: Path) -> list[dict[str, str]]:
         f"with {train['num_workers']} Ray Train workers; the whole study took {summary['wall_seconds'] / 60:.1f} min. "
         "Test BLEU is sacreBLEU on the task's test split with the task's decoding settings; by length, the "
         f"buckets hold {', '.join(f'{lab}: {n}' for lab, n in zip(summary['length_buckets'], counts, strict=True))} "
-        "sentences (source words).",
+        "sentences (source words). The claims that need long inputs (attention at length, vanishing and "
+        "exploding gradients) are measured where distance is the variable, on synthetic sequences of up to 200 "
+        "symbols: [../study_long/README.md](../study_long/README.md) (`seqforge study --study long`).",
         "",
         "| claim | measured | verdict |",
         "|---|---|---|",
