@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from seqforge.data.tokenizer import EOS, PAD
+from seqforge.data.tokenizer import BOS, EOS, PAD, SEP, UNK
 from seqforge.inference.decoding import (
     Sampler,
     beam_search,
     generate,
     greedy,
+    length_penalty,
     max_lengths,
     ngram_bans,
 )
@@ -48,8 +49,8 @@ def test_step_by_step_decoding_reproduces_teacher_forced_log_probs(name: str) ->
         state = model.reorder_state(model.encode(src, lens), order, order)  # as search does
         steps = []
         for t in range(tgt_in.size(1)):
-            logp, state = model.decode_step(tgt_in[order, t], state)
-            steps.append(logp)
+            logits, state = model.decode_step(tgt_in[order, t], state)
+            steps.append(logits.log_softmax(-1))
     torch.testing.assert_close(torch.stack(steps, 1), expected[order], atol=1e-5, rtol=1e-5)
 
 
@@ -124,7 +125,7 @@ def test_finished_sentences_leave_the_batch() -> None:
     limit = torch.tensor([2, 9, 4, 12, 6])
     together = beam_search(model, src, lens, limit, beam_size=3, n_best=2)
     assert rows_seen[0] == 15 and rows_seen[-1] < 15 and rows_seen == sorted(rows_seen, reverse=True)
-    assert len(rows_seen) == 12
+    assert len(rows_seen) == 11  # the longest cap, 12 tokens with EOS: its last step writes the 11th
     rows_seen.clear()
     greedy_out = greedy(model, src, lens, limit)
     assert rows_seen[0] == 5 and rows_seen[-1] == 1
@@ -192,17 +193,56 @@ def test_sampling_is_reproducible_with_a_seed() -> None:
     assert draw(3, top_k=1) == greedy(model, src, lens, limit)  # top-1 sampling is arg-max
 
 
-def test_a_sentence_settles_when_no_live_hypothesis_can_enter_its_n_best() -> None:
-    from seqforge.inference.decoding import _settled
+def sequence_score(model, src: torch.Tensor, lens: torch.Tensor, tokens: list[int]) -> float:
+    """Log-probability of `tokens` (EOS included when it ends one), normalised over the tokens search may
+    generate (never PAD or BOS), one decoder step at a time."""
+    state, total, prev = model.encode(src, lens), 0.0, torch.tensor([BOS])
+    for tok in tokens:
+        logits, state = model.decode_step(prev, state)
+        logits[:, [PAD, BOS]] = float("-inf")
+        total += float(logits.log_softmax(-1)[0, tok])
+        prev = torch.tensor([tok])
+    return total
 
-    def settled(scores, finished, alpha=0.0, n_best=1) -> bool:
-        lengths, limit = torch.full((1, 2), 3), torch.full((1, 2), 10)
-        return bool(_settled(torch.tensor([scores]), torch.tensor([finished]), lengths, limit, alpha, n_best)[0])
 
-    assert not settled([-1.0, -0.5], [True, False])  # the live one is still better
-    assert settled([-0.5, -1.0], [True, False])  # log-probabilities only fall
-    assert not settled([-0.5, -1.0], [True, False], n_best=2)  # the 2nd place is open
-    assert settled([-0.5, -1.0], [True, True], n_best=2)
-    # with a length penalty the live one may still win by growing: -1.0 / lp(10) = -0.4
-    assert settled([-0.5, -1.0], [True, False], alpha=1.0)  # -0.5 / lp(3) = -0.375 >= -0.4
-    assert not settled([-0.6, -1.0], [True, False], alpha=1.0)  # -0.45 < -0.4
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_a_beam_as_wide_as_the_search_space_finds_the_best_output(alpha: float) -> None:
+    """Eight target tokens (six a search may write, and EOS), cap 4: every output of at most three tokens is
+    enumerated and scored; beam search with room for all of them returns the best by length-penalised
+    log-probability, with that score."""
+    torch.manual_seed(0)
+    model = build_model(MODELS["gru_bahdanau"].model_copy(update={"shared_embeddings": False}), 40, 8).eval()
+    src, lens = batch(9)
+    cap, words = 4, [UNK, SEP, 5, 6, 7]
+    outputs = [[EOS]] + [[w, EOS] for w in words] + [[a, b, EOS] for a in words for b in words]
+    outputs += [[a, b, c] for a in words for b in words for c in words]  # the cap ends them
+    for i in range(src.size(0)):
+        one, n = src[i : i + 1, : lens[i]], lens[i : i + 1]
+        with torch.no_grad():
+            scored = [(sequence_score(model, one, n, out) / length_penalty(torch.tensor(len(out)), alpha), out)
+                      for out in outputs]
+        best_score, best = max(scored, key=lambda pair: float(pair[0]))
+        hyp = beam_search(model, one, n, torch.tensor([cap]), beam_size=64, alpha=alpha)[0][0]
+        assert hyp.tokens == [tok for tok in best if tok != EOS]
+        assert hyp.score == pytest.approx(float(best_score), abs=1e-4)
+
+
+def test_a_sentence_ends_once_k_hypotheses_have_finished() -> None:
+    """With a model that often ends early, sentences leave long before their caps, each with k different
+    finished hypotheses; every step decodes k rows per live sentence."""
+    torch.manual_seed(0)
+    model = build_model(MODELS["transformer"], 40, 40).eval()
+    rows_seen = []
+
+    def step(prev: torch.Tensor, state):
+        rows_seen.append(prev.size(0))
+        logits, state = type(model).decode_step(model, prev, state)
+        logits[:, EOS] += 3.0  # EOS likely, not certain
+        return logits, state
+
+    model.decode_step = step
+    src, lens = batch(10)
+    beams = beam_search(model, src, lens, torch.full_like(lens, 30), beam_size=4, n_best=4)
+    assert all(rows % 4 == 0 for rows in rows_seen)
+    assert len(rows_seen) < 15  # caps of 30: the last step would be the 29th
+    assert all(len({tuple(h.tokens) for h in hyps}) == 4 for hyps in beams)

@@ -6,6 +6,7 @@ written; output lengths are capped at what the model can represent (`max_decode_
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -68,8 +69,8 @@ class Sampler:
     top_p: float = 1.0
     temperature: float = 1.0
 
-    def __call__(self, logp: Tensor) -> Tensor:
-        logits = logp / self.temperature
+    def __call__(self, logits: Tensor) -> Tensor:
+        logits = logits / self.temperature
         if self.top_k:
             kth = logits.topk(min(self.top_k, logits.size(-1)), dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -82,16 +83,17 @@ class Sampler:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
 
 
-def _restrict(logp: Tensor, step: int, min_length: int, no_repeat_ngram: int,
+def _restrict(logits: Tensor, step: int, min_length: int, no_repeat_ngram: int,
               history: Tensor | None) -> Tensor:
-    """Scores every search shares: never PAD/BOS, no EOS before `min_length`, n-gram blocking over
-    `history`, the (N, step) tokens so far (None when blocking is off)."""
-    logp[:, NEVER] = float("-inf")
+    """Logits with what every search rules out at -inf: PAD/BOS always, EOS before `min_length`, n-gram
+    blocking over `history`, the (N, step) tokens so far (None when blocking is off). Ruled out before
+    normalising, as CTranslate2 does, so the tokens left share all the probability."""
+    logits[:, NEVER] = float("-inf")
     if step < min_length:
-        logp[:, EOS] = float("-inf")
+        logits[:, EOS] = float("-inf")
     if no_repeat_ngram:
-        logp.masked_fill_(ngram_bans(history, no_repeat_ngram, logp.size(-1)), float("-inf"))
-    return logp
+        logits.masked_fill_(ngram_bans(history, no_repeat_ngram, logits.size(-1)), float("-inf"))
+    return logits
 
 
 @torch.no_grad()
@@ -106,9 +108,9 @@ def generate(
     out = src.new_full((src.size(0), int(limit.max())), PAD)
     prev = src.new_full((src.size(0),), BOS)
     for t in range(out.size(1)):
-        logp, state = model.decode_step(prev, state)
-        logp = _restrict(logp, t, min_length, no_repeat_ngram, out[rows, :t] if no_repeat_ngram else None)
-        prev = sampler(logp) if sampler is not None else logp.argmax(-1)
+        logits, state = model.decode_step(prev, state)
+        logits = _restrict(logits, t, min_length, no_repeat_ngram, out[rows, :t] if no_repeat_ngram else None)
+        prev = sampler(logits) if sampler is not None else logits.argmax(-1)
         prev = prev.masked_fill(t + 1 >= limit, EOS)
         out[rows, t] = prev
         ended = prev == EOS
@@ -131,81 +133,73 @@ def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
     return ((5.0 + lengths.float()) / 6.0) ** alpha
 
 
-def _settled(scores: Tensor, finished: Tensor, lengths: Tensor, limit: Tensor, alpha: float, n_best: int) -> Tensor:
-    """(B,) True where no live hypothesis can still enter a sentence's n-best: its n-th best finished
-    score already reaches the best any live one could get. Log-probabilities only fall, so the best
-    a live hypothesis can reach is its current log-probability over the largest length penalty its
-    cap allows; stopping there drops nothing that could still outrank the n-best."""
-    normed = (scores / length_penalty(lengths, alpha)).masked_fill(~finished, float("-inf"))
-    reachable = (scores / length_penalty(limit, alpha)).masked_fill(finished, float("-inf")).amax(1)
-    return finished.all(1) | (normed.topk(n_best, dim=1).values[:, -1] >= reachable)
-
-
 @torch.no_grad()
 def beam_search(
     model: Seq2Seq, src: Tensor, src_lens: Tensor, max_len: Tensor, beam_size: int,
-    alpha: float = 1.0, n_best: int = 1, no_repeat_ngram: int = 0, min_length: int = 0,
+    alpha: float = 1.0, n_best: int = 1, no_repeat_ngram: int = 0, min_length: int = 0, patience: float = 1.0,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search. A finished hypothesis stays in its beam (extended by PAD at no cost); a
-    sentence leaves the batch once no live hypothesis can enter its n-best (`_settled`).
+    """Batched beam search, the search of CTranslate2 and fairseq. Each step takes a sentence's 2k best
+    continuations: those among its first k that end (with EOS, or at the sentence's last step) are finished
+    hypotheses, and the best k that do not end stay live, so the beam keeps k live hypotheses. A sentence
+    leaves the batch once round(k × `patience`) hypotheses have finished or at its last step; without a length
+    penalty, once a step's best continuation has ended and n_best have finished (nothing live can outscore it).
 
-    Returns, per sentence, the `n_best` hypotheses ranked by length-penalised log-probability.
-    With `no_repeat_ngram` = n, no hypothesis contains the same n-gram twice; none ends before
-    `min_length` tokens unless its length cap forces it.
+    Returns, per sentence, the `n_best` finished hypotheses ranked by log-probability over GNMT's length
+    penalty (length: the tokens generated, EOS included). With `no_repeat_ngram` = n, no hypothesis
+    contains the same n-gram twice; none ends before `min_length` tokens unless its length cap forces it.
+    A sentence's last step generates token `cap` - 1, so outputs stay within the cap, EOS included.
     """
     k, device = beam_size, src.device
     state = model.encode(src, src_lens)
     state = model.reorder_state(state, torch.arange(src.size(0), device=device).repeat_interleave(k))
     sentences = torch.arange(src.size(0), device=device)  # each live sentence's index in `src`
-    limit = _caps(model, max_len, device).repeat_interleave(k)
+    last = (_caps(model, max_len, device) - 2).clamp(min=0)  # each sentence's last step
     scores = torch.full((src.size(0), k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # only the first beam is alive before the first step
     tokens = src.new_full((src.size(0) * k, 1), BOS)
-    finished = torch.zeros(src.size(0) * k, dtype=torch.bool, device=device)
-    lengths = torch.zeros(src.size(0) * k, dtype=torch.long, device=device)
-    results: list[list[Hypothesis]] = [[] for _ in range(src.size(0))]
-
-    def keep_results(done: Tensor) -> None:
-        """Record the n-best of the live sentences marked in `done` (B,)."""
-        settled = done.nonzero().flatten()
-        normed = scores[settled] / length_penalty(lengths.view(-1, k)[settled], alpha)
-        best = normed.argsort(dim=1, descending=True)[:, :n_best]
-        rows = tokens.view(-1, k, tokens.size(1))[settled, :, 1:].tolist()  # only the finished sentences
-        for i, b in enumerate(settled.tolist()):
-            results[int(sentences[b])] = [Hypothesis(_strip(rows[i][j]), float(normed[i, j]))
-                                          for j in best[i].tolist()]
-
-    only = torch.full((1, k), float("-inf"), device=device)  # a row whose one candidate is its first column
-    only[0, 0] = 0.0
-    for t in range(int(limit.max())):
-        logp, state = model.decode_step(tokens[:, -1], state)
-        forced = ~finished & (t + 1 >= limit)  # must end here, whatever min_length says
-        eos = logp[:, EOS].clone()
-        logp = _restrict(logp, t, min_length, no_repeat_ngram, tokens[:, 1:] if no_repeat_ngram else None)
-        # each hypothesis's k best continuations hold the k best of its sentence: top-k over k × k, not k × V
-        top, top_tok = logp.topk(k, dim=1)
-        top = torch.where(finished[:, None], only, torch.where(forced[:, None], only + eos[:, None], top))
-        top_tok[:, 0] = torch.where(finished, PAD, torch.where(forced, EOS, top_tok[:, 0]))  # PAD at no cost
-        cand = (scores.view(-1, 1) + top).view(-1, k * k)
-        scores, flat = cand.topk(k, dim=1)
-        origin = (torch.arange(cand.size(0), device=device).unsqueeze(1) * k + flat // k).view(-1)
-        new_tok = top_tok.view(-1, k * k).gather(1, flat).view(-1)
-        tokens = torch.cat([tokens[origin], new_tok.unsqueeze(1)], dim=1)
-        was_finished = finished[origin]
-        lengths = lengths[origin] + (~was_finished).long()
-        finished = was_finished | (new_tok == EOS)
-        done = _settled(scores, finished.view(-1, k), lengths.view(-1, k), limit.view(-1, k), alpha, n_best)
+    found = torch.zeros(src.size(0), dtype=torch.long, device=device)  # finished hypotheses per sentence
+    best_ended = torch.zeros(src.size(0), dtype=torch.bool, device=device)  # a step's best continuation ended
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(src.size(0))]  # (score, tokens)
+    for t in range(int(last.max()) + 1):
+        logits, state = model.decode_step(tokens[:, -1], state)
+        width = min(2 * k, logits.size(1))
+        logp = _restrict(logits, t, min_length, no_repeat_ngram, tokens[:, 1:] if no_repeat_ngram else None).log_softmax(-1)
+        if no_repeat_ngram:  # a row whose every token is blocked normalises to NaN: it stays ruled out
+            logp.masked_fill_(logp.isnan(), float("-inf"))
+        # a hypothesis's 2k best continuations hold its sentence's 2k best: top-k over k × 2k, not k × V
+        top, top_tok = logp.topk(width, dim=1)
+        cand, flat = (scores.view(-1, 1) + top).view(-1, k * width).topk(2 * k, dim=1)  # (B, 2k), best first
+        cand_tok = top_tok.view(-1, k * width).gather(1, flat)
+        origin = torch.arange(cand.size(0), device=device).unsqueeze(1) * k + flat // width  # rows they extend
+        is_eos = cand_tok == EOS
+        ending = is_eos[:, :k] | (t >= last)[:, None]
+        if ending.any():
+            b, j = ending.nonzero().unbind(1)
+            histories = torch.cat([tokens[origin[b, j], 1:], cand_tok[b, j, None]], dim=1).tolist()
+            for sentence, score, history in zip(sentences[b].tolist(), cand[b, j].tolist(), histories, strict=True):
+                finished[sentence].append((score, history))
+            found = found + ending.sum(1)
+        best_ended |= is_eos[:, 0]
+        done = (best_ended & (found >= n_best) if alpha == 0 else found >= math.floor(k * patience + 0.5)) | (t >= last)
+        keep = is_eos.to(torch.uint8).argsort(dim=1, stable=True)[:, :k]  # the k best that did not end
+        scores, origin = cand.gather(1, keep), origin.gather(1, keep).view(-1)
+        tokens = torch.cat([tokens[origin], cand_tok.gather(1, keep).view(-1, 1)], dim=1)
         if done.any():
-            keep_results(done)
             live = (~done).nonzero().squeeze(1)
             if live.numel() == 0:
                 break
             rows = (live.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
             state = model.reorder_state(state, origin[rows], live)
-            sentences, scores = sentences[live], scores[live]
-            tokens, finished, lengths, limit = tokens[rows], finished[rows], lengths[rows], limit[rows]
+            sentences, scores, tokens = sentences[live], scores[live], tokens[rows]
+            last, found, best_ended = last[live], found[live], best_ended[live]
         else:
             state = model.reorder_state(state, origin)
-    else:  # the length caps ended the search; record what is still live
-        keep_results(torch.ones_like(sentences, dtype=torch.bool))
-    return results
+    return [_ranked(hyps, alpha, n_best) for hyps in finished]
+
+
+def _ranked(hyps: list[tuple[float, list[int]]], alpha: float, n_best: int) -> list[Hypothesis]:
+    """The `n_best` of a sentence's finished hypotheses by length-penalised log-probability."""
+    lengths = torch.tensor([len(tokens) for _, tokens in hyps])
+    normed = torch.tensor([score for score, _ in hyps]) / length_penalty(lengths, alpha)
+    return [Hypothesis(_strip(hyps[i][1]), float(normed[i]))
+            for i in normed.argsort(descending=True, stable=True)[:n_best].tolist()]

@@ -66,7 +66,8 @@ class Seq2Seq(nn.Module):
         raise NotImplementedError
 
     def decode_step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """Log-probabilities (N, V) of the token after `prev_tokens` (N,), and the state grown by it."""
+        """Float32 logits (N, V) of the token after `prev_tokens` (N,), and the state grown by it. Search
+        normalises them after its own restrictions (log-probabilities work too: normalising leaves them as they are)."""
         raise NotImplementedError
 
     def reorder_state(self, state: DecoderState, index: Tensor, sentences: Tensor | None = None) -> DecoderState:

@@ -249,9 +249,9 @@ class RNNSeq2Seq(Seq2Seq):
         return self.output(self.pre_output(self.dropout(att_vec)))
 
     def decode_step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """Log-probabilities of the next token given the previous one, (N, V)."""
+        """Logits of the next token given the previous one, (N, V)."""
         att_vec, _, state = self._recur(self.tgt_embed(prev_tokens) * self.emb_scale, state)
-        return torch.log_softmax(self._logits(att_vec).float(), dim=-1), state
+        return self._logits(att_vec).float(), state
 
     def _decode_forced(self, state: DecoderState, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
         """Attentional vectors (B, T, H) and attention weights (B, T, S; None without attention) under

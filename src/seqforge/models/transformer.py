@@ -221,7 +221,7 @@ class TransformerSeq2Seq(Seq2Seq):
         return self.decoder[-1].cross_weights(x, memory, mask)
 
     def decode_step(self, prev_tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """Log-probabilities of the next token after `prev_tokens` (N,), and the state grown by it."""
+        """Logits of the next token after `prev_tokens` (N,), and the state grown by it."""
         hyps, memory = state.hyps, state.memory
         x = self._embed(self.tgt_embed, prev_tokens.unsqueeze(1), start=hyps["self_k0"].size(2))
         grown = {}
@@ -229,7 +229,7 @@ class TransformerSeq2Seq(Seq2Seq):
             past, cross = (hyps[f"self_k{i}"], hyps[f"self_v{i}"]), (memory[f"cross_k{i}"], memory[f"cross_v{i}"])
             x, (grown[f"self_k{i}"], grown[f"self_v{i}"]) = layer.step(x, past, cross, memory["mask"])
         logits = self.output(self.dec_norm(x[:, 0]))
-        return torch.log_softmax(logits.float(), dim=-1), DecoderState(memory, grown)
+        return logits.float(), DecoderState(memory, grown)
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         return self._decode(tgt_in, *self._memory(src))
