@@ -27,8 +27,8 @@ def exported(smoke_repo, tmp_path_factory):
 
 
 def test_ct2_float32_decodes_the_test_split_as_pytorch_does(smoke_repo, tmp_path) -> None:
-    """Greedy: the same tokens for every test sentence; beam 5 (CTranslate2's own search, re-ranked with our
-    length penalty): the same for most; int8 weights still translate."""
+    """Greedy: the same tokens for every test sentence; beam 5 (CTranslate2's search is ours; its finished
+    hypotheses re-ranked with our length penalty): the same for at least 98 %; int8 weights still translate."""
     from seqforge.config.shared import DecodeCfg
     from seqforge.export.ct2 import convert
     from seqforge.inference.ct2_predictor import CT2Predictor
@@ -47,7 +47,7 @@ def test_ct2_float32_decodes_the_test_split_as_pytorch_does(smoke_repo, tmp_path
             ours, theirs = torch_side.generate_ids(src, cfg), ct2_side.generate_ids(src, cfg)
             agreement[quantization, beam] = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(src)
     assert agreement["float32", 1] == 1.0, agreement
-    assert agreement["float32", 5] >= 0.85, agreement
+    assert agreement["float32", 5] >= 0.98, agreement  # the same search; the rest: see CT2Predictor
     assert agreement["int8", 1] >= 0.5, agreement  # quantized: close, not equal
 
 

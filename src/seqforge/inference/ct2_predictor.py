@@ -48,10 +48,13 @@ class CT2Predictor(Predictor):
         gpus = ctranslate2.get_cuda_device_count()
         if cfg.device == "cuda" and not gpus:
             raise ConfigError("decode.device: cuda, but this machine has no GPU CTranslate2 can use (use auto or cpu)")
+        on_gpu = cfg.device != "cpu" and gpus > 0
+        # on CPU one worker per thread, each decoding its own batch on one thread (`generate_ids` queues them all):
+        # measured against one worker on all threads in bench/inference.py
+        threads = {} if on_gpu else {"inter_threads": torch.get_num_threads(), "intra_threads": 1}
         translator = ctranslate2.Translator(
-            str(model_dir / SUBDIR), device="cuda" if cfg.device != "cpu" and gpus else "cpu",
-            compute_type="bfloat16" if cfg.precision == "bf16" else "default",
-            intra_threads=torch.get_num_threads())
+            str(model_dir / SUBDIR), device="cuda" if on_gpu else "cpu",
+            compute_type="bfloat16" if cfg.precision == "bf16" else "default", **threads)
         return cls(translator, SubwordTokenizer.load(model_dir / "tokenizer.json"), meta, cfg)
 
     def _tokens(self, ids: list[int]) -> list[str]:
@@ -65,40 +68,53 @@ class CT2Predictor(Predictor):
         if cfg.strategy == "sample":
             return options | {"beam_size": 1, "sampling_topk": cfg.top_k, "sampling_topp": cfg.top_p,
                               "sampling_temperature": cfg.temperature}
-        return options | {"beam_size": cfg.beam_size, "num_hypotheses": cfg.beam_size, "return_scores": True,
-                          "length_penalty": cfg.length_penalty}
+        return options | {"beam_size": cfg.beam_size, "return_scores": True, "length_penalty": cfg.length_penalty,
+                          "patience": cfg.patience,
+                          # every finished hypothesis, re-ranked by `_ranked`; none needed without a penalty
+                          "num_hypotheses": cfg.n_best if cfg.length_penalty == 0 else cfg.beam_size}
 
     @staticmethod
-    def _ranked(result, cfg: DecodeCfg) -> list[list[str]]:
-        """A beam's hypotheses, best first by GNMT's length penalty, `cfg.n_best` of them; sampling's as drawn."""
+    def _ranked(result, cfg: DecodeCfg, steps: int) -> list[list[str]]:
+        """A beam's hypotheses, best first by GNMT's length penalty, `cfg.n_best` of them; sampling's as drawn.
+        `steps`: the batch's `max_decoding_length` (a hypothesis that long ended there, without EOS)."""
         if cfg.strategy == "sample":
             return result.hypotheses
-        lengths = torch.tensor([len(hyp) + 1 for hyp in result.hypotheses])  # EOS included, as both count
+        lengths = torch.tensor([min(len(hyp) + 1, steps) for hyp in result.hypotheses])  # EOS included, as both count
         log_probs = torch.tensor(result.scores) * lengths.float() ** cfg.length_penalty  # CT2's score: / length^alpha
         order = (log_probs / length_penalty(lengths, cfg.length_penalty)).argsort(descending=True, stable=True)
         return [result.hypotheses[i] for i in order[: cfg.n_best].tolist()]
 
     def generate_ids(self, src_ids: list[list[int]], cfg: DecodeCfg | None = None) -> list[list[list[int]]]:
-        """n-best token ids per source, decoded in length-sorted batches (input order kept); each output
-        within its sentence's cap (`decoding.max_lengths`, EOS included). Sampling is seeded with `cfg.seed`
-        at each call."""
+        """n-best token ids per source, decoded in length-sorted batches (input order kept), all submitted at
+        once so that the translator's workers (one per thread) decode batches side by side; each output within
+        its sentence's cap (`decoding.max_lengths`, EOS included). Sampling is seeded with `cfg.seed` at each
+        call."""
         import ctranslate2
 
         cfg = cfg or self.decode_cfg
         if cfg.strategy == "sample":
             ctranslate2.set_random_seed(cfg.seed)
         options = self._options(cfg)
+        caps = max_lengths(torch.tensor([len(ids) + 1 for ids in src_ids]), cfg.max_len_ratio, cfg.max_len_offset)
+        caps = caps.clamp(max=self.max_source_tokens).tolist()  # positions: what the decoder can represent
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+        batches = [order[start : start + cfg.batch_size] for start in range(0, len(order), cfg.batch_size)]
+        pending = [self._submit([src_ids[i] for i in idx], max(caps[i] for i in idx), options) for idx in batches]
         out: list[list[list[int]]] = [[] for _ in src_ids]
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            caps = max_lengths(torch.tensor([len(src_ids[i]) + 1 for i in idx]), cfg.max_len_ratio, cfg.max_len_offset)
-            caps = caps.clamp(max=self.max_source_tokens).tolist()  # positions: what the decoder can represent
-            results = self.translator.translate_batch([self._tokens(src_ids[i]) for i in idx],
-                                                      max_decoding_length=max(caps), **options)
-            for i, cap, result in zip(idx, caps, results, strict=True):
-                out[i] = [[self.target_ids[tok] for tok in hyp][: cap - 1] for hyp in self._ranked(result, cfg)]
+        for idx, results in zip(batches, pending, strict=True):
+            for i, result in zip(idx, results, strict=True):
+                result = result.result()
+                if any(len(hyp) >= caps[i] - 2 for hyp in result.hypotheses) and caps[i] < max(caps[j] for j in idx):
+                    # it reached its own last step under the batch's longer limit: search it again with its own
+                    result = self._submit([src_ids[i]], caps[i], options)[0].result()
+                out[i] = [[self.target_ids[tok] for tok in hyp] for hyp in self._ranked(result, cfg, caps[i] - 1)]
         return out
+
+    def _submit(self, sources: list[list[int]], cap: int, options: dict) -> list:
+        """One batch queued on the translator, every output within `cap` tokens, EOS included (CTranslate2's
+        limit counts the tokens before it); its asynchronous results."""
+        return self.translator.translate_batch([self._tokens(ids) for ids in sources], max_decoding_length=cap - 1,
+                                               asynchronous=True, **options)
 
     def perplexity(self, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> float:
         """Per-target-token perplexity under teacher forcing (subword tokens, EOS included), from CTranslate2's
