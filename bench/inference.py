@@ -5,17 +5,17 @@
 
 The model comes from the registry (NAME@ALIAS or NAME/VERSION, the store `seqforge` uses) or an exported
 model directory; its task's tokenized test split must be here (the export's checks). Backends: PyTorch (the
-model's own weights) and, for a Transformer, CTranslate2 with float32 and int8 weights converted on the fly
-(`seqforge.export.ct2`, what `seqforge export` registers). Each backend and thread count decodes the whole test
+model's own weights, in float32 and in bfloat16: `decode.precision: bf16`) and, for a Transformer, CTranslate2
+with float32 and int8 weights converted on the fly (`seqforge.export.ct2`, what `seqforge export` registers). Each backend and thread count decodes the whole test
 split in batches of 64 sentences (tokens/s: output subwords, EOS excluded, per second; test BLEU/chrF with the
 task's metric) and the first `--latency` sentences one at a time (p50/p99 ms per sentence), with the
 decoding settings the model is registered with (beam 5 by default). `--baseline-rev REV` adds
 our PyTorch search as it was at git revision REV (its `inference/decoding.py`, same model and predictor).
 Each (backend, threads) runs in a fresh process with `OMP_NUM_THREADS` set, so no backend runs after
 another in the same process.
-`agree` is the share of test sentences whose output is token for token PyTorch's. The last line is the
-CTranslate2-int8 / PyTorch tokens/s ratio at the highest thread count (without CTranslate2: PyTorch /
-PyTorch at REV). Figures go to reports/inference/<model>.json.
+`agree` is the share of test sentences whose output is token for token PyTorch's (float32). The last lines are
+tokens/s ratios at the highest thread count: PyTorch bfloat16 / float32, PyTorch / PyTorch at REV, and last
+CTranslate2-int8 / PyTorch. Figures go to reports/inference/<model>.json.
 """
 
 from __future__ import annotations
@@ -57,18 +57,18 @@ def registered_dir(model: str, dst: Path) -> tuple[Path, DecodeCfg]:
     return model_dir, DecodeCfg.model_validate(config["decode"])
 
 
-def backends(model_dir: Path, meta: dict, work: Path) -> dict[str, Path]:
-    """name -> model directory of each backend to measure: PyTorch, and for a Transformer CTranslate2 with
-    float32 and int8 weights (exported into `work`)."""
+def backends(model_dir: Path, meta: dict, work: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (model directory, decoding precision) of each backend to measure: PyTorch in float32 and
+    bfloat16, and for a Transformer CTranslate2 with float32 and int8 weights (exported into `work`)."""
     from seqforge.export.registered import write_export
 
-    found = {"pytorch": model_dir}
+    found = {"pytorch": (model_dir, "32"), "pytorch-bf16": (model_dir, "bf16")}
     if meta["experiment"]["model"]["arch"] != "transformer":
         return found
     torch_predictor = Predictor.from_dir(model_dir, meta, DecodeCfg(device="cpu"))
     for quantization in ("float32", "int8"):
         write_export(torch_predictor, meta, work / quantization, "ct2", quantization)
-        found[f"ctranslate2-{quantization}"] = work / quantization
+        found[f"ctranslate2-{quantization}"] = (work / quantization, "32")
     return found
 
 
@@ -81,7 +81,26 @@ def search_at(rev: str):
                             text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
     module = sys.modules[f"decoding_at_{rev}"] = types.ModuleType(f"decoding_at_{rev}")  # dataclasses look it up
     exec(compile(source, f"{rev}:decoding.py", "exec"), module.__dict__)  # noqa: S102 - our own file at a revision
-    return mock.patch.multiple(predictor, beam_search=module.beam_search, generate=module.generate)
+
+    def normalised(search):  # models' `decode_step` returned log-probabilities before it returned logits
+        return lambda model, *args, **kwargs: search(LogProbs(model), *args, **kwargs)
+
+    return mock.patch.multiple(predictor, beam_search=normalised(module.beam_search),
+                               generate=normalised(module.generate))
+
+
+class LogProbs:
+    """A model whose `decode_step` gives log-probabilities (normalising them again changes nothing)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def decode_step(self, prev, state):
+        logits, state = self.model.decode_step(prev, state)
+        return logits.log_softmax(-1), state
 
 
 def measure(predictor: Predictor, src_ids: list, refs: list[str], task, decode: DecodeCfg, latency: int) -> dict:
@@ -158,15 +177,16 @@ def main() -> None:
         decode = (decode or task.decode).model_copy(update={"device": "cpu", "batch_size": 64})
         check_test_split(task, meta, args.model or str(model_dir), model_dir)
         test = load_from_disk(str(paths.tokenized_dir(task.name)))["test"]
-        runs = [(name, directory, None) for name, directory in backends(model_dir, meta, work).items()]
+        runs = [(name, directory, precision, None)
+                for name, (directory, precision) in backends(model_dir, meta, work).items()]
         if args.baseline_rev:
-            runs.insert(1, (f"pytorch@{args.baseline_rev}", model_dir, args.baseline_rev))
+            runs.insert(1, (f"pytorch@{args.baseline_rev}", model_dir, "32", args.baseline_rev))
         rows = []
         for threads in args.threads or [1, 2]:
-            for name, directory, rev in runs:
+            for name, directory, precision, rev in runs:
                 Console(stderr=True).print(f"{name}, {threads} thread(s) …")
-                rows.append({"backend": name, "threads": threads,
-                             **in_child(directory, threads, decode, args.latency, rev)})
+                rows.append({"backend": name, "threads": threads, **in_child(
+                    directory, threads, decode.model_copy(update={"precision": precision}), args.latency, rev)})
     reference = {r["threads"]: r["hyps"] for r in rows if r["backend"] == "pytorch"}
     for row in rows:
         row["agree"] = sum(a == b for a, b in zip(row.pop("hyps"), reference[row["threads"]], strict=True)) / len(test)
@@ -190,12 +210,10 @@ def main() -> None:
     console.print(f"written: {out}")
     top = max(r["threads"] for r in rows)
     speed = {r["backend"]: r["tokens_per_s"] for r in rows if r["threads"] == top}
-    if "ctranslate2-int8" in speed:
-        print(f"ctranslate2-int8/pytorch beam-{decode.beam_size} tokens/s ratio "
-              f"{speed['ctranslate2-int8'] / speed['pytorch']:.2f}")
-    elif args.baseline_rev:
-        print(f"pytorch/pytorch@{args.baseline_rev} beam-{decode.beam_size} tokens/s ratio "
-              f"{speed['pytorch'] / speed[f'pytorch@{args.baseline_rev}']:.2f}")
+    ratios = [("pytorch-bf16", "pytorch"), ("pytorch", f"pytorch@{args.baseline_rev}"), ("ctranslate2-int8", "pytorch")]
+    for faster, slower in ratios:
+        if faster in speed and slower in speed:
+            print(f"{faster}/{slower} beam-{decode.beam_size} tokens/s ratio {speed[faster] / speed[slower]:.2f}")
 
 if __name__ == "__main__":
     main()
