@@ -1,7 +1,7 @@
 """seqforge and OpenNMT-py 3.5.1 side by side: training and beam-5 decoding tokens/s, same data, same model;
 or time to BLEU, each toolkit's recipe for the same minutes.
 
-    python -m bench.peer_opennmt [--steps 200] [--rounds 2] [--workers 2]
+    python -m bench.peer_opennmt [--steps 200] [--rounds 2] [--workers 2] [--decode-only]
     SEQFORGE_DATA_MIRROR=../shared/data python -m bench.peer_opennmt --minutes 16 [--ours-at 6 --ours-at 16]
 
 Needs the translation task tokenized on the default profile (`dvc repro tokenize@translation`).
@@ -16,13 +16,23 @@ Adam (lr 1e-3), gradient norm clipped at 5, about 64 sentences per update, on th
 steps × 64 training pairs (one pass). seqforge trains as the pipeline does (Ray Train, 2 workers ×
 1 CPU, token-budget batches sized to 64 sentences per update); OpenNMT-py as its CLI does (one
 process, 2 threads, 64-sentence batches; loader settings that keep its data workers off the two
-cores, see `onmt_config`). Each then beam-decodes test_2016_flickr (beam 5, batches
-of 64 sentences, 2 threads). Rounds alternate which toolkit goes first. Tokens/s: source subwords
+cores, see `onmt_config`). Rounds alternate which toolkit goes first. Tokens/s: source subwords
 and target subwords (with EOS in training, as OpenNMT-py counts them) per second of training steps
-(OpenNMT-py: its step reports after the first; seqforge: the epoch's training time) or of decoding;
-model loading and process start are excluded. The wall-time columns divide the same corpus tokens by each
+(OpenNMT-py: its step reports after the first; seqforge: the epoch's training time); model loading and
+process start are excluded. The wall-time columns divide the same corpus tokens by each
 toolkit's seconds for the same updates (OpenNMT-py: its elapsed seconds at the last step, warm-up window
 included; seqforge: the epoch's training seconds), so neither toolkit's token counting convention enters.
+
+Decoding: each toolkit's model beam-decodes test_2016_flickr (beam 5, no length penalty, batches of 64
+sentences, 2 threads; seqforge in float32 and in bfloat16, `decode.precision: bf16`) twice: with its own
+length limits (the two models write different lengths: target tok/s) and with every output exactly
+`FIXED` tokens long (EOS banned before, every hypothesis ends there), the same work for both whatever
+their weights (tokens/s and ms per decoder step). OpenNMT-py's `-precision int8` is not a row: 3.5.1
+compares the option's string with `torch.int8` and decodes in float32 (the same output, the same time).
+`--decode-only` decodes the checkpoints the last training round left (`onmt_model_step_<steps>.pt`, the
+newest Ray checkpoint under runs/bench/opennmt/ray); `--profile` adds one profiled pass of each fixed-length
+decoding (torch.profiler, OpenNMT-py's in its own venv) and a table of the ops taking the most self CPU time.
+The tables' figures go to reports/peer/speed-<steps>.json.
 
 `--minutes M` (time to BLEU): on full Multi30k en→de with the same BPE, OpenNMT-py trains its recipe at the
 configuration above (64-sentence batches, Adam 1e-3 constant, dropout 0.3, no validation) until its own
@@ -63,6 +73,7 @@ WORK = Path("runs/bench/opennmt")
 STEP_REPORT = re.compile(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec")
 SENTENCES = 64  # per update
 THREADS = 2
+FIXED = 30  # tokens in every output of the same-work decoding
 
 
 def ensure_peer(venv: Path) -> Path:
@@ -172,28 +183,61 @@ def run_onmt_train(bin_dir: Path, steps: int) -> tuple[Path, str]:
     return WORK / f"onmt_model_step_{steps}.pt", train.stderr + train.stdout
 
 
-def onmt_translate(bin_dir: Path, checkpoint: Path, out: Path) -> float:
-    """Beam-5 decode the test sources with `checkpoint` into `out` (subword tokens); its translation seconds."""
-    translate = subprocess.run(
-        [str(bin_dir / "onmt_translate"), "-model", str(checkpoint),
-         "-src", str(WORK / "test.source"), "-output", str(out), "-beam_size", "5",
-         "-batch_size", str(SENTENCES), "-batch_type", "sents", "-report_time", "-gpu", "-1"],
-        capture_output=True, text=True, env=onmt_env(), check=False)
+# `onmt_translate` under torch.profiler, in the peer venv: prints each op's self CPU microseconds as JSON
+ONMT_PROFILED = """
+import json, sys, torch
+from torch.profiler import ProfilerActivity, profile
+from onmt.bin.translate import main
+sys.argv = ["onmt_translate", *sys.argv[1:]]
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    main()
+print(json.dumps({e.key: e.self_cpu_time_total for e in prof.key_averages()}))
+"""
+
+
+def onmt_translate(bin_dir: Path, checkpoint: Path, out: Path, fixed: int | None = None,
+                   profiled: bool = False) -> float | dict[str, float]:
+    """Beam-5 decode the test sources with `checkpoint` into `out` (subword tokens), every output `fixed` tokens
+    long when given; its translation seconds, or with `profiled` its self CPU microseconds per op."""
+    length = ["-min_length", str(fixed), "-max_length", str(fixed), "-max_length_ratio", "100"] if fixed else []
+    options = ["-model", str(checkpoint), "-src", str(WORK / "test.source"), "-output", str(out), "-beam_size", "5",
+               "-batch_size", str(SENTENCES), "-batch_type", "sents", "-report_time", "-gpu", "-1", *length]
+    command = [str(bin_dir / "python"), "-c", ONMT_PROFILED] if profiled else [str(bin_dir / "onmt_translate")]
+    translate = subprocess.run([*command, *options], capture_output=True, text=True, env=onmt_env(), check=False)
     if translate.returncode:
         sys.exit(f"onmt_translate failed:\n{translate.stderr[-3000:]}")
+    if profiled:
+        return json.loads(translate.stdout.strip().splitlines()[-1])
     return float(re.search(r"Total translation time \(s\): ([\d.]+)", translate.stderr + translate.stdout)[1])
 
 
-def run_onmt(bin_dir: Path, steps: int, sizes: dict) -> dict:
-    """Train then beam-decode with OpenNMT-py's CLI; tokens/s from its own step reports and timing."""
-    checkpoint, log = run_onmt_train(bin_dir, steps)
+def run_onmt(bin_dir: Path, steps: int) -> dict:
+    """Train with OpenNMT-py's CLI; tokens/s from its own step reports and timing."""
+    _, log = run_onmt_train(bin_dir, steps)
     reports = STEP_REPORT.findall(log)
     windows = [(int(s), int(src), int(tgt)) for s, src, tgt, _ in reports if int(s) > 10]  # first window: warm-up
+    return {"train_src": statistics.mean(w[1] for w in windows), "train_tgt": statistics.mean(w[2] for w in windows),
+            "wall_s": float(reports[-1][3])}
+
+
+def onmt_decode(bin_dir: Path, steps: int, sizes: dict, profiled: bool) -> dict:
+    """OpenNMT-py's beam-5 decoding of the test sources with its checkpoint after `steps` updates: target tok/s
+    with its own length limits, tok/s and ms per decoder step with `FIXED`-token outputs (and with `profiled`,
+    a profiled pass of the latter: self CPU per op)."""
+    checkpoint = WORK / f"onmt_model_step_{steps}.pt"
     seconds = onmt_translate(bin_dir, checkpoint, WORK / "onmt_hyps.txt")
     hyp_tokens = sum(len(line.split()) for line in (WORK / "onmt_hyps.txt").read_text().splitlines())
-    return {"train_src": statistics.mean(w[1] for w in windows), "train_tgt": statistics.mean(w[2] for w in windows),
-            "wall_s": float(reports[-1][3]), "decode_src": sizes["test_src"] / seconds,
-            "decode_tgt": hyp_tokens / seconds}
+    fixed_seconds = onmt_translate(bin_dir, checkpoint, WORK / "onmt_fixed.txt", FIXED)
+    ops = onmt_translate(bin_dir, checkpoint, WORK / "onmt_fixed.txt", FIXED, profiled=True) if profiled else {}
+    return decode_figures(hyp_tokens, seconds, fixed_seconds, sizes) | {"ops": ops}
+
+
+def decode_figures(hyp_tokens: int, seconds: float, fixed_seconds: float, sizes: dict) -> dict:
+    """The decoding columns: target tok/s as trained; tok/s and ms per decoder step (FIXED steps per batch of
+    64 sentences) with `FIXED`-token outputs."""
+    batches = -(-sizes["test_sents"] // SENTENCES)
+    return {"tgt_tok_s": hyp_tokens / seconds, "fixed_tok_s": FIXED * sizes["test_sents"] / fixed_seconds,
+            "step_ms": 1000 * fixed_seconds / (batches * FIXED)}
 
 
 def batch_tokens_for(sentences_per_worker: float) -> int:
@@ -226,16 +270,12 @@ def peer_experiment():
 
 
 def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
-    """Train as the pipeline does (Ray Train, `workers` × 2 / `workers` CPUs, one epoch), then beam-decode
-    in-process."""
+    """Train as the pipeline does (Ray Train, `workers` × 2 / `workers` CPUs, one epoch)."""
     import mlflow
     import ray
 
-    from seqforge.config.shared import DecodeCfg, TrainCfg
+    from seqforge.config.shared import TrainCfg
     from seqforge.data.shipping import ship
-    from seqforge.inference.predictor import Predictor
-    from seqforge.models.registry import build_model
-    from seqforge.training.averaging import load_weights
     from seqforge.training.driver import connect_ray, fit_on_ray
 
     tokenizer = sizes["tokenizer"]
@@ -255,19 +295,41 @@ def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
         raise RuntimeError("seqforge training failed") from result.error
     tokens_per_s = mlflow.MlflowClient().get_metric_history(run.info.run_id, "tokens_per_s")[-1].value
     seconds = (sizes["train_src"] + sizes["train_sents"] + sizes["train_tgt"]) / tokens_per_s  # it counts source EOS
-    with result.checkpoint.as_directory() as ckpt:
-        weights, _ = load_weights(Path(ckpt))
-    model = build_model(exp.model, config["src_vocab"], config["tgt_vocab"])
+    return {"train_src": sizes["train_src"] / seconds, "train_tgt": sizes["train_tgt"] / seconds, "wall_s": seconds}
+
+
+def seqforge_decode(sizes: dict, precision: str, profiled: bool) -> dict:
+    """seqforge's beam-5 decoding of the test sources (in this process, `precision` "32" or "bf16") with the
+    newest checkpoint of a training round: as `onmt_decode`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from seqforge.config.shared import DecodeCfg
+    from seqforge.inference.predictor import Predictor
+    from seqforge.models.registry import build_model
+    from seqforge.training.averaging import load_weights
+
+    checkpoint = max((WORK / "ray").glob("peer-*/checkpoint_*/"), key=lambda path: path.stat().st_mtime)
+    weights, _ = load_weights(checkpoint)
+    model = build_model(peer_experiment().model, sizes["tokenizer"].vocab_size("source"),
+                        sizes["tokenizer"].vocab_size("target"))
     model.load_state_dict(weights)
     torch.set_num_threads(THREADS)
-    predictor = Predictor(model, tokenizer, {}, DecodeCfg(beam_size=5, batch_size=SENTENCES, length_penalty=0.0,
-                                                          device="cpu"))
-    start = time.perf_counter()
-    hyps = predictor.generate_ids(sizes["test_src_ids"])
-    decode_seconds = time.perf_counter() - start
-    return {"train_src": sizes["train_src"] / seconds, "train_tgt": sizes["train_tgt"] / seconds, "wall_s": seconds,
-            "decode_src": sizes["test_src"] / decode_seconds,
-            "decode_tgt": sum(len(h[0]) for h in hyps) / decode_seconds}
+    cfg = DecodeCfg(beam_size=5, batch_size=SENTENCES, length_penalty=0.0, device="cpu", precision=precision)
+    predictor = Predictor(model, sizes["tokenizer"], {}, cfg)
+    predictor.generate_ids(sizes["test_src_ids"][:SENTENCES])  # warm-up: first calls allocate
+    timed = []
+    for decode in (cfg, cfg.model_copy(update={"min_length": FIXED, "max_len_ratio": 0, "max_len_offset": FIXED + 1})):
+        start = time.perf_counter()
+        hyps = predictor.generate_ids(sizes["test_src_ids"], decode)
+        timed.append((time.perf_counter() - start, sum(len(h[0]) for h in hyps)))
+    (seconds, tokens), (fixed_seconds, fixed_tokens) = timed
+    assert fixed_tokens == FIXED * sizes["test_sents"], fixed_tokens
+    ops = {}
+    if profiled:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            predictor.generate_ids(sizes["test_src_ids"], decode)
+        ops = {event.key: event.self_cpu_time_total for event in prof.key_averages()}
+    return decode_figures(tokens, seconds, fixed_seconds, sizes) | {"ops": ops}
 
 
 def onmt_for_minutes(bin_dir: Path, minutes: float, every: int) -> tuple[dict[int, float], int]:
@@ -397,34 +459,92 @@ def time_to_bleu(args: argparse.Namespace, bin_dir: Path) -> None:
 
 
 def speed(args: argparse.Namespace, bin_dir: Path) -> None:
-    """Training and beam-5 tokens/s of both toolkits at the peer configuration, `args.rounds` A/B rounds."""
+    """Training (unless `args.decode_only`) and beam-5 decoding tokens/s of both toolkits at the peer
+    configuration, `args.rounds` A/B rounds."""
     sizes = write_corpus(args.steps)
     budget = batch_tokens_for(SENTENCES / args.workers)  # 64 sentences per update over the workers
-    runs: dict[str, list[dict]] = {"OpenNMT-py 3.5.1": [], "seqforge": []}
-    toolkits = {"OpenNMT-py 3.5.1": lambda: run_onmt(bin_dir, args.steps, sizes),
-                "seqforge": lambda: run_seqforge(sizes, budget, args.workers)}
+    toolkits = {"OpenNMT-py 3.5.1": (lambda: run_onmt(bin_dir, args.steps), {
+                    "float32": lambda: onmt_decode(bin_dir, args.steps, sizes, args.profile)}),
+                "seqforge": (lambda: run_seqforge(sizes, budget, args.workers), {
+                    "float32": lambda: seqforge_decode(sizes, "32", args.profile),
+                    "bfloat16": lambda: seqforge_decode(sizes, "bf16", args.profile)})}
+    trained: dict[str, list[dict]] = {name: [] for name in toolkits}
+    decoded: dict[tuple[str, str], list[dict]] = {(name, p): [] for name, (_, ds) in toolkits.items() for p in ds}
     for r in range(args.rounds):
         for name in (list(toolkits) if r % 2 == 0 else list(toolkits)[::-1]):
+            train, decoders = toolkits[name]
             Console(stderr=True).print(f"round {r + 1}: {name} …")
-            runs[name].append(toolkits[name]())
+            if not args.decode_only:
+                trained[name].append(train())
+            for precision, decode in decoders.items():
+                decoded[name, precision].append(decode())
+    console = Console(width=160)
+    if not args.decode_only:
+        console.print(training_table(trained, sizes, args))
+    console.print(decoding_table(decoded, sizes))
+    if args.profile:
+        console.print(profile_table({key: runs[-1]["ops"] for key, runs in decoded.items()}))
+    out = Path("reports/peer") / f"speed-{args.steps}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"steps": args.steps, "torch": torch.__version__, "cpus": os.cpu_count(),
+                               "fixed_tokens": FIXED, "training": trained,
+                               "decoding": {f"{name}, {precision}": runs for (name, precision), runs in decoded.items()}},
+                              indent=2) + "\n")
+    console.print(f"written: {out}")
 
-    columns = ("train_src", "train_tgt", "wall_s", "wall_tgt", "decode_src", "decode_tgt")
-    for run in (r for rs in runs.values() for r in rs):
+
+def profile_table(ops: dict[tuple[str, str], dict[str, float]], top: int = 12) -> Table:
+    """The ops that take the most self CPU time in each toolkit's profiled `FIXED`-token decoding: ms and share."""
+    table = Table(title=f"Where beam-5 decoding spends its time ({FIXED}-token outputs, torch.profiler, self CPU)")
+    table.add_column("op")
+    for name, precision in ops:
+        table.add_column(f"{name}, {precision}", justify="right")
+    totals = {key: sum(per_op.values()) for key, per_op in ops.items()}
+    names = sorted({op for per_op in ops.values() for op in per_op},
+                   key=lambda op: -max(per_op.get(op, 0.0) / totals[key] for key, per_op in ops.items()))
+    for op in names[:top]:
+        table.add_row(op, *(f"{per_op.get(op, 0.0) / 1000:,.0f} ms ({per_op.get(op, 0.0) / totals[key]:.0%})"
+                            for key, per_op in ops.items()))
+    table.add_row("total", *(f"{totals[key] / 1000:,.0f} ms" for key in ops), style="bold")
+    return table
+
+
+def training_table(trained: dict[str, list[dict]], sizes: dict, args: argparse.Namespace) -> Table:
+    """Training tokens/s per toolkit and round, means and seqforge's ratio."""
+    columns = ("train_src", "train_tgt", "wall_s", "wall_tgt")
+    for run in (r for rs in trained.values() for r in rs):
         run["wall_tgt"] = sizes["train_tgt"] / run["wall_s"]
-    table = Table(title=f"Multi30k en→de, LSTM + Luong general + input feeding, {args.steps} steps × "
-                        f"{SENTENCES} sentences, beam 5 on {sizes['test_sents']} test sentences, 2 CPU threads "
-                        f"(seqforge: {args.workers} Ray Train worker(s))")
+    table = Table(title=f"Training: Multi30k en→de, LSTM + Luong general + input feeding, {args.steps} steps × "
+                        f"{SENTENCES} sentences, 2 CPU threads (seqforge: {args.workers} Ray Train worker(s))")
     for col in ("toolkit", "run", "train src tok/s", "train tgt tok/s", f"wall s, {args.steps} updates",
-                "tgt tok/s by wall", "beam-5 src tok/s", "beam-5 tgt tok/s"):
+                "tgt tok/s by wall"):
         table.add_column(col, justify="left" if col in ("toolkit", "run") else "right")
-    means = {name: {c: statistics.mean(run[c] for run in rs) for c in columns} for name, rs in runs.items()}
-    for name, rs in runs.items():
+    means = {name: {c: statistics.mean(run[c] for run in rs) for c in columns} for name, rs in trained.items()}
+    for name, rs in trained.items():
         for i, run in enumerate(rs, 1):
             table.add_row(name, str(i), *(f"{run[c]:,.0f}" for c in columns))
         table.add_row(name, "mean", *(f"{means[name][c]:,.0f}" for c in columns), style="bold")
     ours, peer = means["seqforge"], means["OpenNMT-py 3.5.1"]
     table.add_row("seqforge ÷ OpenNMT-py", "", *(f"{ours[c] / peer[c]:.2f}×" for c in columns), style="bold")
-    Console(width=160).print(table)
+    return table
+
+
+def decoding_table(decoded: dict[tuple[str, str], list[dict]], sizes: dict) -> Table:
+    """Beam-5 decoding per toolkit, precision and round, means, and each mean's ratio to OpenNMT-py's."""
+    table = Table(title=f"Beam-5 decoding of {sizes['test_sents']:,} test sentences, batches of {SENTENCES}, "
+                        f"{THREADS} CPU threads: each model's own lengths, and every output {FIXED} tokens (same work)")
+    for col in ("toolkit", "precision", "run", "tgt tok/s", f"{FIXED}-token tok/s", "ms per step",
+                f"{FIXED}-token ÷ OpenNMT-py"):
+        table.add_column(col, justify="left" if col in ("toolkit", "precision", "run") else "right")
+    peer = statistics.mean(run["fixed_tok_s"] for run in decoded["OpenNMT-py 3.5.1", "float32"])
+    for (name, precision), runs in decoded.items():
+        rows = [(str(i), run) for i, run in enumerate(runs, 1)]
+        rows.append(("mean", {c: statistics.mean(run[c] for run in runs) for c in ("tgt_tok_s", "fixed_tok_s", "step_ms")}))
+        for label, run in rows:
+            table.add_row(name, precision, label, f"{run['tgt_tok_s']:,.0f}", f"{run['fixed_tok_s']:,.0f}",
+                          f"{run['step_ms']:.1f}", f"{run['fixed_tok_s'] / peer:.2f}×",
+                          style="bold" if label == "mean" else None)
+    return table
 
 
 def main() -> None:
@@ -434,6 +554,10 @@ def main() -> None:
     parser.add_argument("--peer-venv", type=Path, default=Path("runs/bench/opennmt-venv"))
     parser.add_argument("--workers", type=int, choices=[1, 2], default=2,
                         help="seqforge's Ray Train workers (2 × 1 CPU as the default profile, or 1 × 2 CPUs)")
+    parser.add_argument("--decode-only", action="store_true",
+                        help="decode the checkpoints the last round of training left, without training")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile each toolkit's fixed-length decoding (torch.profiler), ops side by side")
     parser.add_argument("--minutes", type=float, help="time to BLEU: each toolkit's recipe for this many minutes")
     parser.add_argument("--ours-at", type=float, action="append",
                         help="with --minutes: seqforge's budgets in minutes (repeat; default: --minutes)")
