@@ -21,6 +21,7 @@ CTranslate2-int8 / PyTorch. Figures go to reports/inference/<model>.json.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -83,7 +84,9 @@ def search_at(rev: str):
     exec(compile(source, f"{rev}:decoding.py", "exec"), module.__dict__)  # noqa: S102 - our own file at a revision
 
     def normalised(search):  # models' `decode_step` returned log-probabilities before it returned logits
-        return lambda model, *args, **kwargs: search(LogProbs(model), *args, **kwargs)
+        known = inspect.signature(search).parameters  # options added since (patience) stay out
+        return lambda model, *args, **kwargs: search(LogProbs(model), *args,
+                                                     **{key: value for key, value in kwargs.items() if key in known})
 
     return mock.patch.multiple(predictor, beam_search=normalised(module.beam_search),
                                generate=normalised(module.generate))

@@ -100,8 +100,9 @@ class Predictor:
                 results = [[hyp] for hyp in generate(self.model, src, src_lens, limit,
                                                      sampler, cfg.no_repeat_ngram, cfg.min_length)]
             else:
-                nbest = beam_search(self.model, src, src_lens, limit, cfg.beam_size, cfg.length_penalty,
-                                    cfg.n_best, cfg.no_repeat_ngram, cfg.min_length, cfg.patience)
+                nbest = beam_search(self.model, src, src_lens, limit, cfg.beam_size, alpha=cfg.length_penalty,
+                                    n_best=cfg.n_best, no_repeat_ngram=cfg.no_repeat_ngram,
+                                    min_length=cfg.min_length, patience=cfg.patience)
                 results = [[h.tokens for h in hyps] for hyps in nbest]
             for i, hyps in zip(idx, results, strict=True):
                 out[i] = hyps
