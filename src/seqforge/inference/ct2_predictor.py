@@ -1,11 +1,12 @@
 """Decoding with a model exported to CTranslate2 (`seqforge export --format ct2`): the same text in and out,
 limits and decoding settings as the PyTorch `Predictor`, searched by CTranslate2's translator.
 
-What CTranslate2 does differently, by design of its search: a finished hypothesis leaves the beam (ours
-stays in it until the sentence settles) and it normalises scores by length^alpha (ours: GNMT's
-((5 + length) / 6)^alpha), so its `beam_size` hypotheses are re-ranked here with GNMT's penalty; one batch
-shares one length cap, so a hypothesis over its own sentence's cap is cut there. Greedy search gives the
-same tokens as ours; beam search mostly does (`bench/inference.py` counts where not).
+CTranslate2's beam search is ours (`decoding.beam_search`); two differences are undone here: it normalises
+scores by length^alpha (ours: GNMT's ((5 + length) / 6)^alpha), so its `beam_size` finished hypotheses come
+back and are ranked with GNMT's penalty, and one batch shares one length limit, so a sentence that reached its
+own cap under a longer one is searched again alone. Greedy and beam search give our tokens, except where more
+than `beam_size` hypotheses finish on a sentence's last step (CTranslate2 then keeps `beam_size` of them by its
+own normalisation; `bench/inference.py` counts the sentences that differ).
 """
 
 from __future__ import annotations
