@@ -44,7 +44,9 @@ def test_ct2_search_gives_our_tokens_on_a_random_transformer(tokenizer, tmp_path
     src = [[rng.randrange(5, vocab) for _ in range(rng.randint(1, 20))] for _ in range(50)]
     decode = DecodeCfg(beam_size=beam, n_best=beam, length_penalty=alpha, device="cpu", max_len_offset=5, batch_size=16)
     ours = Predictor(model, tokenizer, meta, decode).generate_ids(src)
+    threads = torch.get_num_threads()
     theirs = CT2Predictor.from_dir(tmp_path, meta, decode).generate_ids(src)
+    assert torch.get_num_threads() == threads  # CTranslate2's workers leave PyTorch's threads as they were
     same = sum(a == b for a, b in zip(ours, theirs, strict=True))
     assert same >= 49 if alpha else same == 50, f"{same}/50 n-best lists the same"  # at a cap: see CT2Predictor
     assert len({tuple(o[0]) for o in ours}) > 25  # input-dependent outputs, not one string

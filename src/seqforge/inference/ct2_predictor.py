@@ -52,10 +52,12 @@ class CT2Predictor(Predictor):
         on_gpu = cfg.device != "cpu" and gpus > 0
         # on CPU one worker per thread, each decoding its own batch on one thread (`generate_ids` queues them all):
         # measured against one worker on all threads in bench/inference.py
-        threads = {} if on_gpu else {"inter_threads": torch.get_num_threads(), "intra_threads": 1}
+        torch_threads = torch.get_num_threads()
+        threads = {} if on_gpu else {"inter_threads": torch_threads, "intra_threads": 1}
         translator = ctranslate2.Translator(
             str(model_dir / SUBDIR), device="cuda" if on_gpu else "cpu",
             compute_type="bfloat16" if cfg.precision == "bf16" else "default", **threads)
+        torch.set_num_threads(torch_threads)  # CTranslate2 set this thread's OpenMP threads to its intra_threads
         return cls(translator, SubwordTokenizer.load(model_dir / "tokenizer.json"), meta, cfg)
 
     def _tokens(self, ids: list[int]) -> list[str]:
