@@ -360,8 +360,8 @@ def trained_on_server(smoke_repo, tracking_server, tmp_path_factory) -> tuple[Pa
         while not epochs_printed(log.read_text()):
             assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        tracking_server.stop()
         before, stopped = epochs_printed(log.read_text()), time.monotonic()
+        tracking_server.stop()  # it answers nothing from SIGTERM on; its workers may take a while to exit
         while time.monotonic() - stopped < OUTAGE_S or len(epochs_printed(log.read_text())) < len(before) + 2:
             assert time.monotonic() - stopped < 300 and proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.5)
