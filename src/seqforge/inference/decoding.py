@@ -154,6 +154,7 @@ def beam_search(
     state = model.reorder_state(state, torch.arange(src.size(0), device=device).repeat_interleave(k))
     sentences = torch.arange(src.size(0), device=device)  # each live sentence's index in `src`
     last = (_caps(model, max_len, device) - 2).clamp(min=0)  # each sentence's last step
+    enough = math.floor(k * patience + 0.5)  # finished hypotheses that end a sentence (C++'s std::round, as CT2)
     scores = torch.full((src.size(0), k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # only the first beam is alive before the first step
     tokens = src.new_full((src.size(0) * k, 1), BOS)
@@ -180,7 +181,7 @@ def beam_search(
                 finished[sentence].append((score, history))
             found = found + ending.sum(1)
         best_ended |= is_eos[:, 0]
-        done = (best_ended & (found >= n_best) if alpha == 0 else found >= math.floor(k * patience + 0.5)) | (t >= last)
+        done = (best_ended & (found >= n_best) if alpha == 0 else found >= enough) | (t >= last)
         keep = is_eos.to(torch.uint8).argsort(dim=1, stable=True)[:, :k]  # the k best that did not end
         scores, origin = cand.gather(1, keep), origin.gather(1, keep).view(-1)
         tokens = torch.cat([tokens[origin], cand_tok.gather(1, keep).view(-1, 1)], dim=1)
