@@ -90,8 +90,9 @@ class CT2Predictor(Predictor):
     def generate_ids(self, src_ids: list[list[int]], cfg: DecodeCfg | None = None) -> list[list[list[int]]]:
         """n-best token ids per source, decoded in length-sorted batches (input order kept), all submitted at
         once so that the translator's workers (one per thread) decode batches side by side; each output within
-        its sentence's cap (`decoding.max_lengths`, EOS included). Sampling is seeded with `cfg.seed` at each
-        call."""
+        its sentence's cap (`decoding.max_lengths`, EOS included). Sampling sets CTranslate2's seed to `cfg.seed`,
+        but each of its worker threads seeds its generator once, at its first draw: samples repeat only from a
+        fresh process with one thread (PyTorch's `Predictor` reseeds at every call)."""
         import ctranslate2
 
         cfg = cfg or self.decode_cfg
