@@ -225,6 +225,8 @@ def onmt_decode(bin_dir: Path, steps: int, sizes: dict, profiled: bool) -> dict:
     with its own length limits, tok/s and ms per decoder step with `FIXED`-token outputs (and with `profiled`,
     a profiled pass of the latter: self CPU per op)."""
     checkpoint = WORK / f"onmt_model_step_{steps}.pt"
+    if not checkpoint.is_file():
+        sys.exit(f"{checkpoint}: not found; run a training round of {steps} steps first (without --decode-only)")
     seconds = onmt_translate(bin_dir, checkpoint, WORK / "onmt_hyps.txt")
     hyp_tokens = sum(len(line.split()) for line in (WORK / "onmt_hyps.txt").read_text().splitlines())
     fixed_seconds = onmt_translate(bin_dir, checkpoint, WORK / "onmt_fixed.txt", FIXED)
@@ -308,7 +310,10 @@ def seqforge_decode(sizes: dict, precision: str, profiled: bool) -> dict:
     from seqforge.models.registry import build_model
     from seqforge.training.averaging import load_weights
 
-    checkpoint = max((WORK / "ray").glob("peer-*/checkpoint_*/"), key=lambda path: path.stat().st_mtime)
+    checkpoints = list((WORK / "ray").glob("peer-*/checkpoint_*/"))
+    if not checkpoints:
+        sys.exit(f"{WORK / 'ray'}: no seqforge checkpoint to decode; run a training round first (without --decode-only)")
+    checkpoint = max(checkpoints, key=lambda path: path.stat().st_mtime)
     weights, _ = load_weights(checkpoint)
     model = build_model(peer_experiment().model, sizes["tokenizer"].vocab_size("source"),
                         sizes["tokenizer"].vocab_size("target"))
