@@ -12,7 +12,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from seqforge.research.study_report import Results, _find, _write_csv, clipping_plot, gradient_plot
+from seqforge.research.study_report import (
+    Results,
+    _find,
+    _write_csv,
+    clipping_plot,
+    gradient_plot,
+    write_readme,
+)
 
 CLOSE = 5.0  # exact match, percentage points: one seed per model, so a smaller gap is "too close to call"
 SEQUENCE_TASKS = ("copy", "reverse")  # whose outputs are as long as their inputs
@@ -64,7 +71,7 @@ def claims(results: Results, buckets: list[str]) -> list[dict[str, str]]:
     """Each claim the models can test, what was measured for it, and a verdict: holds / mixed / too close to
     call / does not hold here."""
     out: list[dict[str, str]] = []
-    short, long = buckets[0], buckets[-1]
+    long = buckets[-1]
 
     def add(claim: str, measured: str, verdict: str) -> None:
         out.append({"claim": claim, "measured": measured, "verdict": verdict})
@@ -220,21 +227,11 @@ def write_report(summary: dict[str, Any], out: Path) -> list[dict[str, str]]:
         f"the whole study took {summary['wall_seconds'] / 60:.1f} min. Greedy decoding of the test split; length "
         f"buckets (symbols) hold {', '.join(f'{lab}: {n}' for lab, n in counts.items())} rows over the sub-tasks. "
         "The Multi30k study is in [../study/README.md](../study/README.md).",
-        "",
-        "| claim | measured | verdict |",
-        "|---|---|---|",
-        *(f"| {c['claim']} | {c['measured']} | **{c['verdict']}** |" for c in found),
-        "",
-        *_table(summary),
-        "",
-        f"Vanishing distance: the first distance d from the source end (0: the last state read) at which the mean "
-        f"‖∂L/∂h_d‖ over the 32 validation rows with the longest sources falls below {1e-6:g} of its value at d = 0, "
-        "before the first update and after the last epoch (`> N`: not within the N + 1 states every probed row "
-        "has). `clipped`: share of updates whose pre-clip norm exceeded `optim.clip_norm`; `non-finite`: updates "
-        "whose gradient norm was not finite.",
-        "",
-        *(f"![{p}]({p})" for p in plots),
-        "",
     ]
-    (out / "README.md").write_text("\n".join(lines))
+    write_readme(out, lines, found, _table(summary), plots,
+                 f"Vanishing distance: the first distance d from the source end (0: the last state read) at which the "
+                 f"mean ‖∂L/∂h_d‖ over the 32 validation rows with the longest sources falls below {1e-6:g} of its "
+                 "value at d = 0, before the first update and after the last epoch (`> N`: not within the N + 1 "
+                 "states every probed row has). `clipped`: share of updates whose pre-clip norm exceeded "
+                 "`optim.clip_norm`; `non-finite`: updates whose gradient norm was not finite.")
     return found

@@ -292,19 +292,31 @@ def write_report(summary: dict[str, Any], out: Path) -> list[dict[str, str]]:
         "sentences (source words). The claims that need long inputs (attention at length, vanishing and "
         "exploding gradients) are measured where distance is the variable, on synthetic sequences of up to 200 "
         "symbols: [../study_long/README.md](../study_long/README.md) (`seqforge study --study long`).",
+    ]
+    write_readme(out, lines, found, _table(summary), plots,
+                 "Gradient decay: mean ‖∂L/∂h‖ of the encoder state farthest from the source end over the nearest "
+                 "(d = 0, the last state read), on the 32 validation sentences with the longest sources, before the "
+                 "first update and after the last epoch. `clipped`: share of updates whose norm exceeded "
+                 "`optim.clip_norm`.")
+    return found
+
+
+def write_readme(out: Path, intro: list[str], found: list[dict[str, str]], table: list[str], plots: list[str],
+                 note: str) -> None:
+    """A study's `README.md` in `out`: `intro`, the claims with their verdicts, the per-model `table` and the
+    `note` that explains its columns, then the plots."""
+    lines = [
+        *intro,
         "",
         "| claim | measured | verdict |",
         "|---|---|---|",
         *(f"| {c['claim']} | {c['measured']} | **{c['verdict']}** |" for c in found),
         "",
-        *_table(summary),
+        *table,
         "",
-        "Gradient decay: mean ‖∂L/∂h‖ of the encoder state farthest from the source end over the nearest "
-        "(d = 0, the last state read), on the 32 validation sentences with the longest sources, before the first "
-        "update and after the last epoch. `clipped`: share of updates whose norm exceeded `optim.clip_norm`.",
+        note,
         "",
         *(f"![{p}]({p})" for p in plots),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
-    return found
