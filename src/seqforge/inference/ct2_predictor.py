@@ -103,12 +103,13 @@ class CT2Predictor(Predictor):
         caps = caps.clamp(max=self.max_source_tokens).tolist()  # positions: what the decoder can represent
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         batches = [order[start : start + cfg.batch_size] for start in range(0, len(order), cfg.batch_size)]
-        pending = [self._submit([src_ids[i] for i in idx], max(caps[i] for i in idx), options) for idx in batches]
+        limits = [max(caps[i] for i in idx) for idx in batches]  # one cap per batch: its longest sentence's
+        pending = [self._submit([src_ids[i] for i in idx], limit, options) for idx, limit in zip(batches, limits)]
         out: list[list[list[int]]] = [[] for _ in src_ids]
-        for idx, results in zip(batches, pending, strict=True):
+        for idx, limit, results in zip(batches, limits, pending, strict=True):
             for i, result in zip(idx, results, strict=True):
                 result = result.result()
-                if any(len(hyp) >= caps[i] - 2 for hyp in result.hypotheses) and caps[i] < max(caps[j] for j in idx):
+                if caps[i] < limit and any(len(hyp) >= caps[i] - 2 for hyp in result.hypotheses):
                     # it reached its own last step under the batch's longer limit: search it again with its own
                     result = self._submit([src_ids[i]], caps[i], options)[0].result()
                 out[i] = [[self.target_ids[tok] for tok in hyp] for hyp in self._ranked(result, cfg, caps[i] - 1)]
