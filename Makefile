@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install pipeline smoke gpu gpu-check repro test test-ci test-all bench clean-runs stack stack-down
+.PHONY: install pipeline smoke gpu gpu-check repro test test-ci test-all bench clean-runs stack stack-down deps
 
 install: $(STAMP)
 
@@ -68,3 +68,7 @@ test-all: install
 
 bench: install
 	python -m bench.throughput
+
+## The source deps of every DVC stage, from its entry point's imports (after moving code; tests/test_layout.py checks them).
+deps: install
+	python tests/stage_deps.py

@@ -16,7 +16,7 @@ from datasets import load_from_disk
 from rich.console import Console
 from rich.table import Table
 
-from seqforge import paths
+from seqforge.core import paths
 from seqforge.inference.predictor import Predictor
 from seqforge.tasks.metrics import dialogue_scores
 from seqforge.tasks.registry import load_task

@@ -34,11 +34,11 @@ def measure(name: str, mode: str, steps: int, threads: int) -> dict:
     from datasets import load_from_disk
 
     from bench.step_profile import loss_of
-    from seqforge import paths
-    from seqforge.config.experiment import load_experiment
+    from seqforge.core import paths
     from seqforge.data.batching import collate
     from seqforge.data.datasets import TokenizedSplit
     from seqforge.data.tokenizer import PAD, SubwordTokenizer
+    from seqforge.experiments.config import load_experiment
     from seqforge.models.registry import build_model
 
     torch.set_num_threads(threads)

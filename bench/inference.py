@@ -50,7 +50,7 @@ def registered_dir(model: str, dst: Path) -> tuple[Path, DecodeCfg]:
     settings."""
     import mlflow
 
-    from seqforge.export.registered import download_version, source_version
+    from seqforge.export.versions import download_version, source_version
     from seqforge.tracking.client import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -61,7 +61,7 @@ def registered_dir(model: str, dst: Path) -> tuple[Path, DecodeCfg]:
 def backends(model_dir: Path, meta: dict, work: Path) -> dict[str, tuple[Path, str]]:
     """name -> (model directory, decoding precision) of each backend to measure: PyTorch in float32 and
     bfloat16, and for a Transformer CTranslate2 with float32 and int8 weights (exported into `work`)."""
-    from seqforge.export.registered import write_export
+    from seqforge.export.versions import write_export
 
     found = {"pytorch": (model_dir, "32"), "pytorch-bf16": (model_dir, "bf16")}
     if meta["experiment"]["model"]["arch"] != "transformer":
@@ -131,7 +131,7 @@ def one_run(directory: Path, threads: int, decode: DecodeCfg, latency: int, rev:
     search when given."""
     from datasets import load_from_disk
 
-    from seqforge import paths
+    from seqforge.core import paths
 
     torch.set_num_threads(threads)  # CTranslate2 takes torch's thread count (CT2Predictor.from_dir)
     task = load_task(Predictor.read_meta(directory)["task"]["name"])
@@ -169,8 +169,8 @@ def main() -> None:
         return
     from datasets import load_from_disk
 
-    from seqforge import paths
-    from seqforge.export.registered import check_test_split
+    from seqforge.core import paths
+    from seqforge.export.versions import check_test_split
 
     with tempfile.TemporaryDirectory(prefix="seqforge-bench-") as tmp:
         work = Path(tmp)

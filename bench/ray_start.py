@@ -4,7 +4,7 @@
 
 Times `TorchTrainer.fit` of an empty loop (2 workers, 1 CPU each, on `RAY_ADDRESS` or a local Ray) with
 one no-op `UserCallback` whose module imports (a) only `ray.train`, (b) also Lightning and MLflow, as
-`seqforge.training.progress` and `ray_reports` did, and (c) the callbacks every train stage passes
+`seqforge.training.controller.progress` and `ray_reports` did, and (c) the callbacks every train stage passes
 (`EpochLines`, `RegisteredCheckpoints`). Rounds alternate the variants; the table shows the median.
 """
 
@@ -36,8 +36,8 @@ def callbacks(variant: str, queue) -> list:
     import importlib
 
     if variant == "seqforge":
-        from seqforge.training.progress import EpochLines
-        from seqforge.training.registered import RegisteredCheckpoints
+        from seqforge.training.controller.checkpoint_queue import RegisteredCheckpoints
+        from seqforge.training.controller.progress import EpochLines
 
         return [RegisteredCheckpoints(queue), EpochLines("bench", None, queue)]
     return [importlib.import_module(f"bench_cb_{variant.replace('+', '_')}").NoOp()]

@@ -107,7 +107,7 @@ def our_side(subset: Path, batches_file: Path, out: Path, threads: int, n: int) 
     from datasets import load_from_disk
 
     from bench.peer_opennmt import peer_experiment
-    from seqforge import paths
+    from seqforge.core import paths
     from seqforge.data.batching import collate
     from seqforge.data.datasets import TokenizedSplit
     from seqforge.data.tokenizer import PAD, SubwordTokenizer

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from seqforge.config.experiment import load_experiment
 from seqforge.data.batching import pad
 from seqforge.data.tokenizer import BOS, EOS, PAD
+from seqforge.experiments.config import load_experiment
 from seqforge.inference.decoding import beam_search, max_lengths
 from seqforge.models.base import Seq2Seq
 from seqforge.models.registry import build_model, count_parameters

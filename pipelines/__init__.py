@@ -1,4 +1,7 @@
-"""Thin DVC stage entry points: `python -m pipelines.<stage> <task|experiment>`."""
+"""DVC's entry points, one per stage: `pipelines/stage <stage> <task|experiment>` (what dvc.yaml runs) calls
+`python -m pipelines.<stage>`, which reads its argument and calls the stage in `seqforge.stages` (or, for the
+sweeps and studies, `seqforge.research`). Stage code lives there; here, only the command line: a known
+failure exits with one clear line."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from seqforge.config.base import ConfigError
-from seqforge.config.experiment import load_experiment
+from seqforge.experiments.config import load_experiment
 from seqforge.models.attention import KINDS, Attention
 
 

@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from typer.testing import CliRunner
 
 from seqforge.cli import app
 from seqforge.config.base import ConfigError
-from seqforge.config.experiment import load_experiment
 from seqforge.config.shared import load_config
+from seqforge.experiments.config import load_experiment
 
 
 def edit(path: Path, old: str, new: str) -> Path:

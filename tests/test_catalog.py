@@ -10,19 +10,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
-from seqforge.catalog import CatalogError, add_corpus, add_task
-from seqforge.config.experiment import load_experiment
+from seqforge.catalog import CatalogError
+from seqforge.catalog.corpora import add_corpus
+from seqforge.catalog.tasks import add_task
+from seqforge.cli.data import parse_columns, parse_split
 from seqforge.corpora.registry import load_corpus
+from seqforge.experiments.config import load_experiment
 from seqforge.tasks.registry import load_task
 
 DATA = Path(__file__).parent / "data"
 PAIRS = [line.split("\t") for line in (DATA / "ko_en.tsv").read_text(encoding="utf-8").splitlines()]
 
 
-def add(name: str, fmt: str, *sources, **options):
-    return add_corpus(name, fmt, [str(s) for s in sources], conf_dir=Path("conf"), data_dir=Path("data"), **options)
+def add(name: str, fmt: str, *sources, columns: str | None = None, split: str | None = None):
+    """`seqforge corpus add` with its options as a user writes them."""
+    return add_corpus(name, fmt, [str(s) for s in sources], parse_columns(columns), parse_split(split),
+                      conf_dir=Path("conf"), data_dir=Path("data"))
 
 
 def write(path: Path, text: str) -> Path:

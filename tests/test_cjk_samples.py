@@ -10,18 +10,19 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import ROOT
 from datasets import load_from_disk
+from helpers import ROOT
 
-from seqforge import paths
-from seqforge.catalog import add_corpus, add_task
+from seqforge.catalog.corpora import add_corpus
+from seqforge.catalog.tasks import add_task
 from seqforge.config.base import set_profile
-from seqforge.config.experiment import load_experiment
 from seqforge.config.shared import load_config
+from seqforge.core import paths
 from seqforge.data.datasets import Seq2SeqDataModule
+from seqforge.experiments.config import load_experiment
 from seqforge.stages.prepare import prepare_task
 from seqforge.stages.tokenize import tokenize_task
-from seqforge.training.module import Seq2SeqModule
+from seqforge.training.worker.module import Seq2SeqModule
 
 DATA = Path(__file__).parent / "data"
 
@@ -44,8 +45,8 @@ def test_cjk_sample_round_trips_and_trains_at_smoke_size(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     conf = Path("conf")
     set_profile("smoke", conf)
-    add_corpus(f"{lang}-en-sample", "tsv", [str(DATA / f"{lang}_en.tsv")], f"{lang}=0,en=1",
-               "validation=5,test=5", conf_dir=conf, data_dir=Path("data"))
+    add_corpus(f"{lang}-en-sample", "tsv", [str(DATA / f"{lang}_en.tsv")], {lang: 0, "en": 1},
+               {"validation": 5, "test": 5}, conf_dir=conf, data_dir=Path("data"))
     task = f"{lang}-en"
     add_task(task, "translation", f"{lang}-en-sample", lang, "en", "gru_bahdanau", conf_dir=conf)
     assert prepare_task(task)["train"]["kept"] == 40

@@ -1,11 +1,11 @@
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from seqforge.config.base import ConfigError, set_profile
-from seqforge.config.experiment import experiment_names, load_experiment
 from seqforge.config.index import check_index, pipeline_index
 from seqforge.config.shared import load_config
+from seqforge.experiments.config import experiment_names, load_experiment
 from seqforge.stages.resolve import resolve_all
 from seqforge.tasks.registry import load_task
 
@@ -111,7 +111,7 @@ def test_resolved_configs_change_only_where_values_change(conf_copy, tmp_path) -
 
 
 def test_stack_config_errors_name_the_file_and_key(conf_copy) -> None:
-    from seqforge.stack_config import load_stack
+    from seqforge.stack.config import load_stack
 
     stack = load_stack(conf_copy)
     assert stack.ray_storage().startswith(f"s3://{stack.s3.bucket}/{stack.ray.prefix}?endpoint_override=")
@@ -121,7 +121,7 @@ def test_stack_config_errors_name_the_file_and_key(conf_copy) -> None:
 
 
 def test_ray_storage_puts_train_and_tune_under_the_stack_bucket(monkeypatch, tmp_path) -> None:
-    from seqforge.paths import ray_storage
+    from seqforge.core.paths import ray_storage
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEQFORGE_RAY_STORAGE", raising=False)

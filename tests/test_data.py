@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, pairs_of
+from helpers import ROOT, pairs_of
 
 from seqforge.corpora import fetch
 from seqforge.corpora.base import CorpusError
@@ -124,7 +124,7 @@ def test_tsv_arrow_and_line_readers_give_the_same_rows(tmp_path, header: bool) -
     import pyarrow as pa
 
     from seqforge.corpora.delimited import Tsv, arrow_tsv
-    from seqforge.corpora.registry import row_schema
+    from seqforge.data.rows import row_schema
 
     rows = 'Ein "Hund"\tA "dog"\r\n\nZwei\tTwo\n  \t x\n'
     (tmp_path / "p.tsv").write_text("\ufeff" + ("de\ten\n" if header else "") + rows, encoding="utf-8")

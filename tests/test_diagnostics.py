@@ -12,7 +12,7 @@ from seqforge.data.tokenizer import PAD
 from seqforge.models.base import Seq2Seq
 from seqforge.models.registry import build_model
 from seqforge.models.rnn import RNNModelCfg
-from seqforge.training.diagnostics import encoder_gradients, norm_summary
+from seqforge.training.worker.gradients import encoder_gradients, norm_summary
 
 
 class LinearRNN(Seq2Seq):

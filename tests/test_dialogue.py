@@ -9,13 +9,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, pairs_of
+from helpers import ROOT, pairs_of
 
 from seqforge.corpora import fetch
 from seqforge.corpora.base import CorpusError
 from seqforge.corpora.registry import CorpusCfg, load_corpus
-from seqforge.data.dialogue import build_context, clean_turn, dialogue_pairs
-from seqforge.tasks.chatbot import ChatbotTask, ChatData
+from seqforge.tasks.chatbot import ChatbotTask, ChatData, build_context, dialogue_pairs, turn_cleaner
 from seqforge.tasks.metrics import dialogue_scores, distinct_n, sentence_bleu_n
 
 DIALOGUES = {
@@ -42,8 +41,11 @@ def write_corpus(root: Path, dialogues: dict[str, list[str]] = DIALOGUES) -> Pat
 
 
 def test_turns_read_naturally() -> None:
-    assert clean_turn("I ’ Ve got it , haven ’ t I ? ") == "I've got it, haven't I?"
-    assert clean_turn('He said " hello " . ') == 'He said "hello".'
+    """DailyDialog's tokenized turns are detokenized; another dialogue format's are only normalised."""
+    clean = turn_cleaner("dailydialog", "nfc")
+    assert clean("I ’ Ve got it , haven ’ t I ? ") == "I've got it, haven't I?"
+    assert clean('He said " hello " . ') == 'He said "hello".'
+    assert turn_cleaner("jsonl", "nfc")("He said ,  hello . ") == "He said , hello ."
 
 
 def test_context_window_keeps_the_newest_turns() -> None:

@@ -8,8 +8,7 @@ import sys
 import pandas as pd
 import pytest
 from datasets import load_from_disk
-
-from conftest import copy_repo, run
+from helpers import copy_repo, run
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 killed (between an epoch's validation and its checkpoint, and mid-epoch).
 
 Real parts only (the session's Ray cluster with 2 workers per run, the MLflow SQLite store); the faults
-are real SIGKILLs. A worker kills itself at a chosen update (`seqforge.training.faults`), so the tests check the
+are real SIGKILLs. A worker kills itself at a chosen update (`seqforge.training.worker.faults`), so the tests check the
 same thing on any machine.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     TRAIN,
     copy_repo,
     epochs_printed,

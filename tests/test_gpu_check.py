@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run
+from helpers import run
 
 BLOCK = '''import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -54,7 +54,7 @@ def test_the_gpu_check_runs_on_cpu_in_bf16_without_ray_mlflow_or_dvc(smoke_repo,
 
 
 def test_the_gpu_check_without_tokenized_data_says_what_to_run(tmp_path: Path) -> None:
-    from conftest import ROOT
+    from helpers import ROOT
 
     proc = run([sys.executable, "-m", "bench.gpu_check", "--data", str(tmp_path / "none"), "--out",
                 str(tmp_path / "out")], ROOT, {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")}, check=False)

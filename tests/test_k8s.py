@@ -9,9 +9,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
-from seqforge.stack_config import StackCfg, env, load_stack
+from seqforge.stack.config import StackCfg, env, load_stack
 
 K8S = ROOT / "infra" / "k8s"
 REQUIRED = {  # kind -> spec keys a valid object needs

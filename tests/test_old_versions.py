@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run
+from helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "d00ba9a"  # the last commit with the flat layout (seqforge/registry.py packaged models)

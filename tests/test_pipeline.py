@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port, run, start_server, stop_server
+from helpers import free_port, run, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_a_time_budget_is_planned_printed_and_trained_through_dvc(smoke_repo) ->
     plan, evaluates every N updates, re-plans them as the run's intervals take more or less time than
     planned, ends the linear schedule at the last update, and the next plan takes this machine's measured
     rate; the GRU keeps its explicit epochs."""
-    from seqforge.training.plan import Plan, still_improving
+    from seqforge.training.budget.plan import Plan, still_improving
 
     repo, env = smoke_repo
     printed = (repo / "runs" / "repro.log").read_text()

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import yaml
 
-from seqforge.catalog import CatalogError, add_task
+from seqforge.catalog import CatalogError
+from seqforge.catalog.tasks import add_task
 from seqforge.config.base import ConfigError, validate
-from seqforge.config.experiment import load_experiment
 from seqforge.config.shared import TrainCfg, load_config
 from seqforge.data.datasets import updates_per_epoch
-from seqforge.training.plan import STARTUP_S, PlanError, Rate, make_plan, still_improving
-from seqforge.training.schedule import step_schedule
+from seqforge.experiments.config import load_experiment
+from seqforge.training.budget.plan import STARTUP_S, PlanError, Rate, make_plan, still_improving
+from seqforge.training.worker.schedule import step_schedule
 
 RATE = Rate(seconds_per_update=0.5, seconds_per_eval=10.0, source="test")
 
@@ -160,7 +161,7 @@ def test_task_add_budget_replaces_the_templates_budget(project: Path) -> None:
 
 def test_a_plan_needs_the_task_tokenized(project: Path) -> None:
     from seqforge.tasks.registry import load_task
-    from seqforge.training.plan import plan_experiment
+    from seqforge.training.budget.plan import plan_experiment
 
     exp = load_experiment("gru_bahdanau", Path("conf"))
     with pytest.raises(PlanError) as err:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
-from seqforge.catalog import CatalogError, add_corpus, add_task
-from seqforge.config.experiment import load_experiment
-from seqforge.recipes import load_recipes, rule_for
+from seqforge.catalog import CatalogError
+from seqforge.catalog.corpora import add_corpus
+from seqforge.catalog.tasks import add_task
+from seqforge.experiments.config import load_experiment
+from seqforge.experiments.recipes import load_recipes, rule_for
 from seqforge.tasks.registry import load_task
 
 RULES = {"kinds": {"translation": [
@@ -24,7 +26,7 @@ def corpus(project: Path, name: str, pairs: int) -> str:
     """A TSV corpus of `pairs` + 10 pairs (5 validation and 5 test held out)."""
     source = project / f"{name}.tsv"
     source.write_text("".join(f"a small house {i} .\tein kleines Haus {i} .\n" for i in range(pairs + 10)))
-    add_corpus(name, "tsv", [str(source)], columns="en=0,de=1", split="validation=5,test=5",
+    add_corpus(name, "tsv", [str(source)], columns={"en": 0, "de": 1}, split={"validation": 5, "test": 5},
                conf_dir=Path("conf"), data_dir=Path("data"))
     return name
 

@@ -11,9 +11,10 @@ import torch
 import toy_plugins  # noqa: F401  (registers the `copy` family, the `echo` kind and the `lines` format)
 from datasets import load_from_disk
 
-from seqforge.catalog import add_corpus, add_task
+from seqforge.catalog.corpora import add_corpus
+from seqforge.catalog.tasks import add_task
 from seqforge.config.base import ConfigError
-from seqforge.config.experiment import load_experiment
+from seqforge.experiments.config import load_experiment
 from seqforge.inference.decoding import greedy
 from seqforge.models.registry import build_model, family
 from seqforge.stages.prepare import prepare_task
@@ -56,7 +57,7 @@ def test_a_family_from_a_test_module_validates_builds_and_learns(project: Path) 
 def test_a_format_and_a_kind_from_a_test_module_go_through_corpus_add_task_add_and_prepare(project: Path) -> None:
     source = project / "toy.txt"
     source.write_text("".join(f"sentence {i} ||| Satz {i}\n" for i in range(40)))
-    corpus, summary = add_corpus("toy", "lines", [str(source)], columns="en=0,de=1", split="validation=5,test=5",
+    corpus, summary = add_corpus("toy", "lines", [str(source)], columns={"en": 0, "de": 1}, split={"validation": 5, "test": 5},
                                  conf_dir=project / "conf", data_dir=project / "data")
     assert corpus.languages == ["en", "de"] and summary[0].startswith("toy: 40 pairs")
     written, _ = add_task("echo-en", "echo", "toy", src="en", experiments="copy", conf_dir=project / "conf")

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from seqforge.training.replan import TOLERANCE, BudgetKeeper, intervals_left
-from seqforge.training.schedule import step_schedule
+from seqforge.training.worker.budget_keeper import TOLERANCE, BudgetKeeper, intervals_left
+from seqforge.training.worker.schedule import step_schedule
 
 STEP_S = 0.04  # a training step's wall time in the toy run
 

@@ -10,20 +10,21 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import ROOT
 from datasets import load_from_disk
+from helpers import ROOT
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from seqforge import paths
-from seqforge.catalog import add_corpus, add_task
+from seqforge.catalog.corpora import add_corpus
+from seqforge.catalog.tasks import add_task
 from seqforge.config.base import set_profile
-from seqforge.config.experiment import load_experiment
 from seqforge.config.shared import load_config
+from seqforge.core import paths
 from seqforge.data.datasets import Seq2SeqDataModule
 from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.experiments.config import load_experiment
 from seqforge.stages.prepare import prepare_task
 from seqforge.stages.tokenize import tokenize_task
-from seqforge.training.module import Seq2SeqModule
+from seqforge.training.worker.module import Seq2SeqModule
 
 EPOCHS, INTERRUPT_AT = 3, 13  # updates; the sample has 9 batches per epoch: dies in the 2nd epoch
 
@@ -53,8 +54,8 @@ def task(tmp_path_factory) -> tuple[Path, str]:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         set_profile("smoke", Path("conf"))
-        add_corpus("ko-en-sample", "tsv", [str(ROOT / "tests" / "data" / "ko_en.tsv")], "ko=0,en=1",
-                   "validation=5,test=5", conf_dir=Path("conf"), data_dir=Path("data"))
+        add_corpus("ko-en-sample", "tsv", [str(ROOT / "tests" / "data" / "ko_en.tsv")], {"ko": 0, "en": 1},
+                   {"validation": 5, "test": 5}, conf_dir=Path("conf"), data_dir=Path("data"))
         add_task("ko-en", "translation", "ko-en-sample", "ko", "en", "gru_bahdanau", conf_dir=Path("conf"))
         prepare_task("ko-en")
         tokenize_task("ko-en")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from seqforge.config.experiment import experiment_schema
 from seqforge.config.shared import DecodeCfg, TokenizerCfg
 from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.experiments.config import experiment_schema
 from seqforge.inference.predictor import Predictor
 from seqforge.models.registry import build_model
 from seqforge.tasks.base import RequestError

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_repo, run
+from helpers import ROOT, copy_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -171,7 +171,7 @@ def request(url: str, user: str | None = None, password: str | None = None) -> i
 
 
 def bucket_keys(repo: Path, env: dict, prefix: str) -> list[str]:
-    code = ("import json, sys; from seqforge.stack import s3_client; from seqforge.stack_config import credentials, load_stack; cfg = load_stack(); "
+    code = ("import json, sys; from seqforge.stack.services import s3_client; from seqforge.stack.config import credentials, load_stack; cfg = load_stack(); "
             "c = s3_client(cfg, credentials(cfg)); print(json.dumps([o['Key'] for p in c.get_paginator("
             "'list_objects_v2').paginate(Bucket=cfg.s3.bucket, Prefix=sys.argv[1]) for o in p.get('Contents', [])]))")
     return json.loads(run([sys.executable, "-c", code, prefix], repo, env).stdout)

@@ -108,7 +108,7 @@ def test_smoke_study_trains_measures_and_reports_through_dvc(smoke_repo, tmp_pat
     one without clipping, a Transformer; `dvc repro studies/dvc.yaml` trains them on Ray Train (2 workers)."""
     import sys
 
-    from conftest import copy_repo, run
+    from helpers import copy_repo, run
 
     smoke, env = smoke_repo
     repo = copy_repo(smoke, tmp_path_factory.mktemp("study") / "seqforge", "runs")

@@ -219,7 +219,7 @@ def test_smoke_long_study_trains_measures_and_reports_through_dvc(smoke_repo, tm
     """Three models at smoke size (the mechanics, not the conclusions): the GRU with attention, the Transformer,
     the vanilla RNN under SGD without clipping; `dvc repro studies/long/dvc.yaml` trains them on Ray Train
     (2 workers) on the synthetic task the shared smoke pipeline generated and tokenized."""
-    from conftest import copy_repo, run
+    from helpers import copy_repo, run
 
     smoke, env = smoke_repo
     repo = copy_repo(smoke, tmp_path_factory.mktemp("study_long") / "seqforge", "runs")

@@ -74,8 +74,8 @@ def test_sentencepiece_round_trips_cjk_exactly(tmp_path, sample: str, model: str
 def test_special_token_strings_in_text_stay_plain_text(library: str) -> None:
     """`</s>` or `<sep>` typed by a user must not become EOS or the turn separator: the data path
     spaces them apart, in prepare and at serving alike."""
-    from seqforge.data.dialogue import SEP_TEXT, build_context
     from seqforge.data.tokenizer import SEP, SPECIALS
+    from seqforge.tasks.chatbot import SEP_TEXT, build_context
 
     texts = [normalize(t) for t in SOURCES[:3] + TARGETS[:3]] + ["what does < /s > mean ?"]
     tok = SubwordTokenizer.train(texts * 5, texts * 5, TokenizerCfg(library=library, vocab_size=120, min_frequency=1))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers import (
     OUTAGE_EPOCHS,
     OUTAGE_S,
     TrackingServer,

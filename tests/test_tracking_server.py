@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run
+from helpers import ROOT, run
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from seqforge.config.base import ConfigError
-from seqforge.config.experiment import experiment_schema, load_experiment
 from seqforge.config.shared import DecodeCfg
+from seqforge.experiments.config import experiment_schema, load_experiment
 from seqforge.training.averaging import average
-from seqforge.training.module import Seq2SeqModule
+from seqforge.training.worker.module import Seq2SeqModule
 
 
 def test_average_is_the_elementwise_mean_of_float_tensors() -> None:
@@ -39,9 +39,9 @@ def test_weight_decay_skips_norms_biases_and_embeddings(name: str, conf_copy) ->
 
 @pytest.mark.parametrize(("optimizer", "kind"), [("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
 def test_optim_optimizer_builds_its_optimizer_over_the_decay_groups(optimizer: str, kind: type, conf_copy) -> None:
-    from seqforge.config.experiment import with_overrides
     from seqforge.config.shared import TokenizerCfg
     from seqforge.data.tokenizer import SubwordTokenizer
+    from seqforge.experiments.config import with_overrides
 
     tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
     exp = with_overrides(load_experiment("gru_bahdanau", conf_copy),
@@ -69,7 +69,7 @@ def test_inference_on_a_gpu_that_is_not_there_is_a_config_error(tmp_path) -> Non
 
 
 def test_linear_schedule_warms_up_then_reaches_zero_at_the_budget() -> None:
-    from seqforge.training.schedule import step_schedule
+    from seqforge.training.worker.schedule import step_schedule
 
     factor = step_schedule("linear", warmup_steps=10, total_steps=110)
     assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)

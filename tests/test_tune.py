@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 from seqforge.config.base import ConfigError
-from seqforge.config.experiment import load_experiment
 from seqforge.config.shared import load_config
+from seqforge.experiments.config import load_experiment
 from seqforge.research.tune import trial_train_cfg, write_tuned
 from seqforge.research.tune_config import load_tune
 
@@ -137,7 +137,7 @@ def children(repo, env, parent_run_id: str) -> dict[str, dict]:
     """The sweep's MLflow child runs by trial id."""
     import sys
 
-    from conftest import run
+    from helpers import run
 
     return {r["trial"]: r for r in json.loads(run([sys.executable, "-c", CHILDREN, parent_run_id], repo, env).stdout)}
 
@@ -174,7 +174,7 @@ def sweep(smoke_repo, ray_cluster, tmp_path_factory) -> Sweep:
     import signal
     import sys
 
-    from conftest import copy_repo, run, sweep_repo_path
+    from helpers import copy_repo, run, sweep_repo_path
 
     smoke, env = smoke_repo
     repo = copy_repo(smoke, sweep_repo_path(tmp_path_factory), "runs")
@@ -204,7 +204,7 @@ def sweep(smoke_repo, ray_cluster, tmp_path_factory) -> Sweep:
 @pytest.mark.slow
 @pytest.mark.nightly
 def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep) -> None:
-    from conftest import run
+    from helpers import run
 
     repo, env = sweep.repo, sweep.env
     summary = json.loads((repo / "reports" / "tune" / f"{SWEPT}.json").read_text())

@@ -15,16 +15,8 @@ from torch import Tensor, nn
 
 from seqforge.config.base import Lang
 from seqforge.config.shared import ServeCfg
-from seqforge.corpora.base import (
-    ALL,
-    CorpusError,
-    CorpusFormat,
-    Row,
-    copy_one_file,
-    one_file,
-    text_lines,
-)
-from seqforge.corpora.registry import CorpusCfg, register_format
+from seqforge.corpora.base import ALL, CorpusError, Row, copy_one_file, text_lines
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, one_file, register_format
 from seqforge.data.splits import split_masks, write_splits
 from seqforge.models.base import DecoderState, FamilyCfg, Seq2Seq
 from seqforge.models.registry import register_family

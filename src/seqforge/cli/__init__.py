@@ -7,14 +7,13 @@ import sys
 
 from seqforge.cli import data, models, research, stack, training  # noqa: F401  (commands register on import)
 from seqforge.cli.app import _tracking, app
+from seqforge.tracking.client import first_line
 
 
 def main() -> None:  # pragma: no cover - console entry point
     """The `seqforge` command. An MLflow store that refuses or fails a request (wrong credentials: 401,
     a missing model) ends any command with one line, not a traceback."""
     from mlflow.exceptions import MlflowException
-
-    from seqforge.tracking.client import first_line
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:

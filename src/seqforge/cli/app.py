@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typer
 
+from seqforge.tracking.client import tracking_uri
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
@@ -15,8 +17,6 @@ def _fail(command: str, err: Exception) -> typer.Exit:
 
 
 def _tracking() -> str:
-    from seqforge.tracking.client import tracking_uri
-
     return tracking_uri()
 
 

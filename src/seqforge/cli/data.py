@@ -7,7 +7,38 @@ from typing import Annotated
 
 import typer
 
+from seqforge.catalog import CatalogError
 from seqforge.cli.app import _fail, app
+from seqforge.cli.training import print_plans, tokenize_now
+from seqforge.config.base import ConfigError, set_profile
+from seqforge.config.index import write_index
+from seqforge.core import paths
+from seqforge.corpora.base import CorpusError
+from seqforge.corpora.fetch import FetchError, fetch_all, generated_fresh, sha256
+from seqforge.corpora.pins import pin
+from seqforge.corpora.registry import corpus_format, load_corpus
+
+
+def parse_columns(text: str | None) -> dict[str, str | int]:
+    """`--columns ko=0,en=1` -> {"ko": 0, "en": 1}; names stay strings (`en=english`, `turns=dialog`)."""
+    columns: dict[str, str | int] = {}
+    for item in filter(None, (text or "").split(",")):
+        key, sep, col = item.partition("=")
+        if not sep or not key.strip() or not col.strip():
+            raise CatalogError(f"--columns: expected LANG=COL, got {item!r}")
+        columns[key.strip()] = int(col) if col.strip().isdigit() else col.strip()
+    return columns
+
+
+def parse_split(text: str | None) -> dict[str, int]:
+    """`--split validation=500,test=500` -> sizes of the held-out sets."""
+    sizes = {}
+    for item in filter(None, (text or "").split(",")):
+        key, sep, value = item.partition("=")
+        if key not in ("validation", "test") or not sep or not value.isdigit() or int(value) < 1:
+            raise CatalogError(f"--split: expected validation=N,test=N with N >= 1, got {item!r}")
+        sizes[key] = int(value)
+    return sizes
 
 
 @app.command()
@@ -15,13 +46,6 @@ def fetch(
     mirror: Annotated[Path | None, typer.Option(help="offline mirror folder (default: $SEQFORGE_DATA_MIRROR)")] = None,
 ) -> None:
     """Fetch and verify the raw corpora of every task into data/ (official source or mirror)."""
-    from seqforge import paths
-    from seqforge.config.base import ConfigError
-    from seqforge.config.index import write_index
-    from seqforge.corpora.base import CorpusError
-    from seqforge.corpora.fetch import FetchError, fetch_all, generated_fresh, sha256
-    from seqforge.corpora.pins import pin
-    from seqforge.corpora.registry import corpus_format, load_corpus
     from seqforge.tasks.registry import load_task, task_names
 
     try:
@@ -45,9 +69,6 @@ def fetch(
 @app.command()
 def sync() -> None:
     """Regenerate conf/pipeline.yaml (the task and experiment lists of dvc.yaml) from conf/."""
-    from seqforge.config.base import ConfigError
-    from seqforge.config.index import write_index
-
     try:
         changed = write_index()
     except ConfigError as err:
@@ -73,10 +94,10 @@ def corpus_add(
     seed: Annotated[int, typer.Option(help="seed of the held-out carving")] = 0,
 ) -> None:
     """Read and validate a corpus, copy it into data/, record it in conf/corpora/ and pin it with DVC."""
-    from seqforge.catalog import CatalogError, add_corpus
+    from seqforge.catalog.corpora import add_corpus
 
     try:
-        _, summary = add_corpus(name, format, source, columns, split, seed)
+        _, summary = add_corpus(name, format, source, parse_columns(columns), parse_split(split), seed)
     except CatalogError as err:
         raise _fail("corpus add", err) from None
     for line in summary:
@@ -96,8 +117,7 @@ def task_add(
     plan: Annotated[bool, typer.Option("--plan", help="prepare and tokenize it now, then print each experiment's plan")] = False,
 ) -> None:
     """Add a task with experiments built from templates; the next `dvc repro` trains and registers it."""
-    from seqforge.catalog import CatalogError, add_task
-    from seqforge.cli.training import print_plans, tokenize_now
+    from seqforge.catalog.tasks import add_task
 
     try:
         written, sized = add_task(name, kind, corpus, src, tgt, experiments, budget=budget, updates=updates)
@@ -121,9 +141,6 @@ def task_add(
 @app.command()
 def profile(name: Annotated[str, typer.Argument(help="default, smoke, gpu, or any conf/profiles/<name>.yaml")]) -> None:
     """Switch the pipeline profile (the `profile` key of conf/config.yaml)."""
-    from seqforge.config.base import ConfigError, set_profile
-    from seqforge.config.index import write_index
-
     try:
         set_profile(name)
         write_index()
@@ -147,8 +164,7 @@ def _table(title: str, rows: list[dict]) -> None:
 @task_app.command("list")
 def task_list() -> None:
     """The tasks in conf/tasks/: kind, corpus, languages and experiments."""
-    from seqforge.catalog import task_table
-    from seqforge.config.base import ConfigError
+    from seqforge.catalog.tasks import task_table
 
     try:
         _table("tasks (conf/tasks/)", task_table())
@@ -159,8 +175,7 @@ def task_list() -> None:
 @task_app.command("remove")
 def task_remove(names: Annotated[list[str], typer.Argument(help="task names")]) -> None:
     """Remove tasks with their experiments and sweeps; their registered versions stay in MLflow."""
-    from seqforge.catalog import CatalogError, remove_task
-    from seqforge.config.base import ConfigError
+    from seqforge.catalog.tasks import remove_task
 
     for name in names:
         try:
@@ -174,8 +189,7 @@ def task_remove(names: Annotated[list[str], typer.Argument(help="task names")]) 
 @corpus_app.command("list")
 def corpus_list() -> None:
     """The corpora in conf/corpora/: format, languages, whether the files are here, the tasks using each."""
-    from seqforge.catalog import corpus_table
-    from seqforge.config.base import ConfigError
+    from seqforge.catalog.corpora import corpus_table
 
     try:
         _table("corpora (conf/corpora/, pinned in data.dvc)", corpus_table())
@@ -186,7 +200,7 @@ def corpus_list() -> None:
 @corpus_app.command("remove")
 def corpus_remove(names: Annotated[list[str], typer.Argument(help="corpus names")]) -> None:
     """Remove corpora no task uses: their record, their data.dvc output and their files in data/."""
-    from seqforge.catalog import CatalogError, remove_corpus
+    from seqforge.catalog.corpora import remove_corpus
 
     for name in names:
         try:

@@ -10,6 +10,9 @@ from typing import Annotated
 import typer
 
 from seqforge.cli.app import _client, _fail, _tracking, app
+from seqforge.config.base import ConfigError
+from seqforge.export import ExportError
+from seqforge.tracking.client import TrackingError, tracking_uri
 
 
 def _model_uri(model: str) -> str:
@@ -34,8 +37,6 @@ def _pin_alias(uri: str) -> str:
 def load_registered(model: str, kind: str):
     """Load a registered pyfunc of task kind `kind` by name; an alias is resolved now, so alias moves are picked up."""
     import mlflow
-
-    from seqforge.tracking.client import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     uri = _model_uri(model)
@@ -194,10 +195,7 @@ def export(
 ) -> None:
     """Convert a registered model for fast inference, score it on its task's test split, and register it as a
     new version of the same model (tag `backend`, its source version in `source_version`)."""
-    from seqforge.config.base import ConfigError
-    from seqforge.export import ExportError
-    from seqforge.export.registered import export_version
-    from seqforge.tracking.client import TrackingError
+    from seqforge.export.versions import export_version
 
     _client()
     try:

@@ -7,6 +7,9 @@ from typing import Annotated
 import typer
 
 from seqforge.cli.app import _fail, app
+from seqforge.config.base import ConfigError
+from seqforge.corpora.base import CorpusError
+from seqforge.tracking.client import TrackingError
 
 
 @app.command()
@@ -16,8 +19,7 @@ def tune(
     resume: Annotated[bool, typer.Option(help="continue the interrupted sweep: finished trials stay, errored ones rerun")] = False,
 ) -> None:
     """Sweep an experiment on the Ray cluster ($RAY_ADDRESS, else local) and write the winner to conf/tuned/."""
-    from seqforge.config.base import ConfigError
-    from seqforge.config.experiment import tuned_file
+    from seqforge.experiments.config import tuned_file
     from seqforge.research.tune import run_sweep
 
     try:
@@ -38,11 +40,8 @@ def study(
     report_only: Annotated[bool, typer.Option(help="rewrite the report from the study's metrics file; no training")] = False,
 ) -> None:
     """Measure the classic claims: train every model of the study, write metrics/<study>.json and reports/<study>/."""
-    from seqforge.config.base import ConfigError
-    from seqforge.corpora.base import CorpusError
     from seqforge.research.study import outputs, rewrite_report, run_study
     from seqforge.research.study_config import STUDIES
-    from seqforge.tracking.client import TrackingError
 
     if name not in STUDIES:
         raise _fail("study", ValueError(f"--study: no study {name!r} (studies: {', '.join(STUDIES)})"))

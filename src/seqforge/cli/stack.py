@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from seqforge.cli.app import _fail, app
+from seqforge.config.base import ConfigError
+from seqforge.stack.config import credentials, env, exports, load_stack
+from seqforge.stack.services import StackError, down, up
 
 stack_app = typer.Typer(no_args_is_help=True, help="The team stack on this machine: PostgreSQL, S3 (SeaweedFS), "
                         "MLflow server with auth (conf/stack.yaml, infra/README.md).")
@@ -14,10 +17,6 @@ app.add_typer(stack_app, name="stack")
 @stack_app.command("up")
 def stack_up() -> None:
     """Start the stack (or keep it running); prints the `export` lines its clients need (also in <dir>/env.sh)."""
-    from seqforge.config.base import ConfigError
-    from seqforge.stack import StackError, up
-    from seqforge.stack_config import exports, load_stack
-
     try:
         cfg = load_stack()
         typer.echo(f"starting the stack in {cfg.dir}/ (logs in {cfg.dir}/logs/) ...", err=True)
@@ -33,9 +32,6 @@ def stack_up() -> None:
 @stack_app.command("env")
 def stack_env() -> None:
     """Print the `export` lines for the running stack (`eval "$(seqforge stack env)"`)."""
-    from seqforge.config.base import ConfigError
-    from seqforge.stack_config import credentials, env, exports, load_stack
-
     try:
         cfg = load_stack()
     except ConfigError as err:
@@ -46,10 +42,6 @@ def stack_env() -> None:
 @stack_app.command("down")
 def stack_down() -> None:
     """Stop the stack; its data stays in the stack's dir for the next `stack up`."""
-    from seqforge.config.base import ConfigError
-    from seqforge.stack import StackError, down
-    from seqforge.stack_config import load_stack
-
     try:
         down(load_stack())
     except (ConfigError, StackError) as err:

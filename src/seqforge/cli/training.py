@@ -7,6 +7,11 @@ from typing import Annotated
 import typer
 
 from seqforge.cli.app import _fail, app
+from seqforge.config.base import ConfigError
+from seqforge.config.index import pipeline_index
+from seqforge.config.shared import load_config
+from seqforge.core import paths
+from seqforge.core.durations import clock
 
 
 @app.command()
@@ -22,8 +27,6 @@ def tokenize_now(task: str, command: str) -> None:
     import sys
     import time
 
-    from seqforge import paths
-
     start = time.monotonic()
     sys.stdout.flush()
     if subprocess.run([paths.DVC, "repro", f"tokenize@{task}"], check=False).returncode:
@@ -38,13 +41,9 @@ def print_plans(task: str | None, command: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from seqforge.config.base import ConfigError
-    from seqforge.config.experiment import load_experiment
-    from seqforge.config.index import pipeline_index
-    from seqforge.config.shared import load_config
-    from seqforge.durations import clock
+    from seqforge.experiments.config import load_experiment
     from seqforge.tasks.registry import load_task
-    from seqforge.training.plan import PlanError, plan_experiment
+    from seqforge.training.budget.plan import PlanError, plan_experiment
 
     try:
         index = pipeline_index()

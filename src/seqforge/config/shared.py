@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from seqforge.config.base import CONF_DIR, Strict, merge, profile_overlay, read_yaml, validate
-from seqforge.durations import duration_seconds
+from seqforge.core.durations import duration_seconds
 
 
 class TokenizerCfg(Strict):
@@ -40,7 +40,7 @@ class TrainCfg(Strict):
     # torch.compile the model's training forward (dynamic shapes; compiled once per worker at the first
     # steps). Off: on CPU it loses for every family (bench/compile_step.py, README), GPUs: bench/gpu_check.py
     compile: bool = False
-    # the plan (seqforge.training.plan), from the first of these set: a number of epochs (evaluated at each
+    # the plan (seqforge.training.budget.plan), from the first of these set: a number of epochs (evaluated at each
     # epoch's end), a number of optimizer updates, or a wall-clock time on this machine (updates follow from
     # the measured step rate); the latter two are evaluated `evaluations` times, evenly spaced
     max_epochs: int | None = Field(None, ge=1)
@@ -50,7 +50,7 @@ class TrainCfg(Strict):
     max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")  # a guard, not the budget
     # (null: 1.5 × budget for a time budget, none otherwise)
     undertrained_share: float = Field(0.05, gt=0)  # warn when the last 20 % of updates gained more than this
-    # share of the validation metric (seqforge.training.plan.still_improving)
+    # share of the validation metric (seqforge.training.budget.plan.still_improving)
     batch_tokens: int = Field(6000, ge=64)
     accumulate_grad_batches: int = Field(1, ge=1)  # batches per update: the effective batch is this × batch_tokens × workers
     early_stopping_patience: int = Field(4, ge=1)  # evaluations without improvement
@@ -126,7 +126,7 @@ class OptimCfg(Strict):
     weight_decay: float = Field(0.0, ge=0)  # AdamW decay of weight matrices (never norms, biases, embeddings)
     betas: tuple[float, float] = (0.9, 0.98)
     schedule: Literal["inverse_sqrt", "linear", "plateau"] = "inverse_sqrt"  # linear: warm-up, then down
-    # to zero at the run's last planned update (seqforge.training.plan)
+    # to zero at the run's last planned update (seqforge.training.budget.plan)
     warmup_steps: int = Field(500, ge=0)
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(1, ge=0)

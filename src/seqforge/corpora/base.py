@@ -1,5 +1,5 @@
-"""What every corpus format has: rows of one shape, errors naming file and line, and the interface a format
-implements (read a corpus; stage the files `seqforge corpus add` is given).
+"""What every corpus format has: rows of one shape, errors naming file and line, and the helpers formats share
+to read text files and to stage the files `seqforge corpus add` is given.
 
 A reader yields rows of one shape whatever the format: ``{"split": ..., <lang>: text, ...}`` for a parallel
 corpus, ``{"split": ..., "turns": [...]}`` for a dialogue corpus. ``split`` is ``train``/``validation``/``test``
@@ -11,19 +11,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from functools import partial
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
-
-import pyarrow as pa
-from pydantic import BaseModel
-
-from seqforge.data.text import normalize
-
-if TYPE_CHECKING:
-    from seqforge.corpora.registry import CorpusCfg
 
 ALL = "all"  # the split of rows in a corpus that comes unsplit
 
@@ -60,10 +49,6 @@ def text_lines(path: Path) -> Iterator[str]:
         raise CorpusError(f"{path}: empty file")
 
 
-def one_file(corpus: CorpusCfg, root: Path) -> Path:
-    return root / next(iter(corpus.files))
-
-
 def check_text(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise CorpusError(f"{where}: expected text, got {type(value).__name__} {value!r:.60}")
@@ -96,39 +81,3 @@ def copy_one_file(fmt: str, sources: list[str], columns: dict, stage: Path) -> t
         raise CorpusError(f"--columns: format {fmt} needs LANG=COL,... (e.g. ko=0,en=1)")
     shutil.copyfile(src, stage / src.name)
     return columns, [k for k in columns if k != "turns"], str(src.resolve())
-
-
-class CorpusFormat(ABC):
-    """How one format's files become rows, and how `seqforge corpus add` takes them in."""
-
-    name: ClassVar[str]
-    dialogue: ClassVar[bool] = False  # every corpus of the format holds dialogues (else: when columns name `turns`)
-    params: ClassVar[type[BaseModel] | None] = None  # a generated format's parameters (its corpus files'
-    # `<format>:` block); `seqforge fetch` then writes the files with `generate` instead of downloading them
-
-    @abstractmethod
-    def read(self, corpus: CorpusCfg, root: Path) -> Iterator[Row]:
-        """Every row of the corpus whose files are in `root`."""
-
-    def batches(self, corpus: CorpusCfg, root: Path) -> Iterator[pa.RecordBatch] | None:
-        """A faster columnar reader, where the format has one (None: use :meth:`read`); it raises
-        `pa.ArrowException` or `OSError` where the file is not well-formed, and :meth:`read` names the line."""
-        return None
-
-    def generate(self, corpus: CorpusCfg, dest: Path) -> list[Path]:
-        """A generated format's files for `corpus`, written into `dest` (formats with `params` implement it)."""
-        raise NotImplementedError(f"format {self.name} reads files; it generates none")
-
-    def longest_source(self, corpus: CorpusCfg) -> int | None:
-        """Tokens of the longest source, where the format knows them before tokenizing (None: it does not)."""
-        return None
-
-    @abstractmethod
-    def stage(self, sources: list[str], columns: dict, stage: Path) -> tuple[dict, list[str], str]:
-        """`corpus add`: copy (or export) `sources` into `stage`; returns the columns to record, the
-        languages, and where the data came from. A `CorpusError` names the option that is wrong."""
-
-    def turn_cleaner(self, form: str) -> Callable[[str], str]:
-        """How dialogue turns are cleaned, in prepare and at inference (Unicode normalisation unless the
-        format knows better)."""
-        return partial(normalize, form=form)

@@ -1,17 +1,32 @@
-"""dailydialog: one dialogue per line, turns separated by `__eou__`; turns are detokenized when cleaned."""
+"""dailydialog: one dialogue per line, turns separated by `__eou__`.
+
+DailyDialog is pre-tokenized English (``Hi , how are you ?``) with typographic apostrophes (``it ’ s``,
+``I ’ Ve``): its turns are detokenized with Moses rules so that models learn, and reply in, naturally written
+English.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
-from seqforge.corpora.base import ALL, CorpusError, CorpusFormat, Row, local_sources, text_lines
-from seqforge.corpora.registry import CorpusCfg, register_format
-from seqforge.data.dialogue import clean_turn
+from seqforge.corpora.base import ALL, CorpusError, Row, local_sources, text_lines
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, register_format
 
 EOU = "__eou__"
 DIALOGUE_FILES = {"train": "train.txt", "validation": "validation.txt", "test": "test.txt"}
+_APOSTROPHE = re.compile(r"\s*[’‘]\s*")
+_CONTRACTION = re.compile(r"'(S|Re|RE|Ve|VE|Ll|LL|D|M|T)\b")
+
+
+@cache
+def _detokenizer():
+    from sacremoses import MosesDetokenizer  # half a second to import: only DailyDialog-style turns need it
+
+    return MosesDetokenizer(lang="en")
 
 
 @register_format("dailydialog")
@@ -37,6 +52,8 @@ class DailyDialog(CorpusFormat):
             shutil.copyfile(path, stage / path.name)
         return {}, [], str(src.resolve())
 
-    def turn_cleaner(self, form: str) -> Callable[[str], str]:
-        """DailyDialog's tokenized turns are detokenized (normalised too)."""
-        return clean_turn
+    def detokenize(self, turn: str) -> str:
+        """Straight apostrophes, joined contractions, no spaced punctuation."""
+        turn = _APOSTROPHE.sub("'", turn)
+        turn = _CONTRACTION.sub(lambda m: "'" + m.group(1).lower(), turn)
+        return _detokenizer().detokenize(turn.split())

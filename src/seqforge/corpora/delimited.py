@@ -12,16 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from seqforge.corpora.base import (
-    ALL,
-    CorpusError,
-    CorpusFormat,
-    Row,
-    copy_one_file,
-    one_file,
-    text_lines,
-)
-from seqforge.corpora.registry import CorpusCfg, register_format
+from seqforge.corpora.base import ALL, CorpusError, Row, copy_one_file, text_lines
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, one_file, register_format
 
 
 class Delimited(CorpusFormat):

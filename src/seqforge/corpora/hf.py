@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqforge.corpora.base import ALL, SPLITS, CorpusError, CorpusFormat, Row
+from seqforge.corpora.base import ALL, SPLITS, CorpusError, Row
 from seqforge.corpora.parquet import parquet_rows
-from seqforge.corpora.registry import CorpusCfg, register_format
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, register_format
 
 
 @register_format("hf")

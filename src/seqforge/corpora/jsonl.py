@@ -6,18 +6,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqforge.corpora.base import (
-    ALL,
-    CorpusError,
-    CorpusFormat,
-    Row,
-    check_text,
-    check_turns,
-    copy_one_file,
-    one_file,
-    text_lines,
-)
-from seqforge.corpora.registry import CorpusCfg, register_format
+from seqforge.corpora.base import ALL, CorpusError, Row, check_text, check_turns, copy_one_file, text_lines
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, one_file, register_format
 
 
 @register_format("jsonl")

@@ -6,8 +6,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqforge.corpora.base import CorpusError, CorpusFormat, Row, local_sources, text_lines
-from seqforge.corpora.registry import CorpusCfg, register_format
+from seqforge.corpora.base import CorpusError, Row, local_sources, text_lines
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, register_format
 
 MULTI30K_SPLITS = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
 

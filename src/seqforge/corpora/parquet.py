@@ -5,17 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqforge.corpora.base import (
-    ALL,
-    CorpusError,
-    CorpusFormat,
-    Row,
-    check_text,
-    check_turns,
-    copy_one_file,
-    one_file,
-)
-from seqforge.corpora.registry import CorpusCfg, register_format
+from seqforge.corpora.base import ALL, CorpusError, Row, check_text, check_turns, copy_one_file
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, one_file, register_format
 
 
 @register_format("parquet")

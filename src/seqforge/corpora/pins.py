@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from seqforge import paths
+from seqforge.core import paths
 from seqforge.corpora.base import CorpusError
 
 PIN_FILE = Path("data.dvc")

@@ -1,5 +1,6 @@
-"""Corpus formats by name (`format:` in `conf/corpora/<name>.yaml`): `@register_format("name")` on a
-`CorpusFormat` subclass; the corpus schema, its loader, and reading any corpus into a memory-mapped Arrow table.
+"""Corpus formats by name (`format:` in `conf/corpora/<name>.yaml`): the interface a format implements,
+`@register_format("name")` on a `CorpusFormat` subclass, and the corpus schema and its loader (which check a
+corpus against its registered format).
 
 Adding a format is one module that registers itself; a corpus of it is one `conf/corpora/<name>.yaml`
 (`seqforge corpus add` writes it).
@@ -7,13 +8,13 @@ Adding a format is one module that registers itself; a corpus of it is one `conf
 
 from __future__ import annotations
 
-import itertools
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pyarrow as pa
-from pydantic import ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
 
 from seqforge.config.base import (
     CONF_DIR,
@@ -25,8 +26,42 @@ from seqforge.config.base import (
     read_yaml,
     validate,
 )
-from seqforge.corpora.base import CorpusFormat, Row
-from seqforge.data.arrow_files import write_arrow
+from seqforge.corpora.base import Row
+
+
+class CorpusFormat(ABC):
+    """How one format's files become rows, and how `seqforge corpus add` takes them in."""
+
+    name: ClassVar[str]
+    dialogue: ClassVar[bool] = False  # every corpus of the format holds dialogues (else: when columns name `turns`)
+    params: ClassVar[type[BaseModel] | None] = None  # a generated format's parameters (its corpus files'
+    # `<format>:` block); `seqforge fetch` then writes the files with `generate` instead of downloading them
+
+    @abstractmethod
+    def read(self, corpus: CorpusCfg, root: Path) -> Iterator[Row]:
+        """Every row of the corpus whose files are in `root`."""
+    def batches(self, corpus: CorpusCfg, root: Path) -> Iterator[pa.RecordBatch] | None:
+        """A faster columnar reader, where the format has one (None: use :meth:`read`); it raises
+        `pa.ArrowException` or `OSError` where the file is not well-formed, and :meth:`read` names the line."""
+        return None
+
+    def generate(self, corpus: CorpusCfg, dest: Path) -> list[Path]:
+        """A generated format's files for `corpus`, written into `dest` (formats with `params` implement it)."""
+        raise NotImplementedError(f"format {self.name} reads files; it generates none")
+
+    def longest_source(self, corpus: CorpusCfg) -> int | None:
+        """Tokens of the longest source, where the format knows them before tokenizing (None: it does not)."""
+        return None
+
+    @abstractmethod
+    def stage(self, sources: list[str], columns: dict, stage: Path) -> tuple[dict, list[str], str]:
+        """`corpus add`: copy (or export) `sources` into `stage`; returns the columns to record, the
+        languages, and where the data came from. A `CorpusError` names the option that is wrong."""
+    def detokenize(self, turn: str) -> str:
+        """A dialogue turn (normalised) as naturally written text, where the format's text comes tokenized
+        (the chatbot kind normalises again after); unchanged unless the format knows better."""
+        return turn
+
 
 FORMATS: dict[str, CorpusFormat] = {}
 F = TypeVar("F", bound=type[CorpusFormat])
@@ -116,6 +151,11 @@ def load_corpus(name: str, conf_dir: Path = CONF_DIR) -> CorpusCfg:
     return validate(CorpusCfg, {"name": name, **read_yaml(path)}, str(path))
 
 
+def one_file(corpus: CorpusCfg, root: Path) -> Path:
+    """The file of a one-file corpus in `root`."""
+    return root / next(iter(corpus.files))
+
+
 def longest_source(corpus: CorpusCfg) -> int | None:
     """Tokens of the corpus's longest source where its format knows them before tokenizing (generated
     corpora: one token per symbol), else None."""
@@ -125,29 +165,3 @@ def longest_source(corpus: CorpusCfg) -> int | None:
 def corpus_names(conf_dir: Path = CONF_DIR) -> list[str]:
     """The corpora `conf/corpora/` records."""
     return group_names(conf_dir / "corpora")
-
-
-def row_schema(corpus: CorpusCfg) -> pa.Schema:
-    """The columns of a corpus's rows: `split` and one text column per language, or `turns`."""
-    if corpus.dialogue:
-        return pa.schema([("split", pa.string()), ("turns", pa.list_(pa.string()))])
-    return pa.schema([("split", pa.string()), *((lang, pa.string()) for lang in corpus.languages)])
-
-
-def _batches(rows: Iterator[Row], schema: pa.Schema, size: int) -> Iterator[pa.RecordBatch]:
-    while chunk := list(itertools.islice(rows, size)):
-        yield pa.RecordBatch.from_pylist(chunk, schema=schema)
-
-
-def read_corpus(corpus: CorpusCfg, root: Path, cache_dir: Path, batch_rows: int = 10_000) -> pa.Table:
-    """Every row of the corpus in `root` as a memory-mapped Arrow table (written in batches under
-    `cache_dir`): memory holds one batch, whatever the corpus size."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path, schema = cache_dir / f"{corpus.name}-rows.arrow", row_schema(corpus)
-    fmt = corpus_format(corpus.format)
-    if (fast := fmt.batches(corpus, root)) is not None:
-        try:
-            return write_arrow(path, fast, schema)
-        except (pa.ArrowException, OSError):
-            pass  # read again line by line: that reader names the line that is wrong
-    return write_arrow(path, _batches(fmt.read(corpus, root), schema, batch_rows), schema)

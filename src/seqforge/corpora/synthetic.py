@@ -16,17 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from seqforge.config.base import Strict
-from seqforge.corpora.base import SPLITS, CorpusError, CorpusFormat, Row, text_lines
-from seqforge.corpora.registry import register_format
-
-if TYPE_CHECKING:
-    from seqforge.corpora.registry import CorpusCfg
+from seqforge.corpora.base import SPLITS, CorpusError, Row, text_lines
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, register_format
 
 SubTask = Literal["copy", "reverse", "recall"]
 MARKER = "mark"

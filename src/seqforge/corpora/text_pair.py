@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from seqforge.config.base import LANG_PATTERN
-from seqforge.corpora.base import ALL, CorpusError, CorpusFormat, Row, local_sources, text_lines
-from seqforge.corpora.registry import CorpusCfg, register_format
+from seqforge.corpora.base import ALL, CorpusError, Row, local_sources, text_lines
+from seqforge.corpora.registry import CorpusCfg, CorpusFormat, register_format
 
 
 @register_format("text_pair")

@@ -1,4 +1,5 @@
-"""Data path: raw corpus files -> (source, target) pairs -> subword token ids -> batches."""
+"""Data path: a corpus's rows (read by its format) -> held-out splits of (source, target) pairs -> subword token
+ids -> batches."""
 
 import os
 

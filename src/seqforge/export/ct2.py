@@ -17,13 +17,13 @@ from torch import nn
 
 from seqforge.data.tokenizer import BOS, EOS, SPECIALS, UNK, SubwordTokenizer
 from seqforge.export import ExportError
+from seqforge.inference.ct2_predictor import SUBDIR
 from seqforge.models.base import Seq2Seq
 from seqforge.models.transformer import MultiHeadAttention, TransformerSeq2Seq
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "bfloat16", "float16")  # CTranslate2's weight types offered
 # (float16: GPUs; on a CPU CTranslate2 computes it in float32)
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, what every norm of TransformerSeq2Seq uses
-SUBDIR = "ct2"  # the CTranslate2 model inside an exported model directory
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:

@@ -19,11 +19,11 @@ import torch
 from seqforge.config.base import ConfigError
 from seqforge.config.shared import DecodeCfg
 from seqforge.data.tokenizer import BOS, PAD, SPECIALS, SubwordTokenizer
-from seqforge.export.ct2 import SUBDIR
 from seqforge.inference.decoding import length_penalty, max_lengths
 from seqforge.inference.predictor import Predictor
 
 NEVER = [[SPECIALS[PAD]], [SPECIALS[BOS]]]  # as `decoding.NEVER`
+SUBDIR = "ct2"  # the CTranslate2 model inside an exported model directory (`seqforge.export.ct2` writes it)
 
 
 class CT2Predictor(Predictor):

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from seqforge.config.base import ConfigError
-from seqforge.config.experiment import experiment_schema
 from seqforge.config.shared import DecodeCfg
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD, SubwordTokenizer
+from seqforge.experiments.config import experiment_schema
 from seqforge.inference.decoding import Sampler, beam_search, generate, max_lengths
 from seqforge.models.base import Seq2Seq
 from seqforge.models.registry import build_model

@@ -3,6 +3,6 @@
 Importing the package registers the built-in families; a new one registers itself the same way.
 """
 
-from seqforge.plugins import import_all
+from seqforge.core.plugins import import_all
 
 import_all(__name__, __path__)  # every module registers what it defines

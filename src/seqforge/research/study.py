@@ -21,18 +21,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from seqforge import paths
-from seqforge.config.experiment import ExperimentCfg
 from seqforge.config.shared import TrainCfg, load_config
+from seqforge.core import paths
 from seqforge.corpora.synthetic import MARKER
 from seqforge.data.text import length_unit, lengths
 from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.experiments.config import ExperimentCfg, with_overrides
+from seqforge.inference.evaluation import decode_split
 from seqforge.models.registry import build_model, count_parameters, family
 from seqforge.research import study_long_report, study_report
 from seqforge.research.study_config import STUDIES, StudyCfg, load_study
 from seqforge.tasks.base import TaskCfg
 from seqforge.tasks.registry import load_task, task_kind
 from seqforge.tracking.client import metric_steps, setup_mlflow
+from seqforge.training.driver import fit_and_export
+from seqforge.training.run_record import track_run
 
 REPORTS = {"classic": study_report.write_report, "long": study_long_report.write_report}  # summary, folder -> claims
 VANISHED = 1e-6  # the gradient has vanished at the distance where it falls below this share of its d = 0 value
@@ -47,8 +50,6 @@ def outputs(name: str) -> tuple[Path, Path]:
 def sized(exp: ExperimentCfg, width: dict[str, int], budget: int, step: int, vocab: tuple[int, int]) -> ExperimentCfg:
     """`exp` with the `width` keys set to the multiple of `step` whose parameter count is nearest `budget`
     (the count grows with the width: a bisection over multiples)."""
-    from seqforge.config.experiment import with_overrides
-
     if exp.model.arch == "transformer":
         step = math.lcm(step, exp.model.heads)
 
@@ -149,10 +150,6 @@ def study_model(name: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCf
     """Train, export and test one model inside its (active) MLflow child run; returns its measurements."""
     import mlflow
     from mlflow import MlflowClient
-
-    from seqforge.stages.evaluate import decode_split
-    from seqforge.stages.train import track_run
-    from seqforge.training.driver import fit_and_export
 
     meta = track_run(exp, task, train_cfg, run_id, profile)
     model_dir = paths.ARTIFACTS / STUDIES[name] / exp.name

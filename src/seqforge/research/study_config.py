@@ -18,9 +18,9 @@ from seqforge.config.base import (
     read_yaml,
     validate,
 )
-from seqforge.config.experiment import ExperimentCfg, load_experiment, with_overrides
 from seqforge.config.shared import TrainCfg, layered_train, load_config
 from seqforge.corpora.registry import load_corpus, longest_source
+from seqforge.experiments.config import ExperimentCfg, load_experiment, with_overrides
 from seqforge.models.registry import FAMILIES
 from seqforge.tasks.registry import load_task
 

@@ -18,16 +18,17 @@ from typing import Any
 
 import yaml
 
-from seqforge import paths
 from seqforge.config.base import CONF_DIR, ConfigError, nest
-from seqforge.config.experiment import ExperimentCfg, experiment_schema, tuned_file, with_overrides
 from seqforge.config.shared import TrainCfg, layered_train, load_config
+from seqforge.core import paths
 from seqforge.corpora.registry import load_corpus
 from seqforge.data.shipping import ship
 from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.experiments.config import ExperimentCfg, experiment_schema, tuned_file, with_overrides
 from seqforge.research.tune_config import TuneCfg, load_tune
 from seqforge.tasks.registry import load_task, task_kind, task_schema
-from seqforge.tracking.client import data_version, ray_runtime_env, setup_mlflow, tracking_uri
+from seqforge.tracking.client import data_version, setup_mlflow, tracking_uri
+from seqforge.training.driver import fit_on_ray, loop_config, ray_runtime_env
 
 STATUS_TAG = "trial_status"  # completed | stopped_early | failed | interrupted (lost to a killed driver)
 
@@ -72,8 +73,6 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     import ray.tune
     from mlflow import MlflowClient
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    from seqforge.training.driver import fit_on_ray, loop_config
 
     trial_id = ray.tune.get_context().get_trial_id()
     client = MlflowClient(sweep["tracking_uri"])

@@ -17,8 +17,8 @@ from seqforge.config.base import (
     read_yaml,
     validate,
 )
-from seqforge.config.experiment import ExperimentCfg, load_experiment, with_overrides
 from seqforge.config.shared import TrainCfg, layered_train, load_config
+from seqforge.experiments.config import ExperimentCfg, load_experiment, with_overrides
 
 DOMAINS = ("choice", "uniform", "loguniform", "randint")
 

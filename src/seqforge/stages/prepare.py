@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 
-from seqforge import paths
+from seqforge.core import paths
 from seqforge.corpora.base import CorpusError
-from seqforge.corpora.registry import load_corpus, read_corpus
+from seqforge.corpora.registry import load_corpus
 from seqforge.data.arrow_files import ScratchDir
+from seqforge.data.rows import read_corpus
 from seqforge.tasks.registry import load_task, task_kind
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
-from seqforge import paths
 from seqforge.config.base import CONF_DIR
-from seqforge.config.experiment import experiment_names, load_experiment
 from seqforge.config.index import check_index
 from seqforge.config.shared import load_config
+from seqforge.core import paths
 from seqforge.corpora.registry import load_corpus
+from seqforge.experiments.config import experiment_names, load_experiment
 from seqforge.tasks.registry import load_task, task_names
 
 OUT = paths.ARTIFACTS / "config"

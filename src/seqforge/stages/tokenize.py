@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from seqforge import paths
 from seqforge.config.shared import TokenizerCfg
+from seqforge.core import paths
 from seqforge.data.arrow_files import ScratchDir, write_arrow
 from seqforge.data.tokenizer import SubwordTokenizer
 from seqforge.tasks.registry import load_task

@@ -4,31 +4,26 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
+import statistics
 from pathlib import Path
 
-from datasets import load_from_disk
+import mlflow
+from mlflow.tracking import MlflowClient
 
-from seqforge import paths
-from seqforge.config.base import ConfigError, flatten
-from seqforge.config.experiment import ExperimentCfg, load_experiment
+from seqforge.config.base import ConfigError
 from seqforge.config.shared import TrainCfg, load_config
+from seqforge.core import paths
 from seqforge.corpora.registry import load_corpus
 from seqforge.data.tokenizer import SubwordTokenizer
-from seqforge.models.registry import build_model, count_parameters
+from seqforge.experiments.config import ExperimentCfg, load_experiment
 from seqforge.tasks.base import TaskCfg
 from seqforge.tasks.registry import load_task, task_kind
-from seqforge.tracking.client import (
-    data_version,
-    git_commit,
-    log_dataset_inputs,
-    metric_steps,
-    setup_mlflow,
-)
-from seqforge.training import rate
+from seqforge.tracking.client import data_version, metric_steps, setup_mlflow
+from seqforge.training.budget import rate
+from seqforge.training.budget.plan import Plan, PlanError, plan_experiment, still_improving
 from seqforge.training.driver import fit_and_export
-from seqforge.training.plan import Plan, PlanError, plan_experiment, still_improving
+from seqforge.training.run_record import run_name, track_run
 
 CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_per_s", "lr", "clipped")
 
@@ -36,8 +31,6 @@ CURVE_METRICS = ("train_loss_epoch", "val_loss", "val_ppl", "val_bleu", "tokens_
 def train_experiment(name: str) -> Path:
     """Train experiment `name` as its plan says (printed first); the exported model lands in `models/<name>/`.
     A run that ended while still improving fast says so (`undertrained`, in the model and on the run)."""
-    import mlflow
-
     cfg, exp = load_config(), load_experiment(name)
     task = load_task(exp.task)
     train_cfg = exp.train_config(cfg.train)
@@ -77,11 +70,6 @@ def ended(run_id: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, p
     """After training: keep the run's measured rate for the next plan, and whether it ended while still
     improving fast (`still_improving`) or was cut by the time guard; that goes on the run (tag
     `undertrained`) and into `model.json`. Returns the warning, or None."""
-    import statistics
-
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient()
     per_update, per_eval = (list(metric_steps(client, run_id, m).values()) for m in ("s_per_update", "eval_s"))
     tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
@@ -117,56 +105,10 @@ def stopped_early(curve: list[tuple[int, float]], mode: str, train_cfg: TrainCfg
     return all(v <= best_before for v in recent) if mode == "max" else all(v >= best_before for v in recent)
 
 
-def track_run(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: str, profile: str,
-              data_hash: str | None = None) -> dict:
-    """Log a training run's parameters, data inputs and tags to the active MLflow run; returns the metadata
-    its exported model carries (`model.json`). `data_hash`: the corpus's `data_version`, if known."""
-    import mlflow
-
-    corpus = load_corpus(task.corpus)
-    tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
-    data_hash = data_hash or data_version(corpus)
-    src_vocab, tgt_vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
-    num_parameters = count_parameters(build_model(exp.model, src_vocab, tgt_vocab))
-    mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
-                               "train": train_cfg.model_dump(),
-                               "task": task.model_dump(exclude={"decode"}),
-                               "model": {"num_parameters": num_parameters}}))
-    log_dataset_inputs(corpus, load_from_disk(str(paths.tokenized_dir(exp.task))), data_hash)
-    meta = {
-        "experiment": exp.model_dump(mode="json"),
-        "src_vocab": src_vocab,
-        "tgt_vocab": tgt_vocab,
-        "num_parameters": num_parameters,
-        "kind": task.kind,
-        "task": task.model_dump(mode="json"),
-        "corpus_format": corpus.format,
-        "run_id": run_id,
-        "data_version": data_hash,
-        "git_commit": git_commit(),
-        "profile": profile,
-    }
-    mlflow.set_tags({
-        "task": exp.task, "kind": task.kind, "experiment": exp.name, "arch": exp.model.arch, "profile": profile,
-        "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": corpus.name,
-        "languages": f"{task.src_lang}-{task.tgt_lang}",
-    })
-    return meta
-
-
-def run_name(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, data_hash: str) -> str:
-    """Ray run name: the same inputs resume the same run; changed inputs start a new one."""
-    key = json.dumps([exp.model_dump(), train_cfg.model_dump(), task.data.model_dump(),
-                      task.tokenizer.model_dump(), data_hash], sort_keys=True)
-    return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
-
-
 def write_curves(run_id: str, out: Path) -> None:
     """Per-evaluation learning curves from the MLflow run, as CSV for `dvc plots` (empty cells: not logged).
     An evaluation is a step at which `val_loss` was logged (`metric_steps`: redone ones count once); `update`
     is the updates done by then."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient()
     history = {m: metric_steps(client, run_id, m) for m in CURVE_METRICS}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,6 @@ branching on a task name; several tasks of one kind (en→de, ko→en) share it.
 registers the built-in kinds.
 """
 
-from seqforge.plugins import import_all
+from seqforge.core.plugins import import_all
 
 import_all(__name__, __path__)  # every module registers what it defines

@@ -19,6 +19,7 @@ from seqforge.data.arrow_files import write_arrow
 from seqforge.data.splits import BATCH, split_masks, write_splits
 from seqforge.data.text import length_unit, lengths, normalize, normalize_texts
 from seqforge.tasks.base import DataCfg, TaskCfg, TaskKind, checked_texts
+from seqforge.tasks.metrics import corpus_scores
 from seqforge.tasks.registry import register_kind
 
 # sacreBLEU's tokenizer per target language, and the one used where that needs a missing package
@@ -118,7 +119,6 @@ class Translation(TaskKind):
         return {"src_lang": src, "tgt_lang": tgt}
 
     def pairs(self, rows: pa.Table, task: TranslationTask, corpus: CorpusCfg, scratch: Path) -> tuple[DatasetDict, dict]:
-
         cleaned = write_arrow(scratch / "cleaned.arrow", (clean(b, task) for b in rows.to_batches(BATCH)), CLEANED)
         masks = split_masks(cleaned, "source", corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
         src_len, tgt_len = (cleaned.column(c).to_numpy() for c in ("src_len", "tgt_len"))
@@ -148,8 +148,6 @@ class Translation(TaskKind):
         return bleu_tokenize(task.tgt_lang, task.bleu_tokenize)
 
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
-        from seqforge.tasks.metrics import corpus_scores
-
         return corpus_scores(hyps, refs, bleu_tokenize(task["tgt_lang"], task.get("bleu_tokenize", "auto")))
 
     def requests(self, values: list, limits: ServeCfg) -> list:

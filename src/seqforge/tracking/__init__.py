@@ -1,1 +1,2 @@
-"""MLflow: tracking client, metric outbox, the registered pyfunc and version lifecycle."""
+"""MLflow: the tracking client, the metric outbox and rank 0's logger, the pyfunc every version is, model versions
+(registered, listed, promoted)."""

@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from seqforge.corpora.fetch import corpus_url, sha256
 from seqforge.corpora.pins import pinned_md5
 from seqforge.corpora.registry import CorpusCfg
 
@@ -22,20 +23,6 @@ class TrackingError(Exception):
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` when set, else the SQLite store `mlflow.db` at the repository root."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
-
-
-def ray_runtime_env() -> dict:
-    """The Ray job environment that sends every Ray process (Tune trials, Train workers, on any node)
-    to this driver's MLflow store and object store: its `MLFLOW_*` and `AWS_*` settings, credentials
-    included (workers write checkpoints to `SEQFORGE_RAY_STORAGE`), with the tracking URI resolved;
-    its Ray Train knobs (`RAY_TRAIN_*`, e.g. `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`, read by the run's
-    controller); and an injected fault (`seqforge.training.faults`). Ray processes inherit their node's
-    environment, not the driver's."""
-    from seqforge.training.faults import VARIABLE
-
-    forwarded = {k: v for k, v in os.environ.items()
-                 if k.startswith(("MLFLOW_", "AWS_", "RAY_TRAIN_")) or k == VARIABLE}
-    return {"env_vars": forwarded | {"MLFLOW_TRACKING_URI": tracking_uri()}}
 
 
 def setup_mlflow(experiment: str) -> str:
@@ -85,8 +72,6 @@ def data_version(corpus: CorpusCfg, data_dir: Path = Path("data")) -> str:
     Models are comparable (promotion gate) only on the same data version; DVC pins the same
     bytes in `data.dvc`.
     """
-    from seqforge.corpora.fetch import sha256
-
     files = sorted(p for p in (data_dir / corpus.name).rglob("*") if p.is_file())
     if not files:
         return "unknown"
@@ -106,8 +91,6 @@ def log_dataset_inputs(corpus: CorpusCfg, splits: dict, version: str) -> None:
     corpus's official address, and its tags carry the corpus version and the md5 `data.dvc` pins for it.
     """
     import mlflow
-
-    from seqforge.corpora.fetch import corpus_url
 
     source = corpus_url(corpus)
     tags = {"data_version": version, "dvc_md5": pinned_md5(Path("data") / corpus.name), "dvc_path": f"data/{corpus.name}"}

@@ -14,13 +14,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from seqforge.config.shared import TrainCfg
+
 Weights = dict[str, Tensor]
 
 
 def load_weights(checkpoint_dir: Path) -> tuple[Weights, dict]:
     """Model weights of one Ray Train checkpoint directory (Lightning format), and its epoch and update
     (`export_epoch`, `export_update`)."""
-    from seqforge.training.ray_reports import CHECKPOINT_NAME
+    from seqforge.training.worker.checkpoints import CHECKPOINT_NAME
 
     ckpt = torch.load(checkpoint_dir / CHECKPOINT_NAME, map_location="cpu",
                       weights_only=False)
@@ -39,11 +41,10 @@ def validation_score(config: dict, weights: Weights) -> float:
     training (same data module and metric code; one CPU process, the data from Ray's object store)."""
     import lightning.pytorch as pl
 
-    from seqforge.config.shared import TrainCfg
     from seqforge.data.datasets import Seq2SeqDataModule
     from seqforge.data.shipping import splits
     from seqforge.tasks.registry import task_kind
-    from seqforge.training.module import Seq2SeqModule
+    from seqforge.training.worker.module import Seq2SeqModule
 
     module = Seq2SeqModule.from_loop_config(config)
     module.model.load_state_dict(weights)

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from glob import glob
 from pathlib import Path
 
-from seqforge import paths
-from seqforge.stack_config import StackCfg, credentials, env, exports
+from seqforge.core import paths
+from seqforge.stack.config import StackCfg, credentials, env, exports
 
 
 class StackError(RuntimeError):

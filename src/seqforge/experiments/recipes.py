@@ -12,13 +12,14 @@ import numpy as np
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from seqforge import paths
 from seqforge.config.base import CONF_DIR, ConfigError, Strict, merge, read_yaml, validate
-from seqforge.config.experiment import experiment_schema
 from seqforge.config.shared import TokenizerCfg
-from seqforge.corpora.registry import CorpusCfg, read_corpus
+from seqforge.core import paths
+from seqforge.corpora.registry import CorpusCfg
 from seqforge.data.arrow_files import ScratchDir
+from seqforge.data.rows import read_corpus
 from seqforge.data.splits import split_masks
+from seqforge.experiments.config import experiment_schema
 from seqforge.tasks.registry import task_schema
 
 

@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 
-from seqforge.config.experiment import experiment_schema
 from seqforge.config.shared import DecodeCfg
 from seqforge.data.tokenizer import PAD, SubwordTokenizer
+from seqforge.experiments.config import experiment_schema
 from seqforge.inference.decoding import greedy, max_lengths
 from seqforge.models.registry import build_model
 from seqforge.tasks.metrics import bleu_from_stats, bleu_stats
 from seqforge.tasks.registry import task_kind
-from seqforge.training.schedule import step_schedule
+from seqforge.training.worker.schedule import step_schedule
 
 VAL_DECODE = DecodeCfg()  # length caps for the per-epoch greedy validation BLEU
 OPTIMIZERS = {  # `optim.optimizer`: parameter groups (weight decay per group) and the optim settings -> optimizer
@@ -156,7 +156,7 @@ class Seq2SeqModule(pl.LightningModule):
                 {"params": no_decay, "weight_decay": 0.0}]
 
     def planned_updates(self) -> int:
-        """The run's planned updates (`seqforge.training.plan`): `max_steps`, or `max_epochs` epochs. Counted
+        """The run's planned updates (`seqforge.training.budget.plan`): `max_steps`, or `max_epochs` epochs. Counted
         from the data module, not `trainer.estimated_stepping_batches`, which builds the training loader
         before a resumed run restores its position and so loses it (Lightning #20550)."""
         if self.trainer.max_steps > 0:

@@ -1,4 +1,5 @@
-"""Which checkpoints Ray Train registered, for rank 0's `RunLogger` (`seqforge.training.ray_reports`).
+"""Which checkpoints Ray Train registered, sent through a queue to rank 0's `RunLogger`
+(`seqforge.training.worker.checkpoints`).
 
 A Ray Train callback runs on the controller actor, which imports its module: this one imports no torch,
 Lightning or MLflow, each of which would hold up every run's start by seconds."""

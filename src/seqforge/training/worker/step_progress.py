@@ -1,4 +1,4 @@
-"""Rank 0's position within the epoch, for the driver's progress bar (`seqforge.training.progress`): the
+"""Rank 0's position within the epoch, for the driver's progress bar (`seqforge.training.controller.progress`): the
 worker side, a Lightning callback, kept apart so that the controller's side imports no Lightning."""
 
 from __future__ import annotations

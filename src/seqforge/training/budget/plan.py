@@ -2,12 +2,12 @@
 evaluate, and how long that takes on this machine.
 
 The budget comes in one of three units (`TrainCfg.plan_unit`): a wall-clock time (`budget: 20m`: the
-updates follow from the measured step rate, `seqforge.training.rate`), a number of updates (`updates`),
+updates follow from the measured step rate, `seqforge.training.budget.rate`), a number of updates (`updates`),
 or, as an explicit override, a number of epochs (`max_epochs`, evaluated at each epoch's end). Time and
 update plans are evaluated `evaluations` times, evenly spaced, whatever the corpus size; the linear
 schedule ends at the last planned update, and early stopping and checkpoint selection count evaluations.
 A time-budget run re-plans as it goes, from the wall time its evaluation intervals take
-(`seqforge.training.replan`).
+(`seqforge.training.worker.budget_keeper`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import math
 from dataclasses import asdict, dataclass
 
 from seqforge.config.shared import TrainCfg
-from seqforge.durations import clock, duration_seconds, guard_seconds
-from seqforge.training.rate import Rate, measured, probe, rate_key
+from seqforge.core import paths
+from seqforge.core.durations import clock, duration_seconds, guard_seconds
+from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.training.budget.rate import Rate, measured, probe, rate_key
 
 STARTUP_S = 20.0  # Ray workers, data shipping and the first checkpoint: seconds a run spends outside updates
 
@@ -63,7 +65,7 @@ class Plan:
 
     def worker_view(self) -> dict:
         """What the Ray Train workers need of it (`train_worker`); `budget_s`: the training seconds a time
-        budget leaves after start-up, which the run keeps to (`seqforge.training.replan`)."""
+        budget leaves after start-up, which the run keeps to (`seqforge.training.worker.budget_keeper`)."""
         budget_s = duration_seconds(self.setting) - STARTUP_S if self.unit == "budget" else None
         return {"updates": self.updates, "eval_every": self.eval_every, "max_epochs": self.max_epochs,
                 "budget_s": budget_s}
@@ -137,14 +139,12 @@ def still_improving(points: list[tuple[int, float]], mode: str, share: float, ta
 
 def plan_experiment(exp, task, cfg: TrainCfg) -> Plan:
     """Experiment `exp`'s plan on its task's tokenized training split, at this machine's measured rate
-    (`seqforge.training.rate`). A `PlanError` when the task is not tokenized yet."""
+    (`seqforge.training.budget.rate`). A `PlanError` when the task is not tokenized yet."""
     from datasets import load_from_disk
 
-    from seqforge import paths
     from seqforge.data.datasets import TokenizedSplit, updates_per_epoch
-    from seqforge.data.tokenizer import SubwordTokenizer
     from seqforge.tasks.registry import task_kind
-    from seqforge.training.module import Seq2SeqModule
+    from seqforge.training.worker.module import Seq2SeqModule
 
     data_dir = paths.tokenized_dir(exp.task)
     if not (data_dir / "dataset_dict.json").is_file():

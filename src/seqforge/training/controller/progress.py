@@ -3,7 +3,7 @@ and a progress bar within the epoch when the driver's stderr is a terminal.
 
 Ray Train reports each epoch on its controller actor; :class:`EpochLines` (a Ray Train callback
 there) sends a summary line through a Ray queue, and rank 0's `StepProgress` (a Lightning callback,
-`seqforge.training.step_progress`) sends its position in the epoch about once a second. :func:`printing`
+`seqforge.training.worker.step_progress`) sends its position in the epoch about once a second. :func:`printing`
 shows both on the driver. Workers' own output and Ray's logs go to Ray's session folder, whose path is
 printed once.
 
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 from ray.train import UserCallback
 
-from seqforge.durations import clock, guard_seconds
+from seqforge.core.durations import clock, guard_seconds
 
 
 def epoch_line(name: str, metrics: dict, elapsed: float, cap: float | None, plan: dict | None = None) -> str:

@@ -1,5 +1,5 @@
 """Ray Train checkpoints of a Lightning run: one after every evaluation (each epoch's end, or every N
-updates of a time or update plan: `seqforge.training.plan`), scored on the task's validation metric, and
+updates of a time or update plan: `seqforge.training.budget.plan`), scored on the task's validation metric, and
 with `train.checkpoint_every_n_steps` one every N updates in between. Such an in-between checkpoint is
 only a resume point (`mid_epoch` in its metrics): it scores the worst finite value of the
 metric, so Ray never keeps it as a best checkpoint (it stays while it is the latest), and export never

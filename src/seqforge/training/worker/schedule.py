@@ -9,7 +9,7 @@ from collections.abc import Callable
 def step_schedule(kind: str, warmup_steps: int, total_steps: int | Callable[[], int]) -> Callable[[int], float]:
     """The learning-rate factor of update `step`: linear warm-up, then inverse-sqrt decay, or (`linear`)
     a linear decay that reaches zero at update `total_steps`, the run's budget (a callable: read at each
-    step, for a run that re-plans, `seqforge.training.replan`)."""
+    step, for a run that re-plans, `seqforge.training.worker.budget_keeper`)."""
     warmup = max(warmup_steps, 1)
     if kind == "inverse_sqrt":
         return lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))

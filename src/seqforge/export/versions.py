@@ -9,20 +9,24 @@ import json
 import tempfile
 from pathlib import Path
 
-from seqforge import paths
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+
 from seqforge.config.shared import DecodeCfg
+from seqforge.core import paths
 from seqforge.corpora.registry import load_corpus
 from seqforge.export import FORMATS, ExportError
+from seqforge.inference.evaluation import test_report
 from seqforge.inference.predictor import Predictor
 from seqforge.tasks.base import TaskCfg
 from seqforge.tasks.registry import load_task
 from seqforge.tracking.client import data_version, first_line, tracking_uri
+from seqforge.tracking.versions import describe_version, register_model_dir, version_tags
 
 
 def source_version(client, model: str):
     """The registered version `NAME@ALIAS` or `NAME/VERSION` names."""
-    from mlflow.exceptions import MlflowException
-
     name, at, ref = model.partition("@")
     if not at:
         name, _, ref = model.partition("/")
@@ -37,9 +41,6 @@ def source_version(client, model: str):
 def download_version(version, dst: Path) -> tuple[Path, dict]:
     """Registered `version`'s exported model directory (downloaded under `dst`) and its pyfunc config
     (decoding settings, request limits)."""
-    import mlflow
-    from mlflow.models import Model
-
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(dst)))
     return next(local.glob("artifacts/*/model.json")).parent, Model.load(str(local)).flavors["python_function"]["config"]
 
@@ -72,11 +73,6 @@ def export_version(model: str, fmt: str, quantization: str, alias: str | None = 
     """Convert registered version `model` to `fmt` with weights as `quantization`, score it on the test split
     with the source's decoding settings, and register it (alias `alias`, default `<fmt>-<quantization>`).
     Returns the new version's record, with the source's and the export's test metrics."""
-    import mlflow
-
-    from seqforge.stages.evaluate import test_report
-    from seqforge.stages.register import describe_version, register_model_dir, version_tags
-
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     form = FORMATS[fmt]

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqforge import paths
-from seqforge.config.experiment import ExperimentCfg
 from seqforge.config.shared import TrainCfg
+from seqforge.core import paths
+from seqforge.data.batching import TokenBudgetBatchSampler, collate
+from seqforge.experiments.config import ExperimentCfg
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,6 @@ def probe(module, train_set, val_set, cfg: TrainCfg, min_seconds: float = 2.0) -
     """Time a few updates of `module` (a `Seq2SeqModule`) on real training batches of one worker, and its
     validation step on two validation batches: (seconds per update, seconds per evaluation of one worker's
     share of the validation set). Runs with the threads one worker gets."""
-    from seqforge.data.batching import TokenBudgetBatchSampler, collate
-
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.cpus_per_worker)
     try:
