@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 import pytest
 from datasets import load_from_disk
+
 from helpers import copy_repo, run
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def test_ct2_float32_decodes_the_test_split_as_pytorch_does(smoke_repo, tmp_path
     repo, _ = smoke_repo
     torch_side = Predictor.load(repo / "models" / "transformer", DecodeCfg(device="cpu"))
     src = load_from_disk(str(repo / "artifacts" / "tokenized" / "translation"))["test"]["src_ids"]
-    agreement = {}
+    agreement, differ = {}, {}
     for quantization in ("float32", "int8"):
         convert(torch_side.model, "transformer", torch_side.tokenizer, tmp_path / quantization, quantization)
         (tmp_path / quantization / "tokenizer.json").write_text((repo / "models" / "transformer" / "tokenizer.json").read_text())
@@ -44,10 +45,34 @@ def test_ct2_float32_decodes_the_test_split_as_pytorch_does(smoke_repo, tmp_path
         for beam in (1, 5):
             cfg = DecodeCfg(device="cpu", beam_size=beam)
             ours, theirs = torch_side.generate_ids(src, cfg), ct2_side.generate_ids(src, cfg)
-            agreement[quantization, beam] = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(src)
+            differ[quantization, beam] = [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
+            agreement[quantization, beam] = 1 - len(differ[quantization, beam]) / len(src)
     assert agreement["float32", 1] == 1.0, agreement
-    assert agreement["float32", 5] >= 0.98, agreement  # the same search; the rest: see CT2Predictor
+    # the same search; where more than beam_size hypotheses finished, CTranslate2 keeps beam_size of them by its own
+    # normalisation before we rank them (CT2Predictor): only those sentences may differ, and few do
+    assert agreement["float32", 5] >= 0.95, agreement
+    assert unexplained(torch_side, src, differ["float32", 5], beam=5) == []
     assert agreement["int8", 1] >= 0.5, agreement  # quantized: close, not equal
+
+
+def unexplained(predictor, src: list[list[int]], sentences: list[int], beam: int) -> list[int]:
+    """The sentences among `sentences` whose PyTorch beam search finished at most `beam` hypotheses: there the two
+    backends' searches must agree."""
+    import torch
+
+    from seqforge.config.shared import DecodeCfg
+    from seqforge.data.batching import collate
+    from seqforge.inference.decoding import beam_search, max_lengths
+
+    cfg, left = DecodeCfg(), []
+    for i in sentences:
+        batch = collate([{"src_ids": src[i], "index": 0}])
+        caps = max_lengths(batch["src_lens"], cfg.max_len_ratio, cfg.max_len_offset)
+        with torch.inference_mode():
+            finished = beam_search(predictor.model, batch["src"], batch["src_lens"], caps, beam, n_best=2 * beam)[0]
+        if len(finished) <= beam:
+            left.append(i)
+    return left
 
 
 def test_exported_version_is_registered_with_its_lineage_and_translates_in_a_fresh_process(exported) -> None:
