@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+export NO_MKDOCS_2_WARNING := 1
+LINTED := src tests bench pipelines docs/gen
 
-.PHONY: install pipeline smoke gpu gpu-check repro test test-ci test-all bench clean-runs stack stack-down deps
+.PHONY: install pipeline smoke gpu gpu-check repro test test-ci test-all bench clean-runs stack stack-down deps docs docs-check docs-serve lint
 
 install: $(STAMP)
 
@@ -72,3 +74,23 @@ bench: install
 ## The source deps of every DVC stage, from its entry point's imports (after moving code; tests/test_layout.py checks them).
 deps: install
 	python tests/stage_deps.py
+
+## The documentation site (docs/, mkdocs.yml): its generated blocks rewritten from committed inputs, then built
+## into site/ with every link and anchor checked.
+docs: install
+	python -m docs.gen
+	mkdocs build --strict --quiet
+
+## What CI runs: fails on a generated block that differs from its inputs (nothing rewritten), then builds.
+docs-check: install
+	python -m docs.gen --check
+	mkdocs build --strict --quiet
+
+docs-serve: install
+	python -m docs.gen
+	mkdocs serve --strict
+
+## Lint: ruff's rules (pyproject.toml) and its formatter, checked.
+lint: install
+	ruff check $(LINTED)
+	ruff format --check $(LINTED)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from helpers import (
     MIRROR,
     OUTAGE_EPOCHS,

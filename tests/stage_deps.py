@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import yaml
+
 from imports import ROOT, module_file, runs_on_import
 
 DVC_FILES = [ROOT / "dvc.yaml", ROOT / "sweeps" / "dvc.yaml", ROOT / "studies" / "dvc.yaml",

@@ -1,5 +1,5 @@
-"""Bad inputs the README's catalogue lists that no other module tests, and the catalogue itself:
-every row names a test that exists, so the table cannot promise a check nobody runs."""
+"""Bad inputs the catalogue (docs/tables/bad_inputs.yaml) lists that no other module tests; tests/test_docs.py
+checks the catalogue itself against the tests its rows name."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
 from typer.testing import CliRunner
 
+from helpers import ROOT
 from seqforge.cli import app
 from seqforge.config.base import ConfigError
 from seqforge.config.shared import load_config
@@ -90,14 +90,3 @@ def test_cli_mistakes_exit_with_a_message_not_a_traceback(cli, args, code, messa
     assert result.exit_code == code, output
     assert re.search(message, output), output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # an exit, not a crash
-
-
-CATALOGUE_ROW = re.compile(r"^\| (\d+) \|.*\| `(tests/[\w/]+\.py)::(\w+)` \|$", re.MULTILINE)
-
-
-def test_every_row_of_the_readme_catalogue_names_a_test_that_exists() -> None:
-    section = (ROOT / "README.md").read_text().split("### Bad inputs, rejected", 1)[1].split("\n## ", 1)[0]
-    rows = CATALOGUE_ROW.findall(section)
-    assert len(rows) >= 30 and [int(n) for n, _, _ in rows] == list(range(1, len(rows) + 1))
-    for _, path, test in rows:
-        assert re.search(rf"^def {test}\(", (ROOT / path).read_text(), re.MULTILINE), f"{path}::{test} does not exist"

@@ -11,8 +11,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from datasets import load_from_disk
-from helpers import ROOT
 
+from helpers import ROOT
 from seqforge.catalog.corpora import add_corpus
 from seqforge.catalog.tasks import add_task
 from seqforge.config.base import set_profile

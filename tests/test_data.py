@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, pairs_of
 
+from helpers import ROOT, pairs_of
 from seqforge.corpora import fetch
 from seqforge.corpora.base import CorpusError
 from seqforge.corpora.registry import CorpusCfg, load_corpus

@@ -9,8 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, pairs_of
 
+from helpers import ROOT, pairs_of
 from seqforge.corpora import fetch
 from seqforge.corpora.base import CorpusError
 from seqforge.corpora.registry import CorpusCfg, load_corpus

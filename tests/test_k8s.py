@@ -9,8 +9,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from helpers import ROOT
 
+from helpers import ROOT
 from seqforge.stack.config import StackCfg, env, load_stack
 
 K8S = ROOT / "infra" / "k8s"

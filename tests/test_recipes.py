@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT
 
+from helpers import ROOT
 from seqforge.catalog import CatalogError
 from seqforge.catalog.corpora import add_corpus
 from seqforge.catalog.tasks import add_task

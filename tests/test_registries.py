@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import toy_plugins  # noqa: F401  (registers the `copy` family, the `echo` kind and the `lines` format)
 from datasets import load_from_disk
 
+import toy_plugins  # noqa: F401  (registers the `copy` family, the `echo` kind and the `lines` format)
 from seqforge.catalog.corpora import add_corpus
 from seqforge.catalog.tasks import add_task
 from seqforge.config.base import ConfigError

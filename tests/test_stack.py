@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import ROOT, copy_repo, run
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import ROOT, run
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT
 
+from helpers import ROOT
 from seqforge.config.base import ConfigError
 from seqforge.config.shared import load_config
 from seqforge.experiments.config import load_experiment

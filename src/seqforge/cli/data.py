@@ -9,6 +9,7 @@ import typer
 
 from seqforge.catalog import CatalogError
 from seqforge.cli.app import _fail, app
+from seqforge.cli.output import AsJson, show
 from seqforge.cli.training import print_plans, tokenize_now
 from seqforge.config.base import ConfigError, set_profile
 from seqforge.config.index import write_index
@@ -149,25 +150,13 @@ def profile(name: Annotated[str, typer.Argument(help="default, smoke, gpu, or an
     typer.echo(f"profile: {name}")
 
 
-def _table(title: str, rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in rows[0] if rows else ["none"]:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
-
-
 @task_app.command("list")
-def task_list() -> None:
+def task_list(as_json: AsJson = False) -> None:
     """The tasks in conf/tasks/: kind, corpus, languages and experiments."""
     from seqforge.catalog.tasks import task_table
 
     try:
-        _table("tasks (conf/tasks/)", task_table())
+        show("tasks (conf/tasks/)", task_table(), as_json)
     except ConfigError as err:
         raise _fail("task list", err) from None
 
@@ -187,12 +176,12 @@ def task_remove(names: Annotated[list[str], typer.Argument(help="task names")]) 
 
 
 @corpus_app.command("list")
-def corpus_list() -> None:
+def corpus_list(as_json: AsJson = False) -> None:
     """The corpora in conf/corpora/: format, languages, whether the files are here, the tasks using each."""
     from seqforge.catalog.corpora import corpus_table
 
     try:
-        _table("corpora (conf/corpora/, pinned in data.dvc)", corpus_table())
+        show("corpora (conf/corpora/, pinned in data.dvc)", corpus_table(), as_json)
     except ConfigError as err:
         raise _fail("corpus list", err) from None
 

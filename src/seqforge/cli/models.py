@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from seqforge.cli.app import _client, _fail, _tracking, app
+from seqforge.cli.output import AsJson, show
 from seqforge.config.base import ConfigError
 from seqforge.export import ExportError
 from seqforge.tracking.client import TrackingError, tracking_uri
@@ -139,27 +140,21 @@ def chat(
 
 
 @app.command()
-def models(name: Annotated[str | None, typer.Argument(help="registered model name; all when omitted")] = None) -> None:
+def models(name: Annotated[str | None, typer.Argument(help="registered model name; all when omitted")] = None,
+           as_json: AsJson = False) -> None:
     """Table of registered models and versions: aliases, architecture, metrics, data version."""
-    from rich.console import Console
-    from rich.table import Table
-
     from seqforge.tracking.lifecycle import list_versions
 
     rows = list_versions(_client(), name)
-    table = Table(title=f"registered models — {_tracking()}")
-    for col in ("name", "version", "aliases", "experiment", "backend", "metric", "chrF", "data version", "created",
-                "note"):
-        table.add_column(col)
-    for r in rows:
-        value = "" if r["value"] is None else f"{r['metric']} {r['value']:.2f}"
-        table.add_row(r["name"], str(r["version"]), r["aliases"], r["arch"], r["backend"], value,
-                      "" if r["chrf"] is None else f"{r['chrf']:.2f}", r["data_version"], r["created"],
-                      "undertrained" if r["undertrained"] else "")
-    Console().print(table)
-    for r in rows:  # the figures behind each note, in full (a table cell would cut them)
-        if r["undertrained"]:
-            print(f"{r['name']} v{r['version']} undertrained: {r['undertrained']}")
+    shown = [{"name": r["name"], "version": r["version"], "aliases": r["aliases"], "experiment": r["arch"],
+              "backend": r["backend"], "metric": "" if r["value"] is None else f"{r['metric']} {r['value']:.2f}",
+              "chrF": "" if r["chrf"] is None else f"{r['chrf']:.2f}", "data version": r["data_version"],
+              "created": r["created"], "note": "undertrained" if r["undertrained"] else ""} for r in rows]
+    show(f"registered models — {_tracking()}", shown, as_json, data=rows)
+    if not as_json:
+        for r in rows:  # the figures behind each note, in full
+            if r["undertrained"]:
+                print(f"{r['name']} v{r['version']} undertrained: {r['undertrained']}")
 
 
 @app.command()
@@ -214,7 +209,7 @@ def serve(
     model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS or NAME/VERSION")],
     port: Annotated[int, typer.Option(help="port on --host")] = 5001,
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    workers: Annotated[int, typer.Option(min=1, help="server processes (default: one per CPU core)")] = os.cpu_count() or 1,
+    workers: Annotated[int | None, typer.Option(min=1, help="server processes (default: one per CPU core)")] = None,
 ) -> None:
     """Serve a registered model with MLflow's scoring server (POST /invocations), alias resolved now.
 
@@ -222,6 +217,7 @@ def serve(
     the cores as torch threads; concurrent requests queue in each process."""
     import subprocess
 
+    workers = workers or os.cpu_count() or 1
     threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch reads these when a server process starts
     # MLflow starts `uvicorn` by name: put this interpreter's bin/ first so an unactivated venv works
     env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from seqforge.cli.app import _fail, app
+from seqforge.cli.output import AsJson, show
 from seqforge.config.base import ConfigError
 from seqforge.config.index import pipeline_index
 from seqforge.config.shared import load_config
@@ -15,10 +16,11 @@ from seqforge.core.durations import clock
 
 
 @app.command()
-def plan(task: Annotated[str | None, typer.Argument(help="a task in conf/tasks/; all tasks when omitted")] = None) -> None:
+def plan(task: Annotated[str | None, typer.Argument(help="a task in conf/tasks/; all tasks when omitted")] = None,
+         as_json: AsJson = False) -> None:
     """Each experiment's training plan, without training: corpus size, updates per epoch, planned updates
     and epochs, evaluations, and the time it takes at this machine's measured step rate."""
-    print_plans(task, "plan")
+    print_plans(task, "plan", as_json)
 
 
 def tokenize_now(task: str, command: str) -> None:
@@ -36,11 +38,8 @@ def tokenize_now(task: str, command: str) -> None:
     typer.echo(f"prepared and tokenized {task} (dvc repro tokenize@{task}, {time.monotonic() - start:.0f} s)")
 
 
-def print_plans(task: str | None, command: str) -> None:
-    """The plans of `task`'s experiments (all tasks: None) as a table; a task not tokenized yet is one line."""
-    from rich.console import Console
-    from rich.table import Table
-
+def print_plans(task: str | None, command: str, as_json: bool = False) -> None:
+    """The plans of `task`'s experiments (all tasks: None) as a table or JSON; a task not tokenized yet is one line."""
     from seqforge.experiments.config import load_experiment
     from seqforge.tasks.registry import load_task
     from seqforge.training.budget.plan import PlanError, plan_experiment
@@ -57,15 +56,14 @@ def print_plans(task: str | None, command: str) -> None:
             plans.append(plan_experiment(exp, load_task(exp.task), exp.train_config(base)))
     except (ConfigError, PlanError) as err:
         raise _fail(command, err) from None
-    table = Table(title="training plans on this machine")
-    for col in ("experiment", "budget", "pairs", "updates/epoch", "updates", "epochs", "evaluate every",
-                "s/update", "estimated", "guard", "rate from"):
-        table.add_column(col)
+    rows = []
     for p in plans:
         cut = p.guard_cut()
-        table.add_row(p.experiment, f"{p.unit} {p.setting}", f"{p.pairs:,}", f"{p.updates_per_epoch:,}",
-                      f"{p.updates:,}", f"{p.epochs:.1f}", f"{p.eval_every:,} updates" if p.eval_every else "epoch",
-                      f"{p.seconds_per_update:.3f}", clock(p.estimated_s),
-                      "" if p.guard_s is None else clock(p.guard_s) + (f" (cuts at {cut:.0%})" if cut else ""),
-                      p.rate_source)
-    Console(width=200).print(table)
+        rows.append({"experiment": p.experiment, "budget": f"{p.unit} {p.setting}", "pairs": f"{p.pairs:,}",
+                     "updates/epoch": f"{p.updates_per_epoch:,}", "updates": f"{p.updates:,}",
+                     "epochs": f"{p.epochs:.1f}",
+                     "evaluate every": f"{p.eval_every:,} updates" if p.eval_every else "epoch",
+                     "s/update": f"{p.seconds_per_update:.3f}", "estimated": clock(p.estimated_s),
+                     "guard": "" if p.guard_s is None else clock(p.guard_s) + (f" (cuts at {cut:.0%})" if cut else ""),
+                     "rate from": p.rate_source})
+    show("training plans on this machine", rows, as_json, data=[p.as_dict() for p in plans])

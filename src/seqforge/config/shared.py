@@ -13,10 +13,10 @@ from seqforge.core.durations import duration_seconds
 
 
 class TokenizerCfg(Strict):
-    library: Literal["tokenizers", "sentencepiece"] = "tokenizers"
-    model: Literal["bpe", "unigram"] = "bpe"
-    vocab_size: int = Field(8000, ge=100)
-    joint: bool = True
+    library: Literal["tokenizers", "sentencepiece"] = "tokenizers"  # Hugging Face tokenizers, or sentencepiece (CJK)
+    model: Literal["bpe", "unigram"] = "bpe"  # the subword model
+    vocab_size: int = Field(8000, ge=100)  # subword vocabulary size (per side unless joint)
+    joint: bool = True  # one vocabulary for source and target (needed by shared embeddings)
     min_frequency: int = Field(2, ge=1)  # tokenizers only
     character_coverage: float = Field(1.0, gt=0.0, le=1.0)  # sentencepiece: 1.0 keeps every character (CJK)
     byte_fallback: bool = True  # sentencepiece: unseen characters become UTF-8 bytes, never <unk>
@@ -33,31 +33,28 @@ PLAN_KEYS = ("max_epochs", "updates", "budget")  # the units a training plan is 
 
 
 class TrainCfg(Strict):
-    num_workers: int = Field(2, ge=1)
-    use_gpu: bool = False
-    cpus_per_worker: int = Field(1, ge=1)
-    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
-    # torch.compile the model's training forward (dynamic shapes; compiled once per worker at the first
-    # steps). Off: on CPU it loses for every family (bench/compile_step.py, README), GPUs: bench/gpu_check.py
-    compile: bool = False
-    # the plan (seqforge.training.budget.plan), from the first of these set: a number of epochs (evaluated at each
-    # epoch's end), a number of optimizer updates, or a wall-clock time on this machine (updates follow from
-    # the measured step rate); the latter two are evaluated `evaluations` times, evenly spaced
-    max_epochs: int | None = Field(None, ge=1)
-    updates: int | None = Field(None, ge=1)
-    budget: Duration | None = "15m"
-    evaluations: int = Field(8, ge=1)
+    num_workers: int = Field(2, ge=1)  # Ray Train workers (data-parallel processes; one per GPU with use_gpu)
+    use_gpu: bool = False  # each worker takes one GPU
+    cpus_per_worker: int = Field(1, ge=1)  # CPUs Ray gives each worker, and its torch threads
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"  # Lightning precision of training
+    compile: bool = False  # torch.compile the training forward (off: slower on CPU for every family)
+    max_epochs: int | None = Field(None, ge=1)  # epochs to train for, each evaluated at its end (of max_epochs,
+    # updates and budget, the first set sizes the run)
+    updates: int | None = Field(None, ge=1)  # optimizer updates to train for, evaluated `evaluations` times
+    budget: Duration | None = "15m"  # training time on this machine: the plan turns it into updates at its
+    # measured step rate, evaluated `evaluations` times
+    evaluations: int = Field(8, ge=1)  # validations (each with a scored checkpoint) over an updates or time plan
     max_time: str | None = Field(None, pattern=r"^\d\d:\d\d:\d\d:\d\d$")  # a guard, not the budget
     # (null: 1.5 × budget for a time budget, none otherwise)
     undertrained_share: float = Field(0.05, gt=0)  # warn when the last 20 % of updates gained more than this
     # share of the validation metric (seqforge.training.budget.plan.still_improving)
-    batch_tokens: int = Field(6000, ge=64)
+    batch_tokens: int = Field(6000, ge=64)  # tokens (source + target, padding included) per batch and worker
     accumulate_grad_batches: int = Field(1, ge=1)  # batches per update: the effective batch is this × batch_tokens × workers
     early_stopping_patience: int = Field(4, ge=1)  # evaluations without improvement
-    seed: int = 1234
-    log_every_n_steps: int = Field(25, ge=1)
-    storage_path: str = "runs/ray"
-    num_checkpoints: int = Field(2, ge=1)
+    seed: int = 1234  # seeds weights, dropout and batch order
+    log_every_n_steps: int = Field(25, ge=1)  # updates between training-loss metrics
+    storage_path: str = "runs/ray"  # Ray Train checkpoints (a path or URI; $SEQFORGE_RAY_STORAGE overrides)
+    num_checkpoints: int = Field(2, ge=1)  # best checkpoints Ray keeps, by the validation metric
     checkpoint_every_n_steps: int | None = Field(None, ge=1)  # resume points between evaluations (not in sweeps)
     average_checkpoints: Literal["auto", "always", "never"] = "auto"  # export the mean of the kept checkpoints
     # (auto: only when it scores better than the best one on the validation metric)
@@ -92,8 +89,8 @@ def layered_train(*layers: dict) -> dict:
 class DecodeCfg(Strict):
     """How hypotheses are searched: beam search (beam 1 = greedy) or top-k/top-p sampling."""
 
-    strategy: Literal["beam", "sample"] = "beam"
-    beam_size: int = Field(5, ge=1)
+    strategy: Literal["beam", "sample"] = "beam"  # beam search (beam_size 1: greedy) or sampling
+    beam_size: int = Field(5, ge=1)  # hypotheses kept per sentence
     length_penalty: float = Field(1.0, ge=0.0)  # GNMT alpha; 0 disables
     patience: float = Field(1.0, gt=0.0)  # beam: a sentence ends once round(beam_size * patience) hypotheses have
     # finished (Kasai et al., 2022; CTranslate2's `patience`). Default Transformer, validation: 1.5 +0.07 BLEU, GRU +0
@@ -101,12 +98,12 @@ class DecodeCfg(Strict):
     min_length: int = Field(0, ge=0)  # tokens generated before EOS is allowed
     top_k: int = Field(0, ge=0)  # sampling: keep the k most likely tokens; 0 keeps all
     top_p: float = Field(1.0, gt=0.0, le=1.0)  # sampling: nucleus mass
-    temperature: float = Field(1.0, gt=0.0)
+    temperature: float = Field(1.0, gt=0.0)  # sampling: logits divided by this
     seed: int = 0  # sampling: the same seed gives the same outputs
     max_len_ratio: float = Field(1.5, ge=0)  # output length <= ratio * source length + offset
-    max_len_offset: int = Field(10, ge=1)
-    n_best: int = Field(1, ge=1)
-    batch_size: int = Field(64, ge=1)
+    max_len_offset: int = Field(10, ge=1)  # see max_len_ratio
+    n_best: int = Field(1, ge=1)  # hypotheses returned per sentence (beam only)
+    batch_size: int = Field(64, ge=1)  # sentences decoded together
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: the GPU when there is one
     precision: Literal["32", "bf16"] = "32"  # bf16: half the memory traffic (meant for GPUs)
 
@@ -121,16 +118,16 @@ class DecodeCfg(Strict):
 
 class OptimCfg(Strict):
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: plain (momentum 0 unless set), the classic RNN recipe
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0)  # peak learning rate
     momentum: float = Field(0.0, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0)  # AdamW decay of weight matrices (never norms, biases, embeddings)
-    betas: tuple[float, float] = (0.9, 0.98)
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW moment decays
     schedule: Literal["inverse_sqrt", "linear", "plateau"] = "inverse_sqrt"  # linear: warm-up, then down
     # to zero at the run's last planned update (seqforge.training.budget.plan)
-    warmup_steps: int = Field(500, ge=0)
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
-    plateau_patience: int = Field(1, ge=0)
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    warmup_steps: int = Field(500, ge=0)  # updates of linear warm-up to the peak rate
+    plateau_factor: float = Field(0.5, gt=0, lt=1)  # plateau: the learning rate is multiplied by this
+    plateau_patience: int = Field(1, ge=0)  # plateau: evaluations without improvement before it drops
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)  # of the cross-entropy targets
     clip_norm: float | None = Field(1.0, gt=0)  # global gradient-norm cap; null: never clipped (norms still logged)
 
 
@@ -149,14 +146,14 @@ class ServeCfg(Strict):
 
 
 class MlflowCfg(Strict):
-    experiment: str = "seqforge"
-    registry_alias: str = "challenger"
+    experiment: str = "seqforge"  # the MLflow experiment every run goes to
+    registry_alias: str = "challenger"  # the alias `register` moves to each new version
 
 
 class Config(Strict):
     """`conf/config.yaml`: what every task and experiment shares, with the profile's overlay."""
 
-    profile: str = "default"
+    profile: str = "default"  # the active profile (`seqforge profile NAME`): conf/profiles/<profile>.yaml
     train: TrainCfg = TrainCfg()
     evaluate: EvaluateCfg = EvaluateCfg()
     serve: ServeCfg = ServeCfg()

@@ -86,8 +86,8 @@ def corpus_format(name: str) -> CorpusFormat:
     return FORMATS[name]
 
 class ArchiveCfg(Strict):
-    url: str
-    sha256: str
+    url: str  # the archive's official address
+    sha256: str  # its SHA-256, checked before anything is extracted
     members: dict[str, str]  # file in data/<corpus>: path inside the archive (`!` enters a nested zip)
 
 

@@ -34,10 +34,10 @@ class SyntheticCfg(Strict):
 
     tasks: list[SubTask] = Field(["copy", "reverse", "recall"], min_length=1)  # taken in turn, row by row
     min_length: int = Field(5, ge=2)  # symbols per source (the sub-task word and the marker not counted)
-    max_length: int = Field(200, ge=2)
-    lengths: Literal["log_uniform", "uniform"] = "log_uniform"
+    max_length: int = Field(200, ge=2)  # the longest source, in symbols
+    lengths: Literal["log_uniform", "uniform"] = "log_uniform"  # how source lengths are drawn
     vocab: int = Field(20, ge=2, le=100_000)  # distinct symbols
-    splits: dict[Literal["train", "validation", "test"], int] = Field(
+    splits: dict[Literal["train", "validation", "test"], int] = Field(  # rows per split
         default_factory=lambda: {"train": 20000, "validation": 500, "test": 1000})
 
     @model_validator(mode="after")

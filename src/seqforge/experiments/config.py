@@ -29,10 +29,11 @@ from seqforge.models.registry import FAMILIES, model_union
 
 
 class ExperimentCfg(Strict):
-    """`conf/experiments/<name>.yaml`: validate with `experiment_schema()`, which knows the registered families."""
+    """`conf/experiments/<name>.yaml`: one model of a registered family trained on a task (validate with
+    `experiment_schema()`, which knows the registered families)."""
 
-    name: Name
-    task: Name
+    name: Name  # the file's name
+    task: Name  # the task it trains on (conf/tasks/<task>.yaml)
     template: Name | None = None  # the experiment file this one extends (`seqforge task add`)
     model: FamilyCfg  # validated as the family `model.arch` names (models.registry)
     optim: OptimCfg = OptimCfg()

@@ -24,6 +24,8 @@ from seqforge.tasks.registry import task_schema
 
 
 class RecipeRule(Strict):
+    """One rule: the values a task and its experiments get when its corpus has at most `up_to` training pairs."""
+
     up_to: int | None = Field(None, ge=1)  # training pairs this rule covers (null: any number)
     tokenizer: dict[str, Any] = Field(default_factory=dict)  # keys of a task's `tokenizer` section
     families: dict[str, dict[str, Any]] = Field(default_factory=dict)  # model family (`model.arch`) -> keys of its experiments' `model`
@@ -38,7 +40,7 @@ class RecipeRule(Strict):
 class Recipes(Strict):
     """Rules per task kind, smallest corpus first; the last rule of a kind covers any size."""
 
-    kinds: dict[str, list[RecipeRule]]
+    kinds: dict[str, list[RecipeRule]]  # task kind -> its rules, smallest corpus first
 
     @model_validator(mode="after")
     def _ordered(self) -> Recipes:

@@ -104,7 +104,7 @@ class CT2Predictor(Predictor):
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         batches = [order[start : start + cfg.batch_size] for start in range(0, len(order), cfg.batch_size)]
         limits = [max(caps[i] for i in idx) for idx in batches]  # one cap per batch: its longest sentence's
-        pending = [self._submit([src_ids[i] for i in idx], limit, options) for idx, limit in zip(batches, limits)]
+        pending = [self._submit([src_ids[i] for i in idx], limit, options) for idx, limit in zip(batches, limits, strict=True)]
         out: list[list[list[int]]] = [[] for _ in src_ids]
         for idx, limit, results in zip(batches, limits, pending, strict=True):
             for i, result in zip(idx, results, strict=True):

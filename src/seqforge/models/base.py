@@ -14,7 +14,7 @@ from seqforge.config.base import Strict
 class FamilyCfg(Strict):
     """The `model:` section every family's config extends (with `arch: Literal["<family>"]`)."""
 
-    arch: str
+    arch: str  # the model family (a registered one: `rnn`, `transformer`)
     tied_embeddings: bool = True  # the output projection shares the target embedding's weights
     shared_embeddings: bool = False  # one embedding for source and target (needs a joint vocabulary)
 

@@ -29,21 +29,23 @@ def reversal(lens: Tensor, length: int) -> Tensor:
 
 
 class RNNModelCfg(FamilyCfg):
-    arch: Literal["rnn"]
-    cell: Literal["rnn", "lstm", "gru"] = "gru"
-    emb_dim: int = Field(256, gt=0)
-    hidden_dim: int = Field(512, gt=0)
+    """An RNN encoder-decoder: vanilla, LSTM or GRU cells, a (bi)directional encoder, attention."""
+
+    arch: Literal["rnn"]  # the family
+    cell: Literal["rnn", "lstm", "gru"] = "gru"  # the recurrent cell of encoder and decoder
+    emb_dim: int = Field(256, gt=0)  # embedding size
+    hidden_dim: int = Field(512, gt=0)  # decoder state size (and the encoder's, per direction, by default)
     enc_hidden_dim: int | None = Field(None, gt=0)  # encoder size per direction (None: hidden_dim); OpenNMT-py's
     # brnn with hidden 512 is 256 per direction
-    enc_layers: int = Field(1, ge=1)
-    dec_layers: int = Field(1, ge=1)
-    bidirectional: bool = True
+    enc_layers: int = Field(1, ge=1)  # stacked encoder layers
+    dec_layers: int = Field(1, ge=1)  # stacked decoder layers
+    bidirectional: bool = True  # the encoder reads the source both ways
     # none: the plain encoder-decoder (the encoder's final state, bridged into the decoder, is all it reads)
     attention: Literal["bahdanau", "luong_dot", "luong_general", "luong_concat", "none"] = "bahdanau"
-    input_feeding: bool = True
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    tied_embeddings: bool = True
-    shared_embeddings: bool = False
+    input_feeding: bool = True  # the previous attentional vector is fed back into the decoder (Luong et al.)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)  # on embeddings and states
+    tied_embeddings: bool = True  # the output projection shares the target embedding's weights
+    shared_embeddings: bool = False  # one embedding for source and target (needs a joint vocabulary)
 
     @model_validator(mode="after")
     def _feeding_needs_attention(self) -> RNNModelCfg:

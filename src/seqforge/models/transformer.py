@@ -24,16 +24,18 @@ SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDP
 
 
 class TransformerModelCfg(FamilyCfg):
-    arch: Literal["transformer"]
-    d_model: int = Field(256, gt=0)
-    heads: int = Field(4, ge=1)
-    enc_layers: int = Field(3, ge=1)
-    dec_layers: int = Field(3, ge=1)
-    ffn_dim: int = Field(1024, gt=0)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    tied_embeddings: bool = True
-    shared_embeddings: bool = True
-    max_positions: int = Field(512, gt=0)
+    """A pre-LN Transformer encoder-decoder."""
+
+    arch: Literal["transformer"]  # the family
+    d_model: int = Field(256, gt=0)  # model width (embeddings, attention, residual stream)
+    heads: int = Field(4, ge=1)  # attention heads (d_model must divide by it)
+    enc_layers: int = Field(3, ge=1)  # encoder layers
+    dec_layers: int = Field(3, ge=1)  # decoder layers
+    ffn_dim: int = Field(1024, gt=0)  # feed-forward inner width
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # on embeddings, attention and feed-forward outputs
+    tied_embeddings: bool = True  # the output projection shares the target embedding's weights
+    shared_embeddings: bool = True  # one embedding for source and target (needs a joint vocabulary)
+    max_positions: int = Field(512, gt=0)  # the longest sequence it encodes or writes (EOS included)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TransformerModelCfg:

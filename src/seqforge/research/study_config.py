@@ -41,7 +41,7 @@ STUDIES = {"classic": "study", "long": "study_long"}  # `seqforge study --study 
 class StudyCfg(Strict):
     """`conf/study.yaml`: the models, the parameter budget they are sized to and the training they share."""
 
-    task: Name = "translation"
+    task: Name = "translation"  # the task every model trains and is tested on
     length_metric: Literal["bleu", "accuracy"] = "bleu"  # by source length: sacreBLEU, or exact match and token
     # accuracy per sub-task (synthetic corpora)
     base: Name  # the experiment every model starts from unless it names its own
@@ -52,7 +52,7 @@ class StudyCfg(Strict):
     train: dict[str, Any] = {}  # train settings for every model: the same wall-time cap is the budget
     length_buckets: list[int] = Field([10, 15, 20, 25], min_length=1)  # upper source lengths (words) of
     # the BLEU buckets: ≤10, 11–15, 16–20, 21–25, >25
-    models: dict[Name, StudyModelCfg] = Field(..., min_length=1)
+    models: dict[Name, StudyModelCfg] = Field(..., min_length=1)  # model name -> how it differs from `base`
 
     @field_validator("set")
     @classmethod

@@ -109,7 +109,7 @@ def claims(results: Results) -> list[dict[str, str]]:
             growing.append(gaps[buckets[-1]] > gaps[buckets[0]])
         labels = [b["bucket"] for b in results[plain[cells[0]]]["bleu_by_length"] if b["sentences"]]
         sizes = [b["sentences"] for b in results[plain[cells[0]]]["bleu_by_length"] if b["sentences"]]
-        measured = (f"BLEU gain of attention by source length ({', '.join(f'{l}: {n}' for l, n in zip(labels, sizes, strict=True))} "
+        measured = (f"BLEU gain of attention by source length ({', '.join(f'{label}: {n}' for label, n in zip(labels, sizes, strict=True))} "
                     f"test sentences): " + "; ".join(parts))
         add(claim, measured, "holds" if all(growing) else ("mixed" if any(growing) else "does not hold here"))
 

@@ -27,8 +27,8 @@ SPACE_SECTIONS = ("model", "optim", "train")
 
 
 class SearchCfg(Strict):
-    algorithm: Literal["optuna", "random"] = "optuna"
-    seed: int = 0
+    algorithm: Literal["optuna", "random"] = "optuna"  # Optuna's TPE, or random search
+    seed: int = 0  # the search's seed: the same seed samples the same trials
 
 
 class SchedulerCfg(Strict):
@@ -41,13 +41,13 @@ class SchedulerCfg(Strict):
 class TuneCfg(Strict):
     """A sweep (`conf/tune/<experiment>.yaml`): search space, search algorithm, scheduler, trials."""
 
-    num_samples: int = Field(8, ge=1)
+    num_samples: int = Field(8, ge=1)  # trials
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the cluster's resources fit
     storage_path: str = "runs/tune"  # a shared URI (s3://, NFS path) on a multi-node cluster
     search: SearchCfg = SearchCfg()
     scheduler: SchedulerCfg = SchedulerCfg()
     train: dict[str, Any] = {}  # `train` overrides for every trial (workers, GPUs, epochs, time cap)
-    space: dict[str, dict[str, list[Any]]]
+    space: dict[str, dict[str, list[Any]]]  # dotted key -> its domain: choice, uniform, loguniform or randint
 
     @model_validator(mode="after")
     def _domains(self) -> TuneCfg:

@@ -12,44 +12,46 @@ from seqforge.config.base import CONF_DIR, Strict, read_yaml, validate
 
 
 class PostgresCfg(Strict):
-    port: int = 5433
-    user: str = "seqforge"
-    database: str = "mlflow"
-    auth_database: str = "mlflow_auth"
+    port: int = 5433  # PostgreSQL's port on `host`
+    user: str = "seqforge"  # the role MLflow connects as
+    database: str = "mlflow"  # MLflow's backend store
+    auth_database: str = "mlflow_auth"  # MLflow's basic-auth users and permissions
 
 
 class SeaweedCfg(Strict):
-    master_port: int = 9333
-    volume_port: int = 8081
-    filer_port: int = 8888
-    volume_size_limit_mb: int = 1024
+    master_port: int = 9333  # SeaweedFS master
+    volume_port: int = 8081  # SeaweedFS volume server
+    filer_port: int = 8888  # SeaweedFS filer (behind the S3 gateway)
+    volume_size_limit_mb: int = 1024  # the largest volume SeaweedFS grows before it opens another
 
 
 class S3Cfg(Strict):
-    port: int = 8333
-    bucket: str = "seqforge"
-    region: str = "us-east-1"
+    port: int = 8333  # the S3 gateway's port on `host`
+    bucket: str = "seqforge"  # the bucket for MLflow artifacts, DVC's remote and Ray's checkpoints
+    region: str = "us-east-1"  # the region clients name (SeaweedFS ignores it)
 
 
 class MlflowServerCfg(Strict):
-    port: int = 5050
-    workers: int = 2
-    admin_username: str = "admin"
-    artifacts_prefix: str = "mlartifacts"
+    port: int = 5050  # the MLflow server's port on `host`
+    workers: int = 2  # server worker processes
+    admin_username: str = "admin"  # the basic-auth administrator (its password is made at the first `stack up`)
+    artifacts_prefix: str = "mlartifacts"  # where in the bucket the server keeps artifacts
 
 
 class DvcRemoteCfg(Strict):
-    remote: str = "stack"
-    prefix: str = "dvc"
+    remote: str = "stack"  # the DVC remote `stack up` makes the default
+    prefix: str = "dvc"  # where in the bucket it keeps data
 
 
 class RayStorageCfg(Strict):
-    prefix: str = "ray"
+    prefix: str = "ray"  # where in the bucket Ray keeps checkpoints and sweep state ($SEQFORGE_RAY_STORAGE)
 
 
 class StackCfg(Strict):
-    dir: Path = Path(".stack")
-    host: str = "127.0.0.1"
+    """`conf/stack.yaml`: the team stack on one machine (PostgreSQL, SeaweedFS S3, MLflow server with auth)."""
+
+    dir: Path = Path(".stack")  # data, logs and credentials of the stack's services
+    host: str = "127.0.0.1"  # the interface every service listens on
     postgres: PostgresCfg = PostgresCfg()
     seaweedfs: SeaweedCfg = SeaweedCfg()
     s3: S3Cfg = S3Cfg()

@@ -27,8 +27,8 @@ class TaskCfg(Strict):
     """What every task has: its corpus, tokenizer, and how evaluation and serving decode."""
 
     kind: str  # each kind narrows it to `Literal["<kind>"]` (tasks.registry tells kinds apart by it)
-    name: Name
-    corpus: Name
+    name: Name  # the file's name
+    corpus: Name  # the raw corpus it reads (conf/corpora/<corpus>.yaml)
     registered_name: str | None = None  # the MLflow model name; default: the task name
     tokenizer: TokenizerCfg = TokenizerCfg()
     decode: DecodeCfg = DecodeCfg()

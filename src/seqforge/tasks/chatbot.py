@@ -40,8 +40,8 @@ class ChatData(DataCfg):
 class ChatbotTask(TaskCfg):
     """Chatbot: dialogue context -> response, with the same stages and models as translation."""
 
-    kind: Literal["chatbot"]
-    lang: Lang = "en"
+    kind: Literal["chatbot"]  # the task kind
+    lang: Lang = "en"  # the language spoken (BLEU's tokenizer and the registered name follow it)
     data: ChatData = ChatData()
 
     @property

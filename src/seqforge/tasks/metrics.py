@@ -41,9 +41,12 @@ def corpus_scores(hyps: list[str], refs: list[str], tokenize: str = "13a") -> di
     }
 
 
-def _words(text: str, tokenize=Tokenizer13a()) -> list[str]:
+TOKENIZE_13A = Tokenizer13a()
+
+
+def _words(text: str) -> list[str]:
     """The tokens dialogue metrics count: sacreBLEU's 13a tokenization of the lowercased text."""
-    return tokenize(text.lower()).split()
+    return TOKENIZE_13A(text.lower()).split()
 
 
 def _distinct(token_lists: list[list[str]], n: int) -> float:

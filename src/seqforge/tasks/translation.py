@@ -77,9 +77,9 @@ class TranslationData(DataCfg):
 class TranslationTask(TaskCfg):
     """Machine translation from `src_lang` to `tgt_lang` on a parallel corpus."""
 
-    kind: Literal["translation"]
-    src_lang: Lang
-    tgt_lang: Lang
+    kind: Literal["translation"]  # the task kind
+    src_lang: Lang  # the source language (the corpus's column of that name)
+    tgt_lang: Lang  # the target language
     data: TranslationData = TranslationData()
     scoring: ClassVar[frozenset[str]] = frozenset({"bleu_tokenize"})
     bleu_tokenize: str = "auto"  # sacreBLEU tokenizer; auto: chosen from tgt_lang (13a, zh, ja-mecab, ko-mecab, char)
