@@ -16,8 +16,9 @@ from helpers import ROOT
 from seqforge.config.base import ConfigError
 from seqforge.config.shared import load_config
 from seqforge.experiments.config import load_experiment
-from seqforge.research.tune import trial_train_cfg, write_tuned
+from seqforge.research.tune import trial_train_cfg
 from seqforge.research.tune_config import load_tune
+from seqforge.research.tune_results import write_tuned
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import typer
 from seqforge.cli.app import _fail, app
 from seqforge.config.base import ConfigError
 from seqforge.stack.config import credentials, env, exports, load_stack
-from seqforge.stack.services import StackError, down, up
+from seqforge.stack.processes import StackError
+from seqforge.stack.services import down, up
 
 stack_app = typer.Typer(no_args_is_help=True, help="The team stack on this machine: PostgreSQL, S3 (SeaweedFS), "
                         "MLflow server with auth (conf/stack.yaml, infra/README.md).")

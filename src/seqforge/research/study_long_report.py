@@ -12,14 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from seqforge.research.study_report import (
-    Results,
-    _find,
-    _write_csv,
-    clipping_plot,
-    gradient_plot,
-    write_readme,
-)
+from seqforge.research.study_plots import Results, clipping_plot, find_model, gradient_plot, write_csv
+from seqforge.research.study_report import write_readme
 
 CLOSE = 5.0  # exact match, percentage points: one seed per model, so a smaller gap is "too close to call"
 SEQUENCE_TASKS = ("copy", "reverse")  # whose outputs are as long as their inputs
@@ -76,7 +70,7 @@ def claims(results: Results, buckets: list[str]) -> list[dict[str, str]]:
     def add(claim: str, measured: str, verdict: str) -> None:
         out.append({"claim": claim, "measured": measured, "verdict": verdict})
 
-    pairs = {c: (_find(results, cell=c, attended=False), _find(results, cell=c, attended=True)) for c in ("rnn", "lstm", "gru")}
+    pairs = {c: (find_model(results, cell=c, attended=False), find_model(results, cell=c, attended=True)) for c in ("rnn", "lstm", "gru")}
     pairs = {c: p for c, p in pairs.items() if all(p)}
     if pairs:
         parts, gaps = [], []
@@ -89,7 +83,7 @@ def claims(results: Results, buckets: list[str]) -> list[dict[str, str]]:
             f"copy + reverse exact match (%) by input length ({' / '.join(buckets)} symbols): " + "; ".join(parts),
             _verdict(gaps))
 
-    plain = {c: _find(results, cell=c, attended=False) for c in ("rnn", "lstm", "gru")}
+    plain = {c: find_model(results, cell=c, attended=False) for c in ("rnn", "lstm", "gru")}
     if plain["rnn"] and (plain["lstm"] or plain["gru"]):
         depth = len(results[plain["rnn"]]["encoder_grad"]["initialisation"])
         parts = [f"{results[n]['model']['cell']}: {_distance(results[n], 'initialisation')} at initialisation, "
@@ -132,7 +126,7 @@ def claims(results: Results, buckets: list[str]) -> list[dict[str, str]]:
             + contrast,
             "holds" if exploded and tamed else ("mixed" if exploded else "does not hold here"))
 
-    bi, uni = _find(results, cell="gru", attended=True), _find(results, cell="gru", attended=True, bidirectional=False)
+    bi, uni = find_model(results, cell="gru", attended=True), find_model(results, cell="gru", attended=True, bidirectional=False)
     if bi and uni:
         tasks = sorted({b["task"] for b in results[bi]["accuracy_by_length"]})
         add("A bidirectional encoder helps: each source state also summarises what follows it.",
@@ -140,7 +134,7 @@ def claims(results: Results, buckets: list[str]) -> list[dict[str, str]]:
             + ", ".join(f"{t} {exact(results[bi], t):.0f} vs {exact(results[uni], t):.0f}" for t in tasks),
             _verdict([exact(results[bi], t) - exact(results[uni], t) for t in tasks]))
 
-    transformer = _find(results, arch="transformer", clipped=None)
+    transformer = find_model(results, arch="transformer", clipped=None)
     attentive = [att for _, att in pairs.values()]
     if transformer and attentive:
         best = max(attentive, key=lambda n: exact(results[n], SEQUENCE_TASKS))
@@ -175,7 +169,7 @@ def accuracy_plot(summary: dict[str, Any], out: Path) -> str:
     ax.legend(fontsize=7)
     fig.suptitle("Exact match by input length (dashed: no attention)", fontsize=11)
     fig.savefig(out / "accuracy_by_length.png", dpi=110)
-    _write_csv(out / "accuracy_by_length.csv", ["bucket", *results],  # bucket: "<sub-task> <length>"
+    write_csv(out / "accuracy_by_length.csv", ["bucket", *results],  # bucket: "<sub-task> <length>"
                [[f"{task} {lab}", *(exact(r, task, lab) for r in results.values())] for task in tasks for lab in labels])
     return "accuracy_by_length.png"
 

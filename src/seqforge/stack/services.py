@@ -14,100 +14,33 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from glob import glob
 from pathlib import Path
 
 from seqforge.core import paths
 from seqforge.stack.config import StackCfg, credentials, env, exports
-
-
-class StackError(RuntimeError):
-    """A part of the stack could not start or stop; the message names it and its log file."""
-
+from seqforge.stack.processes import (
+    StackError,
+    alive,
+    as_postgres,
+    exited,
+    port_open,
+    postgres_bin,
+    run,
+    spawn,
+    stop,
+    wait_until,
+)
 
 # ---------------------------------------------------------------------------------------------- parts
-
-
-def _postgres_bin(tool: str) -> str:
-    """A PostgreSQL server program: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
-    found = shutil.which(tool) or next(iter(sorted(glob(f"/usr/lib/postgresql/*/bin/{tool}"), reverse=True)), None)
-    if found is None:
-        raise StackError(f"PostgreSQL's {tool} not found: install Debian's postgresql (apt-get install postgresql)")
-    return found
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its programs as the `postgres` user then."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _run(cmd: list[str], what: str, log: Path, **kw) -> None:
-    with log.open("a") as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, **kw)
-    if done.returncode:
-        raise StackError(f"{what} failed (exit {done.returncode}); see {log}")
-
-
-def _wait(ready: Callable[[], bool], what: str, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(0.5)
-    raise StackError(f"{what} did not come up within {timeout:.0f} s; see {log}")
-
-
-def _port_open(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def _spawn(cfg: StackCfg, name: str, cmd: list[str], extra_env: dict[str, str]) -> subprocess.Popen:
-    """Start a long-running part in its own session (it outlives `make`), its pid in `<dir>/<name>.pid`."""
-    log = cfg.dir / "logs" / f"{name}.log"
-    with log.open("a") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=os.environ | extra_env, start_new_session=True)
-    (cfg.dir / f"{name}.pid").write_text(str(proc.pid))
-    return proc
-
-
-def _exited(proc: subprocess.Popen | None, what: str, log: Path) -> None:
-    """Fail at once when a part just started has exited (no point waiting for it)."""
-    if proc is not None and proc.poll() is not None:
-        raise StackError(f"{what} exited with status {proc.returncode}; see {log}")
-
-
-def _alive(cfg: StackCfg, name: str) -> bool:
-    """The part's process still runs (an exited one nobody has reaped yet, a zombie, does not: in a
-    container whose first process reaps no orphans, it would stay one)."""
-    pid_file = cfg.dir / f"{name}.pid"
-    if not pid_file.is_file():
-        return False
-    try:
-        pid = int(pid_file.read_text())
-        os.kill(pid, 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # no /proc (not Linux): the signal answered
-        return True
 
 
 def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
     data, log = (cfg.dir / "postgres").resolve(), (cfg.dir / "logs" / "postgres.log").resolve()
     log.touch()
     if os.geteuid() == 0:
-        if subprocess.run(_as_postgres(["test", "-x", str(data.parent)]), cwd="/", check=False).returncode:
+        if subprocess.run(as_postgres(["test", "-x", str(data.parent)]), cwd="/", check=False).returncode:
             raise StackError(f"PostgreSQL runs as the postgres user, which cannot enter {data.parent}: set "
                              "`dir` in conf/stack.yaml to a folder it can reach (e.g. /var/tmp/seqforge-stack)")
         shutil.chown(log, "postgres")  # pg_ctl writes the server's log as that user
@@ -119,14 +52,14 @@ def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
             shutil.chown(data, "postgres")
             shutil.chown(pwfile, "postgres")
         try:
-            _run(_as_postgres([_postgres_bin("initdb"), "-D", str(data), "-U", cfg.postgres.user, f"--pwfile={pwfile}",
+            run(as_postgres([postgres_bin("initdb"), "-D", str(data), "-U", cfg.postgres.user, f"--pwfile={pwfile}",
                                "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8"]),
                  "PostgreSQL initdb", log, cwd="/")
         finally:
             pwfile.unlink()
-    if not _port_open(cfg.host, cfg.postgres.port):
+    if not port_open(cfg.host, cfg.postgres.port):
         options = f"-p {cfg.postgres.port} -k {data} -c listen_addresses={cfg.host}"
-        _run(_as_postgres([_postgres_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
+        run(as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
              "PostgreSQL start", log, cwd="/")
     import psycopg
 
@@ -147,9 +80,9 @@ def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
     s3_config.write_text(json.dumps(identity))
     log = cfg.dir / "logs" / "seaweedfs.log"
     proc = None
-    if not _alive(cfg, "seaweedfs"):
+    if not alive(cfg, "seaweedfs"):
         weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
-        proc = _spawn(cfg, "seaweedfs", [
+        proc = spawn(cfg, "seaweedfs", [
             weed, "server", f"-dir={cfg.dir / 'seaweedfs'}", f"-ip={cfg.host}", f"-ip.bind={cfg.host}",
             f"-master.port={sw.master_port}", f"-master.volumeSizeLimitMB={sw.volume_size_limit_mb}",
             f"-volume.port={sw.volume_port}", f"-filer.port={sw.filer_port}",
@@ -160,7 +93,7 @@ def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
     client = s3_client(cfg, creds)
 
     def bucket_ready() -> bool:
-        _exited(proc, "SeaweedFS", log)
+        exited(proc, "SeaweedFS", log)
         try:
             if cfg.s3.bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
                 client.create_bucket(Bucket=cfg.s3.bucket)
@@ -168,7 +101,7 @@ def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
         except Exception:  # noqa: BLE001 - not up yet: connection refused, 503 while the volume server joins
             return False
 
-    _wait(bucket_ready, f"SeaweedFS S3 on {cfg.s3_endpoint} (bucket {cfg.s3.bucket})", log)
+    wait_until(bucket_ready, f"SeaweedFS S3 on {cfg.s3_endpoint} (bucket {cfg.s3.bucket})", log)
 
 
 def s3_client(cfg: StackCfg, creds: dict[str, str]):
@@ -193,8 +126,8 @@ def _start_mlflow(cfg: StackCfg, creds: dict[str, str]) -> None:
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     log = cfg.dir / "logs" / "mlflow.log"
     proc = None
-    if not _alive(cfg, "mlflow"):
-        proc = _spawn(cfg, "mlflow", [
+    if not alive(cfg, "mlflow"):
+        proc = spawn(cfg, "mlflow", [
             sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
             "--backend-store-uri", cfg.database_uri(creds, cfg.postgres.database),
             "--artifacts-destination", f"s3://{cfg.s3.bucket}/{cfg.mlflow.artifacts_prefix}",
@@ -204,14 +137,14 @@ def _start_mlflow(cfg: StackCfg, creds: dict[str, str]) -> None:
             "AWS_DEFAULT_REGION": cfg.s3.region})
 
     def healthy() -> bool:
-        _exited(proc, "the MLflow server", log)
+        exited(proc, "the MLflow server", log)
         try:
             with urllib.request.urlopen(f"{cfg.tracking_uri}/health", timeout=2) as response:
                 return response.status == 200
         except OSError:
             return False
 
-    _wait(healthy, f"the MLflow server on {cfg.tracking_uri}", log, timeout=180)
+    wait_until(healthy, f"the MLflow server on {cfg.tracking_uri}", log, timeout=180)
 
 
 def _configure_dvc(cfg: StackCfg) -> None:
@@ -221,7 +154,7 @@ def _configure_dvc(cfg: StackCfg) -> None:
                  ["remote", "modify", "--local", cfg.dvc.remote, "endpointurl", cfg.s3_endpoint],
                  ["remote", "modify", "--local", cfg.dvc.remote, "region", cfg.s3.region],
                  ["remote", "default", "--local", cfg.dvc.remote]):
-        _run([paths.DVC, *args], "dvc remote", cfg.dir / "logs" / "dvc.log")
+        run([paths.DVC, *args], "dvc remote", cfg.dir / "logs" / "dvc.log")
 
 
 def up(cfg: StackCfg) -> dict[str, str]:
@@ -238,27 +171,11 @@ def up(cfg: StackCfg) -> dict[str, str]:
     return variables
 
 
-def _stop(cfg: StackCfg, name: str, timeout: float = 30.0) -> None:
-    """SIGTERM the part's process group, then SIGKILL after `timeout`."""
-    pid_file = cfg.dir / f"{name}.pid"
-    if not _alive(cfg, name):
-        pid_file.unlink(missing_ok=True)
-        return
-    pid = int(pid_file.read_text())
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(cfg, name):
-        time.sleep(0.2)
-    if _alive(cfg, name):
-        os.killpg(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
-
-
 def down(cfg: StackCfg) -> None:
     """Stop every part; data, credentials and logs stay in `<dir>` (delete it to start afresh)."""
-    _stop(cfg, "mlflow")
-    _stop(cfg, "seaweedfs")
+    stop(cfg, "mlflow")
+    stop(cfg, "seaweedfs")
     data = (cfg.dir / "postgres").resolve()
     if (data / "postmaster.pid").is_file():
-        _run(_as_postgres([_postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+        run(as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
              "PostgreSQL stop", cfg.dir / "logs" / "postgres.log", cwd="/")
