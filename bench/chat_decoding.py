@@ -31,9 +31,27 @@ VARIANTS = {
     "sample top-p 0.8, T 0.7": {"strategy": "sample", "top_p": 0.8, "top_k": 0, "temperature": 0.7},
     "sample top-p 0.7, T 0.5": {"strategy": "sample", "top_p": 0.7, "top_k": 0, "temperature": 0.5},
     "sample top-k 10, T 0.7": {"strategy": "sample", "top_p": 1.0, "top_k": 10, "temperature": 0.7},
-    "sample top-p 0.9, T 0.8, min 6": {"strategy": "sample", "top_p": 0.9, "top_k": 0, "temperature": 0.8, "min_length": 6},
-    "sample top-p 0.8, T 0.7, min 6": {"strategy": "sample", "top_p": 0.8, "top_k": 0, "temperature": 0.7, "min_length": 6},
-    "sample top-k 10, T 0.7, min 6": {"strategy": "sample", "top_p": 1.0, "top_k": 10, "temperature": 0.7, "min_length": 6},
+    "sample top-p 0.9, T 0.8, min 6": {
+        "strategy": "sample",
+        "top_p": 0.9,
+        "top_k": 0,
+        "temperature": 0.8,
+        "min_length": 6,
+    },
+    "sample top-p 0.8, T 0.7, min 6": {
+        "strategy": "sample",
+        "top_p": 0.8,
+        "top_k": 0,
+        "temperature": 0.7,
+        "min_length": 6,
+    },
+    "sample top-k 10, T 0.7, min 6": {
+        "strategy": "sample",
+        "top_p": 1.0,
+        "top_k": 10,
+        "temperature": 0.7,
+        "min_length": 6,
+    },
 }
 COLUMNS = ("bleu_1", "bleu_2", "distinct_1", "distinct_2", "mean_length", "top10_share")
 
@@ -60,8 +78,11 @@ def main() -> None:
         nbest = predictor.generate_ids(val["src_ids"], cfg)
         seconds = time.perf_counter() - start
         scores = dialogue_scores(predictor.tokenizer.decode([h[0] for h in nbest], "target"), val["target"])
-        table.add_row(name, *(f"{scores[c]:.4f}" if c != "mean_length" else f"{scores[c]:.1f}" for c in COLUMNS),
-                      f"{len(nbest) / seconds:.1f}")
+        table.add_row(
+            name,
+            *(f"{scores[c]:.4f}" if c != "mean_length" else f"{scores[c]:.1f}" for c in COLUMNS),
+            f"{len(nbest) / seconds:.1f}",
+        )
     table.caption = f"references: distinct-1 {scores['ref_distinct_1']}, distinct-2 {scores['ref_distinct_2']}, mean length {scores['ref_mean_length']}"
     Console(width=130).print(table)
 

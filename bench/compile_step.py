@@ -47,7 +47,7 @@ def measure(name: str, mode: str, steps: int, threads: int) -> dict:
     rng = random.Random(0)
     picked = rng.sample(range(len(train)), SENTENCES * (WARM + steps))
     order = sorted(picked, key=lambda i: len(train[i]["src_ids"]))
-    chunks = [order[k:k + SENTENCES] for k in range(0, len(order), SENTENCES)]
+    chunks = [order[k : k + SENTENCES] for k in range(0, len(order), SENTENCES)]
     rng.shuffle(chunks)
     batches = [collate(train.__getitems__(chunk)) for chunk in chunks]
     torch.manual_seed(1)
@@ -77,8 +77,12 @@ def measure(name: str, mode: str, steps: int, threads: int) -> dict:
         step(batch)
         times.append(time.perf_counter() - start)
     tokens = sum(int((b["tgt_out"] != PAD).sum()) for b in batches[WARM:])
-    return {"warm_s": warm, "steps_s": sum(times), "median_ms": 1000 * statistics.median(times),
-            "tgt_tok_s": tokens / sum(times)}
+    return {
+        "warm_s": warm,
+        "steps_s": sum(times),
+        "median_ms": 1000 * statistics.median(times),
+        "tgt_tok_s": tokens / sum(times),
+    }
 
 
 def main() -> None:
@@ -100,39 +104,74 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
     if args.profile:
         for name in args.experiment or ["gru_bahdanau", "transformer"]:
-            child = subprocess.run([sys.executable, "-m", "bench.compile_step", "--threads", str(args.threads),
-                                    "--one", name, "profile"], capture_output=True, text=True, env=env, check=True)
+            child = subprocess.run(
+                [sys.executable, "-m", "bench.compile_step", "--threads", str(args.threads), "--one", name, "profile"],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
             prof = json.loads(child.stdout.strip().splitlines()[-1])
-            table = Table(title=f"{name}: one eager training step of {SENTENCES} sentences, {prof['step_ms']:.0f} ms "
-                                f"(median of {prof['batches']}), {args.threads} threads")
+            table = Table(
+                title=f"{name}: one eager training step of {SENTENCES} sentences, {prof['step_ms']:.0f} ms "
+                f"(median of {prof['batches']}), {args.threads} threads"
+            )
             for col in ("op", "self ms / step", "share", "calls / step", "costliest shapes"):
                 table.add_column(col, justify="left" if col in ("op", "costliest shapes") else "right")
             total = sum(op["self_ms"] for op in prof["ops"].values())
             for op, row in sorted(prof["ops"].items(), key=lambda kv: -kv[1]["self_ms"])[: args.top]:
-                table.add_row(op, f"{row['self_ms']:.1f}", f"{row['self_ms'] / total:.0%}", f"{row['calls']:.0f}",
-                              row.get("shapes", ""))
+                table.add_row(
+                    op,
+                    f"{row['self_ms']:.1f}",
+                    f"{row['self_ms'] / total:.0%}",
+                    f"{row['calls']:.0f}",
+                    row.get("shapes", ""),
+                )
             Console(width=160).print(table)
         return
 
-    table = Table(title=f"torch.compile (dynamic shapes) against eager: {args.steps} training steps of "
-                        f"{SENTENCES} sentences after {WARM}, {args.threads} threads")
+    table = Table(
+        title=f"torch.compile (dynamic shapes) against eager: {args.steps} training steps of "
+        f"{SENTENCES} sentences after {WARM}, {args.threads} threads"
+    )
     for col in ("experiment", "mode", f"first {WARM} steps", "timed steps", "median step", "tgt tok/s", "÷ eager"):
         table.add_column(col, justify="left" if col in ("experiment", "mode") else "right")
     for name in args.experiment or ["gru_bahdanau", "transformer"]:
         rows = {}
         for mode in ("eager", "compile"):
-            child = subprocess.run([sys.executable, "-m", "bench.compile_step", "--steps", str(args.steps),
-                                    "--threads", str(args.threads), "--one", name, mode],
-                                   capture_output=True, text=True, env=env, check=False)
+            child = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.compile_step",
+                    "--steps",
+                    str(args.steps),
+                    "--threads",
+                    str(args.threads),
+                    "--one",
+                    name,
+                    mode,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
             if child.returncode:  # a row that says so: whether compile works at all is part of the answer
                 lines = child.stderr.strip().splitlines() or [f"exit {child.returncode}"]
                 error = next((line for line in reversed(lines) if "Error" in line), lines[-1])
                 table.add_row(name, mode, f"failed: {error[:90]}", "", "", "", "")
                 continue
             rows[mode] = r = json.loads(child.stdout.strip().splitlines()[-1])
-            table.add_row(name, mode, f"{r['warm_s']:.1f} s", f"{r['steps_s']:.1f} s", f"{r['median_ms']:.0f} ms",
-                          f"{r['tgt_tok_s']:,.0f}",
-                          f"{r['tgt_tok_s'] / rows['eager']['tgt_tok_s']:.2f}×" if "eager" in rows else "")
+            table.add_row(
+                name,
+                mode,
+                f"{r['warm_s']:.1f} s",
+                f"{r['steps_s']:.1f} s",
+                f"{r['median_ms']:.0f} ms",
+                f"{r['tgt_tok_s']:,.0f}",
+                f"{r['tgt_tok_s'] / rows['eager']['tgt_tok_s']:.2f}×" if "eager" in rows else "",
+            )
     Console(width=140).print(table)
 
 

@@ -66,8 +66,10 @@ def synthetic_corpus(path: Path, n: int, seed: int = 0) -> None:
             lens = rng.integers(4, 31, size=(m, 2))
             lens[:, 1] = np.clip(lens[:, 0] + rng.integers(-3, 4, size=m), 3, 30)  # translations: similar lengths
             ids = np.minimum(rng.zipf(1.3, size=(m, 2, 30)) - 1, len(vocab) - 1)
-            lines = [" ".join(words[ids[i, 0, : lens[i, 0]]]) + "\t" + " ".join(words[ids[i, 1, : lens[i, 1]]][::-1])
-                     for i in range(m)]
+            lines = [
+                " ".join(words[ids[i, 0, : lens[i, 0]]]) + "\t" + " ".join(words[ids[i, 1, : lens[i, 1]]][::-1])
+                for i in range(m)
+            ]
             out.write("\n".join(lines) + "\n")
 
 
@@ -103,15 +105,21 @@ def project(workdir: Path) -> tuple[Path, dict]:
     shutil.copytree(ROOT / "conf", workdir / "conf")
     shutil.copytree(ROOT / "pipelines", workdir / "pipelines")
     env = {**os.environ, "PYTHONPATH": str(workdir), "TOKENIZERS_PARALLELISM": "true", "COLUMNS": "160"}
-    subprocess.run([sys.executable, "-m", "seqforge.cli", "profile", "default"], cwd=workdir, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "seqforge.cli", "profile", "default"],
+        cwd=workdir,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return workdir, env
 
 
 def seqforge(root: Path, env: dict, *args: str) -> str:
     """Run a `seqforge` command in the scratch project; its output, or exit with its error."""
-    done = subprocess.run([sys.executable, "-m", "seqforge.cli", *args], cwd=root, env=env, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "seqforge.cli", *args], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
     if done.returncode:
         raise SystemExit(f"seqforge {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done.stdout
@@ -124,11 +132,31 @@ def add_synthetic(root: Path, env: dict, n: int) -> tuple[str, str]:
     data.mkdir(parents=True)
     synthetic_corpus(data / "pairs.tsv", n)
     digest = hashlib.sha256((data / "pairs.tsv").read_bytes()).hexdigest()
-    corpus = {"format": "tsv", "languages": ["xx", "yy"], "columns": {"xx": 0, "yy": 1},
-              "split": {"validation": 2000, "test": 2000}, "files": {"pairs.tsv": digest}}
+    corpus = {
+        "format": "tsv",
+        "languages": ["xx", "yy"],
+        "columns": {"xx": 0, "yy": 1},
+        "split": {"validation": 2000, "test": 2000},
+        "files": {"pairs.tsv": digest},
+    }
     (root / "conf" / "corpora" / f"{name}.yaml").write_text(yaml.safe_dump(corpus))
-    added = seqforge(root, env, "task", "add", name, "--kind", "translation", "--corpus", name, "--src", "xx",
-                     "--tgt", "yy", "--experiments", "gru_bahdanau,transformer")
+    added = seqforge(
+        root,
+        env,
+        "task",
+        "add",
+        name,
+        "--kind",
+        "translation",
+        "--corpus",
+        name,
+        "--src",
+        "xx",
+        "--tgt",
+        "yy",
+        "--experiments",
+        "gru_bahdanau,transformer",
+    )
     return name, next((line for line in added.splitlines() if line.startswith("recipe:")), "")
 
 
@@ -141,8 +169,9 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seqforge-scale-"))
     root, env = project(workdir)
     console = Console(width=120)
-    fetch = subprocess.run([sys.executable, "-m", "seqforge.cli", "fetch"], cwd=root, env=env, capture_output=True,
-                           text=True, check=False)
+    fetch = subprocess.run(
+        [sys.executable, "-m", "seqforge.cli", "fetch"], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
     reference = [("multi30k en-de", "translation", 31_014)] if fetch.returncode == 0 else []
     if not reference:
         console.print(f"[yellow]no Multi30k reference ({fetch.stderr.strip()[-200:]})[/]")
@@ -153,18 +182,41 @@ def main() -> None:
         print(recipe)
         synthetic.append((f"synthetic {n:,}", task, n))
     table = Table(title=f"data path at scale ({os.cpu_count()} cores; pairs/s: input pairs over prepare + tokenize)")
-    for col in ("corpus", "train pairs", "prepare s", "tokenize s", "pairs/s (both)", "peak RSS prepare", "peak RSS tokenize",
-                "loader RSS +", "loader anon +"):
+    for col in (
+        "corpus",
+        "train pairs",
+        "prepare s",
+        "tokenize s",
+        "pairs/s (both)",
+        "peak RSS prepare",
+        "peak RSS tokenize",
+        "loader RSS +",
+        "loader anon +",
+    ):
         table.add_column(col, justify="right")
     for label, task, n in reference + synthetic:
         prepare_s, prepare_rss = measured([sys.executable, "-m", "pipelines.prepare", task], root, env)
         tokenize_s, tokenize_rss = measured([sys.executable, "-m", "pipelines.tokenize", task], root, env)
-        loader = subprocess.run([sys.executable, "-c", LOADER, str(root / "artifacts" / "tokenized" / task)],
-                                cwd=root, env=env, capture_output=True, text=True, check=True).stdout.split()
+        loader = subprocess.run(
+            [sys.executable, "-c", LOADER, str(root / "artifacts" / "tokenized" / task)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         pairs = int(loader[0])
-        table.add_row(label, f"{pairs:,}", f"{prepare_s:.1f}", f"{tokenize_s:.1f}",
-                      f"{n / (prepare_s + tokenize_s):,.0f}", f"{prepare_rss:,.0f} MiB", f"{tokenize_rss:,.0f} MiB",
-                      f"{float(loader[1]):,.0f} MiB", f"{float(loader[2]):,.0f} MiB")
+        table.add_row(
+            label,
+            f"{pairs:,}",
+            f"{prepare_s:.1f}",
+            f"{tokenize_s:.1f}",
+            f"{n / (prepare_s + tokenize_s):,.0f}",
+            f"{prepare_rss:,.0f} MiB",
+            f"{tokenize_rss:,.0f} MiB",
+            f"{float(loader[1]):,.0f} MiB",
+            f"{float(loader[2]):,.0f} MiB",
+        )
         console.print(f"{label}: done")
     console.print(table)
     for label, task, _ in synthetic if args.plan else []:

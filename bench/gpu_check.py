@@ -45,19 +45,39 @@ def environment(device: str) -> dict:
     import lightning
     import torch
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
-            "cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available(), "cpus": os.cpu_count()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "cpus": os.cpu_count(),
+    }
     if torch.cuda.is_available() and device != "cpu":
         props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                    capability=f"{props.major}.{props.minor}", bf16=torch.cuda.is_bf16_supported())
+        info.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            capability=f"{props.major}.{props.minor}",
+            bf16=torch.cuda.is_bf16_supported(),
+        )
     return info
 
 
 def run_part(args: argparse.Namespace, part: str, timeout: float, **options) -> dict:
     """One part in a child process; its JSON result, or what went wrong in one line."""
-    cmd = [sys.executable, "-m", "bench.gpu_check", "--part", part, "--data", str(args.data),
-           "--device", args.device, *(["--precision", args.precision] if args.precision else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.gpu_check",
+        "--part",
+        part,
+        "--data",
+        str(args.data),
+        "--device",
+        args.device,
+        *(["--precision", args.precision] if args.precision else []),
+    ]
     for key, value in options.items():
         cmd += [f"--{key.replace('_', '-')}", ("on" if value else "off") if isinstance(value, bool) else str(value)]
     if timeout < 5:
@@ -77,8 +97,11 @@ def run_part(args: argparse.Namespace, part: str, timeout: float, **options) -> 
 def table(report: dict) -> str:
     """The check as Markdown tables (also printed)."""
     env = report["environment"]
-    lines = [f"GPU check — {env.get('gpu', 'CPU')}, torch {env['torch']}, lightning {env['lightning']}, "
-             f"{report['wall_s']:.0f} s", ""]
+    lines = [
+        f"GPU check — {env.get('gpu', 'CPU')}, torch {env['torch']}, lightning {env['lightning']}, "
+        f"{report['wall_s']:.0f} s",
+        "",
+    ]
     fit = report.get("fit", {})
     if "error" in fit:
         lines += [f"fit: {fit['error']}", ""]
@@ -89,42 +112,63 @@ def table(report: dict) -> str:
             f"{fit['precision']}, {fit['batch_tokens']} tokens per batch): {fit['epochs']}/{fit['max_epochs']} "
             f"epochs, {fit['updates']} updates in {fit['fit_s']} s; training epoch median "
             f"{sorted(epochs)[len(epochs) // 2] if epochs else float('nan'):.2f} s (first {epochs[0] if epochs else '-'} s), "
-            f"best validation BLEU {fit['best_epoch_val_bleu']}", "",
-            "| test search | BLEU | chrF | tokens/s | sentences/s | device |", "|---|---|---|---|---|---|",
-            *(f"| {name} | {s['error']} | | | | |" if "error" in s else
-              f"| {name} | {s['bleu']} | {s['chrf']} | {s['tokens_per_s']:,} | {s['sentences_per_s']} | {s['device']} |"
-              for name, s in fit["test"].items()), ""]
+            f"best validation BLEU {fit['best_epoch_val_bleu']}",
+            "",
+            "| test search | BLEU | chrF | tokens/s | sentences/s | device |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {name} | {s['error']} | | | | |"
+                if "error" in s
+                else f"| {name} | {s['bleu']} | {s['chrf']} | {s['tokens_per_s']:,} | {s['sentences_per_s']} | {s['device']} |"
+                for name, s in fit["test"].items()
+            ),
+            "",
+        ]
     prof = report.get("profile", {})
     if "error" in prof:
         lines += [f"profile: {prof['error']}", ""]
     elif prof:
-        lines += [f"torch.profiler — {prof['experiment']} at profile {prof['profile']} ({prof['precision']}): "
-                  f"training step ms, 4 new shapes then the same again: {prof['train_pass_ms'][0]} → "
-                  f"{prof['train_pass_ms'][1]}; beam-5 of 64 test sentences {prof['decode_s']} s", ""]
+        lines += [
+            f"torch.profiler — {prof['experiment']} at profile {prof['profile']} ({prof['precision']}): "
+            f"training step ms, 4 new shapes then the same again: {prof['train_pass_ms'][0]} → "
+            f"{prof['train_pass_ms'][1]}; beam-5 of 64 test sentences {prof['decode_s']} s",
+            "",
+        ]
         for what in ("train_top", "decode_top"):
-            lines += [f"| {what.split('_')[0]}: op | calls | self CPU ms | self GPU ms |", "|---|---|---|---|",
-                      *(f"| {r['op']} | {r['calls']} | {r['self_cpu_ms']} | {r['self_gpu_ms']} |" for r in prof[what][:8]),
-                      ""]
-    lines += ["| experiment | profile | compile | params (M) | precision | batch tokens | train tok/s | step ms "
-              "| first-pass step ms | peak MiB | greedy tok/s | beam-5 tok/s |", "|" + "---|" * 12]
+            lines += [
+                f"| {what.split('_')[0]}: op | calls | self CPU ms | self GPU ms |",
+                "|---|---|---|---|",
+                *(f"| {r['op']} | {r['calls']} | {r['self_cpu_ms']} | {r['self_gpu_ms']} |" for r in prof[what][:8]),
+                "",
+            ]
+    lines += [
+        "| experiment | profile | compile | params (M) | precision | batch tokens | train tok/s | step ms "
+        "| first-pass step ms | peak MiB | greedy tok/s | beam-5 tok/s |",
+        "|" + "---|" * 12,
+    ]
     for cell in report.get("train", []):
         if "error" in cell:
-            lines.append(f"| {cell['experiment']} | {cell['profile']} | {cell.get('compile', False)} | "
-                         f"{cell['error']} |" + " |" * 8)
+            lines.append(
+                f"| {cell['experiment']} | {cell['profile']} | {cell.get('compile', False)} | "
+                f"{cell['error']} |" + " |" * 8
+            )
             continue
         lines.append(
             f"| {cell['experiment']} | {cell['profile']} | {cell['compile']} | {cell['parameters'] / 1e6:.1f} | "
             f"{cell['precision']} | {cell['batch_tokens']} | {cell['train_tokens_per_s']:,} | {cell['step_ms']} | "
             f"{cell['first_pass_ms']} | {cell['peak_mib']:,} | {cell.get('greedy_tokens_per_s', '-')} | "
-            f"{cell.get('beam5_tokens_per_s', '-')} |")
+            f"{cell.get('beam5_tokens_per_s', '-')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def drive(args: argparse.Namespace) -> dict:
     """Every part under `args.minutes`; the report, rewritten to `args.out` after each part."""
     if not (args.data / "tokenizer.json").is_file():
-        sys.exit(f"gpu-check: {args.data}: no tokenized task here; build it with `seqforge fetch && "
-                 f"dvc repro tokenize@translation` (or carry that folder to the GPU machine)")
+        sys.exit(
+            f"gpu-check: {args.data}: no tokenized task here; build it with `seqforge fetch && "
+            f"dvc repro tokenize@translation` (or carry that folder to the GPU machine)"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     deadline = start + 60 * args.minutes
@@ -136,19 +180,41 @@ def drive(args: argparse.Namespace) -> dict:
         (args.out / "gpu_check.md").write_text(table(report))
 
     if args.fit_minutes > 0:
-        report["fit"] = run_part(args, "fit", min(60 * args.fit_minutes + 150, deadline - time.monotonic()),
-                                 experiment=FIT_EXPERIMENT, profile=args.profiles[-1], fit_minutes=args.fit_minutes)
+        report["fit"] = run_part(
+            args,
+            "fit",
+            min(60 * args.fit_minutes + 150, deadline - time.monotonic()),
+            experiment=FIT_EXPERIMENT,
+            profile=args.profiles[-1],
+            fit_minutes=args.fit_minutes,
+        )
         save()
-    report["profile"] = run_part(args, "profile", min(CELL_TIMEOUT_S, deadline - time.monotonic()),
-                                 experiment=FIT_EXPERIMENT, profile=args.profiles[-1])
+    report["profile"] = run_part(
+        args,
+        "profile",
+        min(CELL_TIMEOUT_S, deadline - time.monotonic()),
+        experiment=FIT_EXPERIMENT,
+        profile=args.profiles[-1],
+    )
     save()
-    cells = [(name, profile, compiled) for compiled in args.compile for profile in args.profiles
-             for name in args.experiments]
+    cells = [
+        (name, profile, compiled) for compiled in args.compile for profile in args.profiles for name in args.experiments
+    ]
     for name, profile, compiled in cells:
-        report["train"].append(run_part(
-            args, "train", min(CELL_TIMEOUT_S * (3 if compiled else 1), deadline - time.monotonic()),
-            experiment=name, profile=profile, compile=compiled, decode=not compiled,
-            seconds=args.seconds, batches=args.batches, decode_sentences=args.decode_sentences))
+        report["train"].append(
+            run_part(
+                args,
+                "train",
+                min(CELL_TIMEOUT_S * (3 if compiled else 1), deadline - time.monotonic()),
+                experiment=name,
+                profile=profile,
+                compile=compiled,
+                decode=not compiled,
+                seconds=args.seconds,
+                batches=args.batches,
+                decode_sentences=args.decode_sentences,
+            )
+        )
         save()
     print(table(report))
     return report
@@ -170,13 +236,21 @@ def main() -> None:
     parser.add_argument("--fit-minutes", type=float, default=2.5, help="Trainer.fit's time cap (0: no fit)")
     parser.add_argument("--profiles", nargs="+", default=["default", "gpu"], help="model sizes; the last one fits")
     parser.add_argument("--experiments", nargs="+", default=list(FAMILIES), help="one per model family")
-    parser.add_argument("--compile", nargs="+", type=switch, default=[False, True],
-                        help="torch.compile: off, on, or both (default)")
-    parser.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"],
-                        help="instead of each profile's (a CPU test of the GPU profile's bf16-mixed path)")
+    parser.add_argument(
+        "--compile", nargs="+", type=switch, default=[False, True], help="torch.compile: off, on, or both (default)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["32-true", "bf16-mixed", "16-mixed"],
+        help="instead of each profile's (a CPU test of the GPU profile's bf16-mixed path)",
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="timed training per cell")
-    parser.add_argument("--batches", type=int, default=12,
-                        help="distinct batches per cell: one untimed pass (compilation happens here), then timed passes")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=12,
+        help="distinct batches per cell: one untimed pass (compilation happens here), then timed passes",
+    )
     parser.add_argument("--decode-sentences", type=int, default=DECODE_SENTENCES)
     # one part, in a child process of the driver
     parser.add_argument("--part", choices=sorted(PARTS))

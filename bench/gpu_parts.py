@@ -61,9 +61,16 @@ def part_profile(args: argparse.Namespace) -> dict:
         beam_search(model, src, lens, cap, beam_size=5)
         sync(device)
         decode_s = time.perf_counter() - start
-    return {"experiment": args.experiment, "profile": args.profile, "precision": train.precision,
-            "train_pass_ms": passes, "train_top": train_top,
-            "decode_s": round(decode_s, 3), "decode_top": top_ops(prof, device), "device": str(device)}
+    return {
+        "experiment": args.experiment,
+        "profile": args.profile,
+        "precision": train.precision,
+        "train_pass_ms": passes,
+        "train_top": train_top,
+        "decode_s": round(decode_s, 3),
+        "decode_top": top_ops(prof, device),
+        "device": str(device),
+    }
 
 
 def part_train(args: argparse.Namespace) -> dict:
@@ -89,17 +96,25 @@ def part_train(args: argparse.Namespace) -> dict:
     sync(device)
     seconds = time.perf_counter() - start
     result = {
-        "experiment": args.experiment, "profile": args.profile, "compile": args.compile,
+        "experiment": args.experiment,
+        "profile": args.profile,
+        "compile": args.compile,
         "parameters": sum(p.numel() for p in module.parameters()),
-        "precision": train.precision, "batch_tokens": train.batch_tokens,
-        "steps": steps, "train_tokens_per_s": round(tokens / seconds),
+        "precision": train.precision,
+        "batch_tokens": train.batch_tokens,
+        "steps": steps,
+        "train_tokens_per_s": round(tokens / seconds),
         "step_ms": round(1000 * seconds / steps, 2),
         "first_pass_ms": round(1000 * first_pass_s / len(batches), 1),
-        "peak_mib": round(peak_mib(device), 1), "device": str(device),
+        "peak_mib": round(peak_mib(device), 1),
+        "device": str(device),
     }
     if args.decode:
-        result.update(decode_speed(module.model.eval(), splits["test"], task.decode.batch_size, device,
-                                   bf16, args.decode_sentences))
+        result.update(
+            decode_speed(
+                module.model.eval(), splits["test"], task.decode.batch_size, device, bf16, args.decode_sentences
+            )
+        )
     return result
 
 
@@ -114,18 +129,24 @@ def decode_speed(model, test_split, batch_size: int, device, bf16: bool, sentenc
 
     src_ids = test_split.select(range(min(sentences, len(test_split))))["src_ids"]
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
-    batches = [collate([{"src_ids": src_ids[i], "index": i} for i in order[s : s + batch_size]])
-               for s in range(0, len(order), batch_size)]
+    batches = [
+        collate([{"src_ids": src_ids[i], "index": i} for i in order[s : s + batch_size]])
+        for s in range(0, len(order), batch_size)
+    ]
     decoder = NoEOS(model)
     out = {}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    for name, search in (("greedy", lambda s, n, cap: [[h] for h in greedy(decoder, s, n, cap)]),
-                         ("beam5", lambda s, n, cap: [[h.tokens for h in b] for b in
-                                                      beam_search(decoder, s, n, cap, beam_size=5)])):
+    for name, search in (
+        ("greedy", lambda s, n, cap: [[h] for h in greedy(decoder, s, n, cap)]),
+        ("beam5", lambda s, n, cap: [[h.tokens for h in b] for b in beam_search(decoder, s, n, cap, beam_size=5)]),
+    ):
         with autocast:
             first = batches[0]
-            search(first["src"][:8].to(device), first["src_lens"][:8].to(device),
-                   max_lengths(first["src_lens"][:8], 1.0, 1))  # warm-up
+            search(
+                first["src"][:8].to(device),
+                first["src_lens"][:8].to(device),
+                max_lengths(first["src_lens"][:8], 1.0, 1),
+            )  # warm-up
             sync(device)
             start, produced = time.perf_counter(), 0
             for batch in batches:
@@ -184,10 +205,19 @@ def part_fit(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as ckpt_dir:
         best = ModelCheckpoint(ckpt_dir, monitor=metric, mode=mode, save_top_k=1, save_weights_only=True)
         trainer = pl.Trainer(
-            accelerator=device.type, devices=1, precision=train.precision, max_epochs=train.max_epochs,
-            max_time=timedelta(minutes=args.fit_minutes), callbacks=[clock, best], logger=False,
-            num_sanity_val_steps=0, use_distributed_sampler=False, enable_progress_bar=False,
-            enable_model_summary=False, log_every_n_steps=train.log_every_n_steps)
+            accelerator=device.type,
+            devices=1,
+            precision=train.precision,
+            max_epochs=train.max_epochs,
+            max_time=timedelta(minutes=args.fit_minutes),
+            callbacks=[clock, best],
+            logger=False,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=train.log_every_n_steps,
+        )
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
         fit_s = time.perf_counter() - start
@@ -197,9 +227,12 @@ def part_fit(args: argparse.Namespace) -> dict:
     scores = {}
     ct2 = {"ct2_beam5_float16": "float16"} if device.type == "cuda" else {}
     ct2["ct2_beam5_int8"] = "int8"  # CTranslate2's CPU serving, on this machine's cores
-    searches = {"greedy": {"beam_size": 1}, "beam5": {"beam_size": 5},
-                **{name: {"beam_size": 5, "device": "cpu" if ct2[name] == "int8" else "auto"} for name in ct2},
-                "beam5_bf16": {"beam_size": 5, "precision": "bf16"}}  # last: it casts the model to bf16
+    searches = {
+        "greedy": {"beam_size": 1},
+        "beam5": {"beam_size": 5},
+        **{name: {"beam_size": 5, "device": "cpu" if ct2[name] == "int8" else "auto"} for name in ct2},
+        "beam5_bf16": {"beam_size": 5, "precision": "bf16"},
+    }  # last: it casts the model to bf16
     for name, decode in searches.items():
         cfg = DecodeCfg(**{**task.decode.model_dump(), **decode})
         try:  # one search's failure (no ctranslate2, its CUDA libraries missing) is its row's, not the fit's
@@ -207,13 +240,22 @@ def part_fit(args: argparse.Namespace) -> dict:
         except (ImportError, RuntimeError) as err:
             scores[name] = {"error": f"{type(err).__name__}: {err}"}
     return {
-        "experiment": args.experiment, "profile": args.profile, "precision": train.precision,
-        "batch_tokens": train.batch_tokens, "parameters": sum(p.numel() for p in module.parameters()),
-        "max_epochs": train.max_epochs, "epochs": len(clock.train_s), "updates": trainer.global_step,
-        "fit_s": round(fit_s, 1), "train_epoch_s": [round(s, 2) for s in clock.train_s],
-        "val_s": [round(s, 2) for s in clock.val_s], "val_bleu": clock.val_bleu,
+        "experiment": args.experiment,
+        "profile": args.profile,
+        "precision": train.precision,
+        "batch_tokens": train.batch_tokens,
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "max_epochs": train.max_epochs,
+        "epochs": len(clock.train_s),
+        "updates": trainer.global_step,
+        "fit_s": round(fit_s, 1),
+        "train_epoch_s": [round(s, 2) for s in clock.train_s],
+        "val_s": [round(s, 2) for s in clock.val_s],
+        "val_bleu": clock.val_bleu,
         "best_epoch_val_bleu": max(clock.val_bleu, default=None),
-        "test": scores, "test_sentences": len(test), "peak_mib": round(peak_mib(device), 1),
+        "test": scores,
+        "test_sentences": len(test),
+        "peak_mib": round(peak_mib(device), 1),
         "device": str(device),
     }
 
@@ -223,8 +265,11 @@ def _decode_test(module, tokenizer, exp, task, test, cfg, quantization: str | No
     from seqforge.inference.predictor import Predictor
     from seqforge.tasks.registry import task_kind
 
-    predictor = (ct2_predictor(module.model, tokenizer, exp, quantization, cfg) if quantization
-                 else Predictor(module.model, tokenizer, {"kind": task.kind}, cfg))
+    predictor = (
+        ct2_predictor(module.model, tokenizer, exp, quantization, cfg)
+        if quantization
+        else Predictor(module.model, tokenizer, {"kind": task.kind}, cfg)
+    )
     sync(predictor.device)
     start = time.perf_counter()
     nbest = predictor.generate_ids(test["src_ids"], cfg)
@@ -232,9 +277,14 @@ def _decode_test(module, tokenizer, exp, task, test, cfg, quantization: str | No
     seconds = time.perf_counter() - start
     hyps = tokenizer.decode([h[0] for h in nbest], "target")
     metrics = task_kind(task.kind).scores(hyps, test["target"], task.model_dump())
-    return {"bleu": metrics["bleu"], "chrf": metrics["chrf"],
-            "tokens_per_s": round(sum(len(h[0]) + 1 for h in nbest) / seconds),
-            "sentences_per_s": round(len(hyps) / seconds, 1), "device": str(predictor.device), "sample": hyps[0]}
+    return {
+        "bleu": metrics["bleu"],
+        "chrf": metrics["chrf"],
+        "tokens_per_s": round(sum(len(h[0]) + 1 for h in nbest) / seconds),
+        "sentences_per_s": round(len(hyps) / seconds, 1),
+        "device": str(predictor.device),
+        "sample": hyps[0],
+    }
 
 
 def ct2_predictor(model, tokenizer, exp, quantization: str, cfg):

@@ -66,8 +66,7 @@ def tokens_in(batch: dict) -> int:
 def device_named(name: str):
     import torch
 
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        ("cpu" if name == "auto" else name))
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
 
 
 def sync(device) -> None:
@@ -92,8 +91,9 @@ def build_module(exp, tokenizer, task):
     from seqforge.training.worker.module import Seq2SeqModule
 
     vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
-    return Seq2SeqModule(exp.model_dump(mode="json"), *vocab, tokenizer.dumps(), task.kind,
-                         task_kind(task.kind).validation_bleu(task))
+    return Seq2SeqModule(
+        exp.model_dump(mode="json"), *vocab, tokenizer.dumps(), task.kind, task_kind(task.kind).validation_bleu(task)
+    )
 
 
 def training_step(module, exp, train, device, compiled: bool):
@@ -109,8 +109,11 @@ def training_step(module, exp, train, device, compiled: bool):
         with autocast:
             logits = model(batch["src"], batch["src_lens"], batch["tgt_in"])
         loss = torch.nn.functional.cross_entropy(
-            logits.flatten(0, 1).float(), batch["tgt_out"].flatten(), ignore_index=0,
-            label_smoothing=exp.optim.label_smoothing)
+            logits.flatten(0, 1).float(),
+            batch["tgt_out"].flatten(),
+            ignore_index=0,
+            label_smoothing=exp.optim.label_smoothing,
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), exp.optim.clip_norm or float("inf"))
         opt.step()
@@ -124,8 +127,14 @@ def top_ops(prof, device, count: int = 12) -> list[dict]:
     rows = []
     for event in prof.key_averages():
         gpu_us = getattr(event, "self_device_time_total", 0) if device.type == "cuda" else 0
-        rows.append({"op": event.key[:60], "calls": event.count, "self_cpu_ms": round(event.self_cpu_time_total / 1e3, 2),
-                     "self_gpu_ms": round(gpu_us / 1e3, 2)})
+        rows.append(
+            {
+                "op": event.key[:60],
+                "calls": event.count,
+                "self_cpu_ms": round(event.self_cpu_time_total / 1e3, 2),
+                "self_gpu_ms": round(gpu_us / 1e3, 2),
+            }
+        )
     rows.sort(key=lambda r: (r["self_gpu_ms"], r["self_cpu_ms"]), reverse=True)
     return rows[:count]
 

@@ -78,18 +78,25 @@ def search_at(rev: str):
     the repository this file is in."""
     from seqforge.inference import predictor
 
-    source = subprocess.run(["git", "show", f"{rev}:src/seqforge/inference/decoding.py"], capture_output=True,
-                            text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    source = subprocess.run(
+        ["git", "show", f"{rev}:src/seqforge/inference/decoding.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
     module = sys.modules[f"decoding_at_{rev}"] = types.ModuleType(f"decoding_at_{rev}")  # dataclasses look it up
     exec(compile(source, f"{rev}:decoding.py", "exec"), module.__dict__)  # noqa: S102 - our own file at a revision
 
     def normalised(search):  # models' `decode_step` returned log-probabilities before it returned logits
         known = inspect.signature(search).parameters  # options added since (patience) stay out
-        return lambda model, *args, **kwargs: search(LogProbs(model), *args,
-                                                     **{key: value for key, value in kwargs.items() if key in known})
+        return lambda model, *args, **kwargs: search(
+            LogProbs(model), *args, **{key: value for key, value in kwargs.items() if key in known}
+        )
 
-    return mock.patch.multiple(predictor, beam_search=normalised(module.beam_search),
-                               generate=normalised(module.generate))
+    return mock.patch.multiple(
+        predictor, beam_search=normalised(module.beam_search), generate=normalised(module.generate)
+    )
 
 
 class LogProbs:
@@ -121,9 +128,15 @@ def measure(predictor: Predictor, src_ids: list, refs: list[str], task, decode: 
         predictor.generate_ids([ids], one)
         times.append(1000 * (time.perf_counter() - start))
     times.sort()
-    return {"tokens_per_s": sum(len(h) for h in hyps) / seconds, "sentences_per_s": len(hyps) / seconds,
-            "bleu": scores["bleu"], "chrf": scores["chrf"], "p50_ms": statistics.median(times),
-            "p99_ms": times[min(len(times) - 1, round(0.99 * (len(times) - 1)))], "hyps": hyps}
+    return {
+        "tokens_per_s": sum(len(h) for h in hyps) / seconds,
+        "sentences_per_s": len(hyps) / seconds,
+        "bleu": scores["bleu"],
+        "chrf": scores["chrf"],
+        "p50_ms": statistics.median(times),
+        "p99_ms": times[min(len(times) - 1, round(0.99 * (len(times) - 1)))],
+        "hyps": hyps,
+    }
 
 
 def one_run(directory: Path, threads: int, decode: DecodeCfg, latency: int, rev: str | None) -> dict:
@@ -143,8 +156,18 @@ def one_run(directory: Path, threads: int, decode: DecodeCfg, latency: int, rev:
 
 def in_child(directory: Path, threads: int, decode: DecodeCfg, latency: int, rev: str | None) -> dict:
     """`one_run` in a fresh process."""
-    cmd = [sys.executable, "-m", "bench.inference", "--one", str(directory), str(threads), decode.model_dump_json(),
-           "--latency", str(latency), *(["--baseline-rev", rev] if rev else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.inference",
+        "--one",
+        str(directory),
+        str(threads),
+        decode.model_dump_json(),
+        "--latency",
+        str(latency),
+        *(["--baseline-rev", rev] if rev else []),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
     child = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if child.returncode:
@@ -164,8 +187,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         directory, threads, decode = args.one
-        print(json.dumps(one_run(Path(directory), int(threads), DecodeCfg.model_validate_json(decode), args.latency,
-                                 args.baseline_rev)))
+        print(
+            json.dumps(
+                one_run(
+                    Path(directory),
+                    int(threads),
+                    DecodeCfg.model_validate_json(decode),
+                    args.latency,
+                    args.baseline_rev,
+                )
+            )
+        )
         return
     from datasets import load_from_disk
 
@@ -180,36 +212,75 @@ def main() -> None:
         decode = (decode or task.decode).model_copy(update={"device": "cpu", "batch_size": 64})
         check_test_split(task, meta, args.model or str(model_dir), model_dir)
         test = load_from_disk(str(paths.tokenized_dir(task.name)))["test"]
-        runs = [(name, directory, precision, None)
-                for name, (directory, precision) in backends(model_dir, meta, work).items()]
+        runs = [
+            (name, directory, precision, None)
+            for name, (directory, precision) in backends(model_dir, meta, work).items()
+        ]
         if args.baseline_rev:
             runs.insert(1, (f"pytorch@{args.baseline_rev}", model_dir, "32", args.baseline_rev))
         rows = []
         for threads in args.threads or [1, 2]:
             for name, directory, precision, rev in runs:
                 Console(stderr=True).print(f"{name}, {threads} thread(s) …")
-                rows.append({"backend": name, "threads": threads, **in_child(
-                    directory, threads, decode.model_copy(update={"precision": precision}), args.latency, rev)})
+                rows.append(
+                    {
+                        "backend": name,
+                        "threads": threads,
+                        **in_child(
+                            directory, threads, decode.model_copy(update={"precision": precision}), args.latency, rev
+                        ),
+                    }
+                )
     reference = {r["threads"]: r["hyps"] for r in rows if r["backend"] == "pytorch"}
     for row in rows:
         row["agree"] = sum(a == b for a, b in zip(row.pop("hyps"), reference[row["threads"]], strict=True)) / len(test)
 
     label = args.model or str(args.model_dir)
-    table = Table(title=f"{label}: {meta['experiment']['name']} on {task.name} test ({len(test):,} sentences), "
-                        f"beam {decode.beam_size}, length penalty {decode.length_penalty}")
-    for column in ("backend", "threads", "batch 64 tok/s", "sent/s", "batch 1 p50 ms", "p99 ms", "BLEU", "chrF",
-                   "agree"):
+    table = Table(
+        title=f"{label}: {meta['experiment']['name']} on {task.name} test ({len(test):,} sentences), "
+        f"beam {decode.beam_size}, length penalty {decode.length_penalty}"
+    )
+    for column in (
+        "backend",
+        "threads",
+        "batch 64 tok/s",
+        "sent/s",
+        "batch 1 p50 ms",
+        "p99 ms",
+        "BLEU",
+        "chrF",
+        "agree",
+    ):
         table.add_column(column, justify="left" if column == "backend" else "right")
     for r in rows:
-        table.add_row(r["backend"], str(r["threads"]), f"{r['tokens_per_s']:,.0f}", f"{r['sentences_per_s']:.1f}",
-                      f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['bleu']:.2f}", f"{r['chrf']:.2f}",
-                      f"{r['agree']:.1%}")
+        table.add_row(
+            r["backend"],
+            str(r["threads"]),
+            f"{r['tokens_per_s']:,.0f}",
+            f"{r['sentences_per_s']:.1f}",
+            f"{r['p50_ms']:.1f}",
+            f"{r['p99_ms']:.1f}",
+            f"{r['bleu']:.2f}",
+            f"{r['chrf']:.2f}",
+            f"{r['agree']:.1%}",
+        )
     console = Console(width=140)
     console.print(table)
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / f"{label.replace('/', '_').replace('@', '_')}.json"
-    out.write_text(json.dumps({"model": label, "experiment": meta["experiment"]["name"], "decode": decode.model_dump(),
-                               "sentences": len(test), "rows": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "model": label,
+                "experiment": meta["experiment"]["name"],
+                "decode": decode.model_dump(),
+                "sentences": len(test),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     console.print(f"written: {out}")
     top = max(r["threads"] for r in rows)
     speed = {r["backend"]: r["tokens_per_s"] for r in rows if r["threads"] == top}
@@ -217,6 +288,7 @@ def main() -> None:
     for faster, slower in ratios:
         if faster in speed and slower in speed:
             print(f"{faster}/{slower} beam-{decode.beam_size} tokens/s ratio {speed[faster] / speed[slower]:.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,6 @@
 """OpenNMT-py's side of `bench/peer_opennmt.py`: its own venv, the shared corpus written as subword text, its
 configuration at ours, its training runs and its beam decoding, timed."""
 
-
 from __future__ import annotations
 
 import json
@@ -19,14 +18,22 @@ from seqforge.core import paths
 
 ONMT = "OpenNMT-py==3.5.1"
 # What onmt_train / onmt_translate import at start-up (its other requirements serve features not used here).
-ONMT_RUNTIME = ["configargparse", "pyyaml", "sacrebleu", "six", "pyonmttok", "spacy", "pyahocorasick",
-                "rapidfuzz", "fasttext"]
+ONMT_RUNTIME = [
+    "configargparse",
+    "pyyaml",
+    "sacrebleu",
+    "six",
+    "pyonmttok",
+    "spacy",
+    "pyahocorasick",
+    "rapidfuzz",
+    "fasttext",
+]
 WORK = Path("runs/bench/opennmt")
 STEP_REPORT = re.compile(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s;\s*(\d+) sec")
 SENTENCES = 64  # per update
 THREADS = 2
 FIXED = 30  # tokens in every output of the same-work decoding
-
 
 
 def ensure_peer(venv: Path) -> Path:
@@ -58,8 +65,13 @@ def write_corpus(steps: int | None, root: Path = Path()) -> dict:
     n_train = steps * SENTENCES if steps else len(data["train"])
     if len(data["train"]) < n_train:
         sys.exit(f"{steps} steps need {n_train} training pairs; the tokenized task has {len(data['train'])}")
-    subset = DatasetDict({"train": data["train"].select(range(n_train)),
-                          "validation": data["validation"].select(range(SENTENCES)), "test": data["test"]})
+    subset = DatasetDict(
+        {
+            "train": data["train"].select(range(n_train)),
+            "validation": data["validation"].select(range(SENTENCES)),
+            "test": data["test"],
+        }
+    )
     subset.save_to_disk(str(WORK / "tokenized"))
     for split in ("train", "validation", "test"):
         for column, side in (("src_ids", "source"), ("tgt_ids", "target")):
@@ -70,10 +82,17 @@ def write_corpus(steps: int | None, root: Path = Path()) -> dict:
     vocab = [tokenizer.tokens([i], "target")[0] for i in range(tokenizer.vocab_size("target"))]
     (WORK / "vocab.txt").write_text("".join(f"{tok}\t1\n" for tok in vocab if tok not in specials))
     train = subset["train"]
-    return {"train_src": sum(len(r) for r in train["src_ids"]), "train_tgt": sum(len(r) + 1 for r in train["tgt_ids"]),
-            "train_sents": n_train, "test_src": sum(len(r) for r in subset["test"]["src_ids"]), "test_sents": len(subset["test"]),
-            "test_src_ids": subset["test"]["src_ids"], "test_refs": subset["test"]["target"], "tokenizer": tokenizer,
-            "vocab": vocab}
+    return {
+        "train_src": sum(len(r) for r in train["src_ids"]),
+        "train_tgt": sum(len(r) + 1 for r in train["tgt_ids"]),
+        "train_sents": n_train,
+        "test_src": sum(len(r) for r in subset["test"]["src_ids"]),
+        "test_sents": len(subset["test"]),
+        "test_src_ids": subset["test"]["src_ids"],
+        "test_refs": subset["test"]["target"],
+        "tokenizer": tokenizer,
+        "vocab": vocab,
+    }
 
 
 def onmt_config(steps: int, save_every: int | None = None, valid_every: int | None = None) -> Path:
@@ -123,14 +142,23 @@ num_workers: 0
 
 
 def onmt_env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
-            "PYTHONWARNINGS": "ignore"}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": str(THREADS),
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
 
 
 def run_onmt_train(bin_dir: Path, steps: int) -> tuple[Path, str]:
     """`onmt_train` for `steps` updates on the corpus `write_corpus` wrote: its checkpoint and its log."""
-    train = subprocess.run([str(bin_dir / "onmt_train"), "-config", str(onmt_config(steps))],
-                           capture_output=True, text=True, env=onmt_env(), check=False)
+    train = subprocess.run(
+        [str(bin_dir / "onmt_train"), "-config", str(onmt_config(steps))],
+        capture_output=True,
+        text=True,
+        env=onmt_env(),
+        check=False,
+    )
     if train.returncode:
         sys.exit(f"onmt_train failed:\n{train.stderr[-3000:]}")
     return WORK / f"onmt_model_step_{steps}.pt", train.stderr + train.stdout
@@ -148,13 +176,30 @@ print(json.dumps({e.key: e.self_cpu_time_total for e in prof.key_averages()}))
 """
 
 
-def onmt_translate(bin_dir: Path, checkpoint: Path, out: Path, fixed: int | None = None,
-                   profiled: bool = False) -> float | dict[str, float]:
+def onmt_translate(
+    bin_dir: Path, checkpoint: Path, out: Path, fixed: int | None = None, profiled: bool = False
+) -> float | dict[str, float]:
     """Beam-5 decode the test sources with `checkpoint` into `out` (subword tokens), every output `fixed` tokens
     long when given; its translation seconds, or with `profiled` its self CPU microseconds per op."""
     length = ["-min_length", str(fixed), "-max_length", str(fixed), "-max_length_ratio", "100"] if fixed else []
-    options = ["-model", str(checkpoint), "-src", str(WORK / "test.source"), "-output", str(out), "-beam_size", "5",
-               "-batch_size", str(SENTENCES), "-batch_type", "sents", "-report_time", "-gpu", "-1", *length]
+    options = [
+        "-model",
+        str(checkpoint),
+        "-src",
+        str(WORK / "test.source"),
+        "-output",
+        str(out),
+        "-beam_size",
+        "5",
+        "-batch_size",
+        str(SENTENCES),
+        "-batch_type",
+        "sents",
+        "-report_time",
+        "-gpu",
+        "-1",
+        *length,
+    ]
     command = [str(bin_dir / "python"), "-c", ONMT_PROFILED] if profiled else [str(bin_dir / "onmt_translate")]
     translate = subprocess.run([*command, *options], capture_output=True, text=True, env=onmt_env(), check=False)
     if translate.returncode:
@@ -169,8 +214,11 @@ def run_onmt(bin_dir: Path, steps: int) -> dict:
     _, log = run_onmt_train(bin_dir, steps)
     reports = STEP_REPORT.findall(log)
     windows = [(int(s), int(src), int(tgt)) for s, src, tgt, _ in reports if int(s) > 10]  # first window: warm-up
-    return {"train_src": statistics.mean(w[1] for w in windows), "train_tgt": statistics.mean(w[2] for w in windows),
-            "wall_s": float(reports[-1][3])}
+    return {
+        "train_src": statistics.mean(w[1] for w in windows),
+        "train_tgt": statistics.mean(w[2] for w in windows),
+        "wall_s": float(reports[-1][3]),
+    }
 
 
 def onmt_decode(bin_dir: Path, steps: int, sizes: dict, profiled: bool) -> dict:
@@ -191,8 +239,11 @@ def decode_figures(hyp_tokens: int, seconds: float, fixed_seconds: float, sizes:
     """The decoding columns: target tok/s as trained; tok/s and ms per decoder step (FIXED steps per batch of
     64 sentences) with `FIXED`-token outputs."""
     batches = -(-sizes["test_sents"] // SENTENCES)
-    return {"tgt_tok_s": hyp_tokens / seconds, "fixed_tok_s": FIXED * sizes["test_sents"] / fixed_seconds,
-            "step_ms": 1000 * fixed_seconds / (batches * FIXED)}
+    return {
+        "tgt_tok_s": hyp_tokens / seconds,
+        "fixed_tok_s": FIXED * sizes["test_sents"] / fixed_seconds,
+        "step_ms": 1000 * fixed_seconds / (batches * FIXED),
+    }
 
 
 def onmt_for_minutes(bin_dir: Path, minutes: float, every: int) -> tuple[dict[int, float], int]:
@@ -200,8 +251,10 @@ def onmt_for_minutes(bin_dir: Path, minutes: float, every: int) -> tuple[dict[in
     `every` updates: the seconds at each reported update, and the last update reached."""
     cmd = [str(bin_dir / "onmt_train"), "-config", str(onmt_config(10**7, save_every=every, valid_every=10**8))]
     seconds_at: dict[int, float] = {}
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=onmt_env()) as proc, \
-            (WORK / "onmt_train.log").open("w") as log:
+    with (
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=onmt_env()) as proc,
+        (WORK / "onmt_train.log").open("w") as log,
+    ):
         for line in proc.stdout:
             log.write(line)
             if report := STEP_REPORT.search(line):
@@ -227,8 +280,18 @@ def onmt_points(bin_dir: Path, seconds_at: dict[int, float], minutes: float, eve
         onmt_translate(bin_dir, WORK / f"onmt_model_step_{step}.pt", out)
         hyps = sizes["tokenizer"].decode([[ids[t] for t in line.split()] for line in out.read_text().splitlines()])
         scores = task_kind(task.kind).scores(hyps, sizes["test_refs"], task.model_dump())
-        points.append({"minutes": round(seconds_at[step] / 60, 2), "update": step, "bleu": scores["bleu"],
-                       "bleu_lc": scores["bleu_lc"], "chrf": scores["chrf"], "split": "test", "search": "beam 5"})
-        Console(stderr=True).print(f"OpenNMT-py update {step:,} ({points[-1]['minutes']:.1f} min): "
-                                   f"test BLEU {scores['bleu']:.2f}")
+        points.append(
+            {
+                "minutes": round(seconds_at[step] / 60, 2),
+                "update": step,
+                "bleu": scores["bleu"],
+                "bleu_lc": scores["bleu_lc"],
+                "chrf": scores["chrf"],
+                "split": "test",
+                "search": "beam 5",
+            }
+        )
+        Console(stderr=True).print(
+            f"OpenNMT-py update {step:,} ({points[-1]['minutes']:.1f} min): test BLEU {scores['bleu']:.2f}"
+        )
     return points

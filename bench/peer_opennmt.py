@@ -90,33 +90,70 @@ def time_to_bleu(args: argparse.Namespace, bin_dir: Path) -> None:
     Console(stderr=True).print(f"seqforge gru_bahdanau for {', '.join(f'{m:g}' for m in args.ours_at)} minutes …")
     ours = seqforge_for_minutes(repo, log, args.ours_at)
 
-    table = Table(title=f"Time to BLEU: Multi30k en→de, same BPE, test_2016_flickr ({len(sizes['test_refs']):,} "
-                        "sentences), beam 5, sacreBLEU on detokenized text, 2 CPU threads")
+    table = Table(
+        title=f"Time to BLEU: Multi30k en→de, same BPE, test_2016_flickr ({len(sizes['test_refs']):,} "
+        "sentences), beam 5, sacreBLEU on detokenized text, 2 CPU threads"
+    )
     for column in ("toolkit", "model", "budget", "trained", "updates", "test BLEU", "lc BLEU", "chrF"):
         table.add_column(column, justify="left" if column in ("toolkit", "model") else "right")
     final = onmt[-1]
-    table.add_row("OpenNMT-py 3.5.1", "peer_lstm (recipe)", f"{args.minutes:g} min", f"{final['minutes']:.1f} min",
-                  f"{final['update']:,}", f"{final['bleu']:.2f}", f"{final['bleu_lc']:.2f}", f"{final['chrf']:.2f}")
+    table.add_row(
+        "OpenNMT-py 3.5.1",
+        "peer_lstm (recipe)",
+        f"{args.minutes:g} min",
+        f"{final['minutes']:.1f} min",
+        f"{final['update']:,}",
+        f"{final['bleu']:.2f}",
+        f"{final['bleu_lc']:.2f}",
+        f"{final['chrf']:.2f}",
+    )
     for row in ours:
-        table.add_row("seqforge", "gru_bahdanau (default)", f"{row['budget_minutes']:g} min",
-                      f"{row['trained_minutes']:.1f} min",
-                      f"{row['updates']:,}", f"{row['test_bleu']:.2f}", f"{row['test_bleu_lc']:.2f}",
-                      f"{row['test_chrf']:.2f}")
-    points = Table(title="BLEU along the way (OpenNMT-py: each saved checkpoint on test, beam 5; seqforge: each "
-                         "evaluation on validation, greedy)")
+        table.add_row(
+            "seqforge",
+            "gru_bahdanau (default)",
+            f"{row['budget_minutes']:g} min",
+            f"{row['trained_minutes']:.1f} min",
+            f"{row['updates']:,}",
+            f"{row['test_bleu']:.2f}",
+            f"{row['test_bleu_lc']:.2f}",
+            f"{row['test_chrf']:.2f}",
+        )
+    points = Table(
+        title="BLEU along the way (OpenNMT-py: each saved checkpoint on test, beam 5; seqforge: each "
+        "evaluation on validation, greedy)"
+    )
     for column in ("toolkit", "minutes", "update", "BLEU", "split, search"):
         points.add_column(column, justify="left" if column in ("toolkit", "split, search") else "right")
-    for name, rows in (("OpenNMT-py 3.5.1", onmt), *((f"seqforge {r['budget_minutes']:g} min", r["points"]) for r in ours)):
+    for name, rows in (
+        ("OpenNMT-py 3.5.1", onmt),
+        *((f"seqforge {r['budget_minutes']:g} min", r["points"]) for r in ours),
+    ):
         for point in rows:
-            points.add_row(name, f"{point['minutes']:.1f}", f"{point['update']:,}", f"{point['bleu']:.2f}",
-                           f"{point['split']}, {point['search']}")
+            points.add_row(
+                name,
+                f"{point['minutes']:.1f}",
+                f"{point['update']:,}",
+                f"{point['bleu']:.2f}",
+                f"{point['split']}, {point['search']}",
+            )
     console = Console(width=140)
     console.print(table)
     console.print(points)
     out = Path("reports/peer") / f"time_to_bleu-{args.minutes:g}m.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"minutes": args.minutes, "torch": torch.__version__, "cpus": os.cpu_count(),
-                               "opennmt": {"last_update": last, "points": onmt}, "seqforge": ours}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "minutes": args.minutes,
+                "torch": torch.__version__,
+                "cpus": os.cpu_count(),
+                "opennmt": {"last_update": last, "points": onmt},
+                "seqforge": ours,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     console.print(f"written: {out}")
 
 
@@ -125,15 +162,23 @@ def speed(args: argparse.Namespace, bin_dir: Path) -> None:
     configuration, `args.rounds` A/B rounds."""
     sizes = write_corpus(args.steps)
     budget = batch_tokens_for(SENTENCES / args.workers)  # 64 sentences per update over the workers
-    toolkits = {"OpenNMT-py 3.5.1": (lambda: run_onmt(bin_dir, args.steps), {
-                    "float32": lambda: onmt_decode(bin_dir, args.steps, sizes, args.profile)}),
-                "seqforge": (lambda: run_seqforge(sizes, budget, args.workers), {
-                    "float32": lambda: seqforge_decode(sizes, "32", args.profile),
-                    "bfloat16": lambda: seqforge_decode(sizes, "bf16", args.profile)})}
+    toolkits = {
+        "OpenNMT-py 3.5.1": (
+            lambda: run_onmt(bin_dir, args.steps),
+            {"float32": lambda: onmt_decode(bin_dir, args.steps, sizes, args.profile)},
+        ),
+        "seqforge": (
+            lambda: run_seqforge(sizes, budget, args.workers),
+            {
+                "float32": lambda: seqforge_decode(sizes, "32", args.profile),
+                "bfloat16": lambda: seqforge_decode(sizes, "bf16", args.profile),
+            },
+        ),
+    }
     trained: dict[str, list[dict]] = {name: [] for name in toolkits}
     decoded: dict[tuple[str, str], list[dict]] = {(name, p): [] for name, (_, ds) in toolkits.items() for p in ds}
     for r in range(args.rounds):
-        for name in (list(toolkits) if r % 2 == 0 else list(toolkits)[::-1]):
+        for name in list(toolkits) if r % 2 == 0 else list(toolkits)[::-1]:
             train, decoders = toolkits[name]
             Console(stderr=True).print(f"round {r + 1}: {name} …")
             if not args.decode_only:
@@ -148,10 +193,20 @@ def speed(args: argparse.Namespace, bin_dir: Path) -> None:
         console.print(profile_table({key: runs[-1]["ops"] for key, runs in decoded.items()}))
     out = Path("reports/peer") / f"speed-{args.steps}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"steps": args.steps, "torch": torch.__version__, "cpus": os.cpu_count(),
-                               "fixed_tokens": FIXED, "training": trained,
-                               "decoding": {f"{name}, {precision}": runs for (name, precision), runs in decoded.items()}},
-                              indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "steps": args.steps,
+                "torch": torch.__version__,
+                "cpus": os.cpu_count(),
+                "fixed_tokens": FIXED,
+                "training": trained,
+                "decoding": {f"{name}, {precision}": runs for (name, precision), runs in decoded.items()},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     console.print(f"written: {out}")
 
 
@@ -162,11 +217,18 @@ def profile_table(ops: dict[tuple[str, str], dict[str, float]], top: int = 12) -
     for name, precision in ops:
         table.add_column(f"{name}, {precision}", justify="right")
     totals = {key: sum(per_op.values()) for key, per_op in ops.items()}
-    names = sorted({op for per_op in ops.values() for op in per_op},
-                   key=lambda op: -max(per_op.get(op, 0.0) / totals[key] for key, per_op in ops.items()))
+    names = sorted(
+        {op for per_op in ops.values() for op in per_op},
+        key=lambda op: -max(per_op.get(op, 0.0) / totals[key] for key, per_op in ops.items()),
+    )
     for op in names[:top]:
-        table.add_row(op, *(f"{per_op.get(op, 0.0) / 1000:,.0f} ms ({per_op.get(op, 0.0) / totals[key]:.0%})"
-                            for key, per_op in ops.items()))
+        table.add_row(
+            op,
+            *(
+                f"{per_op.get(op, 0.0) / 1000:,.0f} ms ({per_op.get(op, 0.0) / totals[key]:.0%})"
+                for key, per_op in ops.items()
+            ),
+        )
     table.add_row("total", *(f"{totals[key] / 1000:,.0f} ms" for key in ops), style="bold")
     return table
 
@@ -176,10 +238,18 @@ def training_table(trained: dict[str, list[dict]], sizes: dict, args: argparse.N
     columns = ("train_src", "train_tgt", "wall_s", "wall_tgt")
     for run in (r for rs in trained.values() for r in rs):
         run["wall_tgt"] = sizes["train_tgt"] / run["wall_s"]
-    table = Table(title=f"Training: Multi30k en→de, LSTM + Luong general + input feeding, {args.steps} steps × "
-                        f"{SENTENCES} sentences, 2 CPU threads (seqforge: {args.workers} Ray Train worker(s))")
-    for col in ("toolkit", "run", "train src tok/s", "train tgt tok/s", f"wall s, {args.steps} updates",
-                "tgt tok/s by wall"):
+    table = Table(
+        title=f"Training: Multi30k en→de, LSTM + Luong general + input feeding, {args.steps} steps × "
+        f"{SENTENCES} sentences, 2 CPU threads (seqforge: {args.workers} Ray Train worker(s))"
+    )
+    for col in (
+        "toolkit",
+        "run",
+        "train src tok/s",
+        "train tgt tok/s",
+        f"wall s, {args.steps} updates",
+        "tgt tok/s by wall",
+    ):
         table.add_column(col, justify="left" if col in ("toolkit", "run") else "right")
     means = {name: {c: statistics.mean(run[c] for run in rs) for c in columns} for name, rs in trained.items()}
     for name, rs in trained.items():
@@ -193,36 +263,71 @@ def training_table(trained: dict[str, list[dict]], sizes: dict, args: argparse.N
 
 def decoding_table(decoded: dict[tuple[str, str], list[dict]], sizes: dict) -> Table:
     """Beam-5 decoding per toolkit, precision and round, means, and each mean's ratio to OpenNMT-py's."""
-    table = Table(title=f"Beam-5 decoding of {sizes['test_sents']:,} test sentences, batches of {SENTENCES}, "
-                        f"{THREADS} CPU threads: each model's own lengths, and every output {FIXED} tokens (same work)")
-    for col in ("toolkit", "precision", "run", "tgt tok/s", f"{FIXED}-token tok/s", "ms per step",
-                f"{FIXED}-token ÷ OpenNMT-py"):
+    table = Table(
+        title=f"Beam-5 decoding of {sizes['test_sents']:,} test sentences, batches of {SENTENCES}, "
+        f"{THREADS} CPU threads: each model's own lengths, and every output {FIXED} tokens (same work)"
+    )
+    for col in (
+        "toolkit",
+        "precision",
+        "run",
+        "tgt tok/s",
+        f"{FIXED}-token tok/s",
+        "ms per step",
+        f"{FIXED}-token ÷ OpenNMT-py",
+    ):
         table.add_column(col, justify="left" if col in ("toolkit", "precision", "run") else "right")
     peer = statistics.mean(run["fixed_tok_s"] for run in decoded["OpenNMT-py 3.5.1", "float32"])
     for (name, precision), runs in decoded.items():
         rows = [(str(i), run) for i, run in enumerate(runs, 1)]
-        rows.append(("mean", {c: statistics.mean(run[c] for run in runs) for c in ("tgt_tok_s", "fixed_tok_s", "step_ms")}))
+        rows.append(
+            ("mean", {c: statistics.mean(run[c] for run in runs) for c in ("tgt_tok_s", "fixed_tok_s", "step_ms")})
+        )
         for label, run in rows:
-            table.add_row(name, precision, label, f"{run['tgt_tok_s']:,.0f}", f"{run['fixed_tok_s']:,.0f}",
-                          f"{run['step_ms']:.1f}", f"{run['fixed_tok_s'] / peer:.2f}×",
-                          style="bold" if label == "mean" else None)
+            table.add_row(
+                name,
+                precision,
+                label,
+                f"{run['tgt_tok_s']:,.0f}",
+                f"{run['fixed_tok_s']:,.0f}",
+                f"{run['step_ms']:.1f}",
+                f"{run['fixed_tok_s'] / peer:.2f}×",
+                style="bold" if label == "mean" else None,
+            )
     return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200, help="updates of 64 sentences (one pass over steps × 64 pairs)")
+    parser.add_argument(
+        "--steps", type=int, default=200, help="updates of 64 sentences (one pass over steps × 64 pairs)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds; the first toolkit alternates")
     parser.add_argument("--peer-venv", type=Path, default=Path("runs/bench/opennmt-venv"))
-    parser.add_argument("--workers", type=int, choices=[1, 2], default=2,
-                        help="seqforge's Ray Train workers (2 × 1 CPU as the default profile, or 1 × 2 CPUs)")
-    parser.add_argument("--decode-only", action="store_true",
-                        help="decode the checkpoints the last round of training left, without training")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile each toolkit's fixed-length decoding (torch.profiler), ops side by side")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        choices=[1, 2],
+        default=2,
+        help="seqforge's Ray Train workers (2 × 1 CPU as the default profile, or 1 × 2 CPUs)",
+    )
+    parser.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="decode the checkpoints the last round of training left, without training",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile each toolkit's fixed-length decoding (torch.profiler), ops side by side",
+    )
     parser.add_argument("--minutes", type=float, help="time to BLEU: each toolkit's recipe for this many minutes")
-    parser.add_argument("--ours-at", type=float, action="append",
-                        help="with --minutes: seqforge's budgets in minutes (repeat; default: --minutes)")
+    parser.add_argument(
+        "--ours-at",
+        type=float,
+        action="append",
+        help="with --minutes: seqforge's budgets in minutes (repeat; default: --minutes)",
+    )
     parser.add_argument("--every", type=int, default=400, help="with --minutes: OpenNMT-py's updates per checkpoint")
     args = parser.parse_args()
 

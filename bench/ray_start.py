@@ -48,9 +48,15 @@ def fit_seconds(variant: str, storage: str, queue) -> float:
     from ray.train.torch import TorchTrainer
 
     start = time.perf_counter()
-    TorchTrainer(empty_loop, scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
-                 run_config=RunConfig(name=f"{variant.replace('+', '_')}-{time.time_ns()}", storage_path=storage,
-                                      callbacks=callbacks(variant, queue))).fit()
+    TorchTrainer(
+        empty_loop,
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(
+            name=f"{variant.replace('+', '_')}-{time.time_ns()}",
+            storage_path=storage,
+            callbacks=callbacks(variant, queue),
+        ),
+    ).fit()
     return time.perf_counter() - start
 
 
@@ -68,11 +74,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for variant, imports in CALLBACKS.items():
             Path(tmp, f"bench_cb_{variant.replace('+', '_')}.py").write_text(
-                f"{imports}\n\nclass NoOp(UserCallback):\n    pass\n")
+                f"{imports}\n\nclass NoOp(UserCallback):\n    pass\n"
+            )
         sys.path.insert(0, tmp)
         path = os.pathsep.join([tmp, str(Path("src").resolve()), os.environ.get("PYTHONPATH", "")])
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS") or "local",
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+        )
         queue = Queue(actor_options={"num_cpus": 0})
         variants = [*CALLBACKS, "seqforge"]
         times: dict[str, list[float]] = {v: [] for v in variants}
@@ -80,8 +90,10 @@ def main() -> None:
             for variant in variants:
                 times[variant].append(fit_seconds(variant, str(Path(tmp, "runs")), queue))
 
-    table = Table(title=f"Ray Train start: an empty 2-worker run, median of {args.rounds} "
-                        f"({int(ray.cluster_resources().get('CPU', 0))} CPUs)")
+    table = Table(
+        title=f"Ray Train start: an empty 2-worker run, median of {args.rounds} "
+        f"({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+    )
     for column in ("callback module imports", "fit s (median)", "runs"):
         table.add_column(column)
     base = statistics.median(times["light"])

@@ -61,8 +61,11 @@ def model_values(cell: dict, arch: str) -> dict:
         values |= {k: cell[c] for c, k in (("emb", "emb_dim"), ("hidden", "hidden_dim")) if c in cell}
         values |= {k: cell["layers"] for k in ("enc_layers", "dec_layers") if "layers" in cell}
     else:
-        values |= {k: v for k, v in (("d_model", cell.get("emb")), ("ffn_dim", 4 * cell["emb"] if "emb" in cell else None))
-                   if v is not None}
+        values |= {
+            k: v
+            for k, v in (("d_model", cell.get("emb")), ("ffn_dim", 4 * cell["emb"] if "emb" in cell else None))
+            if v is not None
+        }
         values |= {k: cell["layers"] for k in ("enc_layers", "dec_layers") if "layers" in cell}
     return values
 
@@ -75,23 +78,29 @@ def sample_tsv(mirror: Path, out: Path, pairs: int, src: str, tgt: str, seed: in
             sides.append(fh.read().splitlines())
     rows = random.Random(seed).sample(range(len(sides[0])), pairs + 2 * HELD_OUT)
     # a few Multi30k sentences hold a tab: a space in a TSV cell
-    out.write_text("".join("\t".join(side[i].replace("\t", " ") for side in sides) + "\n" for i in rows),
-                   encoding="utf-8")
+    out.write_text(
+        "".join("\t".join(side[i].replace("\t", " ") for side in sides) + "\n" for i in rows), encoding="utf-8"
+    )
 
 
 def scratch_repo(path: Path) -> Path:
     """A copy of this checkout's tracked and untracked files at `path`, as a git repository (once)."""
     if (path / ".git").is_dir():
         return path
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for name in filter(None, files):
         if (ROOT / name).is_file():
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, path / name)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "scratch"],
-                ["seqforge", "profile", "default"], ["seqforge", "fetch"]):  # data.dvc checks every corpus
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "scratch"],
+        ["seqforge", "profile", "default"],
+        ["seqforge", "fetch"],
+    ):  # data.dvc checks every corpus
         subprocess.run(cmd, cwd=path, check=True, stdout=subprocess.DEVNULL)
     (path / "conf" / "recipes.yaml").unlink(missing_ok=True)  # cells start from the template, not from a rule
     return path
@@ -109,8 +118,28 @@ def add_cell(repo: Path, corpus: str, cell: dict, args: argparse.Namespace, log:
     """Task (per vocabulary) and experiment of one cell; the experiment's name."""
     task = f"{corpus}-v{cell.get('vocab', 0)}"
     if not (repo / "conf" / "tasks" / f"{task}.yaml").exists():
-        run(["seqforge", "task", "add", task, "--kind", "translation", "--corpus", corpus, "--src", args.src,
-             "--tgt", args.tgt, "--experiments", args.experiment, "--budget", args.budget], repo, log)
+        run(
+            [
+                "seqforge",
+                "task",
+                "add",
+                task,
+                "--kind",
+                "translation",
+                "--corpus",
+                corpus,
+                "--src",
+                args.src,
+                "--tgt",
+                args.tgt,
+                "--experiments",
+                args.experiment,
+                "--budget",
+                args.budget,
+            ],
+            repo,
+            log,
+        )
         if "vocab" in cell:
             task_file = repo / "conf" / "tasks" / f"{task}.yaml"
             values = yaml.safe_load(task_file.read_text())
@@ -123,7 +152,8 @@ def add_cell(repo: Path, corpus: str, cell: dict, args: argparse.Namespace, log:
         values["model"] |= model_values(cell, values["model"]["arch"])
         if "epochs" in cell:  # explicit epochs replace the budget task add wrote
             values["train"] = {k: v for k, v in values.get("train", {}).items() if k != "budget"} | {
-                "max_epochs": cell["epochs"]}
+                "max_epochs": cell["epochs"]
+            }
         exp_file.write_text(yaml.safe_dump(values, sort_keys=False))
     return name
 
@@ -131,8 +161,9 @@ def add_cell(repo: Path, corpus: str, cell: dict, args: argparse.Namespace, log:
 def trained_for(log: Path, name: str) -> str:
     """The elapsed time of the cell's last evaluation line in the bench log (`H:MM:SS`): `evaluation N/M` for a
     budget, `epoch N` for an `epochs` cell."""
-    lines = [line for line in log.read_text().splitlines()
-             if line.startswith((f"{name} evaluation ", f"{name} epoch "))]
+    lines = [
+        line for line in log.read_text().splitlines() if line.startswith((f"{name} evaluation ", f"{name} epoch "))
+    ]
     return re.search(r"elapsed (\d+:\d\d:\d\d)", lines[-1]).group(1) if lines else "?"
 
 
@@ -141,12 +172,19 @@ def result(repo: Path, name: str, log: Path) -> dict:
     best = max(curve, key=lambda row: float(row["val_bleu"]))
     model = json.loads((repo / "models" / name / "model.json").read_text())
     test = json.loads((repo / "metrics" / f"{name}.json").read_text())
-    return {"experiment": name, "parameters": model["num_parameters"], "updates": int(curve[-1]["update"]),
-            "trained_for": trained_for(log, name),
-            "best_val_bleu": float(best["val_bleu"]), "best_at_update": int(best["update"]),
-            "last_val_bleu": float(curve[-1]["val_bleu"]), "test_bleu": test["metrics"]["bleu"],
-            "test_bleu_lc": test["metrics"]["bleu_lc"], "test_chrf": test["metrics"]["chrf"],
-            "undertrained": model.get("undertrained")}
+    return {
+        "experiment": name,
+        "parameters": model["num_parameters"],
+        "updates": int(curve[-1]["update"]),
+        "trained_for": trained_for(log, name),
+        "best_val_bleu": float(best["val_bleu"]),
+        "best_at_update": int(best["update"]),
+        "last_val_bleu": float(curve[-1]["val_bleu"]),
+        "test_bleu": test["metrics"]["bleu"],
+        "test_bleu_lc": test["metrics"]["bleu_lc"],
+        "test_chrf": test["metrics"]["chrf"],
+        "undertrained": model.get("undertrained"),
+    }
 
 
 def main() -> None:
@@ -168,8 +206,24 @@ def main() -> None:
     if not (repo / "conf" / "corpora" / f"{corpus}.yaml").exists():
         sample = args.workdir / f"{corpus}.tsv"
         sample_tsv(mirror, sample, args.pairs, args.src, args.tgt)
-        run(["seqforge", "corpus", "add", corpus, "--format", "tsv", "--source", str(sample), "--columns",
-             f"{args.src}=0,{args.tgt}=1", "--split", f"validation={HELD_OUT},test={HELD_OUT}"], repo, log)
+        run(
+            [
+                "seqforge",
+                "corpus",
+                "add",
+                corpus,
+                "--format",
+                "tsv",
+                "--source",
+                str(sample),
+                "--columns",
+                f"{args.src}=0,{args.tgt}=1",
+                "--split",
+                f"validation={HELD_OUT},test={HELD_OUT}",
+            ],
+            repo,
+            log,
+        )
     names = [add_cell(repo, corpus, cell, args, log) for cell in args.cell]
     run(["seqforge", "sync"], repo, log)
     rows = []
@@ -181,15 +235,32 @@ def main() -> None:
     previous = {r["experiment"]: r for r in json.loads(out.read_text())} if out.exists() else {}
     out.write_text(json.dumps(list((previous | {r["experiment"]: r for r in rows}).values()), indent=2) + "\n")
 
-    table = Table(title=f"{args.experiment} on {args.pairs:,} pairs of Multi30k {args.src}->{args.tgt}, "
-                        f"{args.budget} each (choose on validation)")
-    for column in ("cell", "params", "updates", "trained for", "best val BLEU (at update)", "last val BLEU",
-                   "test BLEU", "test chrF"):
+    table = Table(
+        title=f"{args.experiment} on {args.pairs:,} pairs of Multi30k {args.src}->{args.tgt}, "
+        f"{args.budget} each (choose on validation)"
+    )
+    for column in (
+        "cell",
+        "params",
+        "updates",
+        "trained for",
+        "best val BLEU (at update)",
+        "last val BLEU",
+        "test BLEU",
+        "test chrF",
+    ):
         table.add_column(column)
     for cell, row in zip(args.cell, rows, strict=True):
-        table.add_row(cell_name(cell), f"{row['parameters']:,}", f"{row['updates']:,}", row["trained_for"],
-                      f"{row['best_val_bleu']:.2f} ({row['best_at_update']:,})", f"{row['last_val_bleu']:.2f}",
-                      f"{row['test_bleu']:.2f}", f"{row['test_chrf']:.2f}")
+        table.add_row(
+            cell_name(cell),
+            f"{row['parameters']:,}",
+            f"{row['updates']:,}",
+            row["trained_for"],
+            f"{row['best_val_bleu']:.2f} ({row['best_at_update']:,})",
+            f"{row['last_val_bleu']:.2f}",
+            f"{row['test_bleu']:.2f}",
+            f"{row['test_chrf']:.2f}",
+        )
     Console().print(table)
     print(f"written: {out}")
 

@@ -2,7 +2,6 @@
 the pipeline does, its beam decoding in float32 and bfloat16, and its default GRU trained through the real
 stages for a time budget."""
 
-
 from __future__ import annotations
 
 import os
@@ -36,13 +35,33 @@ def peer_experiment():
     """seqforge's experiment at OpenNMT-py's configuration (`onmt_config`)."""
     from seqforge.experiments.config import experiment_schema
 
-    return experiment_schema().model_validate({
-        "name": "peer_lstm", "task": "translation",
-        "model": {"arch": "rnn", "cell": "lstm", "emb_dim": 256, "hidden_dim": 512, "enc_hidden_dim": 256,
-                  "bidirectional": True, "attention": "luong_general", "input_feeding": True, "dropout": 0.3,
-                  "tied_embeddings": False, "shared_embeddings": False},
-        "optim": {"lr": 1e-3, "betas": [0.9, 0.999], "schedule": "plateau", "warmup_steps": 0,
-                  "label_smoothing": 0.0, "clip_norm": 5.0}})
+    return experiment_schema().model_validate(
+        {
+            "name": "peer_lstm",
+            "task": "translation",
+            "model": {
+                "arch": "rnn",
+                "cell": "lstm",
+                "emb_dim": 256,
+                "hidden_dim": 512,
+                "enc_hidden_dim": 256,
+                "bidirectional": True,
+                "attention": "luong_general",
+                "input_feeding": True,
+                "dropout": 0.3,
+                "tied_embeddings": False,
+                "shared_embeddings": False,
+            },
+            "optim": {
+                "lr": 1e-3,
+                "betas": [0.9, 0.999],
+                "schedule": "plateau",
+                "warmup_steps": 0,
+                "label_smoothing": 0.0,
+                "clip_norm": 5.0,
+            },
+        }
+    )
 
 
 def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
@@ -56,15 +75,29 @@ def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
 
     tokenizer = sizes["tokenizer"]
     exp = peer_experiment()
-    train_cfg = TrainCfg(num_workers=workers, cpus_per_worker=THREADS // workers, max_epochs=1, batch_tokens=budget,
-                         storage_path=str((WORK / "ray").resolve()), num_checkpoints=1)
+    train_cfg = TrainCfg(
+        num_workers=workers,
+        cpus_per_worker=THREADS // workers,
+        max_epochs=1,
+        batch_tokens=budget,
+        storage_path=str((WORK / "ray").resolve()),
+        num_checkpoints=1,
+    )
     mlflow.set_tracking_uri(f"sqlite:///{(WORK / 'mlflow.db').resolve()}")
     connect_ray()
     with mlflow.start_run() as run:
-        config = {"kind": "translation", "bleu_tokenize": None, "experiment": exp.model_dump(mode="json"),
-                  "train": train_cfg.model_dump(mode="json"), "src_vocab": tokenizer.vocab_size("source"),
-                  "tgt_vocab": tokenizer.vocab_size("target"), "data": ship(WORK / "tokenized"), "tokenizer": tokenizer.dumps(),
-                  "run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}
+        config = {
+            "kind": "translation",
+            "bleu_tokenize": None,
+            "experiment": exp.model_dump(mode="json"),
+            "train": train_cfg.model_dump(mode="json"),
+            "src_vocab": tokenizer.vocab_size("source"),
+            "tgt_vocab": tokenizer.vocab_size("target"),
+            "data": ship(WORK / "tokenized"),
+            "tokenizer": tokenizer.dumps(),
+            "run_id": run.info.run_id,
+            "tracking_uri": mlflow.get_tracking_uri(),
+        }
         result = fit_on_ray(config, train_cfg, f"peer-{time.time_ns()}", ("val_loss", "min"), progress=False)
     ray.shutdown()
     if result.error is not None:
@@ -86,11 +119,14 @@ def seqforge_decode(sizes: dict, precision: str, profiled: bool) -> dict:
 
     checkpoints = list((WORK / "ray").glob("peer-*/checkpoint_*/"))
     if not checkpoints:
-        sys.exit(f"{WORK / 'ray'}: no seqforge checkpoint to decode; run a training round first (without --decode-only)")
+        sys.exit(
+            f"{WORK / 'ray'}: no seqforge checkpoint to decode; run a training round first (without --decode-only)"
+        )
     checkpoint = max(checkpoints, key=lambda path: path.stat().st_mtime)
     weights, _ = load_weights(checkpoint)
-    model = build_model(peer_experiment().model, sizes["tokenizer"].vocab_size("source"),
-                        sizes["tokenizer"].vocab_size("target"))
+    model = build_model(
+        peer_experiment().model, sizes["tokenizer"].vocab_size("source"), sizes["tokenizer"].vocab_size("target")
+    )
     model.load_state_dict(weights)
     torch.set_num_threads(THREADS)
     cfg = DecodeCfg(beam_size=5, batch_size=SENTENCES, length_penalty=0.0, device="cpu", precision=precision)
@@ -143,16 +179,25 @@ def seqforge_for_minutes(repo: Path, log: Path, minutes: list[float]) -> list[di
     for m in minutes:
         names.append(f"gru_bahdanau_{m:g}m".replace(".", "_"))
         budget = {"train": {**template.get("train", {}), "budget": f"{round(m * 60)}s"}}
-        (repo / "conf" / "experiments" / f"{names[-1]}.yaml").write_text(yaml.safe_dump(template | budget, sort_keys=False))
+        (repo / "conf" / "experiments" / f"{names[-1]}.yaml").write_text(
+            yaml.safe_dump(template | budget, sort_keys=False)
+        )
     run(["seqforge", "sync"], repo, log)
     rows = []
     for m, name in zip(minutes, names, strict=True):
         run(["dvc", "repro", f"evaluate@{name}"], repo, log)
         lines = [line for line in log.read_text().splitlines() if line.startswith(f"{name} evaluation ")]
         first = max(i for i, line in enumerate(lines) if " evaluation 1/" in line)  # the last run's lines
-        points = [{"minutes": minutes_of(elapsed), "update": int(update.replace(",", "")), "bleu": float(bleu),
-                   "split": "validation", "search": "greedy"}
-                  for update, bleu, elapsed in (EVALUATION_LINE.search(line).groups() for line in lines[first:])]
+        points = [
+            {
+                "minutes": minutes_of(elapsed),
+                "update": int(update.replace(",", "")),
+                "bleu": float(bleu),
+                "split": "validation",
+                "search": "greedy",
+            }
+            for update, bleu, elapsed in (EVALUATION_LINE.search(line).groups() for line in lines[first:])
+        ]
         row = result(repo, name, log)
         rows.append({**row, "budget_minutes": m, "trained_minutes": minutes_of(row["trained_for"]), "points": points})
     return rows

@@ -31,8 +31,13 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-SENTENCES = ["A man is riding a bike.", "Two dogs play in the snow.", "A girl reads a book in the park.",
-             "People are walking down a busy street at night.", "A child in a red coat jumps into a puddle."]
+SENTENCES = [
+    "A man is riding a bike.",
+    "Two dogs play in the snow.",
+    "A girl reads a book in the park.",
+    "People are walking down a busy street at night.",
+    "A child in a red coat jumps into a puddle.",
+]
 INVALID = {  # name -> rows (each a dataframe record) the model must refuse with HTTP 400
     "too many characters": [{"source": "x" * 1001}],
     "too many rows": [{"source": "A dog."}] * 65,
@@ -50,8 +55,11 @@ def free_port() -> int:
 
 def post(url: str, records: list[dict], timeout: float) -> int:
     """HTTP status of one /invocations request (0: no answer)."""
-    request = urllib.request.Request(f"{url}/invocations", data=json.dumps({"dataframe_records": records}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=json.dumps({"dataframe_records": records}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             resp.read()
@@ -166,25 +174,42 @@ def main() -> None:
     total = sum(outcomes.values())
     unexpected = sum(n for (_, ok), n in outcomes.items() if not ok)
     figures = {
-        "requests": total, "requests_per_s": round(total / result["elapsed"], 2),
-        "valid": len(lat["valid"]), "invalid": len(lat["invalid"]),
+        "requests": total,
+        "requests_per_s": round(total / result["elapsed"], 2),
+        "valid": len(lat["valid"]),
+        "invalid": len(lat["invalid"]),
         "invalid_answered_400": sum(n for (name, ok), n in outcomes.items() if name != "valid" and ok),
         "unexpected": unexpected,
         "p50_valid_ms": round(1000 * quantile(lat["valid"], 0.5), 1),
         "p99_valid_ms": round(1000 * quantile(lat["valid"], 0.99), 1),
         "p50_invalid_ms": round(1000 * quantile(lat["invalid"], 0.5), 1),
         "p99_invalid_ms": round(1000 * quantile(lat["invalid"], 0.99), 1),
-        "rss_start_mib": round(rss_start, 1), "rss_end_mib": round(rss_end, 1),
+        "rss_start_mib": round(rss_start, 1),
+        "rss_end_mib": round(rss_end, 1),
         "rss_growth_pct": round(100 * (rss_end / rss_start - 1), 1) if server else None,
         "unexpected_by_request": {name: n for (name, ok), n in outcomes.items() if not ok},
     }
-    table = Table(title=f"{args.model}: {args.clients} clients x {args.seconds:.0f} s, "
-                        f"{args.invalid:.0%} invalid, {args.workers} server workers")
+    table = Table(
+        title=f"{args.model}: {args.clients} clients x {args.seconds:.0f} s, "
+        f"{args.invalid:.0%} invalid, {args.workers} server workers"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key in ("requests", "requests_per_s", "valid", "invalid", "invalid_answered_400", "unexpected",
-                "p50_valid_ms", "p99_valid_ms", "p50_invalid_ms", "p99_invalid_ms", "rss_start_mib", "rss_end_mib",
-                "rss_growth_pct"):
+    for key in (
+        "requests",
+        "requests_per_s",
+        "valid",
+        "invalid",
+        "invalid_answered_400",
+        "unexpected",
+        "p50_valid_ms",
+        "p99_valid_ms",
+        "p50_invalid_ms",
+        "p99_invalid_ms",
+        "rss_start_mib",
+        "rss_end_mib",
+        "rss_growth_pct",
+    ):
         table.add_row(key, str(figures[key]))
     Console().print(table)
     if args.json:

@@ -55,11 +55,20 @@ def timed_and_profiled(step, batches: list, threads: int) -> dict:
     by_shape = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
     for event in reversed(by_shape):  # each op's costliest input shapes, for the table's rows
         ops[event.key]["shapes"] = str(event.input_shapes)[:60]
-    top_shapes = [{"op": e.key, "shapes": str(e.input_shapes), "self_ms": e.self_cpu_time_total / 1000 / n,
-                   "calls": e.count / n} for e in by_shape[:40]]
-    return {"step_ms": 1000 * statistics.median(times), "ops": ops, "by_shape": top_shapes, "threads": threads,
-            "batches": n, "torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
-            "parallel": torch.__config__.parallel_info().splitlines()[:8]}
+    top_shapes = [
+        {"op": e.key, "shapes": str(e.input_shapes), "self_ms": e.self_cpu_time_total / 1000 / n, "calls": e.count / n}
+        for e in by_shape[:40]
+    ]
+    return {
+        "step_ms": 1000 * statistics.median(times),
+        "ops": ops,
+        "by_shape": top_shapes,
+        "threads": threads,
+        "batches": n,
+        "torch": torch.__version__,
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "parallel": torch.__config__.parallel_info().splitlines()[:8],
+    }
 
 
 def loss_of(logits: torch.Tensor, gold: torch.Tensor, pad: int) -> torch.Tensor:
@@ -75,9 +84,21 @@ def peer_side(batches_file: Path, checkpoint: Path, out: Path, threads: int) -> 
 
     from onmt.model_builder import load_test_model
 
-    vocabs, model, _ = load_test_model(Namespace(models=[str(checkpoint)], gpu=-1, world_size=1, gpu_ranks=[],
-                                                 parallel_mode="data_parallel", quant_type="", quant_layers=[],
-                                                 precision="fp32", fp32=True, int8=False), 0)
+    vocabs, model, _ = load_test_model(
+        Namespace(
+            models=[str(checkpoint)],
+            gpu=-1,
+            world_size=1,
+            gpu_ranks=[],
+            parallel_mode="data_parallel",
+            quant_type="",
+            quant_layers=[],
+            precision="fp32",
+            fp32=True,
+            int8=False,
+        ),
+        0,
+    )
     model.train()
     src_vocab, tgt_vocab = vocabs["src"], vocabs["tgt"]
     pad = tgt_vocab.lookup_token("<blank>")
@@ -87,8 +108,14 @@ def peer_side(batches_file: Path, checkpoint: Path, out: Path, threads: int) -> 
         width = max(len(r) for r in rows)
         return torch.tensor([[vocab.lookup_token(t) for t in r] + [pad] * (width - len(r)) for r in rows])
 
-    batches = [{"src": ids(src_vocab, b["src"], False).unsqueeze(-1), "src_len": torch.tensor([len(r) for r in b["src"]]),
-                "tgt": ids(tgt_vocab, b["tgt"], True).unsqueeze(-1)} for b in torch.load(batches_file)]
+    batches = [
+        {
+            "src": ids(src_vocab, b["src"], False).unsqueeze(-1),
+            "src_len": torch.tensor([len(r) for r in b["src"]]),
+            "tgt": ids(tgt_vocab, b["tgt"], True).unsqueeze(-1),
+        }
+        for b in torch.load(batches_file)
+    ]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
 
     def step(batch: dict) -> None:
@@ -116,10 +143,15 @@ def our_side(subset: Path, batches_file: Path, out: Path, threads: int, n: int) 
     tokenizer = SubwordTokenizer.load(paths.tokenizer_file("translation"))
     train = TokenizedSplit(load_from_disk(str(subset))["train"])
     order = sorted(range(n * SENTENCES), key=lambda i: (len(train[i]["src_ids"]), len(train[i]["tgt_ids"])))
-    chunks = [order[k:k + SENTENCES] for k in range(0, len(order), SENTENCES)]
+    chunks = [order[k : k + SENTENCES] for k in range(0, len(order), SENTENCES)]
     batches = [collate(train.__getitems__(chunk)) for chunk in chunks]
-    as_tokens = [{"src": [tokenizer.tokens(train[i]["src_ids"], "source") for i in chunk],
-                  "tgt": [tokenizer.tokens(train[i]["tgt_ids"], "target") for i in chunk]} for chunk in chunks]
+    as_tokens = [
+        {
+            "src": [tokenizer.tokens(train[i]["src_ids"], "source") for i in chunk],
+            "tgt": [tokenizer.tokens(train[i]["tgt_ids"], "target") for i in chunk],
+        }
+        for chunk in chunks
+    ]
     exp = peer_experiment()
     torch.manual_seed(1)
     model = build_model(exp.model, tokenizer.vocab_size("source"), tokenizer.vocab_size("target"))
@@ -139,9 +171,14 @@ def our_side(subset: Path, batches_file: Path, out: Path, threads: int, n: int) 
 
 def side_env(threads: int) -> dict:
     """Both sides' processes get the same environment: this repository on the path, `threads` OpenMP threads."""
-    return {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin",
-            "HOME": os.environ.get("HOME", "/tmp"), "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore",
-            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    return {
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "OMP_NUM_THREADS": str(threads),
+        "PYTHONWARNINGS": "ignore",
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+    }
 
 
 def main() -> None:
@@ -150,10 +187,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top", type=int, default=12, help="ops shown: the top ones of either side")
     parser.add_argument("--peer-venv", type=Path, default=Path("runs/bench/opennmt-venv"))
-    parser.add_argument("--peer-side", nargs=3, type=Path, metavar=("BATCHES", "CHECKPOINT", "OUT"),
-                        help=argparse.SUPPRESS)  # how this script runs itself in OpenNMT-py's venv
-    parser.add_argument("--our-side", nargs=2, type=Path, metavar=("BATCHES", "OUT"),
-                        help=argparse.SUPPRESS)  # and in ours, in the same kind of process
+    parser.add_argument(
+        "--peer-side", nargs=3, type=Path, metavar=("BATCHES", "CHECKPOINT", "OUT"), help=argparse.SUPPRESS
+    )  # how this script runs itself in OpenNMT-py's venv
+    parser.add_argument(
+        "--our-side", nargs=2, type=Path, metavar=("BATCHES", "OUT"), help=argparse.SUPPRESS
+    )  # and in ours, in the same kind of process
     args = parser.parse_args()
     if args.peer_side:
         peer_side(*args.peer_side, args.threads)
@@ -175,10 +214,14 @@ def main() -> None:
     checkpoint, _ = run_onmt_train(bin_dir, 10)
     batches, our_out, peer_out = WORK / "profile_batches.pt", WORK / "profile_ours.json", WORK / "profile_peer.json"
     common = ["-m", "bench.step_profile", "--threads", str(args.threads), "--batches", str(args.batches)]
-    subprocess.run([sys.executable, *common, "--our-side", str(batches), str(our_out)],
-                   check=True, env=side_env(args.threads))
-    subprocess.run([str(bin_dir / "python"), *common, "--peer-side", str(batches), str(checkpoint), str(peer_out)],
-                   check=True, env=side_env(args.threads))
+    subprocess.run(
+        [sys.executable, *common, "--our-side", str(batches), str(our_out)], check=True, env=side_env(args.threads)
+    )
+    subprocess.run(
+        [str(bin_dir / "python"), *common, "--peer-side", str(batches), str(checkpoint), str(peer_out)],
+        check=True,
+        env=side_env(args.threads),
+    )
     ours, peer = json.loads(our_out.read_text()), json.loads(peer_out.read_text())
     for key in ("torch", "cpu", "parallel"):
         if ours[key] != peer[key]:
@@ -191,20 +234,45 @@ def main() -> None:
 
     names = list(dict.fromkeys(top(ours) + top(peer)))
     names.sort(key=lambda k: -max(s["ops"].get(k, {}).get("self_ms", 0) for s in (ours, peer)))
-    table = Table(title=f"One training step, peer LSTM configuration, {args.batches} batches × {SENTENCES} "
-                        f"sentences, {args.threads} threads: self CPU ms and calls per step")
+    table = Table(
+        title=f"One training step, peer LSTM configuration, {args.batches} batches × {SENTENCES} "
+        f"sentences, {args.threads} threads: self CPU ms and calls per step"
+    )
     for col in ("op", "seqforge ms", "calls", "OpenNMT-py ms", "calls", "ratio", "seqforge shapes"):
         table.add_column(col, justify="left" if col in ("op", "seqforge shapes") else "right")
     for name in names:
         a, b = ours["ops"].get(name, {}), peer["ops"].get(name, {})
         ratio = f"{a['self_ms'] / b['self_ms']:.2f}" if a and b and b["self_ms"] > 0 else ""
-        table.add_row(name, f"{a.get('self_ms', 0):.1f}", f"{a.get('calls', 0):.0f}", f"{b.get('self_ms', 0):.1f}",
-                      f"{b.get('calls', 0):.0f}", ratio, a.get("shapes", ""))
+        table.add_row(
+            name,
+            f"{a.get('self_ms', 0):.1f}",
+            f"{a.get('calls', 0):.0f}",
+            f"{b.get('self_ms', 0):.1f}",
+            f"{b.get('calls', 0):.0f}",
+            ratio,
+            a.get("shapes", ""),
+        )
     total = {k: sum(o["self_ms"] for o in s["ops"].values()) for k, s in (("ours", ours), ("peer", peer))}
-    table.add_row("all ops (profiled)", f"{total['ours']:.1f}", "", f"{total['peer']:.1f}", "",
-                  f"{total['ours'] / total['peer']:.2f}", "", style="bold")
-    table.add_row("wall per step (timed pass)", f"{ours['step_ms']:.1f}", "", f"{peer['step_ms']:.1f}", "",
-                  f"{ours['step_ms'] / peer['step_ms']:.2f}", "", style="bold")
+    table.add_row(
+        "all ops (profiled)",
+        f"{total['ours']:.1f}",
+        "",
+        f"{total['peer']:.1f}",
+        "",
+        f"{total['ours'] / total['peer']:.2f}",
+        "",
+        style="bold",
+    )
+    table.add_row(
+        "wall per step (timed pass)",
+        f"{ours['step_ms']:.1f}",
+        "",
+        f"{peer['step_ms']:.1f}",
+        "",
+        f"{ours['step_ms'] / peer['step_ms']:.2f}",
+        "",
+        style="bold",
+    )
     Console(width=160).print(table)
     print(f"written: {OUT}", file=sys.stderr)
 

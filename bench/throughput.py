@@ -58,8 +58,10 @@ def synthetic_batch(budget: int, vocab: int, gen: torch.Generator) -> dict:
         rows_src.append(torch.randint(5, vocab, (n,), generator=gen).tolist() + [EOS])
         rows_tgt.append(torch.randint(5, vocab, (n + 1,), generator=gen).tolist())
     return {
-        "src": pad(rows_src), "src_lens": torch.tensor([len(r) for r in rows_src]),
-        "tgt_in": pad([[BOS] + r for r in rows_tgt]), "tgt_out": pad([r + [EOS] for r in rows_tgt]),
+        "src": pad(rows_src),
+        "src_lens": torch.tensor([len(r) for r in rows_src]),
+        "tgt_in": pad([[BOS] + r for r in rows_tgt]),
+        "tgt_out": pad([r + [EOS] for r in rows_tgt]),
     }
 
 
@@ -103,8 +105,11 @@ def measure(name: str, budget: int, vocab: int, threads: int, device: str, steps
         hyps = beam_search(decoder, src, lens, limit, beam_size=5)
         sync()
     decode_tps = sum(len(h[0].tokens) + 1 for h in hyps) / (time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     return count_parameters(model), batch["src"].size(0), train_tps, decode_tps, peak / 2**20
 
 
@@ -119,16 +124,31 @@ def main() -> None:
     args = parser.parse_args()
 
     table = Table(title=f"seqforge throughput — {args.device}, {args.threads} thread(s), vocab {args.vocab}")
-    for col in ("experiment", "params (M)", "batch tokens", "sentences", "train tok/s",
-                "beam-5 decode tok/s", "peak mem (MiB)"):
+    for col in (
+        "experiment",
+        "params (M)",
+        "batch tokens",
+        "sentences",
+        "train tok/s",
+        "beam-5 decode tok/s",
+        "peak mem (MiB)",
+    ):
         table.add_column(col, justify="right" if col != "experiment" else "left")
     for name in args.experiments:
         for budget in args.budgets:  # a process per cell: its peak memory is its own
             with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
                 params, sents, train_tps, decode_tps, peak = pool.submit(
-                    measure, name, budget, args.vocab, args.threads, args.device, args.steps).result()
-            table.add_row(name, f"{params / 1e6:.1f}", str(budget), str(sents),
-                          f"{train_tps:,.0f}", f"{decode_tps:,.0f}", f"{peak:,.0f}")
+                    measure, name, budget, args.vocab, args.threads, args.device, args.steps
+                ).result()
+            table.add_row(
+                name,
+                f"{params / 1e6:.1f}",
+                str(budget),
+                str(sents),
+                f"{train_tps:,.0f}",
+                f"{decode_tps:,.0f}",
+                f"{peak:,.0f}",
+            )
     Console(width=130).print(table)
 
 

@@ -13,7 +13,9 @@ from seqforge.corpora.base import CorpusError
 from seqforge.tracking.client import TrackingError
 
 
-def run_stage(stage: str, fn: Callable[..., object], what: str | None = "experiment", default: str | None = None) -> None:
+def run_stage(
+    stage: str, fn: Callable[..., object], what: str | None = "experiment", default: str | None = None
+) -> None:
     """Run `fn(<task or experiment>)` (`fn()` when `what` is None; `fn(default)` when it is not given) from the
     command line; known failures exit with one clear line."""
     args = sys.argv[1:] or ([default] if default else [])

@@ -44,8 +44,11 @@ from helpers import (
 
 
 def pytest_addoption(parser) -> None:
-    parser.addoption("--reverse", action="store_true",
-                     help="run the tests in reverse order: no test may depend on another having run first")
+    parser.addoption(
+        "--reverse",
+        action="store_true",
+        help="run the tests in reverse order: no test may depend on another having run first",
+    )
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -99,21 +102,41 @@ def ray_cluster(tmp_path_factory) -> RayCluster:
     hidden.mkdir(parents=True)
     ray_bin, port = str(Path(sys.executable).with_name("ray")), free_port()
     env = clean_env()
-    head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=true", f"--dashboard-port={free_port()}", "--disable-usage-stats"],
-                            env=env, stdout=(logs / "head.log").open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    head = subprocess.Popen(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            f"--dashboard-port={free_port()}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=(logs / "head.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     hide = f'mount -t tmpfs tmpfs "$0" && exec {ray_bin} start --block --address=127.0.0.1:{port} --num-cpus=2'
-    worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, str(hidden)],
-                              env=env, stdout=(logs / "worker.log").open("w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, str(hidden)],
+        env=env,
+        stdout=(logs / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     cluster = RayCluster(f"127.0.0.1:{port}", {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"})
     try:
         deadline = time.monotonic() + 120
-        while (joined := run([sys.executable, "-c", JOINED], logs, cluster.env, check=False)).returncode != 0 \
-                or joined.stdout.strip().splitlines()[-1] != "2":
+        while (
+            joined := run([sys.executable, "-c", JOINED], logs, cluster.env, check=False)
+        ).returncode != 0 or joined.stdout.strip().splitlines()[-1] != "2":
             assert time.monotonic() < deadline and None in (head.poll(), worker.poll()), (
-                joined.stderr[-2000:], (logs / "worker.log").read_text()[-2000:])
+                joined.stderr[-2000:],
+                (logs / "worker.log").read_text()[-2000:],
+            )
             time.sleep(2)
         yield cluster
     finally:
@@ -136,13 +159,17 @@ def smoke_repo(tmp_path_factory, ray_cluster) -> tuple[Path, dict]:
     for name in SMOKE_LEFT_OUT:
         (repo / "conf" / "experiments" / f"{name}.yaml").unlink()
     run(["seqforge", "sync"], repo, env)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"],
+    ):
         run(cmd, repo, env)
     for cmd in (["seqforge", "profile", "smoke"], ["seqforge", "fetch"]):
         run(cmd, repo, env)
     repro = run(["dvc", "repro"], repo, env)
     (repo / "runs" / "repro.log").write_text(repro.stdout + repro.stderr)  # what the stages printed (runs/: not
-    before = fingerprint(repo)                                            # fingerprinted)
+    before = fingerprint(repo)  # fingerprinted)
     yield repo, env
     changed = sorted(set(before.items()) ^ set(fingerprint(repo).items()))
     assert not changed, f"a test changed the shared smoke repo (use smoke_copy): {changed[:10]}"
@@ -175,8 +202,9 @@ def trained_on_server(smoke_repo, tracking_server, tmp_path_factory) -> tuple[Pa
     smoke, smoke_env = smoke_repo
     repo = copy_repo(smoke, tmp_path_factory.mktemp("on-server") / "seqforge", "mlflow.db", "mlartifacts", "runs")
     env = {**smoke_env, "MLFLOW_TRACKING_URI": tracking_server.url}
-    set_rnn_training(repo, max_epochs=OUTAGE_EPOCHS, early_stopping_patience=50, log_every_n_steps=5,
-                     max_time="00:00:10:00")
+    set_rnn_training(
+        repo, max_epochs=OUTAGE_EPOCHS, early_stopping_patience=50, log_every_n_steps=5, max_time="00:00:10:00"
+    )
     log = repo / "outage.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)

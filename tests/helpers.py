@@ -30,19 +30,27 @@ def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.
     """Run a command to completion; unless `check=False`, a failure shows its output's tail."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
 def clean_env() -> dict:
     """This process's environment without the settings that would send a test's stages elsewhere (an
     MLflow store, a Ray cluster, an object store), with the venv's commands first on PATH."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "AWS_", "SEQFORGE_RAY", "SEQFORGE_KILL"))}
-    env.update(SEQFORGE_DATA_MIRROR=str(MIRROR), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-               RAY_AUTH_MODE="disabled",  # loopback only; a real cluster shares a token
-               RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.5",  # a reported checkpoint is registered sooner (default 2 s)
-               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "RAY_ADDRESS", "AWS_", "SEQFORGE_RAY", "SEQFORGE_KILL"))
+    }
+    env.update(
+        SEQFORGE_DATA_MIRROR=str(MIRROR),
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        RAY_AUTH_MODE="disabled",  # loopback only; a real cluster shares a token
+        RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.5",  # a reported checkpoint is registered sooner (default 2 s)
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
     return env
 
 
@@ -61,9 +69,15 @@ def fingerprint(repo: Path) -> dict[str, tuple[int, int]]:
     """Size and modification time of every file of `repo` but git's, DVC's, Ray's and the plans' scratch, bytecode, and
     the `registered_model_meta` files MLflow writes into a local store whenever a registered model loads."""
     skip = (repo / ".git", repo / ".dvc" / "tmp", repo / "runs", repo / ".seqforge")
-    return {str(p.relative_to(repo)): (p.stat().st_size, p.stat().st_mtime_ns) for p in repo.rglob("*")
-            if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts
-            and p.name != "registered_model_meta" and not any(p.is_relative_to(s) for s in skip)}
+    return {
+        str(p.relative_to(repo)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in repo.rglob("*")
+        if p.is_file()
+        and not p.is_symlink()
+        and "__pycache__" not in p.parts
+        and p.name != "registered_model_meta"
+        and not any(p.is_relative_to(s) for s in skip)
+    }
 
 
 class TrackingServer:
@@ -78,9 +92,25 @@ class TrackingServer:
 
     def start(self) -> None:
         self.proc = start_server(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.base / 'server.db'}",
-             "--artifacts-destination", str(self.artifacts), "--host", "127.0.0.1", "--port", str(self.port)],
-            self.base, self.env, f"{self.url}/health", log_path=self.base / "server.log")
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.base / 'server.db'}",
+                "--artifacts-destination",
+                str(self.artifacts),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            self.base,
+            self.env,
+            f"{self.url}/health",
+            log_path=self.base / "server.log",
+        )
 
     def stop(self) -> None:
         stop_server(self.proc)
@@ -91,8 +121,9 @@ class TrackingServer:
 
 def copy_worktree(repo: Path) -> Path:
     """What a clone of the working tree holds (tracked and untracked files, not ignored ones), at `repo`."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for name in filter(None, files):
         if (ROOT / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +134,13 @@ def copy_worktree(repo: Path) -> Path:
 def copy_repo(repo: Path, dest: Path, *leave_out: str) -> Path:
     """A copy of `repo` at `dest` (links kept; `dest` may exist, empty), without its top-level entries `leave_out`.
     Its MLflow store, if copied, is its own: runs and models point at the copy's `mlartifacts/`."""
-    shutil.copytree(repo, dest, symlinks=True, dirs_exist_ok=True,
-                    ignore=lambda d, names: [n for n in names if Path(d) == repo and n in leave_out])
+    shutil.copytree(
+        repo,
+        dest,
+        symlinks=True,
+        dirs_exist_ok=True,
+        ignore=lambda d, names: [n for n in names if Path(d) == repo and n in leave_out],
+    )
     if (dest / "mlflow.db").is_file():
         relocate_store(dest / "mlflow.db", repo, dest)
     return dest
@@ -120,8 +156,10 @@ def relocate_store(db: Path, old: Path, new: Path) -> None:
         for table in tables:
             for _, column, kind, *_ in con.execute(f'PRAGMA table_info("{table}")').fetchall():
                 if kind.upper().startswith(("VARCHAR", "TEXT")):
-                    con.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) WHERE "{column}" LIKE ?',
-                                (str(old), str(new), f"%{old}%"))
+                    con.execute(
+                        f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) WHERE "{column}" LIKE ?',
+                        (str(old), str(new), f"%{old}%"),
+                    )
 
 
 def free_port() -> int:
@@ -133,8 +171,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(cmd: list[str], cwd: Path, env: dict, health_url: str, timeout: float = 120,
-                 log_path: Path | None = None) -> subprocess.Popen:
+def start_server(
+    cmd: list[str], cwd: Path, env: dict, health_url: str, timeout: float = 120, log_path: Path | None = None
+) -> subprocess.Popen:
     """Start a server process and wait until `health_url` answers; the caller terminates it. Its
     output goes to `log_path` (appended), else to a temporary file."""
     import tempfile
@@ -142,8 +181,9 @@ def start_server(cmd: list[str], cwd: Path, env: dict, health_url: str, timeout:
 
     # not a pipe: a chatty server must never block on it
     log = open(log_path, "a+") if log_path else tempfile.TemporaryFile("w+")  # noqa: SIM115 -- the server's lifetime
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own process group: stop_server ends its children too
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )  # its own process group: stop_server ends its children too
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -216,8 +256,10 @@ def metric_history(repo: Path, env: dict, run_id: str, *metrics: str) -> dict:
     """{metric: [(step, value), ...], "status": ...} of one run, read from the store `env` points at."""
     import json
 
-    code = ("import json, sys, mlflow; from seqforge.tracking.client import tracking_uri; "
-            "c = mlflow.MlflowClient(tracking_uri()); r = sys.argv[1]; print(json.dumps({"
-            "'status': c.get_run(r).info.status, **{m: [(h.step, h.value) for h in c.get_metric_history(r, m)]"
-            " for m in sys.argv[2:]}}))")
+    code = (
+        "import json, sys, mlflow; from seqforge.tracking.client import tracking_uri; "
+        "c = mlflow.MlflowClient(tracking_uri()); r = sys.argv[1]; print(json.dumps({"
+        "'status': c.get_run(r).info.status, **{m: [(h.step, h.value) for h in c.get_metric_history(r, m)]"
+        " for m in sys.argv[2:]}}))"
+    )
     return json.loads(run([sys.executable, "-c", code, run_id, *metrics], repo, env).stdout)

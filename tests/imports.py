@@ -63,6 +63,7 @@ def _resolve(name: str) -> str | None:
 
 def _statements(tree: ast.Module):
     """(import statement, where) for every import in a module."""
+
     def walk(node: ast.AST, where: str):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
@@ -96,7 +97,9 @@ def _parsed(name: str) -> tuple[list[Import], frozenset[str]]:
         else:
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             names = [f"{base}.{alias.name}" for alias in node.names] + [base]
         targets = {t for n in names if (t := _resolve(n))}
         for target in targets:
@@ -106,8 +109,11 @@ def _parsed(name: str) -> tuple[list[Import], frozenset[str]]:
             third_party |= {n.split(".")[0] for n in names if n}
     for node in ast.walk(tree):  # a registry package's `import_all(__name__, __path__)` imports all it holds
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "import_all":
-            found += [Import(name, m, "module", node.lineno) for m in package_modules(name) if m.count(".") ==
-                      name.count(".") + 1]
+            found += [
+                Import(name, m, "module", node.lineno)
+                for m in package_modules(name)
+                if m.count(".") == name.count(".") + 1
+            ]
     return found, frozenset(third_party)
 
 

@@ -12,8 +12,12 @@ import yaml
 
 from imports import ROOT, module_file, runs_on_import
 
-DVC_FILES = [ROOT / "dvc.yaml", ROOT / "sweeps" / "dvc.yaml", ROOT / "studies" / "dvc.yaml",
-             ROOT / "studies" / "long" / "dvc.yaml"]
+DVC_FILES = [
+    ROOT / "dvc.yaml",
+    ROOT / "sweeps" / "dvc.yaml",
+    ROOT / "studies" / "dvc.yaml",
+    ROOT / "studies" / "long" / "dvc.yaml",
+]
 SOURCE_DIRS = ("pipelines/", "src/")  # deps under these are source code: derived, never written by hand
 WHOLE = {Path("."), Path("src"), Path("src/seqforge"), Path("pipelines")}  # never named as one folder dep
 

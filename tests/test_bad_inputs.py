@@ -23,13 +23,21 @@ def edit(path: Path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("experiment", "old", "new", "message"), [
-    ("gru_bahdanau", "  cell: gru", "  cell: gru\n  cell: [", r"not valid YAML"),
-    ("transformer", "d_model: 256", "d_model: 250", r"d_model \(250\) must be divisible by heads \(4\)"),
-    ("gru_bahdanau", "hidden_dim: 256", "hidden_dimm: 256", r"model.hidden_dimm: Extra inputs are not permitted"),
-    ("gru_bahdanau", "schedule: linear", "schedule: cosine", r"optim.schedule: Input should be 'inverse_sqrt', 'linear' or 'plateau'"),
-    ("gru_bahdanau", "dropout: 0.2", "dropout: 1.5", r"model.dropout: Input should be less than 1"),
-])
+@pytest.mark.parametrize(
+    ("experiment", "old", "new", "message"),
+    [
+        ("gru_bahdanau", "  cell: gru", "  cell: gru\n  cell: [", r"not valid YAML"),
+        ("transformer", "d_model: 256", "d_model: 250", r"d_model \(250\) must be divisible by heads \(4\)"),
+        ("gru_bahdanau", "hidden_dim: 256", "hidden_dimm: 256", r"model.hidden_dimm: Extra inputs are not permitted"),
+        (
+            "gru_bahdanau",
+            "schedule: linear",
+            "schedule: cosine",
+            r"optim.schedule: Input should be 'inverse_sqrt', 'linear' or 'plateau'",
+        ),
+        ("gru_bahdanau", "dropout: 0.2", "dropout: 1.5", r"model.dropout: Input should be less than 1"),
+    ],
+)
 def test_a_bad_experiment_file_names_itself_and_the_key(conf_copy, experiment, old, new, message) -> None:
     path = edit(conf_copy / "experiments" / f"{experiment}.yaml", old, new)
     with pytest.raises(ConfigError, match=message) as err:
@@ -40,8 +48,11 @@ def test_a_bad_experiment_file_names_itself_and_the_key(conf_copy, experiment, o
 def test_a_malformed_time_guard_names_the_experiment(conf_copy) -> None:
     edit(conf_copy / "experiments" / "gru_bahdanau.yaml", "budget: 20m", 'budget: 20m\n  max_time: "30 min"')
     exp = load_experiment("gru_bahdanau", conf_copy)
-    with pytest.raises(ConfigError, match=r"experiment gru_bahdanau: train: invalid configuration\n  max_time: String "
-                                          r"should match pattern"):
+    with pytest.raises(
+        ConfigError,
+        match=r"experiment gru_bahdanau: train: invalid configuration\n  max_time: String "
+        r"should match pattern",
+    ):
         exp.train_config(load_config(conf_copy).train)
 
 
@@ -49,16 +60,22 @@ def test_separate_vocabularies_cannot_share_embeddings(conf_copy) -> None:
     from seqforge.models.registry import build_model
 
     exp = load_experiment("gru_bahdanau", conf_copy)
-    with pytest.raises(ConfigError, match=r"model.shared_embeddings: needs one joint vocabulary \(tokenizer.joint: "
-                                          r"true\); got source 6000 and target 7000 entries"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.shared_embeddings: needs one joint vocabulary \(tokenizer.joint: "
+        r"true\); got source 6000 and target 7000 entries",
+    ):
         build_model(exp.model, 6000, 7000)
 
 
 def test_a_folder_without_an_exported_model_is_named(tmp_path) -> None:
     from seqforge.inference.predictor import Predictor
 
-    with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(tmp_path))}: no exported model here \(model.json "
-                                                r"missing; run the train stage\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"{re.escape(str(tmp_path))}: no exported model here \(model.json "
+        r"missing; run the train stage\)",
+    ):
         Predictor.load(tmp_path)
 
 
@@ -76,14 +93,29 @@ def cli(tmp_path, monkeypatch) -> CliRunner:
     return CliRunner()
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["translate", "-m", "translation-en-de", "A dog."], 2, r"expected NAME@ALIAS or NAME/VERSION, got 'translation-en-de'"),
-    (["translate", "-m", "nobody@champion", "A dog."], 2, r"cannot load models:/nobody@champion"),
-    (["chat", "-m", "nobody/3"], 2, r"cannot load models:/nobody/3"),
-    (["profile", "huge"], 1, r"profile: .*unknown profile 'huge' \(known: cluster, default, gpu, smoke\)"),
-    (["tune", "nope"], 1, r"tune: conf/tune/nope.yaml: no sweep for experiment 'nope' \(sweeps: chatbot_gru_bahdanau"),
-    (["promote", "nobody"], 1, r"promote: nobody: no alias @challenger \(Registered Model with name=nobody not found\)"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["translate", "-m", "translation-en-de", "A dog."],
+            2,
+            r"expected NAME@ALIAS or NAME/VERSION, got 'translation-en-de'",
+        ),
+        (["translate", "-m", "nobody@champion", "A dog."], 2, r"cannot load models:/nobody@champion"),
+        (["chat", "-m", "nobody/3"], 2, r"cannot load models:/nobody/3"),
+        (["profile", "huge"], 1, r"profile: .*unknown profile 'huge' \(known: cluster, default, gpu, smoke\)"),
+        (
+            ["tune", "nope"],
+            1,
+            r"tune: conf/tune/nope.yaml: no sweep for experiment 'nope' \(sweeps: chatbot_gru_bahdanau",
+        ),
+        (
+            ["promote", "nobody"],
+            1,
+            r"promote: nobody: no alias @challenger \(Registered Model with name=nobody not found\)",
+        ),
+    ],
+)
 def test_cli_mistakes_exit_with_a_message_not_a_traceback(cli, args, code, message) -> None:
     result = cli.invoke(app, args)
     output = " ".join(result.output.replace("│", " ").split())  # stdout and stderr; typer's error box unwrapped

@@ -26,8 +26,15 @@ PAIRS = [line.split("\t") for line in (DATA / "ko_en.tsv").read_text(encoding="u
 
 def add(name: str, fmt: str, *sources, columns: str | None = None, split: str | None = None):
     """`seqforge corpus add` with its options as a user writes them."""
-    return add_corpus(name, fmt, [str(s) for s in sources], parse_columns(columns), parse_split(split),
-                      conf_dir=Path("conf"), data_dir=Path("data"))
+    return add_corpus(
+        name,
+        fmt,
+        [str(s) for s in sources],
+        parse_columns(columns),
+        parse_split(split),
+        conf_dir=Path("conf"),
+        data_dir=Path("data"),
+    )
 
 
 def write(path: Path, text: str) -> Path:
@@ -44,8 +51,10 @@ def sources(tmp_path) -> dict[str, Path]:
     files = {
         "tsv": write(src / "pairs.tsv", "".join(f"{k}\t{e}\n" for k, e in PAIRS)),
         "csv": write(src / "pairs.csv", "korean,english\n" + "".join(f'"{k}","{e}"\n' for k, e in PAIRS)),
-        "jsonl": write(src / "pairs.jsonl", "".join(json.dumps({"translation": {"ko": k, "en": e}}, ensure_ascii=False)
-                                                    + "\n" for k, e in PAIRS)),
+        "jsonl": write(
+            src / "pairs.jsonl",
+            "".join(json.dumps({"translation": {"ko": k, "en": e}}, ensure_ascii=False) + "\n" for k, e in PAIRS),
+        ),
         "ko": write(src / "corpus.ko", "\n".join(ko) + "\n"),
     }
     with gzip.open(src / "corpus.en.gz", "wt", encoding="utf-8") as fh:
@@ -61,13 +70,16 @@ def sources(tmp_path) -> dict[str, Path]:
 SPLIT = "validation=5,test=5"
 
 
-@pytest.mark.parametrize(("fmt", "keys", "columns"), [
-    ("tsv", ["tsv"], "ko=0,en=1"),
-    ("csv", ["csv"], "ko=korean,en=english"),
-    ("jsonl", ["jsonl"], "ko=translation.ko,en=translation.en"),
-    ("parquet", ["parquet"], "ko=ko,en=en"),
-    ("text_pair", ["ko", "en"], None),
-])
+@pytest.mark.parametrize(
+    ("fmt", "keys", "columns"),
+    [
+        ("tsv", ["tsv"], "ko=0,en=1"),
+        ("csv", ["csv"], "ko=korean,en=english"),
+        ("jsonl", ["jsonl"], "ko=translation.ko,en=translation.en"),
+        ("parquet", ["parquet"], "ko=ko,en=en"),
+        ("text_pair", ["ko", "en"], None),
+    ],
+)
 def test_every_format_reads_the_same_pairs(project, sources, fmt, keys, columns) -> None:
     from seqforge.stages.prepare import prepare_task
 
@@ -86,15 +98,21 @@ def test_every_format_reads_the_same_pairs(project, sources, fmt, keys, columns)
     held = set(splits["validation"]["source"]) | set(splits["test"]["source"])
     assert not held & set(splits["train"]["source"])  # no source sentence in two splits
     assert ("그는 커피를 마십니다.", "He drinks coffee.") in {
-        (s, t) for split in splits.values() for s, t in zip(split["source"], split["target"], strict=True)}
+        (s, t) for split in splits.values() for s, t in zip(split["source"], split["target"], strict=True)
+    }
 
 
 def test_hf_save_to_disk_folder_and_its_splits(project, tmp_path) -> None:
     from datasets import Dataset, DatasetDict
 
     rows = [{"translation": {"ko": k, "en": e}} for k, e in PAIRS]
-    DatasetDict({"train": Dataset.from_list(rows[:40]), "validation": Dataset.from_list(rows[40:45]),
-                 "test": Dataset.from_list(rows[45:])}).save_to_disk(str(tmp_path / "hf"))
+    DatasetDict(
+        {
+            "train": Dataset.from_list(rows[:40]),
+            "validation": Dataset.from_list(rows[40:45]),
+            "test": Dataset.from_list(rows[45:]),
+        }
+    ).save_to_disk(str(tmp_path / "hf"))
     corpus, summary = add("kohf", "hf", tmp_path / "hf", columns="ko=translation.ko,en=translation.en")
     assert sorted(corpus.files) == ["test.parquet", "train.parquet", "validation.parquet"]
     assert "train 40, validation 5, test 5" in summary[0]
@@ -120,15 +138,22 @@ def test_multi30k_and_dailydialog_folders(project, mirror) -> None:
     assert corpus.dialogue and "dialogues" in summary[0]
 
 
-@pytest.mark.parametrize(("content", "columns", "split", "message"), [
-    ("a\tb\nc\td\te\n", "ko=0,en=1", SPLIT, r"bad\.tsv:2: expected 2 columns \(as on the first row\), found 3"),
-    (b"a\tb\nc\t\xff\xfe\n", "ko=0,en=1", SPLIT, r"bad\.tsv:2:3: invalid UTF-8"),
-    ("", "ko=0,en=1", SPLIT, r"bad\.tsv: empty file"),
-    ("a\tb\n", "ko=0,en=5", SPLIT, r"bad\.tsv:1: column '5' for 'en' not in the 2 columns"),
-    ("".join(f"{k}\t{e}\n" for k, e in PAIRS), "ko=0,en=1", "validation=30,test=30",
-     r"validation=30 \+ test=30 = 60 held-out items, but the corpus has only 50 distinct ones"),
-    ("".join(f"{k}\t{e}\n" for k, e in PAIRS), "ko=0,en=1", None, r"comes in one piece: give held-out sizes"),
-])
+@pytest.mark.parametrize(
+    ("content", "columns", "split", "message"),
+    [
+        ("a\tb\nc\td\te\n", "ko=0,en=1", SPLIT, r"bad\.tsv:2: expected 2 columns \(as on the first row\), found 3"),
+        (b"a\tb\nc\t\xff\xfe\n", "ko=0,en=1", SPLIT, r"bad\.tsv:2:3: invalid UTF-8"),
+        ("", "ko=0,en=1", SPLIT, r"bad\.tsv: empty file"),
+        ("a\tb\n", "ko=0,en=5", SPLIT, r"bad\.tsv:1: column '5' for 'en' not in the 2 columns"),
+        (
+            "".join(f"{k}\t{e}\n" for k, e in PAIRS),
+            "ko=0,en=1",
+            "validation=30,test=30",
+            r"validation=30 \+ test=30 = 60 held-out items, but the corpus has only 50 distinct ones",
+        ),
+        ("".join(f"{k}\t{e}\n" for k, e in PAIRS), "ko=0,en=1", None, r"comes in one piece: give held-out sizes"),
+    ],
+)
 def test_bad_corpora_name_file_line_and_leave_nothing(project, tmp_path, content, columns, split, message) -> None:
     bad = tmp_path / "bad.tsv"
     bad.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -178,8 +203,26 @@ def test_cli_prints_one_line_not_a_traceback(project, sources) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "seqforge.cli", "corpus", "add", "x", "--format", "tsv",
-                           "--source", str(sources["tsv"]), "--columns", "ko=0,xx=9", "--split", SPLIT],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seqforge.cli",
+            "corpus",
+            "add",
+            "x",
+            "--format",
+            "tsv",
+            "--source",
+            str(sources["tsv"]),
+            "--columns",
+            "ko=0,xx=9",
+            "--split",
+            SPLIT,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("corpus add: ") and "column '9' for 'xx'" in proc.stderr

@@ -45,8 +45,15 @@ def test_cjk_sample_round_trips_and_trains_at_smoke_size(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     conf = Path("conf")
     set_profile("smoke", conf)
-    add_corpus(f"{lang}-en-sample", "tsv", [str(DATA / f"{lang}_en.tsv")], {lang: 0, "en": 1},
-               {"validation": 5, "test": 5}, conf_dir=conf, data_dir=Path("data"))
+    add_corpus(
+        f"{lang}-en-sample",
+        "tsv",
+        [str(DATA / f"{lang}_en.tsv")],
+        {lang: 0, "en": 1},
+        {"validation": 5, "test": 5},
+        conf_dir=conf,
+        data_dir=Path("data"),
+    )
     task = f"{lang}-en"
     add_task(task, "translation", f"{lang}-en-sample", lang, "en", "gru_bahdanau", conf_dir=conf)
     assert prepare_task(task)["train"]["kept"] == 40
@@ -62,11 +69,25 @@ def test_cjk_sample_round_trips_and_trains_at_smoke_size(tmp_path, monkeypatch, 
     exp = load_experiment(f"{task}_gru_bahdanau", conf)
     train_cfg = exp.train_config(load_config(conf).train).model_copy(update={"batch_tokens": 400})
     pl.seed_everything(0, verbose=False)
-    module = Seq2SeqModule(exp.model_dump(mode="json"), tokenizer.vocab_size("source"),
-                           tokenizer.vocab_size("target"), tokenizer.dumps(), "translation", "char")
+    module = Seq2SeqModule(
+        exp.model_dump(mode="json"),
+        tokenizer.vocab_size("source"),
+        tokenizer.vocab_size("target"),
+        tokenizer.dumps(),
+        "translation",
+        "char",
+    )
     data = Seq2SeqDataModule(splits, train_cfg)
-    trainer = pl.Trainer(max_epochs=30, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=30,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     data.trainer = trainer  # the loaders read rank and world size from it, before fit as during
     data.setup()
     before = mean_loss(module, data)

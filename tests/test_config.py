@@ -30,18 +30,38 @@ def test_unknown_profile_lists_known_ones(conf_copy) -> None:
 @pytest.mark.parametrize(
     ("task", "old", "new", "message"),
     [
-        ("translation", "vocab_size: 6000", "vocab_size: 10",
-         "tokenizer.vocab_size: Input should be greater than or equal to 100 (got 10)"),
-        ("translation", "tgt_lang: de", "tgt_lang: 'not a language'",
-         "tgt_lang: String should match pattern '^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$' (got 'not a language')"),
+        (
+            "translation",
+            "vocab_size: 6000",
+            "vocab_size: 10",
+            "tokenizer.vocab_size: Input should be greater than or equal to 100 (got 10)",
+        ),
+        (
+            "translation",
+            "tgt_lang: de",
+            "tgt_lang: 'not a language'",
+            "tgt_lang: String should match pattern '^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$' (got 'not a language')",
+        ),
         ("translation", "beam_size: 5", "beam_sise: 5", "decode.beam_sise: Extra inputs are not permitted (got 5)"),
-        ("translation", "library: tokenizers", "library: spacy",
-         "tokenizer.library: Input should be 'tokenizers' or 'sentencepiece' (got 'spacy')"),
-        ("chatbot", "context_turns: 3", "context_turns: 0",
-         "data.context_turns: Input should be greater than or equal to 1 (got 0)"),
+        (
+            "translation",
+            "library: tokenizers",
+            "library: spacy",
+            "tokenizer.library: Input should be 'tokenizers' or 'sentencepiece' (got 'spacy')",
+        ),
+        (
+            "chatbot",
+            "context_turns: 3",
+            "context_turns: 0",
+            "data.context_turns: Input should be greater than or equal to 1 (got 0)",
+        ),
         ("chatbot", "top_p: 0.9", "top_p: 1.5", "decode.top_p: Input should be less than or equal to 1 (got 1.5)"),
-        ("chatbot", "strategy: sample", "strategy: nucleus",
-         "decode.strategy: Input should be 'beam' or 'sample' (got 'nucleus')"),
+        (
+            "chatbot",
+            "strategy: sample",
+            "strategy: nucleus",
+            "decode.strategy: Input should be 'beam' or 'sample' (got 'nucleus')",
+        ),
     ],
 )
 def test_invalid_value_names_the_file_and_key(conf_copy, task: str, old: str, new: str, message: str) -> None:
@@ -55,7 +75,9 @@ def test_invalid_value_names_the_file_and_key(conf_copy, task: str, old: str, ne
 
 def test_any_language_code_is_accepted(conf_copy) -> None:
     path = conf_copy / "tasks" / "translation.yaml"
-    path.write_text(path.read_text().replace("src_lang: en", "src_lang: zh-Hans").replace("tgt_lang: de", "tgt_lang: ko"))
+    path.write_text(
+        path.read_text().replace("src_lang: en", "src_lang: zh-Hans").replace("tgt_lang: de", "tgt_lang: ko")
+    )
     task = load_task("translation", conf_copy)
     assert (task.src_lang, task.tgt_lang) == ("zh-Hans", "ko")
 
@@ -80,7 +102,9 @@ def test_unknown_experiment(conf_copy) -> None:
 
 
 def test_an_experiment_extends_its_template(conf_copy) -> None:
-    (conf_copy / "experiments" / "mine.yaml").write_text("task: translation\ntemplate: transformer\nmodel: {heads: 8}\n")
+    (conf_copy / "experiments" / "mine.yaml").write_text(
+        "task: translation\ntemplate: transformer\nmodel: {heads: 8}\n"
+    )
     exp, template = load_experiment("mine", conf_copy), load_experiment("transformer", conf_copy)
     assert exp.model.heads == 8 and exp.model.d_model == template.model.d_model and exp.optim == template.optim
 

@@ -30,8 +30,9 @@ def test_ct2_search_gives_our_tokens_on_a_random_transformer(tokenizer, tmp_path
     sentence (batches of 16 mix sentences of different caps). Beam search is the same search on both sides:
     the same n-best, in the same order, for every sentence."""
     torch.manual_seed(0)
-    cfg = TransformerModelCfg(arch="transformer", d_model=32, heads=4, enc_layers=2, dec_layers=2, ffn_dim=64,
-                              max_positions=64)
+    cfg = TransformerModelCfg(
+        arch="transformer", d_model=32, heads=4, enc_layers=2, dec_layers=2, ffn_dim=64, max_positions=64
+    )
     vocab = tokenizer.vocab_size("source")
     model = TransformerSeq2Seq(cfg, vocab, vocab).eval()
     with torch.no_grad():
@@ -55,9 +56,14 @@ def test_ct2_search_gives_our_tokens_on_a_random_transformer(tokenizer, tmp_path
 def test_what_ct2_cannot_take_is_one_clear_line(tokenizer, tmp_path) -> None:
     vocab = tokenizer.vocab_size("source")
     rnn = RNNSeq2Seq(RNNModelCfg(arch="rnn", emb_dim=8, hidden_dim=8), vocab, vocab)
-    with pytest.raises(ExportError, match=r"CTranslate2 converts Transformers only \(transformer\); this model's "
-                                          r"family is 'rnn'"):
+    with pytest.raises(
+        ExportError,
+        match=r"CTranslate2 converts Transformers only \(transformer\); this model's "
+        r"family is 'rnn'",
+    ):
         convert(rnn, "rnn", tokenizer, tmp_path, "float32")
-    transformer = TransformerSeq2Seq(TransformerModelCfg(arch="transformer", d_model=8, heads=2, ffn_dim=16), vocab, vocab)
+    transformer = TransformerSeq2Seq(
+        TransformerModelCfg(arch="transformer", d_model=8, heads=2, ffn_dim=16), vocab, vocab
+    )
     with pytest.raises(ExportError, match="--quantization 'int4': expected one of float32, int8, int8_float32"):
         convert(transformer, "transformer", tokenizer, tmp_path, "int4")

@@ -19,8 +19,9 @@ def write_gz(path: Path, lines: list[str]) -> Path:
 
 
 def translation(src: str = "en", tgt: str = "de", corpus: str = "c", **data) -> TranslationTask:
-    return TranslationTask(name="t", kind="translation", corpus=corpus, src_lang=src, tgt_lang=tgt,
-                           data=TranslationData(**data))
+    return TranslationTask(
+        name="t", kind="translation", corpus=corpus, src_lang=src, tgt_lang=tgt, data=TranslationData(**data)
+    )
 
 
 MULTI30K_LIKE = CorpusCfg(name="m", format="multi30k", languages=["en", "de"], files={"x": ""})
@@ -42,11 +43,20 @@ def test_cleaning_normalises_and_counts_drops(tmp_path) -> None:
         write_gz(tmp_path / f"{stem}.en.gz", sources)
         write_gz(tmp_path / f"{stem}.de.gz", targets)
     splits, stats = pairs_of(MULTI30K_LIKE, tmp_path, translation(max_tokens=4, max_ratio=3.0), tmp_path)
-    assert splits["train"].to_list() == [{"source": "A dog runs.", "target": "Ein Hund läuft."},
-                                         {"source": "x", "target": "y"}]
-    assert stats["train"] == {"raw": 4, "kept": 2, "dropped_empty": 1, "dropped_too_long": 1,
-                              "src_tokens_mean": 2.0, "tgt_tokens_mean": 2.0, "src_tokens_min": 1,
-                              "src_tokens_max": 3}
+    assert splits["train"].to_list() == [
+        {"source": "A dog runs.", "target": "Ein Hund läuft."},
+        {"source": "x", "target": "y"},
+    ]
+    assert stats["train"] == {
+        "raw": 4,
+        "kept": 2,
+        "dropped_empty": 1,
+        "dropped_too_long": 1,
+        "src_tokens_mean": 2.0,
+        "tgt_tokens_mean": 2.0,
+        "src_tokens_min": 1,
+        "src_tokens_max": 3,
+    }
 
 
 def test_prepare_real_multi30k(mirror, tmp_path) -> None:
@@ -88,16 +98,16 @@ def test_offline_without_mirror_names_both_ways(tmp_path, monkeypatch) -> None:
 
 
 def test_an_added_corpus_missing_from_data_says_dvc_pull(tmp_path) -> None:
-    corpus = CorpusCfg(name="mine", format="tsv", languages=["ko", "en"], columns={"ko": 0, "en": 1},
-                       files={"pairs.tsv": "0" * 64})
+    corpus = CorpusCfg(
+        name="mine", format="tsv", languages=["ko", "en"], columns={"ko": 0, "en": 1}, files={"pairs.tsv": "0" * 64}
+    )
     with pytest.raises(fetch.FetchError, match=r"pairs\.tsv is missing.*conf/corpora/mine\.yaml.*dvc pull"):
         fetch.fetch_corpus(corpus, tmp_path / "mine", mirror=None)
 
 
 def test_token_budget_batches_cover_everything_once_per_epoch() -> None:
     lengths = np.array([(n % 17 + 1, n % 13 + 2) for n in range(500)])
-    shards = [TokenBudgetBatchSampler(lengths, 200, shuffle=True, seed=3, rank=r, world_size=2)
-              for r in range(2)]
+    shards = [TokenBudgetBatchSampler(lengths, 200, shuffle=True, seed=3, rank=r, world_size=2) for r in range(2)]
     for epoch in range(2):
         for s in shards:
             s.set_epoch(epoch)
@@ -128,9 +138,21 @@ def test_tsv_arrow_and_line_readers_give_the_same_rows(tmp_path, header: bool) -
 
     rows = 'Ein "Hund"\tA "dog"\r\n\nZwei\tTwo\n  \t x\n'
     (tmp_path / "p.tsv").write_text("\ufeff" + ("de\ten\n" if header else "") + rows, encoding="utf-8")
-    corpus = CorpusCfg(name="t", format="tsv", languages=["en", "de"], header=header,
-                       columns={"de": "de", "en": "en"} if header else {"de": 0, "en": 1}, files={"p.tsv": ""})
+    corpus = CorpusCfg(
+        name="t",
+        format="tsv",
+        languages=["en", "de"],
+        header=header,
+        columns={"de": "de", "en": "en"} if header else {"de": 0, "en": 1},
+        files={"p.tsv": ""},
+    )
     by_arrow = pa.Table.from_batches(list(arrow_tsv(corpus, tmp_path)), row_schema(corpus)).to_pylist()
-    assert by_arrow == list(Tsv().read(corpus, tmp_path)) == [
-        {"split": "all", "en": 'A "dog"', "de": 'Ein "Hund"'}, {"split": "all", "en": "Two", "de": "Zwei"},
-        {"split": "all", "en": " x", "de": "  "}]
+    assert (
+        by_arrow
+        == list(Tsv().read(corpus, tmp_path))
+        == [
+            {"split": "all", "en": 'A "dog"', "de": 'Ein "Hund"'},
+            {"split": "all", "en": "Two", "de": "Zwei"},
+            {"split": "all", "en": " x", "de": "  "},
+        ]
+    )

@@ -17,12 +17,26 @@ from seqforge.models.transformer import TransformerModelCfg
 
 MODELS = {
     "gru_bahdanau": RNNModelCfg(arch="rnn", cell="gru", emb_dim=16, hidden_dim=24, attention="bahdanau"),
-    "lstm_luong": RNNModelCfg(arch="rnn", cell="lstm", emb_dim=16, hidden_dim=24, attention="luong_general",
-                              enc_layers=2, dec_layers=2, tied_embeddings=False),
-    "rnn_dot": RNNModelCfg(arch="rnn", cell="rnn", emb_dim=16, hidden_dim=24, bidirectional=False,
-                           attention="luong_dot", input_feeding=False),
-    "transformer": TransformerModelCfg(arch="transformer", d_model=16, heads=2, enc_layers=2,
-                                       dec_layers=2, ffn_dim=32),
+    "lstm_luong": RNNModelCfg(
+        arch="rnn",
+        cell="lstm",
+        emb_dim=16,
+        hidden_dim=24,
+        attention="luong_general",
+        enc_layers=2,
+        dec_layers=2,
+        tied_embeddings=False,
+    ),
+    "rnn_dot": RNNModelCfg(
+        arch="rnn",
+        cell="rnn",
+        emb_dim=16,
+        hidden_dim=24,
+        bidirectional=False,
+        attention="luong_dot",
+        input_feeding=False,
+    ),
+    "transformer": TransformerModelCfg(arch="transformer", d_model=16, heads=2, enc_layers=2, dec_layers=2, ffn_dim=32),
 }
 
 
@@ -88,8 +102,9 @@ def test_padding_does_not_change_the_result() -> None:
         limit = max_lengths(lens, 1.5, 4)
         together = beam_search(model, src, lens, limit, beam_size=3)
         short = int(lens.argmin())
-        alone = beam_search(model, src[short : short + 1, : lens[short]], lens[short : short + 1],
-                            limit[short : short + 1], beam_size=3)
+        alone = beam_search(
+            model, src[short : short + 1, : lens[short]], lens[short : short + 1], limit[short : short + 1], beam_size=3
+        )
         assert together[short][0].tokens == alone[0][0].tokens
 
 
@@ -219,8 +234,10 @@ def test_a_beam_as_wide_as_the_search_space_finds_the_best_output(alpha: float) 
     for i in range(src.size(0)):
         one, n = src[i : i + 1, : lens[i]], lens[i : i + 1]
         with torch.no_grad():
-            scored = [(sequence_score(model, one, n, out) / length_penalty(torch.tensor(len(out)), alpha), out)
-                      for out in outputs]
+            scored = [
+                (sequence_score(model, one, n, out) / length_penalty(torch.tensor(len(out)), alpha), out)
+                for out in outputs
+            ]
         best_score, best = max(scored, key=lambda pair: float(pair[0]))
         hyp = beam_search(model, one, n, torch.tensor([cap]), beam_size=64, alpha=alpha)[0][0]
         assert hyp.tokens == [tok for tok in best if tok != EOS]

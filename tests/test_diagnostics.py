@@ -54,11 +54,23 @@ def test_vanilla_rnn_states_get_the_gradient_backpropagation_through_time_gives(
     from the gradient at the last state, ∂L/∂h_{t-1} = ∂L/∂h_t · diag(1 − h_t²) · W_hh by hand, step by
     step, must give what `encoder_gradients` reports at every distance."""
     torch.manual_seed(0)
-    cfg = RNNModelCfg(arch="rnn", cell="rnn", emb_dim=6, hidden_dim=5, attention="none", input_feeding=False,
-                      bidirectional=False, dropout=0.0)
+    cfg = RNNModelCfg(
+        arch="rnn",
+        cell="rnn",
+        emb_dim=6,
+        hidden_dim=5,
+        attention="none",
+        input_feeding=False,
+        bidirectional=False,
+        dropout=0.0,
+    )
     model = build_model(cfg, 20, 20).eval()
-    batch = collate([{"src_ids": [7, 8, 9, 10, 11], "tgt_ids": [6, 7], "index": 0},
-                     {"src_ids": [12, 13, 14], "tgt_ids": [15, 16, 17], "index": 1}])
+    batch = collate(
+        [
+            {"src_ids": [7, 8, 9, 10, 11], "tgt_ids": [6, 7], "index": 0},
+            {"src_ids": [12, 13, 14], "tgt_ids": [15, 16, 17], "index": 1},
+        ]
+    )
     logits, states, distances = model.probe_states(batch["src"], batch["src_lens"], batch["tgt_in"])
     loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=PAD)
     grads = torch.autograd.grad(loss, states)
@@ -85,18 +97,28 @@ def test_unrolled_encoder_computes_what_the_fused_one_does(cell: str, attention:
     RNN call per layer and direction, the backward one over each sentence reversed within its length), for
     two layers, both directions and padded batches."""
     torch.manual_seed(0)
-    cfg = RNNModelCfg(arch="rnn", cell=cell, emb_dim=8, hidden_dim=12, enc_layers=2, attention=attention,
-                      input_feeding=attention != "none", dropout=0.0)
+    cfg = RNNModelCfg(
+        arch="rnn",
+        cell=cell,
+        emb_dim=8,
+        hidden_dim=12,
+        enc_layers=2,
+        attention=attention,
+        input_feeding=attention != "none",
+        dropout=0.0,
+    )
     model = build_model(cfg, 30, 30).eval()
-    batch = collate([{"src_ids": list(range(5, 5 + n)), "tgt_ids": [9] * (n % 4 + 1), "index": i}
-                     for i, n in enumerate([3, 9, 6])])
+    batch = collate(
+        [{"src_ids": list(range(5, 5 + n)), "tgt_ids": [9] * (n % 4 + 1), "index": i} for i, n in enumerate([3, 9, 6])]
+    )
     real = batch["tgt_out"] != PAD
     fused = model(batch["src"], batch["src_lens"], batch["tgt_in"])
     probed, states, distances = model.probe_states(batch["src"], batch["src_lens"], batch["tgt_in"])
     torch.testing.assert_close(probed[real], fused[real], rtol=1e-5, atol=1e-5)
     weights = list(model.encoder.parameters())
-    for fused_grad, probed_grad in zip(torch.autograd.grad(fused[real].sum(), weights),
-                                       torch.autograd.grad(probed[real].sum(), weights), strict=True):
+    for fused_grad, probed_grad in zip(
+        torch.autograd.grad(fused[real].sum(), weights), torch.autograd.grad(probed[real].sum(), weights), strict=True
+    ):
         torch.testing.assert_close(probed_grad, fused_grad, rtol=1e-4, atol=1e-5)
     assert len(states) == 2 * batch["src"].size(1)  # top layer, both directions
     assert sorted(distances[:, 0][distances[:, 0] >= 0].tolist()) == sorted(list(range(4)) * 2)
@@ -109,8 +131,9 @@ def test_without_attention_the_far_gradient_vanishes_and_with_it_it_does_not() -
     batch = collate([{"src_ids": list(range(5, 25)), "tgt_ids": list(range(5, 25)), "index": 0}])
     decay = {}
     for attention in ("none", "bahdanau"):
-        cfg = RNNModelCfg(arch="rnn", cell="rnn", emb_dim=16, hidden_dim=32, attention=attention,
-                          input_feeding=False, dropout=0.0)
+        cfg = RNNModelCfg(
+            arch="rnn", cell="rnn", emb_dim=16, hidden_dim=32, attention=attention, input_feeding=False, dropout=0.0
+        )
         curve = encoder_gradients(build_model(cfg, 30, 30), batch)
         decay[attention] = curve[-1] / curve[0]
     assert decay["none"] < 1e-3 and decay["bahdanau"] > 0.1

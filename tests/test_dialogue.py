@@ -131,10 +131,13 @@ def test_sentence_bleu_known_values() -> None:
     p1 = (2 + 1 + 1) / 3  # every unigram, bigram and trigram of the hypothesis matches
     p2 = (p1 + 1 + 1) / 3
     assert sentence_bleu_n(["the cat sat"], ["the cat sat on the mat"], 1) == pytest.approx(brevity * p1)
-    assert sentence_bleu_n(["the cat sat"], ["the cat sat on the mat"], 2) == pytest.approx(brevity * math.sqrt(p1 * p2))
+    assert sentence_bleu_n(["the cat sat"], ["the cat sat on the mat"], 2) == pytest.approx(
+        brevity * math.sqrt(p1 * p2)
+    )
     # averaged over responses; lowercased and split by 13a before matching
     assert sentence_bleu_n(["Fine, thanks.", "the cat sat"], ["fine , thanks .", "the cat sat on the mat"], 1) == (
-        pytest.approx((sentence_bleu_n(["fine , thanks ."], ["FINE, THANKS."], 1) + brevity * p1) / 2))
+        pytest.approx((sentence_bleu_n(["fine , thanks ."], ["FINE, THANKS."], 1) + brevity * p1) / 2)
+    )
     assert sentence_bleu_n(["no overlap here"], ["something else entirely"], 1) < 0.05
 
 
@@ -152,8 +155,10 @@ def test_served_context_is_the_trained_window_however_many_turns_arrive() -> Non
     from seqforge.tasks.registry import task_kind
 
     turns = [f"turn number {i} ." for i in range(10)]
-    meta = {"corpus_format": "tsv", "task": {"data": {"normalization": "nfc", "context_turns": 3,
-                                                      "max_context_tokens": 100}}}
+    meta = {
+        "corpus_format": "tsv",
+        "task": {"data": {"normalization": "nfc", "context_turns": 3, "max_context_tokens": 100}},
+    }
     (served,) = task_kind("chatbot").sources([turns], meta)
     pairs, _ = dialogue_pairs([*turns, "reply ."], ChatData(context_turns=3, max_context_tokens=100))
     assert served == pairs[-1]["source"] == build_context(turns[-3:], 100)

@@ -58,8 +58,12 @@ def test_the_readme_is_short_and_history_stays_out_of_guides() -> None:
     readme = (ROOT / "README.md").read_text().splitlines()
     assert len(readme) <= 200 and max(len(line) for line in readme) <= 200
     guides = [*(ROOT / "docs" / "guides").glob("*.md"), *(ROOT / "docs" / "concepts").glob("*.md")]
-    dated = [f"{p.name}: {line[:80]}" for p in guides for line in p.read_text().splitlines()
-             if re.search(r"\b20\d\d-\d\d-\d\d\b", line)]
+    dated = [
+        f"{p.name}: {line[:80]}"
+        for p in guides
+        for line in p.read_text().splitlines()
+        if re.search(r"\b20\d\d-\d\d-\d\d\b", line)
+    ]
     assert dated == [], "dated measurements belong in docs/history.md"
 
 
@@ -71,8 +75,12 @@ def test_the_built_site_navigates_to_a_results_table_and_a_guide_in_chromium(tmp
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "docs.gen", "--check"], cwd=ROOT, check=True)
-    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)], cwd=ROOT,
-                   check=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

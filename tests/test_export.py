@@ -21,8 +21,11 @@ def exported(smoke_repo, tmp_path_factory):
     repo, env = smoke_repo
     repo = copy_repo(repo, tmp_path_factory.mktemp("export") / "seqforge", "runs")
     source = json.loads((repo / "reports" / "transformer" / "registered.json").read_text())
-    out = run(["seqforge", "export", f"{source['name']}/{source['version']}", "--format", "ct2",
-               "--quantization", "float32"], repo, env)
+    out = run(
+        ["seqforge", "export", f"{source['name']}/{source['version']}", "--format", "ct2", "--quantization", "float32"],
+        repo,
+        env,
+    )
     return repo, env, source, out.stdout
 
 
@@ -40,7 +43,9 @@ def test_ct2_float32_decodes_the_test_split_as_pytorch_does(smoke_repo, tmp_path
     agreement, differ = {}, {}
     for quantization in ("float32", "int8"):
         convert(torch_side.model, "transformer", torch_side.tokenizer, tmp_path / quantization, quantization)
-        (tmp_path / quantization / "tokenizer.json").write_text((repo / "models" / "transformer" / "tokenizer.json").read_text())
+        (tmp_path / quantization / "tokenizer.json").write_text(
+            (repo / "models" / "transformer" / "tokenizer.json").read_text()
+        )
         ct2_side = CT2Predictor.from_dir(tmp_path / quantization, torch_side.meta, DecodeCfg(device="cpu"))
         for beam in (1, 5):
             cfg = DecodeCfg(device="cpu", beam_size=beam)
@@ -80,16 +85,21 @@ def test_exported_version_is_registered_with_its_lineage_and_translates_in_a_fre
     assert f"from version {source['version']}) as @ct2-float32: test bleu" in printed
     listing = run(["seqforge", "models", "translation-en-de"], repo, {**env, "COLUMNS": "250"}).stdout
     assert "ctranslate2 float32" in listing and "pytorch" in listing
-    check = ("import mlflow; v = mlflow.MlflowClient().get_model_version_by_alias('translation-en-de', 'ct2-float32');"
-             "print(v.tags['backend'], v.tags['source_version'], v.tags['quantization'], v.tags['test_bleu'],"
-             " v.tags['data_version'] == mlflow.MlflowClient().get_model_version('translation-en-de', "
-             f"'{source['version']}').tags['data_version'])")
-    backend, version, quantization, bleu, same_data = run([sys.executable, "-c", check], repo,
-                                                          {**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}).stdout.split()
+    check = (
+        "import mlflow; v = mlflow.MlflowClient().get_model_version_by_alias('translation-en-de', 'ct2-float32');"
+        "print(v.tags['backend'], v.tags['source_version'], v.tags['quantization'], v.tags['test_bleu'],"
+        " v.tags['data_version'] == mlflow.MlflowClient().get_model_version('translation-en-de', "
+        f"'{source['version']}').tags['data_version'])"
+    )
+    backend, version, quantization, bleu, same_data = run(
+        [sys.executable, "-c", check], repo, {**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}
+    ).stdout.split()
     assert (backend, version, quantization, same_data) == ("ctranslate2", source["version"], "float32", "True")
     assert float(bleu) >= 0
     sentences = ["A man is riding a bike.", "Two women are sitting on a bench in the park."]
-    lines = run(["seqforge", "translate", "-m", "translation-en-de@ct2-float32", *sentences], repo, env).stdout.splitlines()
+    lines = run(
+        ["seqforge", "translate", "-m", "translation-en-de@ct2-float32", *sentences], repo, env
+    ).stdout.splitlines()
     assert len(lines) == 2 and all(line.strip() for line in lines) and lines[0] != lines[1]
 
 
@@ -102,9 +112,11 @@ def test_exported_pyfunc_keeps_the_request_limits(exported, monkeypatch) -> None
     mlflow.set_tracking_uri("sqlite:///mlflow.db")
     pyfunc = mlflow.pyfunc.load_model("models:/translation-en-de@ct2-float32")
     assert type(pyfunc.unwrap_python_model().predictor).__name__ == "CT2Predictor"
-    for rows, message in (([{"source": "A dog."}] * 65, "65 rows in one request, more than the limit of 64"),
-                          ([{"source": "A dog."}, {"source": "가나다라 " * 100}], "row 1: "),
-                          ([{"source": "x" * 1001}], "more than the limit of 1000")):
+    for rows, message in (
+        ([{"source": "A dog."}] * 65, "65 rows in one request, more than the limit of 64"),
+        ([{"source": "A dog."}, {"source": "가나다라 " * 100}], "row 1: "),
+        ([{"source": "x" * 1001}], "more than the limit of 1000"),
+    ):
         with pytest.raises(MlflowException) as err:
             pyfunc.predict(pd.DataFrame(rows))
         assert err.value.error_code == "INVALID_PARAMETER_VALUE" and message in err.value.message
@@ -120,6 +132,10 @@ def test_what_cannot_be_exported_gets_one_line(exported) -> None:
     }
     for model, message in cases.items():
         done = run(["seqforge", "export", model], repo, env, check=False)
-        assert done.returncode == 1 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    done = run(["seqforge", "export", "translation-en-de@ct2-float32", "--quantization", "int4"], repo, env, check=False)
+        assert done.returncode == 1 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, (
+            done.stderr
+        )
+    done = run(
+        ["seqforge", "export", "translation-en-de@ct2-float32", "--quantization", "int4"], repo, env, check=False
+    )
     assert done.returncode == 1 and "--quantization 'int4': ct2 takes float32, int8" in done.stderr

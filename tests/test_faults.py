@@ -85,12 +85,12 @@ def faulted(smoke_repo, tmp_path_factory) -> Faulted:
     base = tmp_path_factory.mktemp("faults")
     repo = copy_repo(smoke, base / "seqforge", "runs")
     reference = metric_history(repo, env, train_run(repo), "val_loss")
-    set_rnn_training(repo, checkpoint_every_n_steps=CHECKPOINT_EVERY, early_stopping_patience=50,
-                     storage_path="runs/ray-faults")
+    set_rnn_training(
+        repo, checkpoint_every_n_steps=CHECKPOINT_EVERY, early_stopping_patience=50, storage_path="runs/ray-faults"
+    )
     log = base / "first.log"
     with open(log, "w") as out:
-        first = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        first = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_checkpoint(first, log, repo / "runs" / "ray-faults", lambda m: not m.get("mid_epoch"))
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
@@ -117,8 +117,9 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes_in_the_same_mlflow_run
     """Ray restarts the worker group from the last checkpoint it registered; the run ends normally in its
     MLflow run with every metric once, though updates were done twice, and within noise of the
     uninterrupted smoke run."""
-    killed = metric_history(faulted.repo, faulted.env, train_run(faulted.repo), "val_loss", "train_loss_step",
-                            "resumed_from_update")
+    killed = metric_history(
+        faulted.repo, faulted.env, train_run(faulted.repo), "val_loss", "train_loss_step", "resumed_from_update"
+    )
     steps_per_epoch = faulted.reference["val_loss"][0][0] + 1
     assert faulted.marker.exists(), "the worker was not killed"
     assert "worker died" in faulted.output.lower() or "unexpectedly exits" in faulted.output, faulted.output[-2000:]
@@ -127,16 +128,20 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes_in_the_same_mlflow_run
     resumed = [int(value) for _, value in killed["resumed_from_update"]]
     assert resumed[0] == steps_per_epoch and len(resumed) <= 2 and resumed == sorted(resumed), resumed
     restart_from = resumed[-1]
-    assert restart_from < faulted.killed_at and (restart_from == steps_per_epoch or restart_from % CHECKPOINT_EVERY == 0)
+    assert restart_from < faulted.killed_at and (
+        restart_from == steps_per_epoch or restart_from % CHECKPOINT_EVERY == 0
+    )
     assert killed["status"] == "FINISHED"
     assert [step for step, _ in killed["val_loss"]] == [2 * steps_per_epoch - 1]  # epoch 2's, once
     logged = [step for step, _ in killed["train_loss_step"]]  # smoke logs every 5 updates
     expected = [s for s in range(steps_per_epoch, 2 * steps_per_epoch) if (s + 1) % 5 == 0]
     assert logged == expected, logged  # updates redone after the restart, each logged once, in order
     final, final_reference = killed["val_loss"][-1][1], faulted.reference["val_loss"][-1][1]
-    print(f"worker killed after update {faulted.killed_at} (epoch 2's validation; {steps_per_epoch} updates per "
-          f"epoch), restarted from update {restart_from}, redoing {faulted.killed_at - restart_from}; "
-          f"final val loss {final:.4f} vs {final_reference:.4f} uninterrupted")
+    print(
+        f"worker killed after update {faulted.killed_at} (epoch 2's validation; {steps_per_epoch} updates per "
+        f"epoch), restarted from update {restart_from}, redoing {faulted.killed_at - restart_from}; "
+        f"final val loss {final:.4f} vs {final_reference:.4f} uninterrupted"
+    )
     assert abs(final - final_reference) <= 0.02 * final_reference
 
 

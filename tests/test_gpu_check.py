@@ -12,13 +12,13 @@ import pytest
 
 from helpers import run
 
-BLOCK = '''import importlib.abc, sys
+BLOCK = """import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("ray", "mlflow", "dvc"):
             raise ImportError(f"{name} is not on a GPU machine")
 sys.meta_path.insert(0, Block())
-'''
+"""
 
 
 @pytest.mark.slow
@@ -27,11 +27,37 @@ def test_the_gpu_check_runs_on_cpu_in_bf16_without_ray_mlflow_or_dvc(smoke_repo,
     (tmp_path / "block").mkdir()
     (tmp_path / "block" / "sitecustomize.py").write_text(BLOCK)
     out = tmp_path / "out"
-    run([sys.executable, "-m", "bench.gpu_check", "--device", "cpu", "--profiles", "smoke",
-         "--precision", "bf16-mixed", "--compile", "off", "--fit-minutes", "0.1", "--seconds", "0.3",
-         "--batches", "3", "--decode-sentences", "32", "--experiments", "gru_bahdanau", "--minutes", "5",
-         "--out", str(out)],
-        repo, {**env, "PYTHONPATH": f"{tmp_path / 'block'}:{repo / 'src'}"})
+    run(
+        [
+            sys.executable,
+            "-m",
+            "bench.gpu_check",
+            "--device",
+            "cpu",
+            "--profiles",
+            "smoke",
+            "--precision",
+            "bf16-mixed",
+            "--compile",
+            "off",
+            "--fit-minutes",
+            "0.1",
+            "--seconds",
+            "0.3",
+            "--batches",
+            "3",
+            "--decode-sentences",
+            "32",
+            "--experiments",
+            "gru_bahdanau",
+            "--minutes",
+            "5",
+            "--out",
+            str(out),
+        ],
+        repo,
+        {**env, "PYTHONPATH": f"{tmp_path / 'block'}:{repo / 'src'}"},
+    )
     report = json.loads((out / "gpu_check.json").read_text())
 
     fit = report["fit"]
@@ -57,7 +83,11 @@ def test_the_gpu_check_runs_on_cpu_in_bf16_without_ray_mlflow_or_dvc(smoke_repo,
 def test_the_gpu_check_without_tokenized_data_says_what_to_run(tmp_path: Path) -> None:
     from helpers import ROOT
 
-    proc = run([sys.executable, "-m", "bench.gpu_check", "--data", str(tmp_path / "none"), "--out",
-                str(tmp_path / "out")], ROOT, {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")}, check=False)
+    proc = run(
+        [sys.executable, "-m", "bench.gpu_check", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "out")],
+        ROOT,
+        {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")},
+        check=False,
+    )
     assert proc.returncode != 0
     assert "dvc repro tokenize@translation" in proc.stderr and "Traceback" not in proc.stderr

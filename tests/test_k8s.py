@@ -15,8 +15,12 @@ from seqforge.stack.config import StackCfg, env, load_stack
 
 K8S = ROOT / "infra" / "k8s"
 REQUIRED = {  # kind -> spec keys a valid object needs
-    "Deployment": ("selector", "template"), "Service": ("selector", "ports"), "PersistentVolumeClaim": ("accessModes",),
-    "Job": ("template",), "RayCluster": ("headGroupSpec", "workerGroupSpecs"), "RayJob": ("entrypoint",),
+    "Deployment": ("selector", "template"),
+    "Service": ("selector", "ports"),
+    "PersistentVolumeClaim": ("accessModes",),
+    "Job": ("template",),
+    "RayCluster": ("headGroupSpec", "workerGroupSpecs"),
+    "RayJob": ("entrypoint",),
 }
 
 
@@ -30,11 +34,15 @@ def by_kind(kind: str) -> dict[str, dict]:
 
 def pod_specs() -> list[tuple[str, dict]]:
     """(owner, pod spec) of every workload, RayCluster groups and the RayJob submitter included."""
-    specs = [(name, d["spec"]["template"]["spec"]) for kind in ("Deployment", "Job") for name, d in by_kind(kind).items()]
+    specs = [
+        (name, d["spec"]["template"]["spec"]) for kind in ("Deployment", "Job") for name, d in by_kind(kind).items()
+    ]
     for name, cluster in by_kind("RayCluster").items():
         specs.append((f"{name}/head", cluster["spec"]["headGroupSpec"]["template"]["spec"]))
         specs += [(f"{name}/{g['groupName']}", g["template"]["spec"]) for g in cluster["spec"]["workerGroupSpecs"]]
-    specs += [(f"{name}/submitter", job["spec"]["submitterPodTemplate"]["spec"]) for name, job in by_kind("RayJob").items()]
+    specs += [
+        (f"{name}/submitter", job["spec"]["submitterPodTemplate"]["spec"]) for name, job in by_kind("RayJob").items()
+    ]
     return specs
 
 
@@ -54,8 +62,11 @@ def test_selectors_match_and_services_reach_a_container_port() -> None:
         labels = dep["spec"]["template"]["metadata"]["labels"]
         assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
     for name, svc in by_kind("Service").items():
-        targets = [d for d in deployments.values()
-                   if svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        targets = [
+            d
+            for d in deployments.values()
+            if svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
         assert len(targets) == 1, f"Service {name} selects {len(targets)} Deployments"
         ports = {p["name"] for c in targets[0]["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
         assert {p["targetPort"] for p in svc["spec"]["ports"]} <= ports, name
@@ -100,11 +111,17 @@ def test_versions_are_the_ones_make_stack_runs() -> None:
 
 def test_client_environment_and_settings_agree_with_make_stack() -> None:
     cfg = load_stack(ROOT / "conf")
-    local = env(cfg, dict.fromkeys(("mlflow_password", "access_key", "secret_key", "postgres_password",
-                                     "server_secret"), "x"))
+    local = env(
+        cfg, dict.fromkeys(("mlflow_password", "access_key", "secret_key", "postgres_password", "server_secret"), "x")
+    )
     cluster_env = by_kind("ConfigMap")["seqforge-env"]["data"]
-    secret_env = {v["name"] for _, spec in pod_specs() if "ray" in spec["containers"][0]["name"]
-                  for c in spec["containers"] for v in c.get("env", [])}
+    secret_env = {
+        v["name"]
+        for _, spec in pod_specs()
+        if "ray" in spec["containers"][0]["name"]
+        for c in spec["containers"]
+        for v in c.get("env", [])
+    }
     assert set(local) <= set(cluster_env) | secret_env  # every variable `make stack` prints, on every Ray pod
     ours, theirs = urlsplit(local["SEQFORGE_RAY_STORAGE"]), urlsplit(cluster_env["SEQFORGE_RAY_STORAGE"])
     assert (ours.scheme, ours.netloc, ours.path) == (theirs.scheme, theirs.netloc, theirs.path)

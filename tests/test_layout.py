@@ -83,8 +83,10 @@ def upward(modules: list[str]) -> list[str]:
                 continue
             here, there = layer(module), layer(imp.target)
             if LEVEL[there] > LEVEL[here] or (LEVEL[there] == LEVEL[here] and there != here):
-                found.append(f"{module_file(module).relative_to(ROOT)}:{imp.line}: {imp.where}-level import of "
-                             f"{imp.target} ({here} may not import {there})")
+                found.append(
+                    f"{module_file(module).relative_to(ROOT)}:{imp.line}: {imp.where}-level import of "
+                    f"{imp.target} ({here} may not import {there})"
+                )
     return found
 
 
@@ -120,18 +122,32 @@ def planted(files: dict[str, str]):
 def test_the_checks_catch_planted_faults() -> None:
     """An upward import under TYPE_CHECKING, a type-level circle, the run-time circle through a registry
     package's `__init__` that `data.dialogue` once had, and a first-party import hidden in a function."""
-    with planted({"config/planted_up.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                            "    from seqforge.cli.app import app\n"}) as (module,):
-        assert upward([module]) == ["src/seqforge/config/planted_up.py:3: type-level import of seqforge.cli.app "
-                                    "(config may not import cli)"]
-    with planted({"data/planted_a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                       "    from seqforge.data.planted_b import B\nA = 1\n",
-                  "data/planted_b.py": "from seqforge.data.planted_a import A\nB = A\n"}) as modules:
+    with planted(
+        {
+            "config/planted_up.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from seqforge.cli.app import app\n"
+        }
+    ) as (module,):
+        assert upward([module]) == [
+            "src/seqforge/config/planted_up.py:3: type-level import of seqforge.cli.app (config may not import cli)"
+        ]
+    with planted(
+        {
+            "data/planted_a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from seqforge.data.planted_b import B\nA = 1\n",
+            "data/planted_b.py": "from seqforge.data.planted_a import A\nB = A\n",
+        }
+    ) as modules:
         assert import_cycles(graph(seqforge_modules())) == [sorted(modules)]
-    with planted({"data/planted_turns.py": "from seqforge.corpora.base import CorpusError\n",
-                  "corpora/planted_format.py": "from seqforge.data.planted_turns import CorpusError\n"}):
-        assert import_cycles(graph(seqforge_modules())) == [[
-            "seqforge.corpora", "seqforge.corpora.planted_format", "seqforge.data.planted_turns"]]
+    with planted(
+        {
+            "data/planted_turns.py": "from seqforge.corpora.base import CorpusError\n",
+            "corpora/planted_format.py": "from seqforge.data.planted_turns import CorpusError\n",
+        }
+    ):
+        assert import_cycles(graph(seqforge_modules())) == [
+            ["seqforge.corpora", "seqforge.corpora.planted_format", "seqforge.data.planted_turns"]
+        ]
     with planted({"data/planted_lazy.py": "def f():\n    from seqforge.data.text import normalize\n"}) as (module,):
         assert hidden_imports([module]) == ["src/seqforge/data/planted_lazy.py:2: seqforge.data.text"]
 
@@ -142,8 +158,11 @@ def hidden_imports(modules: list[str]) -> list[str]:
     for module in modules:
         own = heavy_packages(module, HEAVY)
         for imp in imports(module):
-            if imp.where == "function" and imp.target.startswith("seqforge.") and \
-                    not heavy_packages(imp.target, HEAVY) - own:
+            if (
+                imp.where == "function"
+                and imp.target.startswith("seqforge.")
+                and not heavy_packages(imp.target, HEAVY) - own
+            ):
                 hidden.append(f"{module_file(module).relative_to(ROOT)}:{imp.line}: {imp.target}")
     return hidden
 
@@ -189,18 +208,36 @@ def test_every_module_imports_alone() -> None:
     circle through a package's `__init__` fails here with 'partially initialized module'). One interpreter
     loads the third-party packages, and each module is imported in a fork of it."""
     modules = [m for m in seqforge_modules() if m != "seqforge.cli.__main__"]
-    preload = ["torch", "lightning.pytorch", "ray.train", "ray.tune", "mlflow", "datasets", "pandas",
-               "matplotlib", "sacrebleu", "tokenizers", "typer", "rich", "pydantic"]
+    preload = [
+        "torch",
+        "lightning.pytorch",
+        "ray.train",
+        "ray.tune",
+        "mlflow",
+        "datasets",
+        "pandas",
+        "matplotlib",
+        "sacrebleu",
+        "tokenizers",
+        "typer",
+        "rich",
+        "pydantic",
+    ]
     code = IMPORT_ALONE.format(src=str(SRC), preload=preload, modules=modules)
     env = {**os.environ, "MPLBACKEND": "Agg"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "FAILED []", proc.stdout + proc.stderr[-3000:]
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "FAILED []", (
+        proc.stdout + proc.stderr[-3000:]
+    )
 
 
 @pytest.mark.parametrize("folder", ["src", "bench"])
 def test_no_module_over_the_line_limit(folder: str) -> None:
-    long = {str(p.relative_to(ROOT)): n for p in (ROOT / folder).rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in (ROOT / folder).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert long == {}
 
 

@@ -83,8 +83,9 @@ FLOOR = 0.4
 
 def test_plain_encoder_decoder_without_attention_learns_reversal(tmp_path) -> None:
     """`attention: none`: the decoder sees the source only through the encoder's final state."""
-    cfg = RNNModelCfg(arch="rnn", cell="gru", emb_dim=32, hidden_dim=64, attention="none", input_feeding=False,
-                      dropout=0.0)
+    cfg = RNNModelCfg(
+        arch="rnn", cell="gru", emb_dim=32, hidden_dim=64, attention="none", input_feeding=False, dropout=0.0
+    )
     first, last, exact, model = train_and_score(cfg, steps=600, lr=3e-3)
     assert last < first / 5
     assert exact >= FLOOR, f"exact match {exact:.2%}"
@@ -96,16 +97,24 @@ def test_plain_encoder_decoder_without_attention_learns_reversal(tmp_path) -> No
 @pytest.mark.nightly
 @pytest.mark.parametrize("cell,attention", [("lstm", "luong_general"), ("gru", "luong_dot"), ("rnn", "luong_concat")])
 def test_other_cells_and_attention_kinds_learn(cell: str, attention: str) -> None:
-    cfg = RNNModelCfg(arch="rnn", cell=cell, emb_dim=32, hidden_dim=64, attention=attention, dropout=0.0,
-                      bidirectional=attention != "luong_dot")
+    cfg = RNNModelCfg(
+        arch="rnn",
+        cell=cell,
+        emb_dim=32,
+        hidden_dim=64,
+        attention=attention,
+        dropout=0.0,
+        bidirectional=attention != "luong_dot",
+    )
     _, _, exact, _ = train_and_score(cfg, steps=600, lr=3e-3)
     assert exact >= 0.95, f"{cell}/{attention}: exact match {exact:.2%}"
 
 
 @pytest.mark.slow
 def test_transformer_learns_reversal() -> None:
-    cfg = TransformerModelCfg(arch="transformer", d_model=64, heads=4, enc_layers=2, dec_layers=2,
-                              ffn_dim=128, dropout=0.0)
+    cfg = TransformerModelCfg(
+        arch="transformer", d_model=64, heads=4, enc_layers=2, dec_layers=2, ffn_dim=128, dropout=0.0
+    )
     first, last, exact, model = train_and_score(cfg, steps=600, lr=1e-3)
     assert last < first / 5
     assert exact >= 0.95, f"exact match {exact:.2%}"

@@ -33,8 +33,9 @@ def test_a_version_registered_before_the_move_loads_and_translates(smoke_copy, t
         pytest.skip(f"commit {BEFORE} is not in this clone's history")
     old = tmp_path / "old"
     old.mkdir()
-    archive = subprocess.run(["git", "archive", BEFORE, "src/seqforge", "conf"], cwd=ROOT, capture_output=True,
-                             check=True)
+    archive = subprocess.run(
+        ["git", "archive", BEFORE, "src/seqforge", "conf"], cwd=ROOT, capture_output=True, check=True
+    )
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     repo, env = smoke_copy
     # the model today's code trained, described as the old code would have: without the keys added since
@@ -49,8 +50,11 @@ def test_a_version_registered_before_the_move_loads_and_translates(smoke_copy, t
     shutil.copytree(old / "conf", repo / "conf")
     config = repo / "conf" / "config.yaml"
     config.write_text(config.read_text().replace("profile: default", "profile: smoke", 1))
-    run([sys.executable, "-c", "from seqforge.registry import register_experiment as r; r('gru_bahdanau')"], repo,
-        {**env, "PYTHONPATH": str(old / "src")})
+    run(
+        [sys.executable, "-c", "from seqforge.registry import register_experiment as r; r('gru_bahdanau')"],
+        repo,
+        {**env, "PYTHONPATH": str(old / "src")},
+    )
     shutil.rmtree(repo / "conf")
     shutil.move(tmp_path / "conf-today", repo / "conf")
     record = json.loads((repo / "reports" / "gru_bahdanau" / "registered.json").read_text())

@@ -45,13 +45,28 @@ print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': ru
     assert len(result["out"]) == 3 and all(isinstance(s, str) and s.strip() for s in result["out"])
     assert len(set(result["out"])) > 1, result["out"]  # the output depends on the input
 
-    cli = run(["seqforge", "translate", "--model", "translation-en-de@challenger", "A man is riding a bike."], repo, env)
+    cli = run(
+        ["seqforge", "translate", "--model", "translation-en-de@challenger", "A man is riding a bike."], repo, env
+    )
     assert cli.stdout.splitlines() == result["out"][:1]  # the CLI and the pyfunc model agree
-    piped = subprocess.run(["seqforge", "translate", "-m", "translation-en-de@challenger"], cwd=repo, env=env,
-                           input="A dog.\nA cat.\nA girl.\n", capture_output=True, text=True, check=True)
+    piped = subprocess.run(
+        ["seqforge", "translate", "-m", "translation-en-de@challenger"],
+        cwd=repo,
+        env=env,
+        input="A dog.\nA cat.\nA girl.\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert len(piped.stdout.splitlines()) == 3 and all(line.strip() for line in piped.stdout.splitlines())
-    too_long = subprocess.run(["seqforge", "translate", "-m", "translation-en-de@challenger", "A dog.", "가나다 " * 200],
-                              cwd=repo, env=env, capture_output=True, text=True, check=False)
+    too_long = subprocess.run(
+        ["seqforge", "translate", "-m", "translation-en-de@challenger", "A dog.", "가나다 " * 200],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert too_long.returncode == 2 and "Traceback" not in too_long.stderr
     assert re.search(r"error: row 1: \d+ tokens after tokenisation, more than the limit of 256", too_long.stderr)
 
@@ -98,7 +113,9 @@ def test_a_time_budget_is_planned_printed_and_trained_through_dvc(smoke_repo) ->
 
     bleu = [(int(row.split(",")[1]), float(row.split(",")[5])) for row in curve[1:]]
     rising = still_improving(bleu, "max", 0.05)
-    warned = re.search(r"warning: transformer: still improving when it ended: (.+); raise train.budget \(75s\)", printed)
+    warned = re.search(
+        r"warning: transformer: still improving when it ended: (.+); raise train.budget \(75s\)", printed
+    )
     assert bool(warned) == bool(rising) and (not rising or warned.group(1) == f"val_bleu {rising}")
     listed = run(["seqforge", "models", "translation-en-de"], repo, env).stdout
     assert ("translation-en-de v2 undertrained: transformer: still improving" in listed) == bool(rising)
@@ -157,16 +174,35 @@ def test_smoke_pipeline_registers_chatbots_that_answer(smoke_repo) -> None:
     assert all(isinstance(r, str) and r.strip() for r in result["with_history"])  # min_length: never empty
 
     # the CLI carries the conversation: its second reply is the model's answer to both turns
-    chat = subprocess.run(["seqforge", "chat", "--model", "chatbot-dailydialog@challenger"], cwd=repo, env=env,
-                          input="Hi, how are you?\nWhat do you do for a living?\n", capture_output=True,
-                          text=True, check=True)
+    chat = subprocess.run(
+        ["seqforge", "chat", "--model", "chatbot-dailydialog@challenger"],
+        cwd=repo,
+        env=env,
+        input="Hi, how are you?\nWhat do you do for a living?\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert chat.stdout.splitlines() == result["with_history"]
-    reset = subprocess.run(["seqforge", "chat", "-m", "chatbot-dailydialog@challenger"], cwd=repo, env=env,
-                           input="Hi, how are you?\n/reset\nWhat do you do for a living?\n/quit\nignored\n",
-                           capture_output=True, text=True, check=True)
+    reset = subprocess.run(
+        ["seqforge", "chat", "-m", "chatbot-dailydialog@challenger"],
+        cwd=repo,
+        env=env,
+        input="Hi, how are you?\n/reset\nWhat do you do for a living?\n/quit\nignored\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert reset.stdout.splitlines() == [result["with_history"][0], result["after_reset"]]
-    wider = subprocess.run(["seqforge", "chat", "-m", "chatbot-dailydialog@challenger", "--window", "4"], cwd=repo,
-                           env=env, input="Hi.\n", capture_output=True, text=True, check=False)
+    wider = subprocess.run(
+        ["seqforge", "chat", "-m", "chatbot-dailydialog@challenger", "--window", "4"],
+        cwd=repo,
+        env=env,
+        input="Hi.\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert wider.returncode == 2 and "the model was trained on the last 3 turns" in wider.stderr
 
     metrics = json.loads((repo / "metrics" / "chatbot_gru_bahdanau.json").read_text())
@@ -224,8 +260,11 @@ def post(port: int, payload: object) -> tuple[int, dict]:
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
@@ -235,20 +274,39 @@ def post(port: int, payload: object) -> tuple[int, dict]:
 
 def serving(cmd: list[str], repo: Path, env: dict, port: int) -> subprocess.Popen:
     """A scoring server on the smoke store, answering /ping; the caller terminates it."""
-    return start_server(cmd, repo, {**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"},
-                        f"http://127.0.0.1:{port}/ping")
+    return start_server(
+        cmd, repo, {**env, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}, f"http://127.0.0.1:{port}/ping"
+    )
 
 
 def test_served_models_answer_and_reject_bad_requests_with_400(smoke_copy) -> None:
     repo, env = smoke_copy
     run(["seqforge", "promote", "translation-en-de"], repo, env)  # @challenger -> @champion (none yet)
     port = free_port()
-    plain = ["mlflow", "models", "serve", "-m", "models:/translation-en-de@champion", "--env-manager", "local",
-             "--host", "127.0.0.1", "--port", str(port)]
+    plain = [
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        "models:/translation-en-de@champion",
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     proc = serving(plain, repo, env, port)
     try:
-        status, body = post(port, {"dataframe_records": [{"source": "A man is riding a bike."},
-                                                         {"source": "A woman in a red dress sings on a stage."}]})
+        status, body = post(
+            port,
+            {
+                "dataframe_records": [
+                    {"source": "A man is riding a bike."},
+                    {"source": "A woman in a red dress sings on a stage."},
+                ]
+            },
+        )
         translations = [p["translation"] for p in body["predictions"]]
         assert status == 200 and all(t.strip() for t in translations) and len(set(translations)) == 2
         status, body = post(port, {"dataframe_records": [{"source": "x" * 1001}]})
@@ -260,8 +318,11 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_copy) -> No
         status, body = post(port, {"dataframe_records": [{"text": "A dog."}]})
         assert status == 400
         status, body = post(port, {"dataframe_records": [{"source": "A dog."}, {"source": "가나다라 " * 100}]})
-        assert status == 400 and re.search(r"row 1: \d+ tokens after tokenisation, more than the limit of 256 "
-                                           r"\(serve.max_tokens\)", body["message"])
+        assert status == 400 and re.search(
+            r"row 1: \d+ tokens after tokenisation, more than the limit of 256 "
+            r"\(serve.max_tokens\)",
+            body["message"],
+        )
         status, body = post(port, {"dataframe_records": [{"source": "A dog </s> <sep> runs."}]})
         assert status == 200  # special-token strings are plain text
         status, _ = post(port, {"dataframe_records": [{"source": "Two dogs."}]})  # still serving
@@ -270,15 +331,19 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_copy) -> No
         stop_server(proc)
 
     port = free_port()
-    proc = serving(["seqforge", "serve", "--model", "chatbot-dailydialog@challenger", "--port", str(port)], repo, env, port)
+    proc = serving(
+        ["seqforge", "serve", "--model", "chatbot-dailydialog@challenger", "--port", str(port)], repo, env, port
+    )
     try:
         status, body = post(port, {"dataframe_records": [{"conversation": ["Hi, how are you?"]}]})
         assert status == 200 and body["predictions"][0]["reply"].strip()
         status, body = post(port, {"dataframe_records": [{"conversation": ["Hi."] * 21}]})
         assert status == 400 and "expected a list of 1 to 20 turns" in body["message"]
         turns = [f"I have {n} cats." for n in range(10)]  # the model was trained on 3 turns of context
-        replies = [post(port, {"dataframe_records": [{"conversation": c}]})[1]["predictions"][0]["reply"]
-                   for c in (turns, turns[-3:])]
+        replies = [
+            post(port, {"dataframe_records": [{"conversation": c}]})[1]["predictions"][0]["reply"]
+            for c in (turns, turns[-3:])
+        ]
         assert replies[0] == replies[1]
     finally:
         stop_server(proc)
@@ -288,8 +353,25 @@ def test_served_model_under_concurrent_load_answers_every_request_as_it_should(s
     """bench/serve_load.py, briefly (8 s): 4 clients, a third of the requests invalid; no 5xx, no timeout."""
     repo, env = smoke_repo
     out = tmp_path / "load.json"
-    run([sys.executable, "-m", "bench.serve_load", "--model", "translation-en-de@challenger", "--clients", "4",
-         "--seconds", "8", "--invalid", "0.33", "--json", str(out)], repo, env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "bench.serve_load",
+            "--model",
+            "translation-en-de@challenger",
+            "--clients",
+            "4",
+            "--seconds",
+            "8",
+            "--invalid",
+            "0.33",
+            "--json",
+            str(out),
+        ],
+        repo,
+        env,
+    )
     figures = json.loads(out.read_text())
     assert figures["unexpected"] == 0 and figures["valid"] > 4 and figures["invalid"] > 0
     assert figures["invalid_answered_400"] == figures["invalid"]
@@ -302,11 +384,46 @@ def test_your_own_tsv_corpus_and_task_train_register_and_translate(smoke_copy) -
     model named after the task that `seqforge translate` runs; nothing of the built-in tasks reruns."""
     repo, env = smoke_copy
     sample = Path(__file__).parent / "data" / "ko_en.tsv"
-    added = run(["seqforge", "corpus", "add", "ko-en-sample", "--format", "tsv", "--source", str(sample),
-                 "--columns", "ko=0,en=1", "--split", "validation=5,test=5"], repo, env).stdout
+    added = run(
+        [
+            "seqforge",
+            "corpus",
+            "add",
+            "ko-en-sample",
+            "--format",
+            "tsv",
+            "--source",
+            str(sample),
+            "--columns",
+            "ko=0,en=1",
+            "--split",
+            "validation=5,test=5",
+        ],
+        repo,
+        env,
+    ).stdout
     assert "ko-en-sample: 50 pairs" in added and "pinned in data.dvc" in added
-    added = run(["seqforge", "task", "add", "ko-en", "--kind", "translation", "--corpus", "ko-en-sample",
-                 "--src", "ko", "--tgt", "en", "--experiments", "gru_bahdanau", "--plan"], repo, env).stdout
+    added = run(
+        [
+            "seqforge",
+            "task",
+            "add",
+            "ko-en",
+            "--kind",
+            "translation",
+            "--corpus",
+            "ko-en-sample",
+            "--src",
+            "ko",
+            "--tgt",
+            "en",
+            "--experiments",
+            "gru_bahdanau",
+            "--plan",
+        ],
+        repo,
+        env,
+    ).stdout
     assert set(re.findall(r"Running stage '([^']+)'", added)) == {"resolve", "prepare@ko-en", "tokenize@ko-en"}
     assert "tokenize ko-en: sentencepiece" in added  # the CJK default tokenizer
     assert "prepared and tokenized ko-en (dvc repro tokenize@ko-en" in added

@@ -147,8 +147,9 @@ def test_task_add_refuses_a_bad_budget_and_writes_nothing(project: Path, options
 
 
 def test_task_add_budget_replaces_the_templates_budget(project: Path) -> None:
-    add_task("mc", "translation", "multi30k", "de", "en", "gru_bahdanau,transformer", conf_dir=Path("conf"),
-             budget="12m")
+    add_task(
+        "mc", "translation", "multi30k", "de", "en", "gru_bahdanau,transformer", conf_dir=Path("conf"), budget="12m"
+    )
     for template in ("gru_bahdanau", "transformer"):
         exp = load_experiment(f"mc_{template}", Path("conf"))
         assert exp.train == {"budget": "12m"}
@@ -166,5 +167,7 @@ def test_a_plan_needs_the_task_tokenized(project: Path) -> None:
     exp = load_experiment("gru_bahdanau", Path("conf"))
     with pytest.raises(PlanError) as err:
         plan_experiment(exp, load_task("translation", Path("conf")), exp.train_config(load_config(Path("conf")).train))
-    assert str(err.value) == ("task translation: not tokenized yet (artifacts/tokenized/translation is missing): "
-                              "run `dvc repro tokenize@translation` first")
+    assert str(err.value) == (
+        "task translation: not tokenized yet (artifacts/tokenized/translation is missing): "
+        "run `dvc repro tokenize@translation` first"
+    )

@@ -27,16 +27,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project folder of its own (conf/ copied, no DVC), as the working directory."""
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
-    (tmp_path / "conf" / "config.yaml").write_text((tmp_path / "conf" / "config.yaml").read_text()
-                                                   .replace("profile: smoke", "profile: default"))
-    (tmp_path / "conf" / "experiments" / "copy.yaml").write_text("task: translation\nmodel: {arch: copy, emb_dim: 16}\n")
+    (tmp_path / "conf" / "config.yaml").write_text(
+        (tmp_path / "conf" / "config.yaml").read_text().replace("profile: smoke", "profile: default")
+    )
+    (tmp_path / "conf" / "experiments" / "copy.yaml").write_text(
+        "task: translation\nmodel: {arch: copy, emb_dim: 16}\n"
+    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
 def test_a_family_from_a_test_module_validates_builds_and_learns(project: Path) -> None:
     exp = load_experiment("copy", project / "conf")
-    assert type(exp.model).__name__ == "CopyCfg" and family("copy").describe(exp.model.model_dump()).startswith("positional")
+    assert type(exp.model).__name__ == "CopyCfg" and family("copy").describe(exp.model.model_dump()).startswith(
+        "positional"
+    )
     torch.manual_seed(0)
     model = build_model(exp.model, 20, 20)
     src = torch.randint(4, 20, (64, 6))
@@ -57,8 +62,15 @@ def test_a_family_from_a_test_module_validates_builds_and_learns(project: Path) 
 def test_a_format_and_a_kind_from_a_test_module_go_through_corpus_add_task_add_and_prepare(project: Path) -> None:
     source = project / "toy.txt"
     source.write_text("".join(f"sentence {i} ||| Satz {i}\n" for i in range(40)))
-    corpus, summary = add_corpus("toy", "lines", [str(source)], columns={"en": 0, "de": 1}, split={"validation": 5, "test": 5},
-                                 conf_dir=project / "conf", data_dir=project / "data")
+    corpus, summary = add_corpus(
+        "toy",
+        "lines",
+        [str(source)],
+        columns={"en": 0, "de": 1},
+        split={"validation": 5, "test": 5},
+        conf_dir=project / "conf",
+        data_dir=project / "data",
+    )
     assert corpus.languages == ["en", "de"] and summary[0].startswith("toy: 40 pairs")
     written, _ = add_task("echo-en", "echo", "toy", src="en", experiments="copy", conf_dir=project / "conf")
     assert [p.name for p in written] == ["echo-en.yaml", "echo-en_copy.yaml"]

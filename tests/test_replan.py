@@ -18,17 +18,20 @@ from seqforge.training.worker.schedule import step_schedule
 STEP_S = 0.04  # a training step's wall time in the toy run
 
 
-@pytest.mark.parametrize(("spent", "interval", "planned_left", "left"), [
-    (0.0, 10.0, 10, 10),  # on plan
-    (0.0, 10.0 * (1 + TOLERANCE / 2), 10, 10),  # a little slow: kept (within the tolerance)
-    (0.0, 12.0, 10, 8),  # slower: fewer intervals, as many as fit
-    (0.0, 8.0, 10, 12),  # faster: more
-    (95.0, 10.0, 3, 1),  # out of time: one more interval, so the schedule still ends at zero
-    (50.0, 25.0, 2, 2),  # exactly on plan
-    (73.0, 14.0, 1, 2),  # 27 s left: a second interval of 14 ends 1 s past the budget rather than 13 s short
-    (73.0, 14.0, 3, 2),
-    (80.0, 14.0, 1, 1),  # 20 s left: a second one would end 8 s past it (over a quarter interval)
-])
+@pytest.mark.parametrize(
+    ("spent", "interval", "planned_left", "left"),
+    [
+        (0.0, 10.0, 10, 10),  # on plan
+        (0.0, 10.0 * (1 + TOLERANCE / 2), 10, 10),  # a little slow: kept (within the tolerance)
+        (0.0, 12.0, 10, 8),  # slower: fewer intervals, as many as fit
+        (0.0, 8.0, 10, 12),  # faster: more
+        (95.0, 10.0, 3, 1),  # out of time: one more interval, so the schedule still ends at zero
+        (50.0, 25.0, 2, 2),  # exactly on plan
+        (73.0, 14.0, 1, 2),  # 27 s left: a second interval of 14 ends 1 s past the budget rather than 13 s short
+        (73.0, 14.0, 3, 2),
+        (80.0, 14.0, 1, 1),  # 20 s left: a second one would end 8 s past it (over a quarter interval)
+    ],
+)
 def test_intervals_left(spent: float, interval: float, planned_left: int, left: int) -> None:
     assert intervals_left(100.0, spent, interval, planned_left) == left
 
@@ -79,13 +82,22 @@ class SaveAt(pl.Callback):
             trainer.save_checkpoint(self.path)
 
 
-def fit(planned: int, budget_s: float, every: int = 5, callbacks: tuple = (),
-        ckpt_path: Path | None = None) -> tuple[pl.Trainer, float]:
+def fit(
+    planned: int, budget_s: float, every: int = 5, callbacks: tuple = (), ckpt_path: Path | None = None
+) -> tuple[pl.Trainer, float]:
     """The toy run as `train_worker` makes it: the plan's updates and epochs, evaluated every `every`."""
-    trainer = pl.Trainer(max_steps=planned, max_epochs=1, val_check_interval=every, check_val_every_n_epoch=None,
-                         callbacks=[BudgetKeeper("toy", budget_s, every, planned), *callbacks], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_steps=planned,
+        max_epochs=1,
+        val_check_interval=every,
+        check_val_every_n_epoch=None,
+        callbacks=[BudgetKeeper("toy", budget_s, every, planned), *callbacks],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     start = time.monotonic()
     trainer.fit(Toy(), datamodule=ToyData(), ckpt_path=ckpt_path)
     return trainer, time.monotonic() - start

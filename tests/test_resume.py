@@ -54,32 +54,57 @@ def task(tmp_path_factory) -> tuple[Path, str]:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         set_profile("smoke", Path("conf"))
-        add_corpus("ko-en-sample", "tsv", [str(ROOT / "tests" / "data" / "ko_en.tsv")], {"ko": 0, "en": 1},
-                   {"validation": 5, "test": 5}, conf_dir=Path("conf"), data_dir=Path("data"))
+        add_corpus(
+            "ko-en-sample",
+            "tsv",
+            [str(ROOT / "tests" / "data" / "ko_en.tsv")],
+            {"ko": 0, "en": 1},
+            {"validation": 5, "test": 5},
+            conf_dir=Path("conf"),
+            data_dir=Path("data"),
+        )
         add_task("ko-en", "translation", "ko-en-sample", "ko", "en", "gru_bahdanau", conf_dir=Path("conf"))
         prepare_task("ko-en")
         tokenize_task("ko-en")
     return root, "ko-en"
 
 
-def fit(task: tuple[Path, str], callbacks: list, ckpt_path: Path | None = None, every: int | None = None) -> Seq2SeqModule:
+def fit(
+    task: tuple[Path, str], callbacks: list, ckpt_path: Path | None = None, every: int | None = None
+) -> Seq2SeqModule:
     """Train the sample's GRU (no dropout: the resumed run can then match weight for weight), evaluated at
     each epoch's end or, as a time or update plan does, every `every` updates across epoch ends."""
     root, name = task
     exp = load_experiment(f"{name}_gru_bahdanau", root / "conf")
-    exp = exp.model_copy(update={"model": exp.model.model_copy(update={"dropout": 0.0}),
-                                 "optim": exp.optim.model_copy(update={"schedule": "linear", "warmup_steps": 3})})
+    exp = exp.model_copy(
+        update={
+            "model": exp.model.model_copy(update={"dropout": 0.0}),
+            "optim": exp.optim.model_copy(update={"schedule": "linear", "warmup_steps": 3}),
+        }
+    )
     train_cfg = exp.train_config(load_config(root / "conf").train).model_copy(update={"batch_tokens": 150})
     pl.seed_everything(0, verbose=False)
     tokenizer = SubwordTokenizer.load(root / paths.tokenizer_file(name))
     vocab = tokenizer.vocab_size("source")  # joint vocabulary
     module = Seq2SeqModule(exp.model_dump(mode="json"), vocab, vocab, tokenizer.dumps(), "translation", "13a")
-    trainer = pl.Trainer(max_epochs=EPOCHS, val_check_interval=every or 1.0, check_val_every_n_epoch=None if every else 1,
-                         accelerator="cpu", devices=1, logger=False, callbacks=callbacks,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
-    trainer.fit(module, datamodule=Seq2SeqDataModule(load_from_disk(str(root / paths.tokenized_dir(name))), train_cfg),
-                ckpt_path=ckpt_path)
+    trainer = pl.Trainer(
+        max_epochs=EPOCHS,
+        val_check_interval=every or 1.0,
+        check_val_every_n_epoch=None if every else 1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+    )
+    trainer.fit(
+        module,
+        datamodule=Seq2SeqDataModule(load_from_disk(str(root / paths.tokenized_dir(name))), train_cfg),
+        ckpt_path=ckpt_path,
+    )
     return module
 
 
@@ -94,9 +119,11 @@ def test_a_resumed_run_sees_the_same_batches_and_ends_with_the_same_weights(task
     steps_per_epoch = sum(1 for epoch, _ in full.batches if epoch == 0)
     assert 5 <= steps_per_epoch < INTERRUPT_AT < 2 * steps_per_epoch, steps_per_epoch
 
-    saver = {"mid-epoch": ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=4, save_top_k=-1),
-             "epoch end": ModelCheckpoint(tmp_path, "{step}", save_top_k=-1, save_on_train_epoch_end=True),
-             "evaluation": ModelCheckpoint(tmp_path, "{step}", save_top_k=-1, save_on_train_epoch_end=False)}[where]
+    saver = {
+        "mid-epoch": ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=4, save_top_k=-1),
+        "epoch end": ModelCheckpoint(tmp_path, "{step}", save_top_k=-1, save_on_train_epoch_end=True),
+        "evaluation": ModelCheckpoint(tmp_path, "{step}", save_top_k=-1, save_on_train_epoch_end=False),
+    }[where]
     first = Record(stop=INTERRUPT_AT)
     with pytest.raises(Interrupted):
         fit(task, [first, saver], every=every)
@@ -117,16 +144,27 @@ def test_a_plateau_schedule_steps_once_per_evaluation_across_epoch_ends(task) ->
     each evaluation (Lightning's own step interval counts batches within an epoch)."""
     root, name = task
     exp = load_experiment(f"{name}_gru_bahdanau", root / "conf")
-    exp = exp.model_copy(update={"optim": exp.optim.model_copy(update={"schedule": "plateau", "warmup_steps": 0,
-                                                                       "plateau_patience": 0})})
+    exp = exp.model_copy(
+        update={"optim": exp.optim.model_copy(update={"schedule": "plateau", "warmup_steps": 0, "plateau_patience": 0})}
+    )
     train_cfg = exp.train_config(load_config(root / "conf").train).model_copy(update={"batch_tokens": 150})
     tokenizer = SubwordTokenizer.load(root / paths.tokenizer_file(name))
     vocab = tokenizer.vocab_size("source")
     every = 12  # the sample has 9 batches an epoch: evaluations fall mid-epoch and across epoch ends
     module = Seq2SeqModule(exp.model_dump(mode="json"), vocab, vocab, tokenizer.dumps(), "chatbot", None, every)
-    trainer = pl.Trainer(max_epochs=4, max_steps=3 * every, val_check_interval=every, check_val_every_n_epoch=None,
-                         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        max_epochs=4,
+        max_steps=3 * every,
+        val_check_interval=every,
+        check_val_every_n_epoch=None,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+    )
     trainer.fit(module, datamodule=Seq2SeqDataModule(load_from_disk(str(root / paths.tokenized_dir(name))), train_cfg))
     assert trainer.global_step == 3 * every
     assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 3  # one step per evaluation, no more

@@ -69,7 +69,9 @@ def test_a_training_whose_last_checkpoint_is_never_registered_sends_only_what_re
     logger.log_metrics({"val_loss": 5.0}, step=22)
     logger.seal(23)  # never registered
     logger.finalize("success")
-    assert [s for s, _ in history(client, run_id, "train_loss_step")] == [4] and history(client, run_id, "val_loss") == []
+    assert [s for s, _ in history(client, run_id, "train_loss_step")] == [4] and history(
+        client, run_id, "val_loss"
+    ) == []
 
     failed = RunLogger(uri, run_id, notify=print, registered=None)  # not watching: finalize is all that decides
     failed.log_metrics({"val_loss": 7.0}, step=22)

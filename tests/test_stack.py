@@ -48,8 +48,14 @@ def stack_conf(stack_dir: Path) -> dict:
 def parse_exports(text: str) -> dict[str, str]:
     import shlex
 
-    return {k: v for k, _, v in (shlex.split(line.removeprefix("export "))[0].partition("=")
-                                 for line in text.splitlines() if line.startswith("export "))}
+    return {
+        k: v
+        for k, _, v in (
+            shlex.split(line.removeprefix("export "))[0].partition("=")
+            for line in text.splitlines()
+            if line.startswith("export ")
+        )
+    }
 
 
 class Switch:
@@ -122,8 +128,15 @@ def stack(smoke_repo, tmp_path_factory):
     # PostgreSQL runs as the postgres user when the tests run as root: its folder must be reachable
     stack_dir = Path(tempfile.mkdtemp(prefix="seqforge-stack-", dir="/var/tmp"))
     stack_dir.chmod(0o755)
-    for name in ("tasks/chatbot", "experiments/chatbot_gru_bahdanau", "experiments/chatbot_transformer",
-                 "experiments/lstm_luong", "experiments/transformer", "tune/chatbot_gru_bahdanau", "tune/transformer"):
+    for name in (
+        "tasks/chatbot",
+        "experiments/chatbot_gru_bahdanau",
+        "experiments/chatbot_transformer",
+        "experiments/lstm_luong",
+        "experiments/transformer",
+        "tune/chatbot_gru_bahdanau",
+        "tune/transformer",
+    ):
         (repo / "conf" / f"{name}.yaml").unlink(missing_ok=True)  # one task, one experiment: configuration, no code
     (repo / "conf" / "stack.yaml").write_text(yaml.safe_dump(stack_conf(stack_dir), sort_keys=False))
     profile = yaml.safe_load((repo / "conf" / "profiles" / "smoke.yaml").read_text())
@@ -131,26 +144,40 @@ def stack(smoke_repo, tmp_path_factory):
     (repo / "conf" / "profiles" / "smoke.yaml").write_text(yaml.safe_dump(profile))
     env = dict(smoke_env)
     run(["seqforge", "sync"], repo, env)
-    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one task"]):
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one task"],
+    ):
         run(cmd, repo, env)
     try:
         env.update(parse_exports(run(["seqforge", "stack", "up"], repo, env).stdout))
         switch = Switch(PORTS["s3"])
         storage = env["SEQFORGE_RAY_STORAGE"].replace(f"127.0.0.1:{PORTS['s3']}", f"127.0.0.1:{switch.port}")
-        train = subprocess.Popen([sys.executable, "-m", "pipelines.train", EXPERIMENT], cwd=repo,
-                                 env={**env, "SEQFORGE_RAY_STORAGE": storage},
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        train = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.train", EXPERIMENT],
+            cwd=repo,
+            env={**env, "SEQFORGE_RAY_STORAGE": storage},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 600
         # the first checkpoint stored and registered (Ray's snapshot of its checkpoints written after it)
         while not {"checkpoint.ckpt", "checkpoint_manager_snapshot.json"} <= {
-                k.rsplit("/", 1)[-1] for k in bucket_keys(repo, env, "ray/train/")}:
+            k.rsplit("/", 1)[-1] for k in bucket_keys(repo, env, "ray/train/")
+        }:
             assert train.poll() is None and time.monotonic() < deadline, train.communicate()
             time.sleep(1)
         switch.cut()  # the next checkpoints meet a store that does not answer
         started = time.monotonic()
         _, stderr = train.communicate(timeout=600)
-        down = StoreDown(train.returncode, stderr, time.monotonic() - started,
-                         (repo / "models" / EXPERIMENT / "model.pt").exists(), run(["dvc", "repro"], repo, env).stdout)
+        down = StoreDown(
+            train.returncode,
+            stderr,
+            time.monotonic() - started,
+            (repo / "models" / EXPERIMENT / "model.pt").exists(),
+            run(["dvc", "repro"], repo, env).stdout,
+        )
         yield repo, env, down
     finally:
         run(["seqforge", "stack", "down"], repo, env, check=False)
@@ -172,9 +199,11 @@ def request(url: str, user: str | None = None, password: str | None = None) -> i
 
 
 def bucket_keys(repo: Path, env: dict, prefix: str) -> list[str]:
-    code = ("import json, sys; from seqforge.stack.services import s3_client; from seqforge.stack.config import credentials, load_stack; cfg = load_stack(); "
-            "c = s3_client(cfg, credentials(cfg)); print(json.dumps([o['Key'] for p in c.get_paginator("
-            "'list_objects_v2').paginate(Bucket=cfg.s3.bucket, Prefix=sys.argv[1]) for o in p.get('Contents', [])]))")
+    code = (
+        "import json, sys; from seqforge.stack.services import s3_client; from seqforge.stack.config import credentials, load_stack; cfg = load_stack(); "
+        "c = s3_client(cfg, credentials(cfg)); print(json.dumps([o['Key'] for p in c.get_paginator("
+        "'list_objects_v2').paginate(Bucket=cfg.s3.bucket, Prefix=sys.argv[1]) for o in p.get('Contents', [])]))"
+    )
     return json.loads(run([sys.executable, "-c", code, prefix], repo, env).stdout)
 
 
@@ -213,15 +242,23 @@ def test_smoke_pipeline_tracks_registers_and_checkpoints_through_the_stack(stack
     assert any(k.endswith("/evaluation/samples.json") or "attention" in k for k in stored), stored[:10]
     conf = yaml.safe_load((repo / "conf" / "stack.yaml").read_text())
     creds = json.loads((Path(conf["dir"]) / "credentials.json").read_text())
-    with psycopg.connect(host="127.0.0.1", port=PORTS["postgres"], user=conf["postgres"]["user"],
-                         password=creds["postgres_password"], dbname=conf["postgres"]["database"]) as db:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=PORTS["postgres"],
+        user=conf["postgres"]["user"],
+        password=creds["postgres_password"],
+        dbname=conf["postgres"]["database"],
+    ) as db:
         assert db.execute("SELECT status FROM runs WHERE run_uuid = %s", (version.run_id,)).fetchone() == ("FINISHED",)
 
 
 def test_push_then_a_fresh_clone_pulls_reproduces_nothing_and_translates(stack, tmp_path) -> None:
     repo, env, _ = stack
-    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"],
-                ["dvc", "push"]):
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"],
+        ["dvc", "push"],
+    ):
         run(cmd, repo, env)
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
@@ -233,8 +270,9 @@ def test_push_then_a_fresh_clone_pulls_reproduces_nothing_and_translates(stack, 
     repro = run(["dvc", "repro"], clone, env)
     assert "Running stage" not in repro.stdout, repro.stdout[-2000:]
     assert json.loads(run(["dvc", "status", "--json", "dvc.yaml"], clone, env).stdout) == {}
-    out = run(["seqforge", "translate", "--model", f"{MODEL_NAME}@challenger", "A man is riding a bicycle ."],
-              clone, env)
+    out = run(
+        ["seqforge", "translate", "--model", f"{MODEL_NAME}@challenger", "A man is riding a bicycle ."], clone, env
+    )
     assert out.stdout.strip(), out.stderr[-2000:]
     assert not (clone / "mlflow.db").exists()
 

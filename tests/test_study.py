@@ -22,8 +22,13 @@ def test_shipped_study_sizes_every_model_to_the_budget(conf_copy) -> None:
     study, plans = load_study(conf_copy)  # on the default profile, whatever the checkout's
     assert {"rnn_none", "lstm_none", "gru_none", "rnn_bahdanau_noclip", "transformer"} <= set(plans)
     for name, (exp, train) in plans.items():
-        model = sized(exp, study.models[name].width or family(exp.model.arch).width, study.parameter_budget,
-                      study.width_step, VOCAB).model
+        model = sized(
+            exp,
+            study.models[name].width or family(exp.model.arch).width,
+            study.parameter_budget,
+            study.width_step,
+            VOCAB,
+        ).model
         assert abs(count_parameters(build_model(model, *VOCAB)) / study.parameter_budget - 1) < 0.05, name
         assert train.max_time == study.train["max_time"] and train.checkpoint_every_n_steps is None
     assert plans["rnn_none"][0].model.attention == "none" and plans["rnn_none"][0].model.cell == "rnn"
@@ -39,7 +44,10 @@ def test_shipped_study_sizes_every_model_to_the_budget(conf_copy) -> None:
         ({"length_buckets": [15, 10]}, "length_buckets: Value error, positive, strictly rising lengths (got [15, 10])"),
         ({"models": {"bad": {"set": {"model.cel": "lstm"}}}}, "models.bad"),
         ({"models": {"bad": {"set": {"model.attention": "none"}}}}, "input_feeding"),
-        ({"models": {"bad": {"base": "chatbot_gru_bahdanau"}}}, "models.bad.base: experiment 'chatbot_gru_bahdanau' is for task"),
+        (
+            {"models": {"bad": {"base": "chatbot_gru_bahdanau"}}},
+            "models.bad.base: experiment 'chatbot_gru_bahdanau' is for task",
+        ),
         ({"parameter_budget": 10}, "parameter_budget"),
     ],
 )
@@ -64,14 +72,29 @@ def test_bleu_by_length_puts_each_sentence_in_its_bucket() -> None:
     assert rows[1]["bleu"] == 100.0 and 0 < rows[0]["bleu"] < 100 and math.isnan(rows[2]["bleu"])
 
 
-def _result(cell: str | None, attention: str = "bahdanau", bidirectional: bool = True, clip: float | None = 5.0,
-            bleu: float = 20.0, decay: float = 0.5, buckets: tuple = (20, 20, 20, 20, 20), arch: str = "rnn",
-            tokens: float = 5000) -> dict:
+def _result(
+    cell: str | None,
+    attention: str = "bahdanau",
+    bidirectional: bool = True,
+    clip: float | None = 5.0,
+    bleu: float = 20.0,
+    decay: float = 0.5,
+    buckets: tuple = (20, 20, 20, 20, 20),
+    arch: str = "rnn",
+    tokens: float = 5000,
+) -> dict:
     model = {"arch": arch, "cell": cell, "attention": attention, "bidirectional": bidirectional, "hidden_dim": 64}
-    return {"model": model, "clip_norm": clip, "parameters": 1000, "tokens_per_s": tokens, "test": {"bleu": bleu},
-            "decay": {"initialisation": decay, "trained": decay}, "val_loss": [3.0],
-            "grad_norm": {"max": 3.0, "nonfinite": 0, "clip_rate": 0.0},
-            "bleu_by_length": [{"bucket": str(i), "sentences": 10, "bleu": b} for i, b in enumerate(buckets)]}
+    return {
+        "model": model,
+        "clip_norm": clip,
+        "parameters": 1000,
+        "tokens_per_s": tokens,
+        "test": {"bleu": bleu},
+        "decay": {"initialisation": decay, "trained": decay},
+        "val_loss": [3.0],
+        "grad_norm": {"max": 3.0, "nonfinite": 0, "clip_rate": 0.0},
+        "bleu_by_length": [{"bucket": str(i), "sentences": 10, "bleu": b} for i, b in enumerate(buckets)],
+    }
 
 
 def test_claims_give_verdicts_from_the_numbers_and_skip_what_was_not_trained() -> None:
@@ -83,6 +106,7 @@ def test_claims_give_verdicts_from_the_numbers_and_skip_what_was_not_trained() -
         "lstm_att": _result("lstm", bleu=20, decay=0.9, buckets=(22, 20, 19, 18, 17)),
         "gru_att": _result("gru", bleu=19.8, decay=0.9, buckets=(22, 20, 19, 18, 17), tokens=6000),
     }
+
     def verdict(start: str) -> str | None:
         return next((c["verdict"] for c in claims(results) if c["claim"].startswith(start)), None)
 
@@ -114,8 +138,11 @@ def test_smoke_study_trains_measures_and_reports_through_dvc(smoke_repo, tmp_pat
     repo = copy_repo(smoke, tmp_path_factory.mktemp("study") / "seqforge", "runs")
     path = repo / "conf" / "study.yaml"
     study = yaml.safe_load(path.read_text())
-    study["models"] = {k: v for k, v in study["models"].items()
-                       if k in ("rnn_none", "rnn_bahdanau", "rnn_bahdanau_noclip", "transformer")}
+    study["models"] = {
+        k: v
+        for k, v in study["models"].items()
+        if k in ("rnn_none", "rnn_bahdanau", "rnn_bahdanau_noclip", "transformer")
+    }
     path.write_text(yaml.safe_dump(study, allow_unicode=True, sort_keys=False))
     run(["dvc", "repro", "studies/dvc.yaml"], repo, env)
 

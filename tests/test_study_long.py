@@ -68,10 +68,12 @@ def test_fetch_generates_a_new_synthetic_corpus_and_pins_it_in_dvc(project) -> N
     for group in ("tasks", "experiments", "tune"):
         shutil.rmtree(project / "conf" / group)
         (project / "conf" / group).mkdir()
-    (project / "conf" / "corpora" / "tiny.yaml").write_text(yaml.safe_dump(
-        {"format": "synthetic", "languages": ["src", "tgt"], "synthetic": CFG.model_dump()}))
-    (project / "conf" / "tasks" / "tiny.yaml").write_text(yaml.safe_dump(
-        {"kind": "translation", "corpus": "tiny", "src_lang": "src", "tgt_lang": "tgt"}))
+    (project / "conf" / "corpora" / "tiny.yaml").write_text(
+        yaml.safe_dump({"format": "synthetic", "languages": ["src", "tgt"], "synthetic": CFG.model_dump()})
+    )
+    (project / "conf" / "tasks" / "tiny.yaml").write_text(
+        yaml.safe_dump({"kind": "translation", "corpus": "tiny", "src_lang": "src", "tgt_lang": "tgt"})
+    )
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(cmd, check=True, capture_output=True)
     first = CliRunner().invoke(app, ["fetch"])
@@ -83,13 +85,18 @@ def test_fetch_generates_a_new_synthetic_corpus_and_pins_it_in_dvc(project) -> N
     corpus = yaml.safe_load((project / "conf" / "corpora" / "tiny.yaml").read_text())
     (project / "conf" / "corpora" / "tiny.yaml").write_text(yaml.safe_dump({**corpus, "files": pins}))
     again = CliRunner().invoke(app, ["fetch"])
-    assert again.exit_code == 0 and "3 tiny files verified in data/tiny" in again.output and "pinned" not in again.output
+    assert (
+        again.exit_code == 0 and "3 tiny files verified in data/tiny" in again.output and "pinned" not in again.output
+    )
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"min_length": 50, "max_length": 10}, "synthetic: Value error, min_length (50) is greater than max_length (10)"),
+        (
+            {"min_length": 50, "max_length": 10},
+            "synthetic: Value error, min_length (50) is greater than max_length (10)",
+        ),
         ({"vocab": 0}, "synthetic: Value error, vocab: Input should be greater than or equal to 2"),
         ({"tasks": ["copy", "sort"]}, "synthetic: Value error, tasks.1: Input should be 'copy', 'reverse' or 'recall'"),
         ({"splits": {"train": 10, "validation": 0, "test": 5}}, "splits: validation needs at least one row"),
@@ -143,20 +150,45 @@ def test_vanishing_distance_is_the_first_below_a_millionth() -> None:
     assert vanishing_distance([1.0, 0.5, 0.2]) is None
 
 
-def _result(cell: str, attention: str, exact: dict[str, float], *, bidirectional: bool = True, optimizer: str = "adamw",
-            clip: float | None = 5.0, arch: str = "rnn", vanish: int | None = None, max_norm: float = 1.0,
-            nonfinite: int = 0, loss: float = 1.0) -> dict:
+def _result(
+    cell: str,
+    attention: str,
+    exact: dict[str, float],
+    *,
+    bidirectional: bool = True,
+    optimizer: str = "adamw",
+    clip: float | None = 5.0,
+    arch: str = "rnn",
+    vanish: int | None = None,
+    max_norm: float = 1.0,
+    nonfinite: int = 0,
+    loss: float = 1.0,
+) -> dict:
     labels = bucket_labels([10, 100])
-    return {"model": {"arch": arch, "cell": cell, "attention": attention, "bidirectional": bidirectional,
-                      "hidden_dim": 64},
-            "clip_norm": clip, "optimizer": optimizer, "lr": 1.0, "parameters": 1000, "updates": 2,
-            "tokens_per_s": 100.0,
-            "accuracy_by_length": [{"task": t, "bucket": b, "sentences": 10, "exact_match": exact[t] if b == labels[-1]
-                                    else 100.0, "token_accuracy": 50.0} for t in exact for b in labels],
-            "vanishing_distance": {"initialisation": vanish, "trained": vanish},
-            "encoder_grad": {"initialisation": [1.0] * 50, "trained": [1.0] * 50},
-            "grad_norm": {"max": max_norm, "nonfinite": nonfinite, "clip_rate": 0.5, "p99_max": max_norm},
-            "train_loss": [[1, 3.0], [2, loss]]}
+    return {
+        "model": {"arch": arch, "cell": cell, "attention": attention, "bidirectional": bidirectional, "hidden_dim": 64},
+        "clip_norm": clip,
+        "optimizer": optimizer,
+        "lr": 1.0,
+        "parameters": 1000,
+        "updates": 2,
+        "tokens_per_s": 100.0,
+        "accuracy_by_length": [
+            {
+                "task": t,
+                "bucket": b,
+                "sentences": 10,
+                "exact_match": exact[t] if b == labels[-1] else 100.0,
+                "token_accuracy": 50.0,
+            }
+            for t in exact
+            for b in labels
+        ],
+        "vanishing_distance": {"initialisation": vanish, "trained": vanish},
+        "encoder_grad": {"initialisation": [1.0] * 50, "trained": [1.0] * 50},
+        "grad_norm": {"max": max_norm, "nonfinite": nonfinite, "clip_rate": 0.5, "p99_max": max_norm},
+        "train_loss": [[1, 3.0], [2, loss]],
+    }
 
 
 def test_claims_give_verdicts_from_the_numbers() -> None:
@@ -171,8 +203,9 @@ def test_claims_give_verdicts_from_the_numbers() -> None:
         "gru_bahdanau_unidirectional": _result("gru", "bahdanau", acc(88), bidirectional=False),
         "transformer": _result("", "", acc(30), arch="transformer", clip=1.0),
         "rnn_sgd_clip": _result("rnn", "none", acc(0), optimizer="sgd", max_norm=80.0, loss=2.0),
-        "rnn_sgd_noclip": _result("rnn", "none", acc(0), optimizer="sgd", clip=None, max_norm=1e4, nonfinite=3,
-                                  loss=float("nan")),
+        "rnn_sgd_noclip": _result(
+            "rnn", "none", acc(0), optimizer="sgd", clip=None, max_norm=1e4, nonfinite=3, loss=float("nan")
+        ),
     }
     found = claims(results, bucket_labels([10, 100]))
 
@@ -183,7 +216,10 @@ def test_claims_give_verdicts_from_the_numbers() -> None:
     assert claim("Attention frees the decoder")["verdict"] == "holds"
     assert claim("In a vanilla RNN the gradient vanishes")["verdict"] == "holds"
     assert claim("Gated cells remember a token")["verdict"] == "holds"
-    assert claim("Under plain SGD")["verdict"] == "holds" and "non-finite updates 3" in claim("Under plain SGD")["measured"]
+    assert (
+        claim("Under plain SGD")["verdict"] == "holds"
+        and "non-finite updates 3" in claim("Under plain SGD")["measured"]
+    )
     assert claim("A bidirectional encoder helps")["verdict"] == "too close to call"
     assert claim("Self-attention relates")["verdict"] == "does not hold here"
     results["rnn_sgd_noclip"] |= {"grad_norm": {"max": 3.0, "nonfinite": 0, "clip_rate": 0.0, "p99_max": 3.0}}
@@ -197,11 +233,22 @@ def test_the_report_is_written_when_a_model_diverged(tmp_path) -> None:
     exact = {"copy": 0.0, "reverse": 0.0, "recall": 0.0}
     diverged = _result("rnn", "none", exact, optimizer="sgd", clip=None, nonfinite=9, loss=float("nan"))
     diverged["encoder_grad"] = {"initialisation": [1.0] * 50, "trained": [float("nan")] * 50}
-    results = {"rnn_none": _result("rnn", "none", exact, vanish=20),
-               "rnn_sgd_clip": _result("rnn", "none", exact, optimizer="sgd", max_norm=80.0), "rnn_sgd_noclip": diverged}
-    summary = {"study": "study-x", "parent_run_id": "r", "profile": "default", "task": "long_range",
-               "parameter_budget": 1000, "train": {"max_time": "00:00:01:00", "num_workers": 2}, "wall_seconds": 60.0,
-               "length_buckets": bucket_labels([10, 100]), "models": results}
+    results = {
+        "rnn_none": _result("rnn", "none", exact, vanish=20),
+        "rnn_sgd_clip": _result("rnn", "none", exact, optimizer="sgd", max_norm=80.0),
+        "rnn_sgd_noclip": diverged,
+    }
+    summary = {
+        "study": "study-x",
+        "parent_run_id": "r",
+        "profile": "default",
+        "task": "long_range",
+        "parameter_budget": 1000,
+        "train": {"max_time": "00:00:01:00", "num_workers": 2},
+        "wall_seconds": 60.0,
+        "length_buckets": bucket_labels([10, 100]),
+        "models": results,
+    }
     found = write_report(summary, tmp_path)
     assert claim_of(found, "Under plain SGD")["verdict"] == "holds"
     report = (tmp_path / "README.md").read_text()
@@ -225,7 +272,9 @@ def test_smoke_long_study_trains_measures_and_reports_through_dvc(smoke_repo, tm
     repo = copy_repo(smoke, tmp_path_factory.mktemp("study_long") / "seqforge", "runs")
     path = repo / "conf" / "study_long.yaml"
     study = yaml.safe_load(path.read_text())
-    study["models"] = {k: v for k, v in study["models"].items() if k in ("gru_bahdanau", "transformer", "rnn_sgd_noclip")}
+    study["models"] = {
+        k: v for k, v in study["models"].items() if k in ("gru_bahdanau", "transformer", "rnn_sgd_noclip")
+    }
     path.write_text(yaml.safe_dump(study, allow_unicode=True, sort_keys=False))
     run(["dvc", "repro", "studies/long/dvc.yaml"], repo, env)
 

@@ -40,7 +40,9 @@ def test_decomposed_unicode_reaches_the_subword_model_composed() -> None:
     from seqforge.tasks.registry import task_kind
 
     tok = SubwordTokenizer.train(SOURCES, TARGETS, TokenizerCfg(vocab_size=120, min_frequency=1))
-    (served,) = task_kind("translation").sources(["Ma\u0308dchen  klettert "], {"task": {"data": {"normalization": "nfc"}}})
+    (served,) = task_kind("translation").sources(
+        ["Ma\u0308dchen  klettert "], {"task": {"data": {"normalization": "nfc"}}}
+    )
     assert served == "Mädchen klettert"
     assert tok.decode(tok.encode([served], "target"))[0] == "Mädchen klettert"
 

@@ -66,7 +66,8 @@ def test_training_goes_on_through_a_server_outage_and_no_metric_is_lost(trained_
     epoch was in; the outage is noticed (15 s), training goes on, and every metric arrives once."""
     repo, env, outage = trained_on_server
     assert len(outage.during) >= len(outage.before) + 2, (
-        f"training stalled while the server was down: {outage.before} -> {outage.during}")
+        f"training stalled while the server was down: {outage.before} -> {outage.during}"
+    )
     output = outage.output
     assert "MLflow tracking server not answering" in output and "MLflow tracking server back" in output
     assert epochs_printed(output) == list(range(1, OUTAGE_EPOCHS + 1))
@@ -76,8 +77,10 @@ def test_training_goes_on_through_a_server_outage_and_no_metric_is_lost(trained_
     assert [step for step, _ in history["val_loss"]] == [(e + 1) * steps_per_epoch - 1 for e in range(OUTAGE_EPOCHS)]
     expected = [s for s in range(OUTAGE_EPOCHS * steps_per_epoch) if (s + 1) % 5 == 0]
     assert [step for step, _ in history["train_loss_step"]] == expected  # every logged step, once, in order
-    print(f"server down {OUTAGE_S} s from epoch {outage.before[-1]} to {outage.during[-1]} of {OUTAGE_EPOCHS}: "
-          f"all {len(expected)} train_loss_step and {OUTAGE_EPOCHS} val_loss values in MLflow")
+    print(
+        f"server down {OUTAGE_S} s from epoch {outage.before[-1]} to {outage.during[-1]} of {OUTAGE_EPOCHS}: "
+        f"all {len(expected)} train_loss_step and {OUTAGE_EPOCHS} val_loss values in MLflow"
+    )
 
 
 def test_registering_with_the_server_down_fails_clearly_and_registers_nothing(served) -> None:
@@ -85,8 +88,12 @@ def test_registering_with_the_server_down_fails_clearly_and_registers_nothing(se
     before = run([sys.executable, "-c", VERSIONS], repo, env).stdout  # the session's server may hold versions
     server.stop()
     try:
-        register = run([sys.executable, "-m", "pipelines.register", "gru_bahdanau"], repo,
-                       {**env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}, check=False)
+        register = run(
+            [sys.executable, "-m", "pipelines.register", "gru_bahdanau"],
+            repo,
+            {**env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+            check=False,
+        )
     finally:
         server.start()
     assert register.returncode == 1 and "Traceback" not in register.stderr, register.stderr[-2000:]

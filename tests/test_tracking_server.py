@@ -70,11 +70,17 @@ def test_pipeline_tracks_and_registers_through_the_server(served_model) -> None:
     assert page["attention"] == [f"attention/sample_{i:02d}.png" for i in range(4)]
     assert "evaluation/samples.json" in page["evaluation"]
 
-    (dvc_md5,) = (o["md5"] for o in yaml.safe_load((repo / "data.dvc").read_text())["outs"] if o["path"] == "data/multi30k")
+    (dvc_md5,) = (
+        o["md5"] for o in yaml.safe_load((repo / "data.dvc").read_text())["outs"] if o["path"] == "data/multi30k"
+    )
     inputs = {i["name"]: i for i in page["inputs"]}
     assert set(inputs) == {"multi30k-train", "multi30k-validation", "multi30k-test"}
-    assert all(i["tags"]["dvc_md5"] == dvc_md5 and i["tags"]["data_version"].startswith("multi30k-")
-               and i["tags"]["mlflow.data.context"] for i in inputs.values())
+    assert all(
+        i["tags"]["dvc_md5"] == dvc_md5
+        and i["tags"]["data_version"].startswith("multi30k-")
+        and i["tags"]["mlflow.data.context"]
+        for i in inputs.values()
+    )
     kept = json.loads((repo / "metrics" / "data_translation.json").read_text())
     for split in ("train", "validation", "test"):  # the pairs the stages used, not the raw files
         assert json.loads(inputs[f"multi30k-{split}"]["profile"])["num_rows"] == kept[split]["kept"]
@@ -101,10 +107,19 @@ def chromium(profile_dir: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1600,1000",
-                 f"--user-data-dir={profile_dir}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1600,1000",
+        f"--user-data-dir={profile_dir}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
@@ -143,9 +158,11 @@ def test_mlflow_ui_shows_the_champion_and_its_run_in_chromium(served_model, tmp_
         wait_for_text(driver, "attention/sample_00.png", "sample_03.png")
         # the preview fetches the PNG through the server and shows it from a blob: URL
         WebDriverWait(driver, 60).until(
-            lambda d: any((img.get_attribute("src") or "").startswith("blob:")
-                          and d.execute_script("return arguments[0].naturalWidth", img) > 200
-                          for img in d.find_elements(By.TAG_NAME, "img")),
+            lambda d: any(
+                (img.get_attribute("src") or "").startswith("blob:")
+                and d.execute_script("return arguments[0].naturalWidth", img) > 200
+                for img in d.find_elements(By.TAG_NAME, "img")
+            ),
             "the attention heatmap never rendered",
         )
         driver.save_screenshot(str(SCREENSHOTS / "mlflow-ui-attention.png"))

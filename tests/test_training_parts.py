@@ -44,9 +44,11 @@ def test_optim_optimizer_builds_its_optimizer_over_the_decay_groups(optimizer: s
     from seqforge.experiments.config import with_overrides
 
     tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
-    exp = with_overrides(load_experiment("gru_bahdanau", conf_copy),
-                         {"optim.optimizer": optimizer, "optim.lr": 0.5, "optim.momentum": 0.9,
-                          "optim.schedule": "inverse_sqrt"}, "test")
+    exp = with_overrides(
+        load_experiment("gru_bahdanau", conf_copy),
+        {"optim.optimizer": optimizer, "optim.lr": 0.5, "optim.momentum": 0.9, "optim.schedule": "inverse_sqrt"},
+        "test",
+    )
     module = Seq2SeqModule(exp.model_dump(mode="json"), 40, 40, tok.dumps(), "translation")
     opt = module.configure_optimizers()["optimizer"]
     assert type(opt) is kind and opt.defaults["lr"] == 0.5 and len(opt.param_groups) == 2
@@ -61,8 +63,13 @@ def test_inference_on_a_gpu_that_is_not_there_is_a_config_error(tmp_path) -> Non
     from seqforge.inference.predictor import Predictor
     from seqforge.models.registry import build_model
 
-    model = build_model(experiment_schema().model_validate(
-        {"name": "x", "task": "translation", "model": {"arch": "rnn", "hidden_dim": 8, "emb_dim": 8}}).model, 20, 20)
+    model = build_model(
+        experiment_schema()
+        .model_validate({"name": "x", "task": "translation", "model": {"arch": "rnn", "hidden_dim": 8, "emb_dim": 8}})
+        .model,
+        20,
+        20,
+    )
     with pytest.raises(ConfigError, match="decode.device: cuda, but this machine has no usable GPU"):
         Predictor(model, None, {}, DecodeCfg(device="cuda"))
     assert Predictor(model, None, {}, DecodeCfg(device="auto")).device.type == "cpu"
@@ -91,13 +98,24 @@ def test_train_compile_gives_the_eager_loss_and_gradients(conf_copy) -> None:
     tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
     exp = load_experiment("gru_bahdanau", conf_copy).model_dump(mode="json")
     exp["model"] |= {"emb_dim": 16, "hidden_dim": 16, "dropout": 0.0}  # compiled dropout draws other masks
-    batch = collate([{"src_ids": [5, 6, 7, 8, 9][:n], "tgt_ids": [9, 8, 7, 6][: n - 1], "index": i}
-                     for i, n in enumerate((5, 3, 4))])
+    batch = collate(
+        [
+            {"src_ids": [5, 6, 7, 8, 9][:n], "tgt_ids": [9, 8, 7, 6][: n - 1], "index": i}
+            for i, n in enumerate((5, 3, 4))
+        ]
+    )
     losses, grads = [], []
     for compiled in (False, True):
         torch.manual_seed(0)
-        config = {"experiment": exp, "src_vocab": 40, "tgt_vocab": 40, "tokenizer": tok.dumps(),
-                  "kind": "translation", "bleu_tokenize": None, "train": TrainCfg(compile=compiled).model_dump()}
+        config = {
+            "experiment": exp,
+            "src_vocab": 40,
+            "tgt_vocab": 40,
+            "tokenizer": tok.dumps(),
+            "kind": "translation",
+            "bleu_tokenize": None,
+            "train": TrainCfg(compile=compiled).model_dump(),
+        }
         module = Seq2SeqModule.from_loop_config(config).train()
         assert (module.model._compiled_call_impl is not None) == compiled
         loss = module._loss(batch)

@@ -87,9 +87,17 @@ def test_trial_settings_precedence(conf_copy) -> None:
 
 
 def test_winner_file_is_applied_by_the_train_stage_config(conf_copy) -> None:
-    summary = {"sweep": "tune-gru_bahdanau-x", "parent_run_id": "abc123", "metric": "val_bleu",
-               "best": {"trial_id": "t1", "run_id": "r1", "value": 31.23456,
-                        "config": {"model.cell": "lstm", "optim.lr": 0.0007, "train.batch_tokens": 4000}}}
+    summary = {
+        "sweep": "tune-gru_bahdanau-x",
+        "parent_run_id": "abc123",
+        "metric": "val_bleu",
+        "best": {
+            "trial_id": "t1",
+            "run_id": "r1",
+            "value": 31.23456,
+            "config": {"model.cell": "lstm", "optim.lr": 0.0007, "train.batch_tokens": 4000},
+        },
+    }
     path = write_tuned("gru_bahdanau", summary, conf_copy)
     written = yaml.safe_load(path.read_text())
     assert written["sweep"]["mlflow_run_id"] == "abc123" and written["sweep"]["value"] == 31.2346
@@ -148,11 +156,16 @@ def finished_trials(repo, swept: str) -> dict[str, int]:
     done = {}
     for path in (repo / "runs" / "tune").glob(f"tune-{swept}-*/experiment_state-*.json"):
         try:  # each entry: the trial's state and its run metadata (the last result among it), as JSON
-            trials = [(json.loads(state), json.loads(meta)) for state, meta in json.loads(path.read_text())["trial_data"]]
+            trials = [
+                (json.loads(state), json.loads(meta)) for state, meta in json.loads(path.read_text())["trial_data"]
+            ]
         except (ValueError, KeyError):  # being rewritten
             continue
-        done |= {t["trial_id"]: int((meta.get("last_result") or {}).get("training_iteration", 0))
-                 for t, meta in trials if t["status"] == "TERMINATED"}
+        done |= {
+            t["trial_id"]: int((meta.get("last_result") or {}).get("training_iteration", 0))
+            for t, meta in trials
+            if t["status"] == "TERMINATED"
+        }
     return done
 
 
@@ -185,12 +198,15 @@ def sweep(smoke_repo, ray_cluster, tmp_path_factory) -> Sweep:
     (repo / "conf" / "tune" / f"{SWEPT}.yaml").write_text(SMOKE_SWEEP)
     max_epochs = yaml.safe_load(SMOKE_SWEEP)["train"]["max_epochs"]
     with open(repo / "first.log", "w") as log:
-        first = subprocess.Popen(["seqforge", "tune", SWEPT], cwd=repo, env=env, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        first = subprocess.Popen(
+            ["seqforge", "tune", SWEPT], cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.time() + 600
         while not any(epochs < max_epochs for epochs in finished_trials(repo, SWEPT).values()):
-            assert first.poll() is None, ("the sweep ended before ASHA stopped a trial: nothing left to interrupt",
-                                          (repo / "first.log").read_text()[-3000:])
+            assert first.poll() is None, (
+                "the sweep ended before ASHA stopped a trial: nothing left to interrupt",
+                (repo / "first.log").read_text()[-3000:],
+            )
             assert time.time() < deadline, "no trial stopped early within 600 s"
             time.sleep(0.5)
         os.killpg(first.pid, signal.SIGKILL)
@@ -225,8 +241,13 @@ def test_sweep_on_two_nodes_stops_fails_and_feeds_the_next_train(sweep) -> None:
         assert status != "stopped_early" or r["epochs"] < 3
     # a trial the kill interrupted reruns on whichever node is free, and its tags then name that node:
     # the nodes are those of the child runs before the kill and after the resume together
-    nodes = {v for snapshot in (sweep.before, runs) for r in snapshot.values()
-             for k, v in r["tags"].items() if k.startswith("ray.worker")}
+    nodes = {
+        v
+        for snapshot in (sweep.before, runs)
+        for r in snapshot.values()
+        for k, v in r["tags"].items()
+        if k.startswith("ray.worker")
+    }
     assert len(nodes) == 2, "trials ran on both nodes"
     assert runs[summary["best"]["trial_id"]]["tags"]["best_trial"] == "true"
 

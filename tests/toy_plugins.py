@@ -90,8 +90,9 @@ class Echo(TaskKind):
     description = "Echo: the model repeats its input."
     templates = ("copy",)
 
-    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None,
-                  keys: tuple[str, str] = ("--src", "--tgt")) -> dict[str, str]:
+    def languages(
+        self, corpus: CorpusCfg, src: str | None, tgt: str | None, keys: tuple[str, str] = ("--src", "--tgt")
+    ) -> dict[str, str]:
         if src not in corpus.languages:
             raise ValueError(f"{keys[0]}: language {src!r} is not in corpus {corpus.name}")
         return {"lang": src}
@@ -100,8 +101,9 @@ class Echo(TaskKind):
         text = rows.column(task.lang)
         table = pa.table({"split": rows.column("split"), "source": text, "target": text})
         masks = split_masks(table, "source", corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
-        return write_splits(table, masks, ["source", "target"], scratch), {s: {"kept": int(m.sum())}
-                                                                           for s, m in masks.items()}
+        return write_splits(table, masks, ["source", "target"], scratch), {
+            s: {"kept": int(m.sum())} for s, m in masks.items()
+        }
 
     def scores(self, hyps: list[str], refs: list[str], task: dict) -> dict:
         return corpus_scores(hyps, refs)

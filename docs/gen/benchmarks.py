@@ -24,14 +24,20 @@ def _caption(path: Path) -> str:
 def recipes() -> str:
     lines = []
     for path in sorted((REPORTS / "recipes").glob("*.json")):
-        lines += [f"**{path.stem}** — {_caption(path)}", "",
-                  "| cell | parameters | updates | trained for | best val BLEU (at update) | last val BLEU | "
-                  "test BLEU | test chrF | ended |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{path.stem}** — {_caption(path)}",
+            "",
+            "| cell | parameters | updates | trained for | best val BLEU (at update) | last val BLEU | "
+            "test BLEU | test chrF | ended |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in _json(path):
             end = "still improving" if c.get("undertrained") else "—"
-            lines.append(f"| `{c['experiment']}` | {fmt(c['parameters'])} | {fmt(c['updates'])} | {c['trained_for']} | "
-                         f"{fmt(c['best_val_bleu'])} ({fmt(c['best_at_update'])}) | {fmt(c['last_val_bleu'])} | "
-                         f"{fmt(c['test_bleu'])} | {fmt(c['test_chrf'])} | {end} |")
+            lines.append(
+                f"| `{c['experiment']}` | {fmt(c['parameters'])} | {fmt(c['updates'])} | {c['trained_for']} | "
+                f"{fmt(c['best_val_bleu'])} ({fmt(c['best_at_update'])}) | {fmt(c['last_val_bleu'])} | "
+                f"{fmt(c['test_bleu'])} | {fmt(c['test_chrf'])} | {end} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -40,24 +46,41 @@ def peer_speed() -> str:
     lines = []
     for path in sorted((REPORTS / "peer").glob("speed-*.json")):
         d = _json(path)
-        lines += [f"{fmt(d['steps'])} updates per toolkit, then beam-5 decoding of the test split; "
-                  f"torch {d['torch']}, {d['cpus']} CPUs. {_caption(path)}", ""]
+        lines += [
+            f"{fmt(d['steps'])} updates per toolkit, then beam-5 decoding of the test split; "
+            f"torch {d['torch']}, {d['cpus']} CPUs. {_caption(path)}",
+            "",
+        ]
         trained = {k: v for k, v in d["training"].items() if v}
         if trained:
-            lines += ["| toolkit | train source tok/s | train target tok/s | wall s (same updates) |", "|---|---|---|---|"]
+            lines += [
+                "| toolkit | train source tok/s | train target tok/s | wall s (same updates) |",
+                "|---|---|---|---|",
+            ]
             for name, runs in trained.items():
-                mean = {k: statistics.fmean(r[k] for r in runs) for k in runs[0] if k in ("train_src", "train_tgt", "wall_s")}
-                lines.append(f"| {name} | {fmt(mean.get('train_src'), 0)} | {fmt(mean.get('train_tgt'), 0)} | "
-                             f"{fmt(mean.get('wall_s'), 1)} |")
+                mean = {
+                    k: statistics.fmean(r[k] for r in runs)
+                    for k in runs[0]
+                    if k in ("train_src", "train_tgt", "wall_s")
+                }
+                lines.append(
+                    f"| {name} | {fmt(mean.get('train_src'), 0)} | {fmt(mean.get('train_tgt'), 0)} | "
+                    f"{fmt(mean.get('wall_s'), 1)} |"
+                )
             lines.append("")
         decoded = d["decoding"]
         base = statistics.fmean(r["fixed_tok_s"] for r in next(iter(decoded.values())))
-        lines += [f"| toolkit, precision | target tok/s, own lengths | tok/s, every output {d['fixed_tokens']} tokens "
-                  f"| ms per decoder step | ÷ {next(iter(decoded))} |", "|---|---|---|---|---|"]
+        lines += [
+            f"| toolkit, precision | target tok/s, own lengths | tok/s, every output {d['fixed_tokens']} tokens "
+            f"| ms per decoder step | ÷ {next(iter(decoded))} |",
+            "|---|---|---|---|---|",
+        ]
         for name, runs in decoded.items():
             fixed = statistics.fmean(r["fixed_tok_s"] for r in runs)
-            lines.append(f"| {name} | {fmt(statistics.fmean(r['tgt_tok_s'] for r in runs), 0)} | {fmt(fixed, 0)} | "
-                         f"{fmt(statistics.fmean(r['step_ms'] for r in runs), 1)} | {fixed / base:.2f}× |")
+            lines.append(
+                f"| {name} | {fmt(statistics.fmean(r['tgt_tok_s'] for r in runs), 0)} | {fmt(fixed, 0)} | "
+                f"{fmt(statistics.fmean(r['step_ms'] for r in runs), 1)} | {fixed / base:.2f}× |"
+            )
         lines += ["", f"Rounds averaged: {len(next(iter(decoded.values())))}.", ""]
     return "\n".join(lines)
 
@@ -67,19 +90,30 @@ def time_to_bleu() -> str:
     for path in sorted((REPORTS / "peer").glob("time_to_bleu-*.json")):
         d = _json(path)
         onmt = d["opennmt"]["points"][-1]
-        lines += [f"Each toolkit trains for the minutes given, then beam-5 decodes the test split. {_caption(path)}", "",
-                  "| toolkit, recipe | budget | trained | updates | test BLEU | lowercased | chrF |",
-                  "|---|---|---|---|---|---|---|",
-                  f"| OpenNMT-py, peer LSTM | {fmt(d['minutes'], 0)} min | {onmt['minutes']} min (last checkpoint) | "
-                  f"{fmt(onmt['update'])} | {fmt(onmt['bleu'])} | {fmt(onmt['bleu_lc'])} | {fmt(onmt['chrf'])} |"]
+        lines += [
+            f"Each toolkit trains for the minutes given, then beam-5 decodes the test split. {_caption(path)}",
+            "",
+            "| toolkit, recipe | budget | trained | updates | test BLEU | lowercased | chrF |",
+            "|---|---|---|---|---|---|---|",
+            f"| OpenNMT-py, peer LSTM | {fmt(d['minutes'], 0)} min | {onmt['minutes']} min (last checkpoint) | "
+            f"{fmt(onmt['update'])} | {fmt(onmt['bleu'])} | {fmt(onmt['bleu_lc'])} | {fmt(onmt['chrf'])} |",
+        ]
         for run in d["seqforge"]:
-            lines.append(f"| seqforge `gru_bahdanau` | {fmt(run['budget_minutes'], 0)} min | {run['trained_minutes']} min "
-                         f"| {fmt(run['updates'])} | {fmt(run['test_bleu'])} | {fmt(run['test_bleu_lc'])} | "
-                         f"{fmt(run['test_chrf'])} |")
-        lines += ["", "Along the way — OpenNMT-py's checkpoints (test, beam 5): " + ", ".join(
-            f"{fmt(p['bleu'])} at {p['minutes']} min" for p in d["opennmt"]["points"]) + "; seqforge's evaluations "
-            "(validation, greedy) of its longest run: " + ", ".join(
-            f"{fmt(p['bleu'])} at {p['minutes']} min" for p in d["seqforge"][-1]["points"]) + ".", ""]
+            lines.append(
+                f"| seqforge `gru_bahdanau` | {fmt(run['budget_minutes'], 0)} min | {run['trained_minutes']} min "
+                f"| {fmt(run['updates'])} | {fmt(run['test_bleu'])} | {fmt(run['test_bleu_lc'])} | "
+                f"{fmt(run['test_chrf'])} |"
+            )
+        lines += [
+            "",
+            "Along the way — OpenNMT-py's checkpoints (test, beam 5): "
+            + ", ".join(f"{fmt(p['bleu'])} at {p['minutes']} min" for p in d["opennmt"]["points"])
+            + "; seqforge's evaluations "
+            "(validation, greedy) of its longest run: "
+            + ", ".join(f"{fmt(p['bleu'])} at {p['minutes']} min" for p in d["seqforge"][-1]["points"])
+            + ".",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -88,17 +122,23 @@ def inference() -> str:
     for path in sorted((REPORTS / "inference").glob("*.json")):
         d = _json(path)
         pytorch = {r["threads"]: r["tokens_per_s"] for r in d["rows"] if r["backend"] == "pytorch"}
-        lines += [f"**`{d['model']}`** (`{d['experiment']}`): {fmt(d['sentences'])} test sentences, "
-                  f"{d['decode']['strategy']} {d['decode']['beam_size']}, batches of {d['decode']['batch_size']}. "
-                  f"{_caption(path)}", "",
-                  "| backend | threads | batch tok/s | ÷ PyTorch | sentences/s | batch-1 p50 / p99 ms | test BLEU | chrF | "
-                  "same output as PyTorch |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**`{d['model']}`** (`{d['experiment']}`): {fmt(d['sentences'])} test sentences, "
+            f"{d['decode']['strategy']} {d['decode']['beam_size']}, batches of {d['decode']['batch_size']}. "
+            f"{_caption(path)}",
+            "",
+            "| backend | threads | batch tok/s | ÷ PyTorch | sentences/s | batch-1 p50 / p99 ms | test BLEU | chrF | "
+            "same output as PyTorch |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in d["rows"]:
             ratio = r["tokens_per_s"] / pytorch[r["threads"]] if r["threads"] in pytorch else None
-            lines.append(f"| {r['backend']} | {r['threads']} | {fmt(r['tokens_per_s'], 0)} | "
-                         f"{f'{ratio:.2f}×' if ratio else '—'} | {fmt(r['sentences_per_s'], 1)} | "
-                         f"{fmt(r['p50_ms'], 1)} / {fmt(r['p99_ms'], 1)} | {fmt(r['bleu'])} | {fmt(r['chrf'])} | "
-                         f"{r['agree']:.1%} |")
+            lines.append(
+                f"| {r['backend']} | {r['threads']} | {fmt(r['tokens_per_s'], 0)} | "
+                f"{f'{ratio:.2f}×' if ratio else '—'} | {fmt(r['sentences_per_s'], 1)} | "
+                f"{fmt(r['p50_ms'], 1)} / {fmt(r['p99_ms'], 1)} | {fmt(r['bleu'])} | {fmt(r['chrf'])} | "
+                f"{r['agree']:.1%} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -114,32 +154,48 @@ def gpu_check() -> str:
 def _gpu_run(path: Path, d: dict) -> list[str]:
     env = d["environment"]
     took = f"; the check took {fmt(d['wall_s'], 0)} s" if "wall_s" in d else ""
-    lines = [f"**{path.stem}** — {env.get('gpu', 'CPU')} ({env.get('gpu_memory_gib', '?')} GiB), {env['cpus']} "
-             f"CPUs, torch {env['torch']}, lightning {env['lightning']}{took}"
-             + (f" (`{d['command']}`)" if "command" in d else "") + f". {_caption(path)}", ""]
+    lines = [
+        f"**{path.stem}** — {env.get('gpu', 'CPU')} ({env.get('gpu_memory_gib', '?')} GiB), {env['cpus']} "
+        f"CPUs, torch {env['torch']}, lightning {env['lightning']}{took}"
+        + (f" (`{d['command']}`)" if "command" in d else "")
+        + f". {_caption(path)}",
+        "",
+    ]
     fit = d.get("fit") or {}
     if "error" in fit:
         lines += [f"`Trainer.fit`: {fit['error']}", ""]
     elif fit:
         epochs = fit["train_epoch_s"]
-        lines += [f"`Trainer.fit` of `{fit['experiment']}` at profile `{fit['profile']}` "
-                  f"({fmt(fit['parameters'] / 1e6, 1)} M parameters, {fit['precision']}, {fmt(fit['batch_tokens'])} "
-                  f"tokens a batch): {fit['epochs']} of {fit['max_epochs']} epochs, {fmt(fit['updates'])} updates in "
-                  f"{fit['fit_s']} s; training epoch median {statistics.median(epochs):.2f} s (first "
-                  f"{epochs[0]:.2f} s); best validation BLEU {fit['best_epoch_val_bleu']}.", "",
-                  "| test search | BLEU | chrF | tokens/s | device |", "|---|---|---|---|---|"]
+        lines += [
+            f"`Trainer.fit` of `{fit['experiment']}` at profile `{fit['profile']}` "
+            f"({fmt(fit['parameters'] / 1e6, 1)} M parameters, {fit['precision']}, {fmt(fit['batch_tokens'])} "
+            f"tokens a batch): {fit['epochs']} of {fit['max_epochs']} epochs, {fmt(fit['updates'])} updates in "
+            f"{fit['fit_s']} s; training epoch median {statistics.median(epochs):.2f} s (first "
+            f"{epochs[0]:.2f} s); best validation BLEU {fit['best_epoch_val_bleu']}.",
+            "",
+            "| test search | BLEU | chrF | tokens/s | device |",
+            "|---|---|---|---|---|",
+        ]
         for name, s in fit["test"].items():
-            lines.append(f"| {name} | {s['error']} | | | |" if "error" in s else
-                         f"| {name} | {fmt(s['bleu'])} | {fmt(s['chrf'])} | {fmt(s['tokens_per_s'], 0)} | {s['device']} |")
+            lines.append(
+                f"| {name} | {s['error']} | | | |"
+                if "error" in s
+                else f"| {name} | {fmt(s['bleu'])} | {fmt(s['chrf'])} | {fmt(s['tokens_per_s'], 0)} | {s['device']} |"
+            )
         lines.append("")
     cells = [c for c in d.get("train", []) if "error" not in c]
     if cells:
-        lines += ["| experiment | profile | compile | parameters | precision | batch tokens | step ms | "
-                  "first-pass step ms | peak MiB | train tok/s | beam-5 tok/s |", "|" + "---|" * 11]
-        lines += [f"| `{c['experiment']}` | {c['profile']} | {c['compile']} | {fmt(c['parameters'] / 1e6, 1)} M | "
-                  f"{c['precision']} | {fmt(c['batch_tokens'])} | {fmt(c.get('step_ms'), 1)} | {fmt(c.get('first_pass_ms'), 1)} | "
-                  f"{fmt(c.get('peak_mib'), 0)} | {fmt(c['train_tokens_per_s'])} | {fmt(c.get('beam5_tokens_per_s'))} |"
-                  for c in cells]
+        lines += [
+            "| experiment | profile | compile | parameters | precision | batch tokens | step ms | "
+            "first-pass step ms | peak MiB | train tok/s | beam-5 tok/s |",
+            "|" + "---|" * 11,
+        ]
+        lines += [
+            f"| `{c['experiment']}` | {c['profile']} | {c['compile']} | {fmt(c['parameters'] / 1e6, 1)} M | "
+            f"{c['precision']} | {fmt(c['batch_tokens'])} | {fmt(c.get('step_ms'), 1)} | {fmt(c.get('first_pass_ms'), 1)} | "
+            f"{fmt(c.get('peak_mib'), 0)} | {fmt(c['train_tokens_per_s'])} | {fmt(c.get('beam5_tokens_per_s'))} |"
+            for c in cells
+        ]
         lines.append("")
     failed = [c for c in d.get("train", []) if "error" in c]
     lines += [f"- `{c['experiment']}` at `{c['profile']}` (compile {c.get('compile')}): {c['error']}" for c in failed]

@@ -36,13 +36,23 @@ def _names(param) -> str:
 
 
 def _command(command, ctx, path: str) -> list[str]:
-    lines = [f"### `{path}`", "", inspect.cleandoc(command.help or ""), "",
-             "```", " ".join([path, *command.collect_usage_pieces(ctx)]), "```", ""]
+    lines = [
+        f"### `{path}`",
+        "",
+        inspect.cleandoc(command.help or ""),
+        "",
+        "```",
+        " ".join([path, *command.collect_usage_pieces(ctx)]),
+        "```",
+        "",
+    ]
     params = [p for p in command.params if p.name != "help"]
     if params:
         lines += ["| argument / option | type | default | |", "|---|---|---|---|"]
-        lines += [f"| {_names(p)} | {_type(p, ctx)} | {_default(p)} | {cell(getattr(p, 'help', None) or '')} |"
-                  for p in params]
+        lines += [
+            f"| {_names(p)} | {_type(p, ctx)} | {_default(p)} | {cell(getattr(p, 'help', None) or '')} |"
+            for p in params
+        ]
         lines.append("")
     return lines
 

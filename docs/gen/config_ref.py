@@ -40,10 +40,15 @@ def _comments(cls: type) -> dict[str, str]:
         source = inspect.getsource(cls)
     except (OSError, TypeError):
         return {}
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    comments = {
+        tok.start[0]: tok.string.lstrip("#").strip()
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT
+    }
     code = {i + 1 for i, line in enumerate(source.splitlines()) if line.strip() and not line.strip().startswith("#")}
-    fields = [n for n in ast.parse(source).body[0].body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    fields = [
+        n for n in ast.parse(source).body[0].body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    ]
     own = {n.target.id: [comments[i] for i in range(n.lineno, n.end_lineno + 1) if i in comments] for n in fields}
     out = {}
     for i, node in enumerate(fields):
@@ -138,8 +143,9 @@ def _section_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def rows(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = (),
-         missing: list[str] | None = None) -> list[tuple[str, str, str, str]]:
+def rows(
+    model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = (), missing: list[str] | None = None
+) -> list[tuple[str, str, str, str]]:
     """(key, type, default, description) for every field of `model`, nested sections flattened as dotted keys;
     a field without a description goes into `missing` (raised here when none is given)."""
     out, absent = [], [] if missing is None else missing
@@ -155,7 +161,9 @@ def rows(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = (),
         if not text:
             absent.append(f"{model.__module__}.{model.__qualname__}.{name}")
         bounds = _bounds(field.metadata)
-        out.append((f"`{key}`", type_name(field.annotation) + (f" ({bounds})" if bounds else ""), _default(field), text))
+        out.append(
+            (f"`{key}`", type_name(field.annotation) + (f" ({bounds})" if bounds else ""), _default(field), text)
+        )
     if missing is None and absent:
         raise MissingDescription("no description (a comment beside the field): " + ", ".join(absent))
     return out
@@ -165,9 +173,15 @@ MISSING: list[str] = []  # what the reference being written found undescribed
 
 
 def table(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = ()) -> list[str]:
-    return ["| key | type | default | |", "|---|---|---|---|",
-            *(f"| {k} | {t} | {d} | {c.replace('|', chr(92) + '|')} |"
-              for k, t, d, c in rows(model, prefix, skip, MISSING)), ""]
+    return [
+        "| key | type | default | |",
+        "|---|---|---|---|",
+        *(
+            f"| {k} | {t} | {d} | {c.replace('|', chr(92) + '|')} |"
+            for k, t, d, c in rows(model, prefix, skip, MISSING)
+        ),
+        "",
+    ]
 
 
 def _doc(model: type) -> str:
@@ -176,8 +190,11 @@ def _doc(model: type) -> str:
 
 def shipped(registry: dict) -> dict:
     """The entries of a plugin registry that seqforge itself defines (a process may have registered others)."""
-    return {name: entry for name, entry in registry.items()
-            if (entry if isinstance(entry, type) else type(entry)).__module__.startswith("seqforge.")}
+    return {
+        name: entry
+        for name, entry in registry.items()
+        if (entry if isinstance(entry, type) else type(entry)).__module__.startswith("seqforge.")
+    }
 
 
 def config_reference() -> str:
@@ -185,26 +202,73 @@ def config_reference() -> str:
     MISSING.clear()
     own = {"name"}  # set from the file's name by its loader
     lines = ["## `conf/config.yaml`", "", _doc(Config), "", *table(Config)]
-    lines += ["## `conf/tasks/<task>.yaml`", "", _doc(TaskCfg) + " The file's name is the task's name.", "",
-              *table(TaskCfg, skip=tuple(own | {"kind", "tokenizer", "decode"})),
-              "### `tokenizer:`", "", *table(TokenizerCfg, "tokenizer."),
-              "### `decode:`", "", _doc(DecodeCfg), "", *table(DecodeCfg, "decode.")]
+    lines += [
+        "## `conf/tasks/<task>.yaml`",
+        "",
+        _doc(TaskCfg) + " The file's name is the task's name.",
+        "",
+        *table(TaskCfg, skip=tuple(own | {"kind", "tokenizer", "decode"})),
+        "### `tokenizer:`",
+        "",
+        *table(TokenizerCfg, "tokenizer."),
+        "### `decode:`",
+        "",
+        _doc(DecodeCfg),
+        "",
+        *table(DecodeCfg, "decode."),
+    ]
     for kind_name, kind in shipped(KINDS).items():
         extra = tuple(n for n in TaskCfg.model_fields if n != "kind")
         lines += [f"### kind `{kind_name}`", "", _doc(kind.config), "", *table(kind.config, skip=extra)]
-    lines += ["## `conf/experiments/<name>.yaml`", "", _doc(ExperimentCfg) + " The file's name is the experiment's.",
-              "", *table(ExperimentCfg, skip=("name", "model", "optim")),
-              "### `optim:`", "", *table(OptimCfg, "optim.")]
+    lines += [
+        "## `conf/experiments/<name>.yaml`",
+        "",
+        _doc(ExperimentCfg) + " The file's name is the experiment's.",
+        "",
+        *table(ExperimentCfg, skip=("name", "model", "optim")),
+        "### `optim:`",
+        "",
+        *table(OptimCfg, "optim."),
+    ]
     for arch, family in shipped(FAMILIES).items():
         lines += [f"### `model:` of family `{arch}`", "", _doc(family.config), "", *table(family.config, "model.")]
-    lines += ["## `conf/corpora/<name>.yaml`", "", _doc(CorpusCfg) + " The file's name is the corpus's.", "",
-              *table(CorpusCfg, skip=("name",)), "### `synthetic:` (format `synthetic`)", "",
-              _doc(SyntheticCfg), "", *table(SyntheticCfg, "synthetic.")]
+    lines += [
+        "## `conf/corpora/<name>.yaml`",
+        "",
+        _doc(CorpusCfg) + " The file's name is the corpus's.",
+        "",
+        *table(CorpusCfg, skip=("name",)),
+        "### `synthetic:` (format `synthetic`)",
+        "",
+        _doc(SyntheticCfg),
+        "",
+        *table(SyntheticCfg, "synthetic."),
+    ]
     lines += ["## `conf/tune/<experiment>.yaml`", "", _doc(TuneCfg), "", *table(TuneCfg)]
-    lines += ["## `conf/study.yaml`, `conf/study_long.yaml`", "", _doc(StudyCfg), "", *table(StudyCfg),
-              "### `models.<name>:`", "", _doc(StudyModelCfg), "", *table(StudyModelCfg, "models.<name>.")]
-    lines += ["## `conf/recipes.yaml`", "", _doc(Recipes), "", *table(Recipes),
-              "### a rule (`kinds.<kind>[]`)", "", _doc(RecipeRule), "", *table(RecipeRule, "kinds.<kind>[].")]
+    lines += [
+        "## `conf/study.yaml`, `conf/study_long.yaml`",
+        "",
+        _doc(StudyCfg),
+        "",
+        *table(StudyCfg),
+        "### `models.<name>:`",
+        "",
+        _doc(StudyModelCfg),
+        "",
+        *table(StudyModelCfg, "models.<name>."),
+    ]
+    lines += [
+        "## `conf/recipes.yaml`",
+        "",
+        _doc(Recipes),
+        "",
+        *table(Recipes),
+        "### a rule (`kinds.<kind>[]`)",
+        "",
+        _doc(RecipeRule),
+        "",
+        *table(RecipeRule, "kinds.<kind>[]."),
+    ]
     lines += ["## `conf/stack.yaml`", "", _doc(StackCfg), "", *table(StackCfg)]
     if MISSING:
         raise MissingDescription("no description (a comment beside the field): " + ", ".join(dict.fromkeys(MISSING)))

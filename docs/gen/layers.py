@@ -13,9 +13,14 @@ from docs.gen.results import ROOT
 def declared() -> list[tuple[str, str]]:
     """(the packages of one layer, the comment beside them), bottom first, as `tests/test_layout.py` has them."""
     source = (ROOT / "tests" / "test_layout.py").read_text()
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "LAYERS")
-    comments = {t.start[0]: t.string.lstrip("#").strip()
-                for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+    node = next(
+        n for n in ast.parse(source).body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "LAYERS"
+    )
+    comments = {
+        t.start[0]: t.string.lstrip("#").strip()
+        for t in tokenize.generate_tokens(io.StringIO(source).readline)
+        if t.type == tokenize.COMMENT
+    }
     return [(item.value, comments.get(item.lineno, "")) for item in node.value.elts]
 
 

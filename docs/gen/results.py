@@ -29,8 +29,11 @@ def report(name: str) -> dict:
 
 def experiments(kind: str) -> list[str]:
     """The experiments whose test report of `kind` is committed, in name order."""
-    return sorted(p.stem for p in METRICS.glob("*.json")
-                  if not p.stem.startswith(("data_", "study")) and report(p.stem).get("kind") == kind)
+    return sorted(
+        p.stem
+        for p in METRICS.glob("*.json")
+        if not p.stem.startswith(("data_", "study")) and report(p.stem).get("kind") == kind
+    )
 
 
 def curve(name: str) -> list[dict[str, str]]:
@@ -47,37 +50,48 @@ def best(points: list[dict[str, str]], metric: str, mode: str) -> tuple[float | 
 
 
 def translation_table() -> str:
-    lines = ["| experiment | updates | best val BLEU (greedy, at update) | **test BLEU** | lowercased | chrF | "
-             "test perplexity | beam-5 sentences/s |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| experiment | updates | best val BLEU (greedy, at update) | **test BLEU** | lowercased | chrF | "
+        "test perplexity | beam-5 sentences/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in experiments("translation"):
         metrics, points = report(name)["metrics"], curve(name)
         value, at = best(points, "val_bleu", "max")
         updates = points[-1]["update"] if points else None
-        lines.append(f"| `{name}` | {fmt(int(updates)) if updates else '—'} | {fmt(value)} ({fmt(at)}) | "
-                     f"**{fmt(metrics['bleu'])}** | {fmt(metrics.get('bleu_lc'))} | {fmt(metrics['chrf'])} | "
-                     f"{fmt(metrics['ppl'])} | {fmt(metrics['decode_sentences_per_s'], 0)} |")
+        lines.append(
+            f"| `{name}` | {fmt(int(updates)) if updates else '—'} | {fmt(value)} ({fmt(at)}) | "
+            f"**{fmt(metrics['bleu'])}** | {fmt(metrics.get('bleu_lc'))} | {fmt(metrics['chrf'])} | "
+            f"{fmt(metrics['ppl'])} | {fmt(metrics['decode_sentences_per_s'], 0)} |"
+        )
     signature = report(experiments("translation")[0])["signature"]
     lines += ["", "sacreBLEU signatures: " + ", ".join(f"`{v}`" for v in signature.values()) + "."]
     return "\n".join(lines) + "\n"
 
 
 def chatbot_table() -> str:
-    lines = ["| experiment | updates | best val loss (at update) | test perplexity | **BLEU-1** | **BLEU-2** | "
-             "corpus BLEU | distinct-1 | **distinct-2** | mean length | top-10 share |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| experiment | updates | best val loss (at update) | test perplexity | **BLEU-1** | **BLEU-2** | "
+        "corpus BLEU | distinct-1 | **distinct-2** | mean length | top-10 share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     ref = None
     for name in experiments("chatbot"):
         m, points = report(name)["metrics"], curve(name)
         value, at = best(points, "val_loss", "min")
         updates = points[-1]["update"] if points else None
-        lines.append(f"| `{name}` | {fmt(int(updates)) if updates else '—'} | {fmt(value, 3)} ({fmt(at)}) | "
-                     f"{fmt(m['ppl'], 1)} | **{fmt(m['bleu_1'], 3)}** | **{fmt(m['bleu_2'], 3)}** | "
-                     f"{fmt(m['corpus_bleu'])} | {fmt(m['distinct_1'], 3)} | **{fmt(m['distinct_2'], 3)}** | "
-                     f"{fmt(m['mean_length'], 1)} | {fmt(m['top10_share'], 3)} |")
+        lines.append(
+            f"| `{name}` | {fmt(int(updates)) if updates else '—'} | {fmt(value, 3)} ({fmt(at)}) | "
+            f"{fmt(m['ppl'], 1)} | **{fmt(m['bleu_1'], 3)}** | **{fmt(m['bleu_2'], 3)}** | "
+            f"{fmt(m['corpus_bleu'])} | {fmt(m['distinct_1'], 3)} | **{fmt(m['distinct_2'], 3)}** | "
+            f"{fmt(m['mean_length'], 1)} | {fmt(m['top10_share'], 3)} |"
+        )
         ref = m
     if ref:
-        lines.append(f"| the test references | | | | | | | {fmt(ref['ref_distinct_1'], 3)} | "
-                     f"{fmt(ref['ref_distinct_2'], 3)} | {fmt(ref['ref_mean_length'], 1)} | |")
+        lines.append(
+            f"| the test references | | | | | | | {fmt(ref['ref_distinct_1'], 3)} | "
+            f"{fmt(ref['ref_distinct_2'], 3)} | {fmt(ref['ref_mean_length'], 1)} | |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -86,12 +100,17 @@ def data_table() -> str:
     for path in sorted(METRICS.glob("data_*.json")):
         stats = json.loads(path.read_text())
         for split, s in stats.items():
-            dropped = ", ".join(f"{k.removeprefix('dropped_').replace('_', ' ')} {fmt(v)}" for k, v in s.items()
-                                if k.startswith("dropped_") and v)
+            dropped = ", ".join(
+                f"{k.removeprefix('dropped_').replace('_', ' ')} {fmt(v)}"
+                for k, v in s.items()
+                if k.startswith("dropped_") and v
+            )
             src = s.get("src_tokens_mean", s.get("context_tokens_mean"))
             tgt = s.get("tgt_tokens_mean", s.get("response_tokens_mean"))
-            lines.append(f"| {path.stem.removeprefix('data_')} | {split} | {fmt(s.get('raw'))} | {fmt(s['kept'])} | "
-                         f"{dropped or '—'} | {fmt(src, 1)} / {fmt(tgt, 1)} |")
+            lines.append(
+                f"| {path.stem.removeprefix('data_')} | {split} | {fmt(s.get('raw'))} | {fmt(s['kept'])} | "
+                f"{dropped or '—'} | {fmt(src, 1)} / {fmt(tgt, 1)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -103,8 +122,10 @@ def headline() -> str:
         lines.append(f"| translation en→de | `{name}` | BLEU **{fmt(m['bleu'])}**, chrF {fmt(m['chrf'])} |")
     for name in experiments("chatbot"):
         m = report(name)["metrics"]
-        lines.append(f"| chatbot (DailyDialog) | `{name}` | BLEU-2 **{fmt(m['bleu_2'], 3)}**, "
-                     f"distinct-2 {fmt(m['distinct_2'], 3)}, perplexity {fmt(m['ppl'], 1)} |")
+        lines.append(
+            f"| chatbot (DailyDialog) | `{name}` | BLEU-2 **{fmt(m['bleu_2'], 3)}**, "
+            f"distinct-2 {fmt(m['distinct_2'], 3)}, perplexity {fmt(m['ppl'], 1)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -117,7 +138,12 @@ def recipe_rules() -> str:
             size = f"≤ {rule.up_to:,}" if rule.up_to else f"more than {low.get(kind, 0):,}" if low.get(kind) else "any"
             low[kind] = rule.up_to or low.get(kind)
             tokenizer = ", ".join(f"`{k}: {v}`" for k, v in rule.tokenizer.items()) or "—"
-            families = "; ".join(f"{f}: " + ", ".join(f"`{k}: {v}`" for k, v in values.items())
-                                 for f, values in rule.families.items()) or "the templates' values"
+            families = (
+                "; ".join(
+                    f"{f}: " + ", ".join(f"`{k}: {v}`" for k, v in values.items())
+                    for f, values in rule.families.items()
+                )
+                or "the templates' values"
+            )
             lines.append(f"| {kind} | {size} | {tokenizer} | {families} |")
     return "\n".join(lines) + "\n"

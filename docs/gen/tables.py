@@ -24,15 +24,19 @@ def _cell(text: str) -> str:
 
 def bad_inputs() -> str:
     lines = ["| # | where | bad input | message (excerpt) | test |", "|---|---|---|---|---|"]
-    lines += [f"| {i} | {r['where']} | {_cell(r['input'])} | {_cell(r['message'])} | `{r['test']}` |"
-              for i, r in enumerate(load("bad_inputs"), 1)]
+    lines += [
+        f"| {i} | {r['where']} | {_cell(r['input'])} | {_cell(r['message'])} | `{r['test']}` |"
+        for i, r in enumerate(load("bad_inputs"), 1)
+    ]
     return "\n".join(lines) + "\n"
 
 
 def faults() -> str:
     lines = ["| fault | what happens | tests |", "|---|---|---|"]
-    lines += [f"| {_cell(r['fault'])} | {_cell(r['what happens'])} | {', '.join(f'`{t}`' for t in r['tests'])} |"
-              for r in load("faults")]
+    lines += [
+        f"| {_cell(r['fault'])} | {_cell(r['what happens'])} | {', '.join(f'`{t}`' for t in r['tests'])} |"
+        for r in load("faults")
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -80,6 +84,7 @@ def guarded() -> list[str]:
         if not backed(row["message"], node):
             problems.append(f"bad input {i}: {row['test']} asserts no part of {row['message']}")
     for row in load("faults"):
-        problems += [f"fault {row['fault']!r}: {test} does not exist" for test in row["tests"]
-                     if _test_source(test)[0] is None]
+        problems += [
+            f"fault {row['fault']!r}: {test} does not exist" for test in row["tests"] if _test_source(test)[0] is None
+        ]
     return problems

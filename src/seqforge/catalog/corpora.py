@@ -29,9 +29,16 @@ def user_paths(message: str, stage: Path, origin: str) -> str:
     return message.replace(str(stage), origin)
 
 
-def add_corpus(name: str, fmt: str, sources: list[str], columns: dict[str, str | int] | None = None,
-               split: dict[str, int] | None = None, seed: int = 0, conf_dir: Path = CONF_DIR,
-               data_dir: Path = paths.DATA) -> tuple[CorpusCfg, list[str]]:
+def add_corpus(
+    name: str,
+    fmt: str,
+    sources: list[str],
+    columns: dict[str, str | int] | None = None,
+    split: dict[str, int] | None = None,
+    seed: int = 0,
+    conf_dir: Path = CONF_DIR,
+    data_dir: Path = paths.DATA,
+) -> tuple[CorpusCfg, list[str]]:
     """Validate a corpus by reading it, copy it into `data/<name>/`, record it, pin it in `data.dvc`.
     `columns`: language (or `turns`) -> column; `split`: held-out sizes of a one-file corpus."""
     if not re.match(NAME_PATTERN, name):
@@ -56,10 +63,16 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: dict[str, str |
         for lang in langs:
             if not re.match(LANG_PATTERN, lang):
                 raise CatalogError(f"--columns: {lang!r} is not a language code (e.g. en, ko, zh-Hans)")
-        record = {"format": fmt, "source": origin, "languages": langs, "columns": cols,
-                  "header": any(isinstance(c, str) for c in cols.values()) and fmt in ("tsv", "csv"),
-                  "split": sizes, "seed": seed,
-                  "files": {p.name: sha256(p) for p in sorted(stage.iterdir())}}
+        record = {
+            "format": fmt,
+            "source": origin,
+            "languages": langs,
+            "columns": cols,
+            "header": any(isinstance(c, str) for c in cols.values()) and fmt in ("tsv", "csv"),
+            "split": sizes,
+            "seed": seed,
+            "files": {p.name: sha256(p) for p in sorted(stage.iterdir())},
+        }
         if fmt == "hf" and len(record["files"]) > 1 and not sizes and "all.parquet" in record["files"]:
             raise CatalogError("--split: this dataset has no train/validation/test splits: give --split")
         try:
@@ -70,10 +83,16 @@ def add_corpus(name: str, fmt: str, sources: list[str], columns: dict[str, str |
         data_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(stage, dest)
     path = conf_dir / "corpora" / f"{name}.yaml"
-    header = (f"# Added by `seqforge corpus add {name} --format {fmt}`: the files in data/{name}/ (SHA-256 pinned;\n"
-              f"# data.dvc pins the bytes) and how to read them.\n")
-    path.write_text(header + yaml.safe_dump({k: v for k, v in record.items() if v not in ({}, [], None)},
-                                            sort_keys=False, allow_unicode=True))
+    header = (
+        f"# Added by `seqforge corpus add {name} --format {fmt}`: the files in data/{name}/ (SHA-256 pinned;\n"
+        f"# data.dvc pins the bytes) and how to read them.\n"
+    )
+    path.write_text(
+        header
+        + yaml.safe_dump(
+            {k: v for k, v in record.items() if v not in ({}, [], None)}, sort_keys=False, allow_unicode=True
+        )
+    )
     try:
         pinned = pin(dest)
     except CorpusError as err:
@@ -91,9 +110,15 @@ def corpus_table(conf_dir: Path = CONF_DIR, data_dir: Path = paths.DATA) -> list
     for name in corpus_names(conf_dir):
         corpus = load_corpus(name, conf_dir)
         here = all((data_dir / name / f).is_file() for f in corpus.files)
-        rows.append({"corpus": name, "format": corpus.format,
-                     "languages": "dialogues" if corpus.dialogue else ", ".join(corpus.languages),
-                     "files": "here" if here else "not fetched", "tasks": ", ".join(users.get(name, []))})
+        rows.append(
+            {
+                "corpus": name,
+                "format": corpus.format,
+                "languages": "dialogues" if corpus.dialogue else ", ".join(corpus.languages),
+                "files": "here" if here else "not fetched",
+                "tasks": ", ".join(users.get(name, [])),
+            }
+        )
     return rows
 
 
@@ -104,8 +129,10 @@ def remove_corpus(name: str, conf_dir: Path = CONF_DIR, data_dir: Path = paths.D
         raise CatalogError(f"{path}: no corpus {name!r} (corpora: {', '.join(corpus_names(conf_dir)) or 'none'})")
     users = [t for t in task_names(conf_dir) if read_yaml(conf_dir / "tasks" / f"{t}.yaml").get("corpus") == name]
     if users:
-        raise CatalogError(f"corpus {name!r} is used by task{'s' * (len(users) > 1)} {', '.join(users)}: "
-                           "remove those first (`seqforge task remove`)")
+        raise CatalogError(
+            f"corpus {name!r} is used by task{'s' * (len(users) > 1)} {', '.join(users)}: "
+            "remove those first (`seqforge task remove`)"
+        )
     path.unlink()
     done = [f"removed {path}"]
     if unpin(data_dir / name):

@@ -28,26 +28,38 @@ def describe(corpus: CorpusCfg, root: Path, scratch: Path) -> list[str]:
     where = f"conf/corpora/{corpus.name}.yaml"
     counted = {c["values"]: c["counts"] for c in pc.value_counts(rows.column("split")).to_pylist()}
     splits = {s: counted[s] for s in ("train", "validation", "test", "all") if s in counted}
-    lines = [f"{corpus.name}: {len(rows)} {'dialogues' if corpus.dialogue else 'pairs'} "
-             f"({', '.join(f'{s} {n}' for s, n in splits.items())}), format {corpus.format}"]
+    lines = [
+        f"{corpus.name}: {len(rows)} {'dialogues' if corpus.dialogue else 'pairs'} "
+        f"({', '.join(f'{s} {n}' for s, n in splits.items())}), format {corpus.format}"
+    ]
     if corpus.dialogue:
         turns = pc.list_value_length(rows.column("turns")).to_numpy(zero_copy_only=False)
-        lines.append(f"  turns per dialogue: {_quantiles(turns)}; {int((turns < 2).sum())} with fewer than 2 "
-                     "turns would be dropped")
+        lines.append(
+            f"  turns per dialogue: {_quantiles(turns)}; {int((turns < 2).sum())} with fewer than 2 "
+            "turns would be dropped"
+        )
         split_masks(rows, "turns", corpus.split, corpus.seed, where)
         return lines
     lines.append(f"  languages: {', '.join(corpus.languages)}")
-    lens = {lang: np.concatenate([lengths(normalize_texts(batch.column(lang)), length_unit(lang))
-                                  for batch in rows.to_batches(BATCH)]) for lang in corpus.languages}
+    lens = {
+        lang: np.concatenate(
+            [lengths(normalize_texts(batch.column(lang)), length_unit(lang)) for batch in rows.to_batches(BATCH)]
+        )
+        for lang in corpus.languages
+    }
     for lang in corpus.languages:
         lines.append(f"  {lang} length ({length_unit(lang)}): {_quantiles(lens[lang])}")
     a, b = corpus.languages[:2]
     rules = TranslationData()
     dropped = np.bincount(drop_codes(lens[a], lens[b], rules), minlength=len(DROPS))
-    lines.append(f"  {a}-{b} with the default cleaning: would drop {dropped[1]} empty, {dropped[2]} longer than "
-                 f"{rules.max_tokens}, {dropped[3]} with a length ratio over {rules.max_ratio}")
+    lines.append(
+        f"  {a}-{b} with the default cleaning: would drop {dropped[1]} empty, {dropped[2]} longer than "
+        f"{rules.max_tokens}, {dropped[3]} with a length ratio over {rules.max_ratio}"
+    )
     masks = split_masks(rows, a, corpus.split, corpus.seed, where)
     if "all" in splits:
-        lines.append("  held out (by distinct source sentence, seed "
-                     f"{corpus.seed}): " + ", ".join(f"{s} {int(m.sum())} pairs" for s, m in masks.items()))
+        lines.append(
+            "  held out (by distinct source sentence, seed "
+            f"{corpus.seed}): " + ", ".join(f"{s} {int(m.sum())} pairs" for s, m in masks.items())
+        )
     return lines

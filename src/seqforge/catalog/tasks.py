@@ -23,9 +23,19 @@ from seqforge.tasks.registry import KINDS, task_names, task_schema
 CJK = {"zh", "ja", "ko"}  # languages whose tasks default to sentencepiece (character coverage, byte fallback)
 
 
-def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt: str | None = None,
-             experiments: str | None = None, conf_dir: Path = CONF_DIR, *, budget: str | None = None,
-             updates: int | None = None, data_dir: Path = paths.DATA) -> tuple[list[Path], list[str]]:
+def add_task(
+    name: str,
+    kind: str,
+    corpus_name: str,
+    src: str | None = None,
+    tgt: str | None = None,
+    experiments: str | None = None,
+    conf_dir: Path = CONF_DIR,
+    *,
+    budget: str | None = None,
+    updates: int | None = None,
+    data_dir: Path = paths.DATA,
+) -> tuple[list[Path], list[str]]:
     """Write `conf/tasks/<name>.yaml` and one experiment per template; regenerate conf/pipeline.yaml. Returns
     the files written and what sized them.
 
@@ -49,9 +59,11 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
     except ValueError as err:
         raise CatalogError(str(err)) from None
     record: dict = {"kind": kind, "corpus": corpus_name, **languages}
-    record["tokenizer"] = ({"library": "sentencepiece", "model": "unigram", "vocab_size": 8000}
-                           if {base_lang(lang) for lang in languages.values()} & CJK
-                           else {"library": "tokenizers", "model": "bpe", "vocab_size": 8000})
+    record["tokenizer"] = (
+        {"library": "sentencepiece", "model": "unigram", "vocab_size": 8000}
+        if {base_lang(lang) for lang in languages.values()} & CJK
+        else {"library": "tokenizers", "model": "bpe", "vocab_size": 8000}
+    )
     try:
         validate(task_schema(), {"name": name, **record}, f"task {name}")
     except ConfigError as err:
@@ -61,8 +73,10 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
     files = []
     for template in templates:
         if template not in known:
-            raise CatalogError(f"--experiments: no experiment template {template!r} in {conf_dir / 'experiments'} "
-                               f"(known: {', '.join(known)})")
+            raise CatalogError(
+                f"--experiments: no experiment template {template!r} in {conf_dir / 'experiments'} "
+                f"(known: {', '.join(known)})"
+            )
         exp_file = conf_dir / "experiments" / f"{name}_{template}.yaml"
         if exp_file.exists():
             raise CatalogError(f"{exp_file}: exists already")
@@ -78,15 +92,19 @@ def add_task(name: str, kind: str, corpus_name: str, src: str | None = None, tgt
         sized = size_task(name, kind, corpus, record, {p.stem: v for p, v in values.items()}, conf_dir, data_dir)
     except ConfigError as err:
         raise CatalogError(str(err)) from None
-    task_file.write_text(f"# Added by `seqforge task add {name} --kind {kind} --corpus {corpus_name}`. Every key of\n"
-                         f"# conf/tasks/translation.yaml can be set here; unset ones take their defaults.\n"
-                         + yaml.safe_dump(record, sort_keys=False))
+    task_file.write_text(
+        f"# Added by `seqforge task add {name} --kind {kind} --corpus {corpus_name}`. Every key of\n"
+        f"# conf/tasks/translation.yaml can be set here; unset ones take their defaults.\n"
+        + yaml.safe_dump(record, sort_keys=False)
+    )
     for exp_file, template in files:
-        exp_file.write_text(f"# Experiment {template} on task {name}: the model, optimiser and train settings of\n"
-                            f"# conf/experiments/{template}.yaml as `seqforge task add` found them (a copy: this file\n"
-                            f"# stands alone, and the task it came from can be removed); `task add` printed which rule of\n"
-                            f"# conf/recipes.yaml sized it for the corpus, if any.\n"
-                            + yaml.safe_dump({"task": name, **values[exp_file]}, sort_keys=False))
+        exp_file.write_text(
+            f"# Experiment {template} on task {name}: the model, optimiser and train settings of\n"
+            f"# conf/experiments/{template}.yaml as `seqforge task add` found them (a copy: this file\n"
+            f"# stands alone, and the task it came from can be removed); `task add` printed which rule of\n"
+            f"# conf/recipes.yaml sized it for the corpus, if any.\n"
+            + yaml.safe_dump({"task": name, **values[exp_file]}, sort_keys=False)
+        )
     write_index(conf_dir)
     return [task_file, *(f for f, _ in files)], sized
 
@@ -125,9 +143,17 @@ def task_table(conf_dir: Path = CONF_DIR) -> list[dict]:
     for name in task_names(conf_dir):
         raw = read_yaml(conf_dir / "tasks" / f"{name}.yaml")
         langs = raw.get("lang") or "-".join(str(raw.get(k, "?")) for k in ("src_lang", "tgt_lang"))
-        rows.append({"task": name, "kind": raw.get("kind"), "corpus": raw.get("corpus"), "languages": langs,
-                     "experiments": ", ".join(e for e in experiment_names(conf_dir)
-                                              if _task_of(conf_dir / "experiments" / f"{e}.yaml") == name)})
+        rows.append(
+            {
+                "task": name,
+                "kind": raw.get("kind"),
+                "corpus": raw.get("corpus"),
+                "languages": langs,
+                "experiments": ", ".join(
+                    e for e in experiment_names(conf_dir) if _task_of(conf_dir / "experiments" / f"{e}.yaml") == name
+                ),
+            }
+        )
     return rows
 
 
@@ -138,15 +164,24 @@ def remove_task(name: str, conf_dir: Path = CONF_DIR) -> list[Path]:
     if name not in task_names(conf_dir):
         raise CatalogError(f"{task_file}: no task {name!r} (tasks: {', '.join(task_names(conf_dir)) or 'none'})")
     experiments = [e for e in experiment_names(conf_dir) if _task_of(conf_dir / "experiments" / f"{e}.yaml") == name]
-    templates = {e: t for e in experiment_names(conf_dir) if e not in experiments
-                 and (t := read_yaml(conf_dir / "experiments" / f"{e}.yaml").get("template")) in experiments}
+    templates = {
+        e: t
+        for e in experiment_names(conf_dir)
+        if e not in experiments
+        and (t := read_yaml(conf_dir / "experiments" / f"{e}.yaml").get("template")) in experiments
+    }
     if templates:
         user, template = next(iter(templates.items()))
-        raise CatalogError(f"{conf_dir / 'experiments' / f'{user}.yaml'}: template: experiment {template!r} of task "
-                           f"{name!r} is its template; remove its task first, or name another template")
-    removed = [task_file] + [f for e in experiments for f in (conf_dir / "experiments" / f"{e}.yaml",
-                                                              conf_dir / "tune" / f"{e}.yaml", tuned_file(e, conf_dir))
-                             if f.is_file()]
+        raise CatalogError(
+            f"{conf_dir / 'experiments' / f'{user}.yaml'}: template: experiment {template!r} of task "
+            f"{name!r} is its template; remove its task first, or name another template"
+        )
+    removed = [task_file] + [
+        f
+        for e in experiments
+        for f in (conf_dir / "experiments" / f"{e}.yaml", conf_dir / "tune" / f"{e}.yaml", tuned_file(e, conf_dir))
+        if f.is_file()
+    ]
     for path in removed:
         path.unlink()
     write_index(conf_dir)

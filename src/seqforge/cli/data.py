@@ -52,12 +52,17 @@ def fetch(
     try:
         write_index()
         corpora = [load_corpus(c) for c in sorted({load_task(t).corpus for t in task_names()})]
-        generated = {c.name for c in corpora if corpus_format(c.format).params is not None
-                     and generated_fresh(c, paths.raw_dir(c.name))}
+        generated = {
+            c.name
+            for c in corpora
+            if corpus_format(c.format).params is not None and generated_fresh(c, paths.raw_dir(c.name))
+        }
         fetched = fetch_all(corpora, paths.DATA, mirror=mirror)
         for corpus in corpora:
             folder = paths.raw_dir(corpus.name)
-            typer.echo(f"{len(fetched[corpus.name])} {corpus.name} files {'generated' if corpus.name in generated else 'verified'} in {folder}")
+            typer.echo(
+                f"{len(fetched[corpus.name])} {corpus.name} files {'generated' if corpus.name in generated else 'verified'} in {folder}"
+            )
             if corpus.name in generated and not corpus.files:
                 pins = "".join(f"\n  {p.name}: {sha256(p)}" for p in fetched[corpus.name])
                 typer.echo(f"{corpus.name}: unpinned; pin its bytes in conf/corpora/{corpus.name}.yaml:\nfiles:{pins}")
@@ -77,7 +82,9 @@ def sync() -> None:
     typer.echo("conf/pipeline.yaml " + ("updated" if changed else "up to date"))
 
 
-corpus_app = typer.Typer(no_args_is_help=True, help="Corpora: your own data, read, recorded in conf/corpora/, pinned by DVC.")
+corpus_app = typer.Typer(
+    no_args_is_help=True, help="Corpora: your own data, read, recorded in conf/corpora/, pinned by DVC."
+)
 
 
 task_app = typer.Typer(no_args_is_help=True, help="Tasks: a corpus, a language pair and experiments, in conf/tasks/.")
@@ -88,9 +95,16 @@ app.add_typer(task_app, name="task")
 @corpus_app.command("add")
 def corpus_add(
     name: Annotated[str, typer.Argument(help="corpus name (data/<name>/, conf/corpora/<name>.yaml)")],
-    format: Annotated[str, typer.Option("--format", help="tsv, csv, jsonl, parquet, text_pair, hf, multi30k, dailydialog")],
-    source: Annotated[list[str], typer.Option("--source", help="file, folder or Hugging Face dataset (text_pair: give it twice)")],
-    columns: Annotated[str | None, typer.Option(help="LANG=COL,... (0-based index, header name or JSON field; turns=FIELD for dialogues)")] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="tsv, csv, jsonl, parquet, text_pair, hf, multi30k, dailydialog")
+    ],
+    source: Annotated[
+        list[str], typer.Option("--source", help="file, folder or Hugging Face dataset (text_pair: give it twice)")
+    ],
+    columns: Annotated[
+        str | None,
+        typer.Option(help="LANG=COL,... (0-based index, header name or JSON field; turns=FIELD for dialogues)"),
+    ] = None,
     split: Annotated[str | None, typer.Option(help="held-out sizes of a one-file corpus: validation=N,test=N")] = None,
     seed: Annotated[int, typer.Option(help="seed of the held-out carving")] = 0,
 ) -> None:
@@ -112,10 +126,16 @@ def task_add(
     corpus: Annotated[str, typer.Option(help="a corpus in conf/corpora/")],
     src: Annotated[str | None, typer.Option(help="source language (chatbot: the language)")] = None,
     tgt: Annotated[str | None, typer.Option(help="target language (translation)")] = None,
-    experiments: Annotated[str | None, typer.Option(help="experiment templates, comma-separated (default per kind)")] = None,
-    budget: Annotated[str | None, typer.Option(help="training time per experiment on this machine, e.g. 20m, 1h30m")] = None,
+    experiments: Annotated[
+        str | None, typer.Option(help="experiment templates, comma-separated (default per kind)")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="training time per experiment on this machine, e.g. 20m, 1h30m")
+    ] = None,
     updates: Annotated[int | None, typer.Option(help="or a number of optimizer updates per experiment")] = None,
-    plan: Annotated[bool, typer.Option("--plan", help="prepare and tokenize it now, then print each experiment's plan")] = False,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="prepare and tokenize it now, then print each experiment's plan")
+    ] = False,
 ) -> None:
     """Add a task with experiments built from templates; the next `dvc repro` trains and registers it."""
     from seqforge.catalog.tasks import add_task
@@ -128,15 +148,21 @@ def task_add(
         typer.echo(line)
     for path in written:
         typer.echo(f"wrote {path}")
-    typer.echo(f"training budget: {f'--budget {budget}' if budget else f'--updates {updates}' if updates else 'the project default (train.budget in conf/config.yaml)'} per experiment")
+    typer.echo(
+        f"training budget: {f'--budget {budget}' if budget else f'--updates {updates}' if updates else 'the project default (train.budget in conf/config.yaml)'} per experiment"
+    )
     if plan:
         tokenize_now(name, "task add")
         print_plans(name, "task add")
     else:
-        typer.echo(f"`dvc repro tokenize@{name}` then `seqforge plan {name}` show the updates, evaluations and time "
-                   "the budget buys on this machine (`task add --plan` does both); each train stage prints its plan")
-    typer.echo(f"`dvc repro` now {'trains' if plan else 'prepares, trains'}, evaluates and registers {name} "
-               f"(model name {name})")
+        typer.echo(
+            f"`dvc repro tokenize@{name}` then `seqforge plan {name}` show the updates, evaluations and time "
+            "the budget buys on this machine (`task add --plan` does both); each train stage prints its plan"
+        )
+    typer.echo(
+        f"`dvc repro` now {'trains' if plan else 'prepares, trains'}, evaluates and registers {name} "
+        f"(model name {name})"
+    )
 
 
 @app.command()

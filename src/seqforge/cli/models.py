@@ -58,7 +58,12 @@ def load_registered(model: str, kind: str):
 
 @app.command()
 def translate(
-    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS (e.g. translation-en-de@challenger), NAME/VERSION or a model URI")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="NAME@ALIAS (e.g. translation-en-de@challenger), NAME/VERSION or a model URI"
+        ),
+    ],
     sentences: Annotated[list[str] | None, typer.Argument(help="sentences; none: read stdin lines")] = None,
 ) -> None:
     """Translate sentences (arguments, or one per stdin line) in one batch."""
@@ -93,16 +98,25 @@ def _chat_window(pyfunc, window: int | None) -> int:
     trained on, which the model applies to any request."""
     trained = int(pyfunc.unwrap_python_model().predictor.meta["task"]["data"]["context_turns"])
     if window is not None and window > trained:
-        typer.echo(f"error: --window {window}: the model was trained on the last {trained} turns and uses no more",
-                   err=True)
+        typer.echo(
+            f"error: --window {window}: the model was trained on the last {trained} turns and uses no more", err=True
+        )
         raise typer.Exit(2)
     return window or trained
 
 
 @app.command()
 def chat(
-    model: Annotated[str, typer.Option("--model", "-m", help="NAME@ALIAS (e.g. chatbot-dailydialog@challenger), NAME/VERSION or a model URI")],
-    window: Annotated[int | None, typer.Option(min=1, help="previous turns sent as context (default and most: what the model was trained with)")] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="NAME@ALIAS (e.g. chatbot-dailydialog@challenger), NAME/VERSION or a model URI"
+        ),
+    ],
+    window: Annotated[
+        int | None,
+        typer.Option(min=1, help="previous turns sent as context (default and most: what the model was trained with)"),
+    ] = None,
 ) -> None:
     """Chat with a registered chatbot. Interactive on a terminal (/reset, /quit, Ctrl-D);
     with piped stdin, one reply per input line, the conversation carried across lines."""
@@ -140,16 +154,29 @@ def chat(
 
 
 @app.command()
-def models(name: Annotated[str | None, typer.Argument(help="registered model name; all when omitted")] = None,
-           as_json: AsJson = False) -> None:
+def models(
+    name: Annotated[str | None, typer.Argument(help="registered model name; all when omitted")] = None,
+    as_json: AsJson = False,
+) -> None:
     """Table of registered models and versions: aliases, architecture, metrics, data version."""
     from seqforge.tracking.lifecycle import list_versions
 
     rows = list_versions(_client(), name)
-    shown = [{"name": r["name"], "version": r["version"], "aliases": r["aliases"], "experiment": r["arch"],
-              "backend": r["backend"], "metric": "" if r["value"] is None else f"{r['metric']} {r['value']:.2f}",
-              "chrF": "" if r["chrf"] is None else f"{r['chrf']:.2f}", "data version": r["data_version"],
-              "created": r["created"], "note": "undertrained" if r["undertrained"] else ""} for r in rows]
+    shown = [
+        {
+            "name": r["name"],
+            "version": r["version"],
+            "aliases": r["aliases"],
+            "experiment": r["arch"],
+            "backend": r["backend"],
+            "metric": "" if r["value"] is None else f"{r['metric']} {r['value']:.2f}",
+            "chrF": "" if r["chrf"] is None else f"{r['chrf']:.2f}",
+            "data version": r["data_version"],
+            "created": r["created"],
+            "note": "undertrained" if r["undertrained"] else "",
+        }
+        for r in rows
+    ]
     show(f"registered models — {_tracking()}", shown, as_json, data=rows)
     if not as_json:
         for r in rows:  # the figures behind each note, in full
@@ -171,21 +198,26 @@ def promote(
     from seqforge.tracking.lifecycle import promote as do_promote
 
     try:
-        done = do_promote(_client(), name, version=version, from_alias=from_alias, to_alias=to_alias,
-                          force=force, reason=reason)
+        done = do_promote(
+            _client(), name, version=version, from_alias=from_alias, to_alias=to_alias, force=force, reason=reason
+        )
     except PromotionError as err:
         typer.echo(f"promote: {err}", err=True)
         raise typer.Exit(1) from None
     before = f"v{done.previous} ({done.metric}={done.previous_value})" if done.previous else "nobody"
-    typer.echo(f"{done.name}@{done.alias}: v{done.version} ({done.metric}={done.candidate_value}), "
-               f"was {before}{' [forced]' if done.forced else ''}")
+    typer.echo(
+        f"{done.name}@{done.alias}: v{done.version} ({done.metric}={done.candidate_value}), "
+        f"was {before}{' [forced]' if done.forced else ''}"
+    )
 
 
 @app.command()
 def export(
     model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION of a registered Transformer")],
     fmt: Annotated[str, typer.Option("--format", help="ct2: CTranslate2")] = "ct2",
-    quantization: Annotated[str, typer.Option(help="weights: float32 | int8 | int8_float32 | bfloat16 | float16 (GPUs)")] = "int8",
+    quantization: Annotated[
+        str, typer.Option(help="weights: float32 | int8 | int8_float32 | bfloat16 | float16 (GPUs)")
+    ] = "int8",
     alias: Annotated[str | None, typer.Option(help="alias of the new version (default: FORMAT-QUANTIZATION)")] = None,
 ) -> None:
     """Convert a registered model for fast inference, score it on its task's test split, and register it as a
@@ -198,10 +230,12 @@ def export(
     except (ExportError, ConfigError, TrackingError) as err:
         raise _fail("export", err) from None
     metric = "bleu" if "bleu" in done["metrics"] else next(iter(done["metrics"]))
-    typer.echo(f"registered {done['name']} version {done['version']} ({done['backend']}, {quantization}; from version "
-               f"{done['source_version']}) as @{done['alias']}: test {metric} {done['metrics'][metric]} (source "
-               f"{done['source_metrics'].get(metric, '?')}), {done['metrics']['decode_sentences_per_s']} sentences/s "
-               f"(source {done['source_metrics'].get('decode_sentences_per_s', '?')})")
+    typer.echo(
+        f"registered {done['name']} version {done['version']} ({done['backend']}, {quantization}; from version "
+        f"{done['source_version']}) as @{done['alias']}: test {metric} {done['metrics'][metric]} (source "
+        f"{done['source_metrics'].get(metric, '?')}), {done['metrics']['decode_sentences_per_s']} sentences/s "
+        f"(source {done['source_metrics'].get('decode_sentences_per_s', '?')})"
+    )
 
 
 @app.command()
@@ -220,10 +254,30 @@ def serve(
     workers = workers or os.cpu_count() or 1
     threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch reads these when a server process starts
     # MLflow starts `uvicorn` by name: put this interpreter's bin/ first so an unactivated venv works
-    env = {**os.environ, "MLFLOW_TRACKING_URI": _tracking(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", _model_uri(model), "--env-manager", "local",
-           "--host", host, "--port", str(port), "--workers", str(workers)]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": _tracking(),
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        _model_uri(model),
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     raise typer.Exit(subprocess.run(cmd, env=env, check=False).returncode)
 
 
@@ -236,5 +290,7 @@ def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000) -> N
     if uri.startswith("http"):
         typer.echo(f"the store is a tracking server already: open {uri}")
         return
-    subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                    "--host", "127.0.0.1", "--port", str(port)], check=False)
+    subprocess.run(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
+        check=False,
+    )

@@ -16,7 +16,9 @@ from seqforge.tracking.client import TrackingError
 def tune(
     experiment: Annotated[str, typer.Argument(help="experiment to sweep; the space is conf/tune/<experiment>.yaml")],
     num_samples: Annotated[int | None, typer.Option(min=1, help="trials (default: the sweep file's)")] = None,
-    resume: Annotated[bool, typer.Option(help="continue the interrupted sweep: finished trials stay, errored ones rerun")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="continue the interrupted sweep: finished trials stay, errored ones rerun")
+    ] = False,
 ) -> None:
     """Sweep an experiment on the Ray cluster ($RAY_ADDRESS, else local) and write the winner to conf/tuned/."""
     from seqforge.experiments.config import tuned_file
@@ -28,16 +30,25 @@ def tune(
         typer.echo(f"tune: {err}", err=True)
         raise typer.Exit(1) from None
     best, counts = summary["best"], summary["counts"]
-    typer.echo(f"{summary['sweep']}: {sum(counts.values())} trials ({counts['completed']} completed, "
-               f"{counts['stopped_early']} stopped early, {counts['failed']} failed); best {summary['metric']} "
-               f"{best['value']:.4g} (trial {best['trial_id']}) -> {tuned_file(experiment)}")
+    typer.echo(
+        f"{summary['sweep']}: {sum(counts.values())} trials ({counts['completed']} completed, "
+        f"{counts['stopped_early']} stopped early, {counts['failed']} failed); best {summary['metric']} "
+        f"{best['value']:.4g} (trial {best['trial_id']}) -> {tuned_file(experiment)}"
+    )
 
 
 @app.command()
 def study(
-    name: Annotated[str, typer.Option("--study", help="classic (conf/study.yaml, Multi30k) or long (conf/study_long.yaml, "
-                                      "the synthetic long-range task)")] = "classic",
-    report_only: Annotated[bool, typer.Option(help="rewrite the report from the study's metrics file; no training")] = False,
+    name: Annotated[
+        str,
+        typer.Option(
+            "--study",
+            help="classic (conf/study.yaml, Multi30k) or long (conf/study_long.yaml, the synthetic long-range task)",
+        ),
+    ] = "classic",
+    report_only: Annotated[
+        bool, typer.Option(help="rewrite the report from the study's metrics file; no training")
+    ] = False,
 ) -> None:
     """Measure the classic claims: train every model of the study, write metrics/<study>.json and reports/<study>/."""
     from seqforge.research.study import outputs, rewrite_report, run_study
@@ -52,5 +63,7 @@ def study(
     for claim in summary["claims"]:
         typer.echo(f"[{claim['verdict']}] {claim['claim']}\n    {claim['measured']}")
     report_dir, summary_file = outputs(name)
-    typer.echo(f"{summary['study']}: {len(summary['models'])} models in {summary['wall_seconds'] / 60:.1f} min -> "
-               f"{summary_file}, {report_dir / 'README.md'}")
+    typer.echo(
+        f"{summary['study']}: {len(summary['models'])} models in {summary['wall_seconds'] / 60:.1f} min -> "
+        f"{summary_file}, {report_dir / 'README.md'}"
+    )

@@ -10,8 +10,11 @@ from seqforge.stack.config import credentials, env, exports, load_stack
 from seqforge.stack.processes import StackError
 from seqforge.stack.services import down, up
 
-stack_app = typer.Typer(no_args_is_help=True, help="The team stack on this machine: PostgreSQL, S3 (SeaweedFS), "
-                        "MLflow server with auth (conf/stack.yaml, infra/README.md).")
+stack_app = typer.Typer(
+    no_args_is_help=True,
+    help="The team stack on this machine: PostgreSQL, S3 (SeaweedFS), "
+    "MLflow server with auth (conf/stack.yaml, infra/README.md).",
+)
 app.add_typer(stack_app, name="stack")
 
 
@@ -25,9 +28,12 @@ def stack_up() -> None:
     except (ConfigError, StackError) as err:
         raise _fail("stack up", err) from None
     typer.echo(exports(variables), nl=False)
-    typer.echo(f"stack up: MLflow {cfg.tracking_uri} (user {cfg.mlflow.admin_username}), S3 {cfg.s3_endpoint} "
-               f"bucket {cfg.s3.bucket}, PostgreSQL {cfg.host}:{cfg.postgres.port}; DVC remote "
-               f"'{cfg.dvc.remote}' is the default. Export the lines above, or: source {cfg.dir}/env.sh", err=True)
+    typer.echo(
+        f"stack up: MLflow {cfg.tracking_uri} (user {cfg.mlflow.admin_username}), S3 {cfg.s3_endpoint} "
+        f"bucket {cfg.s3.bucket}, PostgreSQL {cfg.host}:{cfg.postgres.port}; DVC remote "
+        f"'{cfg.dvc.remote}' is the default. Export the lines above, or: source {cfg.dir}/env.sh",
+        err=True,
+    )
 
 
 @stack_app.command("env")

@@ -16,8 +16,10 @@ from seqforge.core.durations import clock
 
 
 @app.command()
-def plan(task: Annotated[str | None, typer.Argument(help="a task in conf/tasks/; all tasks when omitted")] = None,
-         as_json: AsJson = False) -> None:
+def plan(
+    task: Annotated[str | None, typer.Argument(help="a task in conf/tasks/; all tasks when omitted")] = None,
+    as_json: AsJson = False,
+) -> None:
     """Each experiment's training plan, without training: corpus size, updates per epoch, planned updates
     and epochs, evaluations, and the time it takes at this machine's measured step rate."""
     print_plans(task, "plan", as_json)
@@ -32,9 +34,14 @@ def tokenize_now(task: str, command: str) -> None:
     start = time.monotonic()
     sys.stdout.flush()
     if subprocess.run([paths.DVC, "repro", f"tokenize@{task}"], check=False).returncode:
-        raise _fail(command, RuntimeError(f"dvc repro tokenize@{task} failed (its error is above); the task's files "
-                                          f"are written: fix the cause, then `dvc repro tokenize@{task}` and "
-                                          f"`seqforge plan {task}`"))
+        raise _fail(
+            command,
+            RuntimeError(
+                f"dvc repro tokenize@{task} failed (its error is above); the task's files "
+                f"are written: fix the cause, then `dvc repro tokenize@{task}` and "
+                f"`seqforge plan {task}`"
+            ),
+        )
     typer.echo(f"prepared and tokenized {task} (dvc repro tokenize@{task}, {time.monotonic() - start:.0f} s)")
 
 
@@ -59,11 +66,19 @@ def print_plans(task: str | None, command: str, as_json: bool = False) -> None:
     rows = []
     for p in plans:
         cut = p.guard_cut()
-        rows.append({"experiment": p.experiment, "budget": f"{p.unit} {p.setting}", "pairs": f"{p.pairs:,}",
-                     "updates/epoch": f"{p.updates_per_epoch:,}", "updates": f"{p.updates:,}",
-                     "epochs": f"{p.epochs:.1f}",
-                     "evaluate every": f"{p.eval_every:,} updates" if p.eval_every else "epoch",
-                     "s/update": f"{p.seconds_per_update:.3f}", "estimated": clock(p.estimated_s),
-                     "guard": "" if p.guard_s is None else clock(p.guard_s) + (f" (cuts at {cut:.0%})" if cut else ""),
-                     "rate from": p.rate_source})
+        rows.append(
+            {
+                "experiment": p.experiment,
+                "budget": f"{p.unit} {p.setting}",
+                "pairs": f"{p.pairs:,}",
+                "updates/epoch": f"{p.updates_per_epoch:,}",
+                "updates": f"{p.updates:,}",
+                "epochs": f"{p.epochs:.1f}",
+                "evaluate every": f"{p.eval_every:,} updates" if p.eval_every else "epoch",
+                "s/update": f"{p.seconds_per_update:.3f}",
+                "estimated": clock(p.estimated_s),
+                "guard": "" if p.guard_s is None else clock(p.guard_s) + (f" (cuts at {cut:.0%})" if cut else ""),
+                "rate from": p.rate_source,
+            }
+        )
     show("training plans on this machine", rows, as_json, data=[p.as_dict() for p in plans])

@@ -99,8 +99,7 @@ def profile_overlay(profile: str, conf_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.stem for p in (conf_dir / "profiles").glob("*.yaml"))
         raise ConfigError(
-            f"{conf_dir / 'config.yaml'}: profile: unknown profile {profile!r} "
-            f"(known: {', '.join(known)})"
+            f"{conf_dir / 'config.yaml'}: profile: unknown profile {profile!r} (known: {', '.join(known)})"
         )
     overlay = read_yaml(path)
     unknown = sorted(set(overlay) - set(PROFILE_SECTIONS))

@@ -38,8 +38,10 @@ def pipeline_index(conf_dir: Path = CONF_DIR) -> dict[str, Any]:
     sweeps = {}
     for name in group_names(conf_dir / "tune"):
         if name not in experiments:
-            raise ConfigError(f"{conf_dir / 'tune' / name}.yaml: no experiment {name!r} to sweep "
-                              f"(experiments: {', '.join(experiments)})")
+            raise ConfigError(
+                f"{conf_dir / 'tune' / name}.yaml: no experiment {name!r} to sweep "
+                f"(experiments: {', '.join(experiments)})"
+            )
         sweeps[name] = dict(experiments[name])
     return {"tasks": tasks, "experiments": experiments, "sweeps": sweeps}
 
@@ -60,6 +62,7 @@ def check_index(conf_dir: Path = CONF_DIR) -> None:
     current = read_yaml(path) if path.is_file() else {}
     wanted = pipeline_index(conf_dir)
     if current != wanted:
-        diff = [f"{group} {name}" for group in wanted for name in
-                sorted(set(wanted[group]) ^ set(current.get(group) or {}))] or ["its entries"]
+        diff = [
+            f"{group} {name}" for group in wanted for name in sorted(set(wanted[group]) ^ set(current.get(group) or {}))
+        ] or ["its entries"]
         raise ConfigError(f"{path} is out of date with conf/ ({', '.join(diff)}): run `seqforge sync`")

@@ -49,7 +49,9 @@ class TrainCfg(Strict):
     undertrained_share: float = Field(0.05, gt=0)  # warn when the last 20 % of updates gained more than this
     # share of the validation metric (seqforge.training.budget.plan.still_improving)
     batch_tokens: int = Field(6000, ge=64)  # tokens (source + target, padding included) per batch and worker
-    accumulate_grad_batches: int = Field(1, ge=1)  # batches per update: the effective batch is this × batch_tokens × workers
+    accumulate_grad_batches: int = Field(
+        1, ge=1
+    )  # batches per update: the effective batch is this × batch_tokens × workers
     early_stopping_patience: int = Field(4, ge=1)  # evaluations without improvement
     seed: int = 1234  # seeds weights, dropout and batch order
     log_every_n_steps: int = Field(25, ge=1)  # updates between training-loss metrics
@@ -163,7 +165,10 @@ class Config(Strict):
 def load_config(conf_dir: Path = CONF_DIR) -> Config:
     """The shared configuration with the active profile's overlay applied."""
     raw = read_yaml(conf_dir / "config.yaml")
-    overlay = {k: v for k, v in profile_overlay(str(raw.get("profile", "default")), conf_dir).items()
-               if k in Config.model_fields}
+    overlay = {
+        k: v
+        for k, v in profile_overlay(str(raw.get("profile", "default")), conf_dir).items()
+        if k in Config.model_fields
+    }
     sources = f"{conf_dir / 'config.yaml'} (profile {raw.get('profile', 'default')!r})"
     return validate(Config, merge(raw, overlay), sources)

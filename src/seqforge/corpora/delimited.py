@@ -22,8 +22,12 @@ class Delimited(CorpusFormat):
     def read(self, corpus: CorpusCfg, root: Path) -> Iterator[Row]:
         path = one_file(corpus, root)
         tsv = corpus.format == "tsv"
-        rows = csv.reader(text_lines(path), delimiter="\t" if tsv else ",",
-                          quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, strict=True)
+        rows = csv.reader(
+            text_lines(path),
+            delimiter="\t" if tsv else ",",
+            quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
+            strict=True,
+        )
         width, index = None, {}
         try:
             for row in rows:
@@ -36,8 +40,10 @@ class Delimited(CorpusFormat):
                     for key, col in corpus.columns.items():
                         col = str(col)
                         if col not in names:
-                            raise CorpusError(f"{where}: column {col!r} for {key!r} not in the "
-                                              f"{'header ' + str(row) if corpus.header else f'{width} columns'}")
+                            raise CorpusError(
+                                f"{where}: column {col!r} for {key!r} not in the "
+                                f"{'header ' + str(row) if corpus.header else f'{width} columns'}"
+                            )
                         index[key] = names.index(col)
                     if corpus.header:
                         continue
@@ -70,8 +76,9 @@ def arrow_tsv(corpus: CorpusCfg, root: Path, block_bytes: int = 1 << 24) -> Iter
     import pyarrow.csv as pv
 
     path = one_file(corpus, root)
-    names = {lang: str(corpus.columns[lang]) if corpus.header else f"f{corpus.columns[lang]}"
-             for lang in corpus.languages}
+    names = {
+        lang: str(corpus.columns[lang]) if corpus.header else f"f{corpus.columns[lang]}" for lang in corpus.languages
+    }
     wanted = list(dict.fromkeys(names.values()))
     reader = pv.open_csv(
         path,
@@ -80,6 +87,7 @@ def arrow_tsv(corpus: CorpusCfg, root: Path, block_bytes: int = 1 << 24) -> Iter
         convert_options=pv.ConvertOptions(include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string())),
     )
     for batch in reader:
-        yield pa.RecordBatch.from_arrays([pa.array([ALL] * batch.num_rows, pa.string()),
-                                          *(batch.column(names[lang]) for lang in corpus.languages)],
-                                         names=["split", *corpus.languages])
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([ALL] * batch.num_rows, pa.string()), *(batch.column(names[lang]) for lang in corpus.languages)],
+            names=["split", *corpus.languages],
+        )

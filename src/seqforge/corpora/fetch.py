@@ -104,8 +104,10 @@ def fetch_corpus(
     if not official and not from_mirror:
         first = files[missing[0]]
         state = "differs from the SHA-256 pinned in" if first.is_file() else "is missing; it is pinned in"
-        raise FetchError(f"{first} {state} conf/corpora/{corpus.name}.yaml: restore it with `dvc pull` "
-                         f"(or add the corpus again with `seqforge corpus add`)")
+        raise FetchError(
+            f"{first} {state} conf/corpora/{corpus.name}.yaml: restore it with `dvc pull` "
+            f"(or add the corpus again with `seqforge corpus add`)"
+        )
     if not from_mirror and not online:
         raise FetchError(f"offline and no {MIRROR_ENV} set: cannot obtain {corpus.name}/{missing[0]}")
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -152,9 +154,11 @@ def _generated(corpus: CorpusCfg, dest_dir: Path) -> list[Path]:
         for path in written:
             expected, actual = corpus.files.get(path.name), sha256(path)
             if corpus.files and expected != actual:
-                raise FetchError(f"{dest_dir / path.name}: generated from conf/corpora/{corpus.name}.yaml with SHA-256 "
-                                 f"{actual}, but its `files:` pin {expected or 'nothing for it'}: the parameters or "
-                                 f"the generator changed (pin the new bytes in its `files:`; `seqforge fetch` then pins the folder in data.dvc)")
+                raise FetchError(
+                    f"{dest_dir / path.name}: generated from conf/corpora/{corpus.name}.yaml with SHA-256 "
+                    f"{actual}, but its `files:` pin {expected or 'nothing for it'}: the parameters or "
+                    f"the generator changed (pin the new bytes in its `files:`; `seqforge fetch` then pins the folder in data.dvc)"
+                )
         for path in written:
             path.replace(dest_dir / path.name)
     return [dest_dir / path.name for path in written]

@@ -42,10 +42,17 @@ def _export_hf(source: str, stage: Path) -> str:
         raise CorpusError(f"--source: {source}: not a dataset saved with save_to_disk ({err})") from None
     except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
         offline = "HF_DATASETS_OFFLINE" in str(err) or "offline" in str(err).lower() or isinstance(err, ConnectionError)
-        hint = (" Offline, only datasets already in the local Hugging Face cache load; download it on a "
-                "connected machine first, or pass a folder written with `save_to_disk`.") if offline else ""
-        raise CorpusError(f"--source: Hugging Face dataset {source!r} is not available: "
-                           f"{str(err).splitlines()[0]}.{hint}") from None
+        hint = (
+            (
+                " Offline, only datasets already in the local Hugging Face cache load; download it on a "
+                "connected machine first, or pass a folder written with `save_to_disk`."
+            )
+            if offline
+            else ""
+        )
+        raise CorpusError(
+            f"--source: Hugging Face dataset {source!r} is not available: {str(err).splitlines()[0]}.{hint}"
+        ) from None
     splits = loaded if isinstance(loaded, datasets.DatasetDict) else {"all": loaded}
     renamed = {"dev": "validation", "valid": "validation"}
     for split, data in splits.items():

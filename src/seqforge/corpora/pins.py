@@ -19,8 +19,10 @@ def _outs(pin_file: Path) -> list[dict]:
 
 
 def _write(pin_file: Path, outs: list[dict]) -> None:
-    pin_file.write_text("# One DVC output per corpus in data/ (`seqforge corpus add` / `corpus remove` edit it).\n"
-                        + yaml.safe_dump({"outs": sorted(outs, key=lambda o: o["path"])}, sort_keys=False))
+    pin_file.write_text(
+        "# One DVC output per corpus in data/ (`seqforge corpus add` / `corpus remove` edit it).\n"
+        + yaml.safe_dump({"outs": sorted(outs, key=lambda o: o["path"])}, sort_keys=False)
+    )
 
 
 def pin(corpus_dir: Path, pin_file: Path = PIN_FILE) -> str:

@@ -40,6 +40,7 @@ class CorpusFormat(ABC):
     @abstractmethod
     def read(self, corpus: CorpusCfg, root: Path) -> Iterator[Row]:
         """Every row of the corpus whose files are in `root`."""
+
     def batches(self, corpus: CorpusCfg, root: Path) -> Iterator[pa.RecordBatch] | None:
         """A faster columnar reader, where the format has one (None: use :meth:`read`); it raises
         `pa.ArrowException` or `OSError` where the file is not well-formed, and :meth:`read` names the line."""
@@ -57,6 +58,7 @@ class CorpusFormat(ABC):
     def stage(self, sources: list[str], columns: dict, stage: Path) -> tuple[dict, list[str], str]:
         """`corpus add`: copy (or export) `sources` into `stage`; returns the columns to record, the
         languages, and where the data came from. A `CorpusError` names the option that is wrong."""
+
     def detokenize(self, turn: str) -> str:
         """A dialogue turn (normalised) as naturally written text, where the format's text comes tokenized
         (the chatbot kind normalises again after); unchanged unless the format knows better."""
@@ -84,6 +86,7 @@ def register_format(name: str) -> Callable[[F], F]:
 def corpus_format(name: str) -> CorpusFormat:
     """The registered format `name`."""
     return FORMATS[name]
+
 
 class ArchiveCfg(Strict):
     url: str  # the archive's official address

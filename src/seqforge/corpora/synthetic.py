@@ -38,7 +38,8 @@ class SyntheticCfg(Strict):
     lengths: Literal["log_uniform", "uniform"] = "log_uniform"  # how source lengths are drawn
     vocab: int = Field(20, ge=2, le=100_000)  # distinct symbols
     splits: dict[Literal["train", "validation", "test"], int] = Field(  # rows per split
-        default_factory=lambda: {"train": 20000, "validation": 500, "test": 1000})
+        default_factory=lambda: {"train": 20000, "validation": 500, "test": 1000}
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SyntheticCfg:
@@ -118,5 +119,7 @@ class Synthetic(CorpusFormat):
         return SyntheticCfg(**corpus.synthetic).longest_source()
 
     def stage(self, sources: list[str], columns: dict, stage: Path) -> tuple[dict, list[str], str]:
-        raise CorpusError("--format synthetic reads no files: write conf/corpora/<name>.yaml with `format: synthetic` "
-                          "and a `synthetic:` block (see conf/corpora/long_range.yaml); `seqforge fetch` generates it")
+        raise CorpusError(
+            "--format synthetic reads no files: write conf/corpora/<name>.yaml with `format: synthetic` "
+            "and a `synthetic:` block (see conf/corpora/long_range.yaml); `seqforge fetch` generates it"
+        )

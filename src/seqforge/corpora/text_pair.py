@@ -55,6 +55,7 @@ def _suffix_lang(path: Path) -> str:
     name = path.name.removesuffix(".gz")
     lang = name.rsplit(".", 1)[-1] if "." in name else ""
     if not re.match(LANG_PATTERN, lang):
-        raise CorpusError(f"--source: {path}: cannot tell its language from the file name; "
-                           "give --columns LANG=0,LANG=1")
+        raise CorpusError(
+            f"--source: {path}: cannot tell its language from the file name; give --columns LANG=0,LANG=1"
+        )
     return lang

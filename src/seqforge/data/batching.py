@@ -40,8 +40,14 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, lengths: np.ndarray, batch_tokens: int, shuffle: bool, seed: int,
-        rank: int = 0, world_size: int = 1, even: bool = True,
+        self,
+        lengths: np.ndarray,
+        batch_tokens: int,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        even: bool = True,
     ) -> None:
         self.lengths, self.batch_tokens, self.shuffle, self.seed = lengths, batch_tokens, shuffle, seed
         self.rank, self.world_size, self.even = rank, world_size, even

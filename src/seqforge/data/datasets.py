@@ -32,8 +32,10 @@ class TokenizedSplit(Dataset):
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         rows = self._ids[indices]
-        return [{"src_ids": s, "tgt_ids": t, "index": i}
-                for s, t, i in zip(rows["src_ids"], rows["tgt_ids"], indices, strict=True)]
+        return [
+            {"src_ids": s, "tgt_ids": t, "index": i}
+            for s, t, i in zip(rows["src_ids"], rows["tgt_ids"], indices, strict=True)
+        ]
 
     def __getitem__(self, i: int) -> dict:
         return self.__getitems__([i])[0]
@@ -45,8 +47,9 @@ class TokenizedSplit(Dataset):
 
 def updates_per_epoch(lengths: np.ndarray, cfg: TrainCfg) -> int:
     """Optimizer updates in one epoch of training pairs with `lengths` on each of `cfg.num_workers` workers."""
-    sampler = TokenBudgetBatchSampler(lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed,
-                                      world_size=cfg.num_workers, even=True)
+    sampler = TokenBudgetBatchSampler(
+        lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed, world_size=cfg.num_workers, even=True
+    )
     return math.ceil(len(sampler) / cfg.accumulate_grad_batches)
 
 
@@ -64,8 +67,13 @@ class Seq2SeqDataModule(pl.LightningDataModule):
 
     def _sampler(self, data: TokenizedSplit, train: bool) -> TokenBudgetBatchSampler:
         return TokenBudgetBatchSampler(
-            data.lengths, self.cfg.batch_tokens, shuffle=train, seed=self.cfg.seed,
-            rank=self.trainer.global_rank, world_size=self.trainer.world_size, even=train,
+            data.lengths,
+            self.cfg.batch_tokens,
+            shuffle=train,
+            seed=self.cfg.seed,
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+            even=train,
         )
 
     def updates_per_epoch(self) -> int:
@@ -74,8 +82,11 @@ class Seq2SeqDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> ResumableLoader:
         loop = self.trainer.fit_loop.epoch_loop
-        return ResumableLoader(self.train_set, self._sampler(self.train_set, train=True),
-                               trained=lambda: loop.batch_progress.current.processed)
+        return ResumableLoader(
+            self.train_set,
+            self._sampler(self.train_set, train=True),
+            trained=lambda: loop.batch_progress.current.processed,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_sampler=self._sampler(self.val_set, train=False), collate_fn=collate)

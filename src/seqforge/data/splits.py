@@ -21,8 +21,10 @@ def _carve(column: pa.ChunkedArray, sizes: dict[str, int], seed: int, where: str
     unique = pc.unique(column)
     wanted = sum(sizes.values())
     if wanted >= len(unique):
-        raise CorpusError(f"{where}: split: {' + '.join(f'{s}={n}' for s, n in sizes.items())} = {wanted} "
-                          f"held-out items, but the corpus has only {len(unique)} distinct ones (train would be empty)")
+        raise CorpusError(
+            f"{where}: split: {' + '.join(f'{s}={n}' for s, n in sizes.items())} = {wanted} "
+            f"held-out items, but the corpus has only {len(unique)} distinct ones (train would be empty)"
+        )
     order = np.random.default_rng(seed).permutation(len(unique))
     masks, start, held = {}, 0, np.zeros(len(column), dtype=bool)
     for split, n in sizes.items():
@@ -41,8 +43,10 @@ def split_masks(rows: pa.Table, key: str, sizes: dict[str, int], seed: int, wher
     if pc.unique(split_of).to_pylist() != [ALL]:
         return {s: pc.equal(split_of, s).to_numpy(zero_copy_only=False) for s in SPLITS}
     if not sizes:
-        raise CorpusError(f"{where}: the corpus comes in one piece: give held-out sizes "
-                          "(`seqforge corpus add ... --split validation=N,test=N`)")
+        raise CorpusError(
+            f"{where}: the corpus comes in one piece: give held-out sizes "
+            "(`seqforge corpus add ... --split validation=N,test=N`)"
+        )
     return _carve(rows.column(key), sizes, seed, where)
 
 
@@ -51,8 +55,9 @@ def write_splits(rows: pa.Table, masks: dict[str, np.ndarray], columns: list[str
     table = rows.select(columns)
     files = {split: scratch / f"split-{split}.arrow" for split in masks}
     with ExitStack() as stack:
-        writers = {split: stack.enter_context(pa.ipc.new_stream(str(path), table.schema))
-                   for split, path in files.items()}
+        writers = {
+            split: stack.enter_context(pa.ipc.new_stream(str(path), table.schema)) for split, path in files.items()
+        }
         offset = 0
         for batch in table.to_batches(max_chunksize=BATCH):
             for split, mask in masks.items():

@@ -48,12 +48,14 @@ class HFModel:
 
         if cfg.model == "bpe":
             tok = Tokenizer(models.BPE(unk_token="<unk>"))
-            trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                                          special_tokens=SPECIALS, show_progress=False)
+            trainer = trainers.BpeTrainer(
+                vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, special_tokens=SPECIALS, show_progress=False
+            )
         else:
             tok = Tokenizer(models.Unigram())
-            trainer = trainers.UnigramTrainer(vocab_size=cfg.vocab_size, special_tokens=SPECIALS,
-                                              unk_token="<unk>", show_progress=False)
+            trainer = trainers.UnigramTrainer(
+                vocab_size=cfg.vocab_size, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False
+            )
         tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")
         tok.decoder = decoders.Metaspace(prepend_scheme="always")
         tok.train_from_iterator(texts, trainer=trainer)
@@ -105,11 +107,21 @@ class SPModel:
             model = io.BytesIO()
             try:
                 spm.SentencePieceTrainer.train(
-                    sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab,
-                    model_type=cfg.model, character_coverage=cfg.character_coverage,
-                    byte_fallback=cfg.byte_fallback, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
-                    user_defined_symbols=SPECIALS[SEP:], normalization_rule_name="identity",
-                    hard_vocab_limit=False, minloglevel=2, num_threads=2,
+                    sentence_iterator=iter(sentences),
+                    model_writer=model,
+                    vocab_size=vocab,
+                    model_type=cfg.model,
+                    character_coverage=cfg.character_coverage,
+                    byte_fallback=cfg.byte_fallback,
+                    pad_id=PAD,
+                    unk_id=UNK,
+                    bos_id=BOS,
+                    eos_id=EOS,
+                    user_defined_symbols=SPECIALS[SEP:],
+                    normalization_rule_name="identity",
+                    hard_vocab_limit=False,
+                    minloglevel=2,
+                    num_threads=2,
                 )
                 return cls(model.getvalue())
             except RuntimeError as err:
@@ -117,8 +129,11 @@ class SPModel:
                 if not found or vocab > int(found.group(1)):
                     raise
                 vocab = int(found.group(2)) + 16
-                print(f"tokenizer: vocab_size {cfg.vocab_size} cannot hold every character "
-                      f"(character_coverage {cfg.character_coverage}); using {vocab}", file=sys.stderr)
+                print(
+                    f"tokenizer: vocab_size {cfg.vocab_size} cannot hold every character "
+                    f"(character_coverage {cfg.character_coverage}); using {vocab}",
+                    file=sys.stderr,
+                )
 
     @classmethod
     def load(cls, payload: str) -> SPModel:
@@ -180,13 +195,15 @@ class SubwordTokenizer:
 
     def dumps(self) -> str:
         """The whole tokenizer as one JSON text (what `save` writes, what `loads` reads)."""
-        return json.dumps({
-            "format": FORMAT,
-            "library": self.library,
-            "joint": self.joint,
-            "source": self.sides["source"].dump(),
-            "target": None if self.joint else self.sides["target"].dump(),
-        })
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "library": self.library,
+                "joint": self.joint,
+                "source": self.sides["source"].dump(),
+                "target": None if self.joint else self.sides["target"].dump(),
+            }
+        )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -90,8 +90,10 @@ def load_experiment(name: str, conf_dir: Path = CONF_DIR) -> ExperimentCfg:
         sources += f" + {tuned}"
     exp = validate(experiment_schema(), data, f"{sources} (profile {profile!r})")
     if not (conf_dir / "tasks" / f"{exp.task}.yaml").is_file():
-        raise ConfigError(f"{path}: task: no task {exp.task!r} in {conf_dir / 'tasks'} "
-                          f"(known: {', '.join(group_names(conf_dir / 'tasks'))})")
+        raise ConfigError(
+            f"{path}: task: no task {exp.task!r} in {conf_dir / 'tasks'} "
+            f"(known: {', '.join(group_names(conf_dir / 'tasks'))})"
+        )
     return exp
 
 

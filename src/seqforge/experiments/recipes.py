@@ -28,12 +28,16 @@ class RecipeRule(Strict):
 
     up_to: int | None = Field(None, ge=1)  # training pairs this rule covers (null: any number)
     tokenizer: dict[str, Any] = Field(default_factory=dict)  # keys of a task's `tokenizer` section
-    families: dict[str, dict[str, Any]] = Field(default_factory=dict)  # model family (`model.arch`) -> keys of its experiments' `model`
+    families: dict[str, dict[str, Any]] = Field(
+        default_factory=dict
+    )  # model family (`model.arch`) -> keys of its experiments' `model`
 
     @model_validator(mode="after")
     def _tokenizer_keys(self) -> RecipeRule:
         if unknown := sorted(set(self.tokenizer) - set(TokenizerCfg.model_fields)):
-            raise ValueError(f"tokenizer: unknown key(s) {', '.join(unknown)} (keys: {', '.join(TokenizerCfg.model_fields)})")
+            raise ValueError(
+                f"tokenizer: unknown key(s) {', '.join(unknown)} (keys: {', '.join(TokenizerCfg.model_fields)})"
+            )
         return self  # the values are checked with the task they go into
 
 
@@ -102,8 +106,15 @@ def training_pairs(corpus: CorpusCfg, data_dir: Path) -> int | None:
         return int(train.sum())
 
 
-def size_task(name: str, kind: str, corpus: CorpusCfg, task: dict[str, Any], experiments: dict[str, dict[str, Any]],
-              conf_dir: Path = CONF_DIR, data_dir: Path = paths.DATA) -> list[str]:
+def size_task(
+    name: str,
+    kind: str,
+    corpus: CorpusCfg,
+    task: dict[str, Any],
+    experiments: dict[str, dict[str, Any]],
+    conf_dir: Path = CONF_DIR,
+    data_dir: Path = paths.DATA,
+) -> list[str]:
     """Apply the rule for the corpus's training pairs to a new task's record and its experiments' values (in
     place, nothing written); what it did, as lines to print. A `ConfigError` names the rule that is wrong."""
     recipes = load_recipes(conf_dir)
@@ -111,8 +122,12 @@ def size_task(name: str, kind: str, corpus: CorpusCfg, task: dict[str, Any], exp
         return [f"recipe: no rule for {kind} tasks ({recipes_file(conf_dir)}): the templates' sizes"]
     pairs = training_pairs(corpus, data_dir)
     if pairs is None:
-        return [(f"recipe: {data_dir / corpus.name} is not here yet (`seqforge fetch`), so its size is unknown: the "
-                 "templates' sizes; add the task again once the corpus is fetched to size it")]
+        return [
+            (
+                f"recipe: {data_dir / corpus.name} is not here yet (`seqforge fetch`), so its size is unknown: the "
+                "templates' sizes; add the task again once the corpus is fetched to size it"
+            )
+        ]
     index, rule = rule_for(recipes, kind, pairs)
     changes = apply_rule(rule, task, experiments)
     where = rule_text(index, rule, conf_dir)

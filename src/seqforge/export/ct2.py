@@ -63,8 +63,9 @@ def transformer_spec(model: TransformerSeq2Seq):
     from ctranslate2.specs import transformer_spec as ts
 
     cfg = model.cfg
-    spec = ts.TransformerSpec.from_config((cfg.enc_layers, cfg.dec_layers), cfg.heads, pre_norm=True,
-                                          activation=common_spec.Activation.RELU)
+    spec = ts.TransformerSpec.from_config(
+        (cfg.enc_layers, cfg.dec_layers), cfg.heads, pre_norm=True, activation=common_spec.Activation.RELU
+    )
     enc, dec = spec.encoder, spec.decoder
     enc.embeddings[0].weight, dec.embeddings.weight = _array(model.src_embed.weight), _array(model.tgt_embed.weight)
     for side in (enc, dec):  # token t: embedding × sqrt(d_model) + our sinusoid table's row t
@@ -92,11 +93,13 @@ def vocabulary(tokenizer: SubwordTokenizer, side: str) -> list[str]:
     special tokens where the model has them."""
     tokens = tokenizer.tokens(list(range(tokenizer.vocab_size(side))), side)
     if tokens[: len(SPECIALS)] != SPECIALS:
-        raise ExportError(f"the {side} vocabulary starts {tokens[:len(SPECIALS)]}, not {SPECIALS}")
+        raise ExportError(f"the {side} vocabulary starts {tokens[: len(SPECIALS)]}, not {SPECIALS}")
     if len(set(tokens)) != len(tokens):
         twice = sorted({t for t in tokens if tokens.count(t) > 1})[:5]
-        raise ExportError(f"the {side} vocabulary holds the same string for several ids ({', '.join(twice)}): "
-                          "CTranslate2 looks tokens up by string")
+        raise ExportError(
+            f"the {side} vocabulary holds the same string for several ids ({', '.join(twice)}): "
+            "CTranslate2 looks tokens up by string"
+        )
     return tokens
 
 
@@ -106,11 +109,14 @@ def convert(model: Seq2Seq, arch: str, tokenizer: SubwordTokenizer, model_dir: P
     if quantization not in QUANTIZATIONS:
         raise ExportError(f"--quantization {quantization!r}: expected one of {', '.join(QUANTIZATIONS)}")
     if arch not in SPEC_BUILDERS:
-        raise ExportError(f"CTranslate2 converts Transformers only ({', '.join(SPEC_BUILDERS)}); this model's "
-                          f"family is {arch!r} (recurrent models: OpenNMT/CTranslate2#796)")
+        raise ExportError(
+            f"CTranslate2 converts Transformers only ({', '.join(SPEC_BUILDERS)}); this model's "
+            f"family is {arch!r} (recurrent models: OpenNMT/CTranslate2#796)"
+        )
     spec = SPEC_BUILDERS[arch](model)
-    specials = dict(zip(("unk_token", "bos_token", "eos_token"), (SPECIALS[UNK], SPECIALS[BOS], SPECIALS[EOS]),
-                        strict=True))
+    specials = dict(
+        zip(("unk_token", "bos_token", "eos_token"), (SPECIALS[UNK], SPECIALS[BOS], SPECIALS[EOS]), strict=True)
+    )
     for key, token in specials.items():
         setattr(spec.config, key, token)
     spec.config.decoder_start_token = SPECIALS[BOS]

@@ -42,18 +42,22 @@ def download_version(version, dst: Path) -> tuple[Path, dict]:
     """Registered `version`'s exported model directory (downloaded under `dst`) and its pyfunc config
     (decoding settings, request limits)."""
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{version.name}/{version.version}", dst_path=str(dst)))
-    return next(local.glob("artifacts/*/model.json")).parent, Model.load(str(local)).flavors["python_function"]["config"]
+    return next(local.glob("artifacts/*/model.json")).parent, Model.load(str(local)).flavors["python_function"][
+        "config"
+    ]
 
 
 def write_export(predictor: Predictor, meta: dict, out_dir: Path, fmt: str, quantization: str, **lineage) -> None:
     """An exported model directory of format `fmt`: `predictor`'s model converted, its tokenizer, and a
     `model.json` (`meta` + backend, quantization, `lineage`) that makes `Predictor.load` use the backend."""
     form = FORMATS[fmt]
-    importlib.import_module(form.module).convert(predictor.model, meta["experiment"]["model"]["arch"],
-                                                 predictor.tokenizer, out_dir, quantization)
+    importlib.import_module(form.module).convert(
+        predictor.model, meta["experiment"]["model"]["arch"], predictor.tokenizer, out_dir, quantization
+    )
     predictor.tokenizer.save(out_dir / "tokenizer.json")
-    (out_dir / "model.json").write_text(json.dumps({**meta, "backend": form.backend, "quantization": quantization,
-                                                    **lineage}, indent=2))
+    (out_dir / "model.json").write_text(
+        json.dumps({**meta, "backend": form.backend, "quantization": quantization, **lineage}, indent=2)
+    )
 
 
 def check_test_split(task: TaskCfg, meta: dict, label: str, model_dir: Path) -> None:
@@ -86,25 +90,55 @@ def export_version(model: str, fmt: str, quantization: str, alias: str | None = 
         src_dir, model_config = download_version(source, Path(tmp))
         meta = Predictor.read_meta(src_dir)
         if meta.get("backend", "pytorch") != "pytorch":
-            raise ExportError(f"{label} is a {meta['backend']} export already (of version "
-                              f"{meta['source_version']['version']}): export that one")
+            raise ExportError(
+                f"{label} is a {meta['backend']} export already (of version "
+                f"{meta['source_version']['version']}): export that one"
+            )
         decode = DecodeCfg.model_validate(model_config["decode"])
         task = load_task(meta["task"]["name"]).model_copy(update={"decode": decode})
         out_dir = Path(tmp) / f"{meta['experiment']['name']}-{fmt}-{quantization}"
         try:
-            write_export(Predictor.from_dir(src_dir, meta, DecodeCfg(device="cpu")), meta, out_dir, fmt, quantization,
-                         source_version={"name": source.name, "version": source.version})
+            write_export(
+                Predictor.from_dir(src_dir, meta, DecodeCfg(device="cpu")),
+                meta,
+                out_dir,
+                fmt,
+                quantization,
+                source_version={"name": source.name, "version": source.version},
+            )
         except ExportError as err:
             raise ExportError(f"{label}: {err}") from None
         check_test_split(task, meta, label, src_dir)
         report = test_report(out_dir, task)[0]
         alias = alias or f"{fmt}-{quantization}"
-        tags = {**version_tags(meta, task, report), "backend": form.backend, "quantization": quantization,
-                "source_version": source.version}
-        description = (describe_version(meta, task, report, decode)
-                       + f"\n- Backend: {form.backend}, weights {quantization}; exported from version {source.version}.")
-        version = register_model_dir(out_dir, task, meta["run_id"], model_config, tags, description, alias,
-                                     artifact=f"model-{fmt}-{quantization}", extra_requirements=(form.requirement,))
-    return {"name": source.name, "version": version, "alias": alias, "source_version": source.version,
-            "backend": form.backend, "quantization": quantization, "metrics": report["metrics"],
-            "source_metrics": {k.removeprefix("test_"): v for k, v in source.tags.items() if k.startswith("test_")}}
+        tags = {
+            **version_tags(meta, task, report),
+            "backend": form.backend,
+            "quantization": quantization,
+            "source_version": source.version,
+        }
+        description = (
+            describe_version(meta, task, report, decode)
+            + f"\n- Backend: {form.backend}, weights {quantization}; exported from version {source.version}."
+        )
+        version = register_model_dir(
+            out_dir,
+            task,
+            meta["run_id"],
+            model_config,
+            tags,
+            description,
+            alias,
+            artifact=f"model-{fmt}-{quantization}",
+            extra_requirements=(form.requirement,),
+        )
+    return {
+        "name": source.name,
+        "version": version,
+        "alias": alias,
+        "source_version": source.version,
+        "backend": form.backend,
+        "quantization": quantization,
+        "metrics": report["metrics"],
+        "source_metrics": {k.removeprefix("test_"): v for k, v in source.tags.items() if k.startswith("test_")},
+    }

@@ -39,8 +39,12 @@ def heatmap(weights: torch.Tensor, src_tokens: list[str], out_tokens: list[str],
 
 
 def save_attention_maps(
-    model: torch.nn.Module, tokenizer: SubwordTokenizer, src_ids: list[list[int]],
-    out_ids: list[list[int]], out_dir: Path, title: str,
+    model: torch.nn.Module,
+    tokenizer: SubwordTokenizer,
+    src_ids: list[list[int]],
+    out_ids: list[list[int]],
+    out_dir: Path,
+    title: str,
 ) -> list[Path]:
     """One PNG per (source, output) pair in `out_dir` (`sample_00.png`, ...); returns the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -50,8 +54,12 @@ def save_attention_maps(
     files = []
     for i, (src, out) in enumerate(zip(src_ids, out_ids, strict=True)):
         weights = attention_matrix(model, src, out)
-        fig = heatmap(weights, tokenizer.tokens(src, "source") + ["</s>"],
-                      tokenizer.tokens(out, "target") + ["</s>"], f"{title} — test sample {i}")
+        fig = heatmap(
+            weights,
+            tokenizer.tokens(src, "source") + ["</s>"],
+            tokenizer.tokens(out, "target") + ["</s>"],
+            f"{title} — test sample {i}",
+        )
         files.append(out_dir / f"sample_{i:02d}.png")
         fig.savefig(files[-1], dpi=110)
     return files

@@ -29,7 +29,9 @@ SUBDIR = "ct2"  # the CTranslate2 model inside an exported model directory (`seq
 class CT2Predictor(Predictor):
     """A CTranslate2 `Translator` + tokenizer + decoding settings; `predict` takes and returns plain text."""
 
-    def __init__(self, translator, tokenizer: SubwordTokenizer, meta: dict, decode_cfg: DecodeCfg | None = None) -> None:
+    def __init__(
+        self, translator, tokenizer: SubwordTokenizer, meta: dict, decode_cfg: DecodeCfg | None = None
+    ) -> None:
         self.translator, self.tokenizer, self.meta = translator, tokenizer, meta
         self.decode_cfg = decode_cfg or DecodeCfg()
         self.device = torch.device(translator.device)
@@ -55,8 +57,11 @@ class CT2Predictor(Predictor):
         torch_threads = torch.get_num_threads()
         threads = {} if on_gpu else {"inter_threads": torch_threads, "intra_threads": 1}
         translator = ctranslate2.Translator(
-            str(model_dir / SUBDIR), device="cuda" if on_gpu else "cpu",
-            compute_type="bfloat16" if cfg.precision == "bf16" else "default", **threads)
+            str(model_dir / SUBDIR),
+            device="cuda" if on_gpu else "cpu",
+            compute_type="bfloat16" if cfg.precision == "bf16" else "default",
+            **threads,
+        )
         torch.set_num_threads(torch_threads)  # CTranslate2 set this thread's OpenMP threads to its intra_threads
         return cls(translator, SubwordTokenizer.load(model_dir / "tokenizer.json"), meta, cfg)
 
@@ -66,15 +71,27 @@ class CT2Predictor(Predictor):
     @staticmethod
     def _options(cfg: DecodeCfg) -> dict:
         """`translate_batch` keywords for `cfg`'s search: beam (beam 1: greedy) or sampling."""
-        options = {"no_repeat_ngram_size": cfg.no_repeat_ngram, "min_decoding_length": cfg.min_length,
-                   "suppress_sequences": NEVER, "max_input_length": 0}  # limits: `encode` checked them
+        options = {
+            "no_repeat_ngram_size": cfg.no_repeat_ngram,
+            "min_decoding_length": cfg.min_length,
+            "suppress_sequences": NEVER,
+            "max_input_length": 0,
+        }  # limits: `encode` checked them
         if cfg.strategy == "sample":
-            return options | {"beam_size": 1, "sampling_topk": cfg.top_k, "sampling_topp": cfg.top_p,
-                              "sampling_temperature": cfg.temperature}
-        return options | {"beam_size": cfg.beam_size, "return_scores": True, "length_penalty": cfg.length_penalty,
-                          "patience": cfg.patience,
-                          # every finished hypothesis, re-ranked by `_ranked`; none needed without a penalty
-                          "num_hypotheses": cfg.n_best if cfg.length_penalty == 0 else cfg.beam_size}
+            return options | {
+                "beam_size": 1,
+                "sampling_topk": cfg.top_k,
+                "sampling_topp": cfg.top_p,
+                "sampling_temperature": cfg.temperature,
+            }
+        return options | {
+            "beam_size": cfg.beam_size,
+            "return_scores": True,
+            "length_penalty": cfg.length_penalty,
+            "patience": cfg.patience,
+            # every finished hypothesis, re-ranked by `_ranked`; none needed without a penalty
+            "num_hypotheses": cfg.n_best if cfg.length_penalty == 0 else cfg.beam_size,
+        }
 
     @staticmethod
     def _ranked(result, cfg: DecodeCfg, steps: int) -> list[list[str]]:
@@ -104,7 +121,9 @@ class CT2Predictor(Predictor):
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         batches = [order[start : start + cfg.batch_size] for start in range(0, len(order), cfg.batch_size)]
         limits = [max(caps[i] for i in idx) for idx in batches]  # one cap per batch: its longest sentence's
-        pending = [self._submit([src_ids[i] for i in idx], limit, options) for idx, limit in zip(batches, limits, strict=True)]
+        pending = [
+            self._submit([src_ids[i] for i in idx], limit, options) for idx, limit in zip(batches, limits, strict=True)
+        ]
         out: list[list[list[int]]] = [[] for _ in src_ids]
         for idx, limit, results in zip(batches, limits, pending, strict=True):
             for i, result in zip(idx, results, strict=True):
@@ -118,14 +137,18 @@ class CT2Predictor(Predictor):
     def _submit(self, sources: list[list[int]], cap: int, options: dict) -> list:
         """One batch queued on the translator, every output within `cap` tokens, EOS included (CTranslate2's
         limit counts the tokens before it); its asynchronous results."""
-        return self.translator.translate_batch([self._tokens(ids) for ids in sources], max_decoding_length=cap - 1,
-                                               asynchronous=True, **options)
+        return self.translator.translate_batch(
+            [self._tokens(ids) for ids in sources], max_decoding_length=cap - 1, asynchronous=True, **options
+        )
 
     def perplexity(self, src_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int) -> float:
         """Per-target-token perplexity under teacher forcing (subword tokens, EOS included), from CTranslate2's
         token log-probabilities."""
-        results = self.translator.score_batch([self._tokens(ids) for ids in src_ids],
-                                              [[self.target_vocab[i] for i in ids] for ids in tgt_ids],
-                                              max_batch_size=batch_size, max_input_length=0)
+        results = self.translator.score_batch(
+            [self._tokens(ids) for ids in src_ids],
+            [[self.target_vocab[i] for i in ids] for ids in tgt_ids],
+            max_batch_size=batch_size,
+            max_input_length=0,
+        )
         log_probs = [lp for result in results for lp in result.log_probs]
         return math.exp(-sum(log_probs) / max(len(log_probs), 1))

@@ -83,8 +83,7 @@ class Sampler:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
 
 
-def _restrict(logits: Tensor, step: int, min_length: int, no_repeat_ngram: int,
-              history: Tensor | None) -> Tensor:
+def _restrict(logits: Tensor, step: int, min_length: int, no_repeat_ngram: int, history: Tensor | None) -> Tensor:
     """Logits with what every search rules out at -inf: PAD/BOS always, EOS before `min_length`, n-gram
     blocking over `history`, the (N, step) tokens so far (None when blocking is off). Ruled out before
     normalising, as CTranslate2 does, so the tokens left share all the probability."""
@@ -98,8 +97,13 @@ def _restrict(logits: Tensor, step: int, min_length: int, no_repeat_ngram: int,
 
 @torch.no_grad()
 def generate(
-    model: Seq2Seq, src: Tensor, src_lens: Tensor, max_len: Tensor,
-    sampler: Sampler | None = None, no_repeat_ngram: int = 0, min_length: int = 0,
+    model: Seq2Seq,
+    src: Tensor,
+    src_lens: Tensor,
+    max_len: Tensor,
+    sampler: Sampler | None = None,
+    no_repeat_ngram: int = 0,
+    min_length: int = 0,
 ) -> list[list[int]]:
     """Left-to-right decoding, one hypothesis per source: arg-max (greedy) or `sampler`'s draw."""
     state = model.encode(src, src_lens)
@@ -135,8 +139,16 @@ def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
 
 @torch.no_grad()
 def beam_search(
-    model: Seq2Seq, src: Tensor, src_lens: Tensor, max_len: Tensor, beam_size: int,
-    alpha: float = 1.0, n_best: int = 1, no_repeat_ngram: int = 0, min_length: int = 0, patience: float = 1.0,
+    model: Seq2Seq,
+    src: Tensor,
+    src_lens: Tensor,
+    max_len: Tensor,
+    beam_size: int,
+    alpha: float = 1.0,
+    n_best: int = 1,
+    no_repeat_ngram: int = 0,
+    min_length: int = 0,
+    patience: float = 1.0,
 ) -> list[list[Hypothesis]]:
     """Batched beam search, the search of CTranslate2 and fairseq. Each step takes a sentence's 2k best
     continuations: those among its first k that end (with EOS, or at the sentence's last step) are finished
@@ -164,7 +176,9 @@ def beam_search(
     for t in range(int(last.max()) + 1):
         logits, state = model.decode_step(tokens[:, -1], state)
         width = min(2 * k, logits.size(1))
-        logp = _restrict(logits, t, min_length, no_repeat_ngram, tokens[:, 1:] if no_repeat_ngram else None).log_softmax(-1)
+        logp = _restrict(
+            logits, t, min_length, no_repeat_ngram, tokens[:, 1:] if no_repeat_ngram else None
+        ).log_softmax(-1)
         if no_repeat_ngram:  # a row whose every token is blocked normalises to NaN: it stays ruled out
             logp.masked_fill_(logp.isnan(), float("-inf"))
         # a hypothesis's 2k best continuations hold its sentence's 2k best: top-k over k × 2k, not k × V
@@ -202,5 +216,7 @@ def _ranked(hyps: list[tuple[float, list[int]]], alpha: float, n_best: int) -> l
     """The `n_best` of a sentence's finished hypotheses by length-penalised log-probability."""
     lengths = torch.tensor([len(tokens) for _, tokens in hyps])
     normed = torch.tensor([score for score, _ in hyps]) / length_penalty(lengths, alpha)
-    return [Hypothesis(_strip(hyps[i][1]), float(normed[i]))
-            for i in normed.argsort(descending=True, stable=True)[:n_best].tolist()]
+    return [
+        Hypothesis(_strip(hyps[i][1]), float(normed[i]))
+        for i in normed.argsort(descending=True, stable=True)[:n_best].tolist()
+    ]

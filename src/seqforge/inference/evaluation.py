@@ -39,6 +39,12 @@ def test_report(model_dir: Path, task: TaskCfg) -> tuple[dict, Predictor, dict, 
         "decode_tokens_per_s": round(sum(len(h[0]) for h in nbest) / seconds, 1),
         "sentences": len(hyps),
     }
-    report = {"task": task.name, "kind": task.kind, "split": "test", "metrics": metrics,
-              "signature": scores["signature"], "decode": task.decode.model_dump()}
+    report = {
+        "task": task.name,
+        "kind": task.kind,
+        "split": "test",
+        "metrics": metrics,
+        "signature": scores["signature"],
+        "decode": task.decode.model_dump(),
+    }
     return report, predictor, test, nbest, hyps

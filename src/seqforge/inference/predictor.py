@@ -37,7 +37,11 @@ class Predictor:
     with PyTorch (`seqforge.inference.decoding`); other backends subclass it (`BACKENDS`)."""
 
     def __init__(
-        self, model: Seq2Seq, tokenizer: SubwordTokenizer, meta: dict, decode_cfg: DecodeCfg | None = None,
+        self,
+        model: Seq2Seq,
+        tokenizer: SubwordTokenizer,
+        meta: dict,
+        decode_cfg: DecodeCfg | None = None,
     ) -> None:
         """The model moves to `decode_cfg.device` (auto: the GPU when there is one) in its precision."""
         self.tokenizer, self.meta = tokenizer, meta
@@ -45,8 +49,9 @@ class Predictor:
         device = self.decode_cfg.device
         if device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("decode.device: cuda, but this machine has no usable GPU (use auto or cpu)")
-        self.device = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available())
-                                   else "cpu")
+        self.device = torch.device(
+            "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+        )
         dtype = torch.bfloat16 if self.decode_cfg.precision == "bf16" else torch.float32
         self.model = model.to(self.device, dtype).eval()
         self.max_source_tokens = model.max_source_tokens  # EOS included; None: no limit
@@ -97,12 +102,23 @@ class Predictor:
             src, src_lens = batch["src"].to(self.device), batch["src_lens"].to(self.device)
             limit = max_lengths(src_lens, cfg.max_len_ratio, cfg.max_len_offset)
             if sampler is not None or cfg.beam_size == 1:
-                results = [[hyp] for hyp in generate(self.model, src, src_lens, limit,
-                                                     sampler, cfg.no_repeat_ngram, cfg.min_length)]
+                results = [
+                    [hyp]
+                    for hyp in generate(self.model, src, src_lens, limit, sampler, cfg.no_repeat_ngram, cfg.min_length)
+                ]
             else:
-                nbest = beam_search(self.model, src, src_lens, limit, cfg.beam_size, alpha=cfg.length_penalty,
-                                    n_best=cfg.n_best, no_repeat_ngram=cfg.no_repeat_ngram,
-                                    min_length=cfg.min_length, patience=cfg.patience)
+                nbest = beam_search(
+                    self.model,
+                    src,
+                    src_lens,
+                    limit,
+                    cfg.beam_size,
+                    alpha=cfg.length_penalty,
+                    n_best=cfg.n_best,
+                    no_repeat_ngram=cfg.no_repeat_ngram,
+                    min_length=cfg.min_length,
+                    patience=cfg.patience,
+                )
                 results = [[h.tokens for h in hyps] for hyps in nbest]
             for i, hyps in zip(idx, results, strict=True):
                 out[i] = hyps
@@ -118,8 +134,9 @@ class Predictor:
             limit, what = positions - 1, f"model.max_positions {positions}, EOS included"
         for i, row in enumerate(ids):
             if limit is not None and len(row) > limit:
-                raise RequestError(f"row {i}: {len(row)} tokens after tokenisation, more than the limit of {limit} "
-                                   f"({what})")
+                raise RequestError(
+                    f"row {i}: {len(row)} tokens after tokenisation, more than the limit of {limit} ({what})"
+                )
         return ids
 
     @torch.no_grad()
@@ -128,12 +145,16 @@ class Predictor:
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         loss_sum, n_tokens = 0.0, 0
         for start in range(0, len(order), batch_size):
-            batch = collate([{"src_ids": src_ids[i], "tgt_ids": tgt_ids[i], "index": i}
-                             for i in order[start : start + batch_size]])
+            batch = collate(
+                [{"src_ids": src_ids[i], "tgt_ids": tgt_ids[i], "index": i} for i in order[start : start + batch_size]]
+            )
             batch = {key: value.to(self.device) for key, value in batch.items()}
             logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
-            loss_sum += float(F.cross_entropy(logits.flatten(0, 1).float(), batch["tgt_out"].flatten(),
-                                              ignore_index=PAD, reduction="sum"))
+            loss_sum += float(
+                F.cross_entropy(
+                    logits.flatten(0, 1).float(), batch["tgt_out"].flatten(), ignore_index=PAD, reduction="sum"
+                )
+            )
             n_tokens += int((batch["tgt_out"] != PAD).sum())
         return math.exp(loss_sum / max(n_tokens, 1))
 

@@ -25,9 +25,7 @@ class Attention(nn.Module):
         if kind not in KINDS:
             raise ValueError(f"model.attention: unknown attention kind {kind!r} (known: {', '.join(KINDS)})")
         if kind == "luong_dot" and query_dim != key_dim:
-            raise ValueError(
-                f"model.attention: luong_dot needs equal query ({query_dim}) and key ({key_dim}) sizes"
-            )
+            raise ValueError(f"model.attention: luong_dot needs equal query ({query_dim}) and key ({key_dim}) sizes")
         self.kind = kind
         if kind in ("bahdanau", "luong_concat"):
             # W [q; k] == W_q q + W_k k: the concat form is computed split so keys project once.
@@ -41,9 +39,7 @@ class Attention(nn.Module):
         """Key-side part of the score, shape (B, S, *); the keys themselves for ``luong_dot``."""
         return keys if self.kind == "luong_dot" else self.key_proj(keys)
 
-    def forward(
-        self, query: Tensor, keys: Tensor, proj_keys: Tensor, mask: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, query: Tensor, keys: Tensor, proj_keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Q queries per sentence over its keys: query (B, Q, D_q), keys (B, S, K), mask (B, S) True
         at real tokens -> context (B, Q, K), weights (B, Q, S).
 

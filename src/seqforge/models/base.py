@@ -75,6 +75,9 @@ class Seq2Seq(nn.Module):
         memory too (finished sentences leave the batch). `index` must then number rows of the kept
         sentences in the same order, consecutively per sentence."""
         hyps = {key: value.index_select(self.hyp_dims.get(key, 0), index) for key, value in state.hyps.items()}
-        memory = state.memory if sentences is None else {
-            key: value.index_select(0, sentences) for key, value in state.memory.items()}
+        memory = (
+            state.memory
+            if sentences is None
+            else {key: value.index_select(0, sentences) for key, value in state.memory.items()}
+        )
         return DecoderState(memory, hyps)

@@ -50,8 +50,9 @@ class RNNModelCfg(FamilyCfg):
     @model_validator(mode="after")
     def _feeding_needs_attention(self) -> RNNModelCfg:
         if self.attention == "none" and self.input_feeding:
-            raise ValueError("input_feeding feeds the attentional vector back: set input_feeding: false "
-                             "with attention: none")
+            raise ValueError(
+                "input_feeding feeds the attentional vector back: set input_feeding: false with attention: none"
+            )
         return self
 
 
@@ -73,29 +74,36 @@ class RNNSeq2Seq(Seq2Seq):
     @classmethod
     def describe(cls, cfg: dict) -> str:
         direction = "bidirectional " if cfg["bidirectional"] else ""
-        return (f"{direction}{cfg['cell'].upper()} encoder-decoder, {cfg['enc_layers']}+{cfg['dec_layers']} layers, "
-                f"hidden {cfg['hidden_dim']}, embeddings {cfg['emb_dim']}, "
-                + ("no attention" if cfg["attention"] == "none" else f"{cfg['attention']} attention"))
+        return (
+            f"{direction}{cfg['cell'].upper()} encoder-decoder, {cfg['enc_layers']}+{cfg['dec_layers']} layers, "
+            f"hidden {cfg['hidden_dim']}, embeddings {cfg['emb_dim']}, "
+            + ("no attention" if cfg["attention"] == "none" else f"{cfg['attention']} attention")
+        )
 
     def __init__(self, cfg: RNNModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
         self.cfg = cfg
         rnn_cls = CELLS[cfg.cell]
-        self.src_embed, self.tgt_embed = make_embeddings(
-            src_vocab, tgt_vocab, cfg.emb_dim, cfg.shared_embeddings
-        )
+        self.src_embed, self.tgt_embed = make_embeddings(src_vocab, tgt_vocab, cfg.emb_dim, cfg.shared_embeddings)
         self.emb_scale = math.sqrt(cfg.emb_dim)
         self.dropout = Dropout(cfg.dropout)
         enc_hidden = cfg.enc_hidden_dim or cfg.hidden_dim
         self.encoder = rnn_cls(
-            cfg.emb_dim, enc_hidden, num_layers=cfg.enc_layers, batch_first=True,
-            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0,
+            cfg.emb_dim,
+            enc_hidden,
+            num_layers=cfg.enc_layers,
+            batch_first=True,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0,
         )
         enc_dim = enc_hidden * (2 if cfg.bidirectional else 1)
         self.bridge = nn.Linear(enc_dim, cfg.dec_layers * cfg.hidden_dim)
         dec_in = cfg.emb_dim + (cfg.hidden_dim if cfg.input_feeding else 0)
         self.decoder = rnn_cls(
-            dec_in, cfg.hidden_dim, num_layers=cfg.dec_layers, batch_first=True,
+            dec_in,
+            cfg.hidden_dim,
+            num_layers=cfg.dec_layers,
+            batch_first=True,
             dropout=cfg.dropout if cfg.dec_layers > 1 else 0.0,
         )
         self.has_cross_attention = cfg.attention != "none"
@@ -103,9 +111,7 @@ class RNNSeq2Seq(Seq2Seq):
             self.attention = Attention(cfg.attention, cfg.hidden_dim, enc_dim, cfg.hidden_dim)
             self.att_out = nn.Linear(cfg.hidden_dim + enc_dim, cfg.hidden_dim, bias=False)
         out_dim = cfg.emb_dim if cfg.tied_embeddings else cfg.hidden_dim
-        self.pre_output = (
-            nn.Linear(cfg.hidden_dim, out_dim) if out_dim != cfg.hidden_dim else nn.Identity()
-        )
+        self.pre_output = nn.Linear(cfg.hidden_dim, out_dim) if out_dim != cfg.hidden_dim else nn.Identity()
         self.output = nn.Linear(out_dim, tgt_vocab, bias=False)
         if cfg.tied_embeddings:
             self.output.weight = self.tgt_embed.weight

@@ -68,13 +68,20 @@ class MultiHeadAttention(nn.Module):
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
         with sdpa_kernel(SDPA_BACKENDS):
             out = F.scaled_dot_product_attention(
-                self._split(self.q_proj(x)), k, v, attn_mask=attn_mask,
-                dropout_p=self.dropout if self.training else 0.0, is_causal=causal,
+                self._split(self.q_proj(x)),
+                k,
+                v,
+                attn_mask=attn_mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=causal,
             )
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(
-        self, x: Tensor, memory: Tensor | None = None, key_mask: Tensor | None = None,
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        key_mask: Tensor | None = None,
         causal: bool = False,
     ) -> Tensor:
         """x (B, T, D) over `memory` (cross) or itself (self; causal for the decoder)."""
@@ -91,9 +98,7 @@ class MultiHeadAttention(nn.Module):
 
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float) -> None:
-        super().__init__(
-            nn.Linear(d_model, ffn_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ffn_dim, d_model)
-        )
+        super().__init__(nn.Linear(d_model, ffn_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ffn_dim, d_model))
 
 
 class EncoderLayer(nn.Module):
@@ -123,8 +128,9 @@ class DecoderLayer(nn.Module):
         x = x + self.drop(self.cross_attn(self.norms[1](x), memory, key_mask=mem_mask))
         return x + self.drop(self.ffn(self.norms[2](x)))
 
-    def step(self, x: Tensor, past: tuple[Tensor, Tensor], cross: tuple[Tensor, Tensor],
-             mem_mask: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def step(
+        self, x: Tensor, past: tuple[Tensor, Tensor], cross: tuple[Tensor, Tensor], mem_mask: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """One new position `x` (N, 1, D) of every hypothesis, given the keys/values of the positions
         before it (`past`, per hypothesis) and of the encoder memory (`cross`, per sentence: the
         hypotheses of a sentence attend as that sentence's queries); returns its output and `past`
@@ -161,19 +167,17 @@ class TransformerSeq2Seq(Seq2Seq):
 
     @classmethod
     def describe(cls, cfg: dict) -> str:
-        return (f"Transformer, {cfg['enc_layers']}+{cfg['dec_layers']} layers, d_model {cfg['d_model']}, "
-                f"{cfg['heads']} heads, FFN {cfg['ffn_dim']}")
+        return (
+            f"Transformer, {cfg['enc_layers']}+{cfg['dec_layers']} layers, d_model {cfg['d_model']}, "
+            f"{cfg['heads']} heads, FFN {cfg['ffn_dim']}"
+        )
 
     def __init__(self, cfg: TransformerModelCfg, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.max_decode_steps = self.max_source_tokens = cfg.max_positions  # token t sits at position t
-        self.src_embed, self.tgt_embed = make_embeddings(
-            src_vocab, tgt_vocab, cfg.d_model, cfg.shared_embeddings
-        )
-        self.register_buffer(
-            "positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
-        )
+        self.src_embed, self.tgt_embed = make_embeddings(src_vocab, tgt_vocab, cfg.d_model, cfg.shared_embeddings)
+        self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False)
         self.drop = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))

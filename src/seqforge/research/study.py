@@ -54,8 +54,9 @@ def sized(exp: ExperimentCfg, width: dict[str, int], budget: int, step: int, voc
         step = math.lcm(step, exp.model.heads)
 
     def at(multiple: int) -> tuple[ExperimentCfg, int]:
-        changed = with_overrides(exp, {key: multiple * step * factor for key, factor in width.items()},
-                                 f"study: {exp.name}: width")
+        changed = with_overrides(
+            exp, {key: multiple * step * factor for key, factor in width.items()}, f"study: {exp.name}: width"
+        )
         return changed, count_parameters(build_model(changed.model, *vocab))
 
     low, high = 1, 2
@@ -72,8 +73,9 @@ def bucket_labels(edges: list[int]) -> list[str]:
     return [f"≤{edges[0]}", *(f"{a + 1}–{b}" for a, b in pairwise(edges)), f">{edges[-1]}"]
 
 
-def bleu_by_length(sources: list[str], hyps: list[str], refs: list[str], edges: list[int], unit: str,
-                   tokenize: str) -> list[dict[str, Any]]:
+def bleu_by_length(
+    sources: list[str], hyps: list[str], refs: list[str], edges: list[int], unit: str, tokenize: str
+) -> list[dict[str, Any]]:
     """Corpus BLEU (sacreBLEU, `tokenize`) of the test sentences in each source-length bucket."""
     from sacrebleu.metrics import BLEU
 
@@ -82,8 +84,11 @@ def bleu_by_length(sources: list[str], hyps: list[str], refs: list[str], edges: 
     rows = []
     for bucket, label in enumerate(bucket_labels(edges)):
         chosen = np.flatnonzero(which == bucket)
-        score = (BLEU(tokenize=tokenize).corpus_score([hyps[i] for i in chosen], [[refs[i] for i in chosen]]).score
-                 if chosen.size else math.nan)
+        score = (
+            BLEU(tokenize=tokenize).corpus_score([hyps[i] for i in chosen], [[refs[i] for i in chosen]]).score
+            if chosen.size
+            else math.nan
+        )
         rows.append({"bucket": label, "sentences": int(chosen.size), "bleu": round(score, 2)})
     return rows
 
@@ -101,16 +106,27 @@ def accuracy_by_length(sources: list[str], hyps: list[str], refs: list[str], edg
             pairs = [(hyps[i].split(), refs[i].split()) for i in chosen]
             right = sum(sum(a == b for a, b in zip(h, r, strict=False)) for h, r in pairs)
             total = sum(len(r) for _, r in pairs)
-            rows.append({"task": task, "bucket": label, "sentences": len(pairs),
-                         "exact_match": round(100 * sum(h == r for h, r in pairs) / len(pairs), 2) if pairs else math.nan,
-                         "token_accuracy": round(100 * right / total, 2) if total else math.nan})
+            rows.append(
+                {
+                    "task": task,
+                    "bucket": label,
+                    "sentences": len(pairs),
+                    "exact_match": round(100 * sum(h == r for h, r in pairs) / len(pairs), 2) if pairs else math.nan,
+                    "token_accuracy": round(100 * right / total, 2) if total else math.nan,
+                }
+            )
     return rows
 
 
 LENGTH_METRICS = {  # `length_metric`: sources, hypotheses, references, the bucket edges, the task -> rows
     "bleu": lambda src, hyps, refs, edges, task: bleu_by_length(
-        src, hyps, refs, edges, length_unit(task.src_lang, getattr(task.data, "length_unit", "auto")),
-        task_kind(task.kind).validation_bleu(task)),
+        src,
+        hyps,
+        refs,
+        edges,
+        length_unit(task.src_lang, getattr(task.data, "length_unit", "auto")),
+        task_kind(task.kind).validation_bleu(task),
+    ),
     "accuracy": lambda src, hyps, refs, edges, task: accuracy_by_length(src, hyps, refs, edges),
 }
 
@@ -118,8 +134,13 @@ LENGTH_METRICS = {  # `length_metric`: sources, hypotheses, references, the buck
 def _bucket_metrics(rows: list[dict[str, Any]], edges: list[int]) -> dict[str, float]:
     """By-length rows as MLflow metrics: `test_bleu_len<i>`, or `test_exact_<sub-task>_len<i>` (i: the bucket)."""
     labels = bucket_labels(edges)
-    return {f"test_{'bleu' if 'bleu' in r else 'exact_' + r['task']}_len{labels.index(r['bucket'])}":
-            r["bleu"] if "bleu" in r else r["exact_match"] for r in rows if r["sentences"]}
+    return {
+        f"test_{'bleu' if 'bleu' in r else 'exact_' + r['task']}_len{labels.index(r['bucket'])}": r["bleu"]
+        if "bleu" in r
+        else r["exact_match"]
+        for r in rows
+        if r["sentences"]
+    }
 
 
 def vanishing_distance(curve: list[float]) -> int | None:
@@ -138,15 +159,27 @@ def _norms(records: dict[str, dict]) -> dict[str, Any]:
     if not epochs:
         return {}
     updates = sum(e["updates"] for e in epochs)
-    return {"updates": updates, "nonfinite": sum(e["nonfinite"] for e in epochs),
-            "clip_rate": sum(e["clip_rate"] * e["updates"] for e in epochs) / max(updates, 1),
-            "p50_last_epoch": epochs[-1]["p50"], "p99_max": max(e["p99"] for e in epochs),
-            "max": max(e["max"] for e in epochs),
-            "histogram": [sum(col) for col in zip(*(e["histogram"] for e in epochs), strict=True)]}
+    return {
+        "updates": updates,
+        "nonfinite": sum(e["nonfinite"] for e in epochs),
+        "clip_rate": sum(e["clip_rate"] * e["updates"] for e in epochs) / max(updates, 1),
+        "p50_last_epoch": epochs[-1]["p50"],
+        "p99_max": max(e["p99"] for e in epochs),
+        "max": max(e["max"] for e in epochs),
+        "histogram": [sum(col) for col in zip(*(e["histogram"] for e in epochs), strict=True)],
+    }
 
 
-def study_model(name: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, study: StudyCfg, run_id: str,
-                ray_name: str, profile: str) -> dict[str, Any]:
+def study_model(
+    name: str,
+    exp: ExperimentCfg,
+    task: TaskCfg,
+    train_cfg: TrainCfg,
+    study: StudyCfg,
+    run_id: str,
+    ray_name: str,
+    profile: str,
+) -> dict[str, Any]:
     """Train, export and test one model inside its (active) MLflow child run; returns its measurements."""
     import mlflow
     from mlflow import MlflowClient
@@ -161,7 +194,9 @@ def study_model(name: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCf
     scores = {k: v for k, v in kind.scores(hyps, test["target"], task.model_dump()).items() if k != "signature"}
     by_length = f"{study.length_metric}_by_length"
     buckets = LENGTH_METRICS[study.length_metric](test["source"], hyps, test["target"], study.length_buckets, task)
-    mlflow.log_metrics({**{f"test_{k}": v for k, v in scores.items()}, **_bucket_metrics(buckets, study.length_buckets)})
+    mlflow.log_metrics(
+        {**{f"test_{k}": v for k, v in scores.items()}, **_bucket_metrics(buckets, study.length_buckets)}
+    )
     mlflow.log_dict(buckets, f"evaluation/{by_length}.json")
     client = MlflowClient()
     records = export["diagnostics"]
@@ -177,18 +212,27 @@ def study_model(name: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCf
         "train_seconds": round(train_seconds, 1),
         "epochs": len(_history(client, run_id, "val_loss")),
         "updates": records[trained]["step"] if trained else 0,
-        "tokens_per_s": round(float(np.mean([v for _, v in _history(client, run_id, "tokens_per_s")] or [math.nan])), 1),
+        "tokens_per_s": round(
+            float(np.mean([v for _, v in _history(client, run_id, "tokens_per_s")] or [math.nan])), 1
+        ),
         f"best_{val_metric}": (max if mode == "max" else min)(
-            (v for _, v in _history(client, run_id, val_metric)), default=math.nan),
+            (v for _, v in _history(client, run_id, val_metric)), default=math.nan
+        ),
         "test": scores,
         "test_decode_sentences_per_s": round(len(hyps) / seconds, 1),
         by_length: buckets,
-        "encoder_grad": {"initialisation": records.get("0", {}).get("encoder_grad", []),
-                         "trained": records[trained]["encoder_grad"] if trained else []},
-        "vanishing_distance": {"initialisation": vanishing_distance(records.get("0", {}).get("encoder_grad", [1.0])),
-                               "trained": vanishing_distance(records[trained]["encoder_grad"]) if trained else None},
-        "decay": {"initialisation": records.get("0", {}).get("decay", math.nan),
-                  "trained": records[trained]["decay"] if trained else math.nan},
+        "encoder_grad": {
+            "initialisation": records.get("0", {}).get("encoder_grad", []),
+            "trained": records[trained]["encoder_grad"] if trained else [],
+        },
+        "vanishing_distance": {
+            "initialisation": vanishing_distance(records.get("0", {}).get("encoder_grad", [1.0])),
+            "trained": vanishing_distance(records[trained]["encoder_grad"]) if trained else None,
+        },
+        "decay": {
+            "initialisation": records.get("0", {}).get("decay", math.nan),
+            "trained": records[trained]["decay"] if trained else math.nan,
+        },
         "grad_norm": _norms(records),
         "train_loss": _history(client, run_id, "train_loss_step"),
         "val_loss": [v for _, v in _history(client, run_id, "val_loss")],
@@ -205,12 +249,25 @@ def run_study(name: str = "classic") -> dict[str, Any]:
     report_dir, summary_file = outputs(name)
     task = load_task(study.task)
     if not paths.tokenizer_file(study.task).is_file():
-        raise FileNotFoundError(f"{paths.tokenized_dir(study.task)}: the study's task is not tokenized yet; "
-                                f"`dvc repro studies/dvc.yaml` builds it first")
+        raise FileNotFoundError(
+            f"{paths.tokenized_dir(study.task)}: the study's task is not tokenized yet; "
+            f"`dvc repro studies/dvc.yaml` builds it first"
+        )
     tokenizer = SubwordTokenizer.load(paths.tokenizer_file(study.task))
     vocab = (tokenizer.vocab_size("source"), tokenizer.vocab_size("target"))
-    sized_plans = {model: (sized(exp, study.models[model].width or family(exp.model.arch).width, study.parameter_budget,
-                                 study.width_step, vocab), train) for model, (exp, train) in plans.items()}
+    sized_plans = {
+        model: (
+            sized(
+                exp,
+                study.models[model].width or family(exp.model.arch).width,
+                study.parameter_budget,
+                study.width_step,
+                vocab,
+            ),
+            train,
+        )
+        for model, (exp, train) in plans.items()
+    }
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     started = time.perf_counter()
     results: dict[str, Any] = {}
@@ -223,18 +280,39 @@ def run_study(name: str = "classic") -> dict[str, Any]:
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"study-{stamp}") as parent:
         mlflow.set_tags({"study": f"study-{stamp}", "task": study.task, "profile": cfg.profile})
-        mlflow.log_params({"parameter_budget": study.parameter_budget, "models": ",".join(plans),
-                           **{f"train.{k}": v for k, v in study.train.items()}})
-        summary = {"study": f"study-{stamp}", "name": name, "parent_run_id": parent.info.run_id, "task": study.task,
-                   "profile": cfg.profile, "parameter_budget": study.parameter_budget,
-                   "train": sized_plans[next(iter(sized_plans))][1].model_dump(mode="json"),
-                   "length_metric": study.length_metric, "length_buckets": bucket_labels(study.length_buckets),
-                   "wall_seconds": 0.0, "models": results}
+        mlflow.log_params(
+            {
+                "parameter_budget": study.parameter_budget,
+                "models": ",".join(plans),
+                **{f"train.{k}": v for k, v in study.train.items()},
+            }
+        )
+        summary = {
+            "study": f"study-{stamp}",
+            "name": name,
+            "parent_run_id": parent.info.run_id,
+            "task": study.task,
+            "profile": cfg.profile,
+            "parameter_budget": study.parameter_budget,
+            "train": sized_plans[next(iter(sized_plans))][1].model_dump(mode="json"),
+            "length_metric": study.length_metric,
+            "length_buckets": bucket_labels(study.length_buckets),
+            "wall_seconds": 0.0,
+            "models": results,
+        }
         for model, (exp, train_cfg) in sized_plans.items():
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"study-{model}", nested=True) as child:
                 mlflow.set_tags({"study": f"study-{stamp}", "study_model": model})
-                results[model] = study_model(name, exp, task, train_cfg, study, child.info.run_id,
-                                            f"{model}-study{stamp.replace('-', 'T')}", cfg.profile)
+                results[model] = study_model(
+                    name,
+                    exp,
+                    task,
+                    train_cfg,
+                    study,
+                    child.info.run_id,
+                    f"{model}-study{stamp.replace('-', 'T')}",
+                    cfg.profile,
+                )
             save()
         summary["claims"] = REPORTS[name](summary, report_dir)  # failing, `--report-only` redoes it from the file
         save()

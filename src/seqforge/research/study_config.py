@@ -70,7 +70,9 @@ class StudyCfg(Strict):
         return edges
 
 
-def load_study(conf_dir: Path = CONF_DIR, name: str = "classic") -> tuple[StudyCfg, dict[str, tuple[ExperimentCfg, TrainCfg]]]:
+def load_study(
+    conf_dir: Path = CONF_DIR, name: str = "classic"
+) -> tuple[StudyCfg, dict[str, tuple[ExperimentCfg, TrainCfg]]]:
     """`conf/<stem>.yaml` of study `name` with the profile's `<stem>` overlay, and each model's experiment
     (before sizing to the budget) and train settings: global train < the experiment's < the study's. A model
     may start from an experiment of another task of the same kind: it trains on the study's task."""
@@ -88,17 +90,24 @@ def load_study(conf_dir: Path = CONF_DIR, name: str = "classic") -> tuple[StudyC
         exp = load_experiment(entry.base or study.base, conf_dir)
         if exp.task != study.task:
             if load_task(exp.task, conf_dir).kind != task.kind:
-                raise ConfigError(f"{source}: models.{model}.base: experiment {exp.name!r} is for task {exp.task!r}, "
-                                  f"a {load_task(exp.task, conf_dir).kind} task; the study's task is {study.task!r}, "
-                                  f"a {task.kind} task")
+                raise ConfigError(
+                    f"{source}: models.{model}.base: experiment {exp.name!r} is for task {exp.task!r}, "
+                    f"a {load_task(exp.task, conf_dir).kind} task; the study's task is {study.task!r}, "
+                    f"a {task.kind} task"
+                )
             exp = exp.model_copy(update={"task": study.task})
-        exp = with_overrides(exp.model_copy(update={"name": model}), {**study.set.get(exp.model.arch, {}), **entry.set},
-                             f"{source}: models.{model}")
+        exp = with_overrides(
+            exp.model_copy(update={"name": model}),
+            {**study.set.get(exp.model.arch, {}), **entry.set},
+            f"{source}: models.{model}",
+        )
         positions = getattr(exp.model, "max_positions", None)
         if longest is not None and positions is not None and longest + 1 > positions:
-            raise ConfigError(f"{source}: models.{model}: model.max_positions {positions} is shorter than the longest "
-                              f"source of corpus {task.corpus} ({longest} tokens and EOS): raise it, or lower the "
-                              f"corpus's max_length")
+            raise ConfigError(
+                f"{source}: models.{model}: model.max_positions {positions} is shorter than the longest "
+                f"source of corpus {task.corpus} ({longest} tokens and EOS): raise it, or lower the "
+                f"corpus's max_length"
+            )
         train = validate(TrainCfg, layered_train(base_train, exp.train, study.train), f"{source}: train")
         plans[model] = (exp, train)
     return study, plans

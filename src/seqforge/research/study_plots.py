@@ -10,15 +10,24 @@ from typing import Any
 Results = dict[str, dict[str, Any]]  # model name -> its measurements (metrics/study.json `models`)
 
 
-def find_model(results: Results, arch: str = "rnn", cell: str | None = None, attended: bool | None = None,
-          bidirectional: bool | None = True, clipped: bool | None = True) -> str | None:
+def find_model(
+    results: Results,
+    arch: str = "rnn",
+    cell: str | None = None,
+    attended: bool | None = None,
+    bidirectional: bool | None = True,
+    clipped: bool | None = True,
+) -> str | None:
     """The first model with these properties (None: any value)."""
     for name, r in results.items():
         m = r["model"]
         if m["arch"] != arch:
             continue
-        if arch == "rnn" and ((cell and m["cell"] != cell) or (attended is not None and (m["attention"] != "none") != attended)
-                              or (bidirectional is not None and m["bidirectional"] != bidirectional)):
+        if arch == "rnn" and (
+            (cell and m["cell"] != cell)
+            or (attended is not None and (m["attention"] != "none") != attended)
+            or (bidirectional is not None and m["bidirectional"] != bidirectional)
+        ):
             continue
         if clipped is not None and (r["clip_norm"] is not None) != clipped:
             continue
@@ -62,9 +71,14 @@ def gradient_plot(results: Results, out: Path) -> str:
     fig.suptitle("Gradient reaching each encoder state (dashed: no attention)", fontsize=11)
     fig.savefig(out / "encoder_gradients.png", dpi=110)
     curves = [_relative(r["encoder_grad"]["trained"]) for r in results.values()]  # empty where not finite
-    write_csv(out / "encoder_gradients.csv", ["distance", *results],
-               [[d, *(curve[d] if d < len(curve) else "" for curve in curves)]
-                for d in range(max(map(len, curves), default=0))])
+    write_csv(
+        out / "encoder_gradients.csv",
+        ["distance", *results],
+        [
+            [d, *(curve[d] if d < len(curve) else "" for curve in curves)]
+            for d in range(max(map(len, curves), default=0))
+        ],
+    )
     return "encoder_gradients.png"
 
 
@@ -99,8 +113,11 @@ def clipping_plot(results: Results, clipped: str, free: str, out: Path) -> str:
     fig.savefig(out / "clipping.png", dpi=110)
     losses = {name: dict(results[name]["train_loss"]) for name in (clipped, free)}
     steps = sorted(set(losses[clipped]) | set(losses[free]))
-    write_csv(out / "clipping_loss.csv", ["step", clipped, free],
-               [[s, losses[clipped].get(s, ""), losses[free].get(s, "")] for s in steps])
+    write_csv(
+        out / "clipping_loss.csv",
+        ["step", clipped, free],
+        [[s, losses[clipped].get(s, ""), losses[free].get(s, "")] for s in steps],
+    )
     return "clipping.png"
 
 
@@ -126,8 +143,11 @@ def write_plots(summary: dict[str, Any], out: Path) -> list[str]:
     ax.legend(fontsize=7, ncol=2)
     fig.savefig(out / "bleu_by_length.png", dpi=110)
     files.append("bleu_by_length.png")
-    write_csv(out / "bleu_by_length.csv", ["bucket", *results],
-               [[lab, *(r["bleu_by_length"][i]["bleu"] for r in results.values())] for i, lab in enumerate(labels)])
+    write_csv(
+        out / "bleu_by_length.csv",
+        ["bucket", *results],
+        [[lab, *(r["bleu_by_length"][i]["bleu"] for r in results.values())] for i, lab in enumerate(labels)],
+    )
 
     clipped, free = clip_pair(results)
     if clipped and free:

@@ -16,10 +16,6 @@ from seqforge.research.study_plots import Results, clip_pair, find_model, write_
 CLOSE = 0.5  # BLEU: one seed per model, so a smaller gap between two models is "too close to call"
 
 
-
-
-
-
 def _bleu(r: dict) -> float:
     return r["test"]["bleu"]
 
@@ -46,20 +42,40 @@ def claims(results: Results) -> list[dict[str, str]]:
     claim = "A vanilla RNN's gradient vanishes over distance; LSTM and GRU gates keep it alive."
     if all(plain.values()):
         decay = {c: results[plain[c]]["decay"] for c in plain}
-        measured = ("‖∂L/∂h‖ at the farthest source position over the nearest, without attention — after training: "
-                    + ", ".join(f"{c.upper()} {_sci(decay[c]['trained'])}" for c in decay)
-                    + "; at initialisation: " + ", ".join(f"{c.upper()} {_sci(decay[c]['initialisation'])}" for c in decay))
-        holds = [decay["rnn"][when] < min(decay["lstm"][when], decay["gru"][when])
-                 for when in ("initialisation", "trained")]
-        add(claim, measured, "holds" if all(holds) else ("mixed: at initialisation only" if holds[0] else
-                                                          "mixed: after training only" if holds[1] else "does not hold here"))
+        measured = (
+            "‖∂L/∂h‖ at the farthest source position over the nearest, without attention — after training: "
+            + ", ".join(f"{c.upper()} {_sci(decay[c]['trained'])}" for c in decay)
+            + "; at initialisation: "
+            + ", ".join(f"{c.upper()} {_sci(decay[c]['initialisation'])}" for c in decay)
+        )
+        holds = [
+            decay["rnn"][when] < min(decay["lstm"][when], decay["gru"][when]) for when in ("initialisation", "trained")
+        ]
+        add(
+            claim,
+            measured,
+            "holds"
+            if all(holds)
+            else (
+                "mixed: at initialisation only"
+                if holds[0]
+                else "mixed: after training only"
+                if holds[1]
+                else "does not hold here"
+            ),
+        )
 
     claim = "LSTM and GRU translate better than a vanilla RNN."
-    pairs = [(fam, models) for fam, models in (("without attention", plain), ("with attention", attended))
-             if all(models.values())]
+    pairs = [
+        (fam, models)
+        for fam, models in (("without attention", plain), ("with attention", attended))
+        if all(models.values())
+    ]
     if pairs:
-        measured = "; ".join(f"{fam}: " + ", ".join(f"{c.upper()} {_bleu(results[m[c]]):.2f}" for c in m)
-                             for fam, m in pairs) + " test BLEU"
+        measured = (
+            "; ".join(f"{fam}: " + ", ".join(f"{c.upper()} {_bleu(results[m[c]]):.2f}" for c in m) for fam, m in pairs)
+            + " test BLEU"
+        )
         wins = [_bleu(results[m["rnn"]]) < min(_bleu(results[m["lstm"]]), _bleu(results[m["gru"]])) for _, m in pairs]
         add(claim, measured, "holds" if all(wins) else ("mixed" if any(wins) else "does not hold here"))
 
@@ -67,21 +83,32 @@ def claims(results: Results) -> list[dict[str, str]]:
     if attended["lstm"] and attended["gru"]:
         lstm, gru = results[attended["lstm"]], results[attended["gru"]]
         gap = _bleu(gru) - _bleu(lstm)
-        measured = (f"with attention, {lstm['parameters']:,} vs {gru['parameters']:,} parameters: hidden "
-                    f"{lstm['model']['hidden_dim']} (LSTM) vs {gru['model']['hidden_dim']} (GRU); "
-                    f"{lstm['tokens_per_s']:,.0f} vs {gru['tokens_per_s']:,.0f} training tokens/s; "
-                    f"test BLEU {_bleu(lstm):.2f} vs {_bleu(gru):.2f} (GRU {gap:+.2f})")
+        measured = (
+            f"with attention, {lstm['parameters']:,} vs {gru['parameters']:,} parameters: hidden "
+            f"{lstm['model']['hidden_dim']} (LSTM) vs {gru['model']['hidden_dim']} (GRU); "
+            f"{lstm['tokens_per_s']:,.0f} vs {gru['tokens_per_s']:,.0f} training tokens/s; "
+            f"test BLEU {_bleu(lstm):.2f} vs {_bleu(gru):.2f} (GRU {gap:+.2f})"
+        )
         add(claim, measured, "holds" if gap > -CLOSE else "does not hold here")
 
     claim = "A bidirectional encoder, reading the source both ways, translates better than a one-way one."
-    bi, uni = find_model(results, cell="gru", attended=True), find_model(results, cell="gru", attended=True, bidirectional=False)
+    bi, uni = (
+        find_model(results, cell="gru", attended=True),
+        find_model(results, cell="gru", attended=True, bidirectional=False),
+    )
     if bi and uni:
         gap = _bleu(results[bi]) - _bleu(results[uni])
-        add(claim, f"GRU with attention: test BLEU {_bleu(results[bi]):.2f} bidirectional vs "
-                   f"{_bleu(results[uni]):.2f} unidirectional ({gap:+.2f})", "too close to call" if abs(gap) < CLOSE else "holds" if gap > 0 else "does not hold here")
+        add(
+            claim,
+            f"GRU with attention: test BLEU {_bleu(results[bi]):.2f} bidirectional vs "
+            f"{_bleu(results[uni]):.2f} unidirectional ({gap:+.2f})",
+            "too close to call" if abs(gap) < CLOSE else "holds" if gap > 0 else "does not hold here",
+        )
 
-    claim = ("Without attention the source is squeezed into one vector and long sentences suffer; "
-             "attention fixes it (its gain grows with length).")
+    claim = (
+        "Without attention the source is squeezed into one vector and long sentences suffer; "
+        "attention fixes it (its gain grows with length)."
+    )
     cells = [c for c in plain if plain[c] and attended[c]]
     if cells:
         parts, growing = [], []
@@ -92,15 +119,18 @@ def claims(results: Results) -> list[dict[str, str]]:
             growing.append(gaps[buckets[-1]] > gaps[buckets[0]])
         labels = [b["bucket"] for b in results[plain[cells[0]]]["bleu_by_length"] if b["sentences"]]
         sizes = [b["sentences"] for b in results[plain[cells[0]]]["bleu_by_length"] if b["sentences"]]
-        measured = (f"BLEU gain of attention by source length ({', '.join(f'{label}: {n}' for label, n in zip(labels, sizes, strict=True))} "
-                    f"test sentences): " + "; ".join(parts))
+        measured = (
+            f"BLEU gain of attention by source length ({', '.join(f'{label}: {n}' for label, n in zip(labels, sizes, strict=True))} "
+            f"test sentences): " + "; ".join(parts)
+        )
         add(claim, measured, "holds" if all(growing) else ("mixed" if any(growing) else "does not hold here"))
 
     claim = "Attention gives every source position a short gradient path: no decay with distance."
     if cells:
         measured = "farthest/nearest ‖∂L/∂h‖ after training, attention vs none: " + ", ".join(
             f"{c.upper()} {_sci(results[attended[c]]['decay']['trained'])} vs {_sci(results[plain[c]]['decay']['trained'])}"
-            for c in cells)
+            for c in cells
+        )
         holds = [results[attended[c]]["decay"]["trained"] > results[plain[c]]["decay"]["trained"] for c in cells]
         add(claim, measured, "holds" if all(holds) else ("mixed" if any(holds) else "does not hold here"))
 
@@ -110,15 +140,21 @@ def claims(results: Results) -> list[dict[str, str]]:
         c, f = results[clipped], results[free]
         cap = c["clip_norm"]
         above = f["grad_norm"].get("max", math.nan)
-        measured = (f"vanilla RNN with attention, clip_norm {cap:g} vs none: largest pre-clip norm "
-                    f"{c['grad_norm'].get('max', math.nan):.3g} vs {above:.3g}, "
-                    f"non-finite updates {c['grad_norm'].get('nonfinite', 0)} vs {f['grad_norm'].get('nonfinite', 0)}, "
-                    f"updates clipped {c['grad_norm'].get('clip_rate', 0):.1%}; final validation loss "
-                    f"{c['val_loss'][-1] if c['val_loss'] else math.nan:.3f} vs {f['val_loss'][-1] if f['val_loss'] else math.nan:.3f}; "
-                    f"test BLEU {_bleu(c):.2f} vs {_bleu(f):.2f}")
+        measured = (
+            f"vanilla RNN with attention, clip_norm {cap:g} vs none: largest pre-clip norm "
+            f"{c['grad_norm'].get('max', math.nan):.3g} vs {above:.3g}, "
+            f"non-finite updates {c['grad_norm'].get('nonfinite', 0)} vs {f['grad_norm'].get('nonfinite', 0)}, "
+            f"updates clipped {c['grad_norm'].get('clip_rate', 0):.1%}; final validation loss "
+            f"{c['val_loss'][-1] if c['val_loss'] else math.nan:.3f} vs {f['val_loss'][-1] if f['val_loss'] else math.nan:.3f}; "
+            f"test BLEU {_bleu(c):.2f} vs {_bleu(f):.2f}"
+        )
         better = _bleu(c) >= _bleu(f)
         exploded = above > 10 * cap
-        add(claim, measured, "holds" if better and exploded else ("mixed" if better or exploded else "does not hold here"))
+        add(
+            claim,
+            measured,
+            "holds" if better and exploded else ("mixed" if better or exploded else "does not hold here"),
+        )
 
     claim = "The Transformer drops recurrence altogether and, at the same budget, trains faster and translates better."
     transformer = find_model(results, arch="transformer", bidirectional=None)
@@ -126,9 +162,11 @@ def claims(results: Results) -> list[dict[str, str]]:
     if transformer and rnns:
         t, best = results[transformer], max(rnns, key=lambda n: _bleu(results[n]))
         fastest = max(rnns, key=lambda n: results[n]["tokens_per_s"])
-        measured = (f"Transformer test BLEU {_bleu(t):.2f} vs the best recurrent model ({best}) {_bleu(results[best]):.2f}; "
-                    f"{t['tokens_per_s']:,.0f} training tokens/s vs the fastest recurrent one ({fastest}) "
-                    f"{results[fastest]['tokens_per_s']:,.0f}")
+        measured = (
+            f"Transformer test BLEU {_bleu(t):.2f} vs the best recurrent model ({best}) {_bleu(results[best]):.2f}; "
+            f"{t['tokens_per_s']:,.0f} training tokens/s vs the fastest recurrent one ({fastest}) "
+            f"{results[fastest]['tokens_per_s']:,.0f}"
+        )
         wins = [_bleu(t) >= _bleu(results[best]), t["tokens_per_s"] >= results[fastest]["tokens_per_s"]]
         add(claim, measured, "holds" if all(wins) else ("mixed" if any(wins) else "does not hold here"))
     return out
@@ -136,19 +174,45 @@ def claims(results: Results) -> list[dict[str, str]]:
 
 def _table(summary: dict[str, Any]) -> list[str]:
     labels = summary["length_buckets"]
-    head = ["model", "parameters", "width", "epochs", "updates", "train tok/s", "test BLEU", "chrF",
-            *(f"BLEU {lab}" for lab in labels), "grad decay init → trained", "clipped", "max grad norm"]
+    head = [
+        "model",
+        "parameters",
+        "width",
+        "epochs",
+        "updates",
+        "train tok/s",
+        "test BLEU",
+        "chrF",
+        *(f"BLEU {lab}" for lab in labels),
+        "grad decay init → trained",
+        "clipped",
+        "max grad norm",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in summary["models"].items():
         m = r["model"]
         width = m.get("hidden_dim") or m.get("d_model")
         norms = r["grad_norm"]
-        lines.append("| " + " | ".join([
-            name, f"{r['parameters']:,}", str(width), str(r["epochs"]), f"{r['updates']:,}", f"{r['tokens_per_s']:,.0f}",
-            f"{r['test']['bleu']:.2f}", f"{r['test']['chrf']:.2f}", *(f"{b['bleu']:.1f}" for b in r["bleu_by_length"]),
-            f"{_sci(r['decay']['initialisation'])} → {_sci(r['decay']['trained'])}",
-            f"{norms.get('clip_rate', 0):.1%}" if r["clip_norm"] else "never", f"{norms.get('max', math.nan):.3g}",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    f"{r['parameters']:,}",
+                    str(width),
+                    str(r["epochs"]),
+                    f"{r['updates']:,}",
+                    f"{r['tokens_per_s']:,.0f}",
+                    f"{r['test']['bleu']:.2f}",
+                    f"{r['test']['chrf']:.2f}",
+                    *(f"{b['bleu']:.1f}" for b in r["bleu_by_length"]),
+                    f"{_sci(r['decay']['initialisation'])} → {_sci(r['decay']['trained'])}",
+                    f"{norms.get('clip_rate', 0):.1%}" if r["clip_norm"] else "never",
+                    f"{norms.get('max', math.nan):.3g}",
+                ]
+            )
+            + " |"
+        )
     return lines
 
 
@@ -172,16 +236,23 @@ def write_report(summary: dict[str, Any], out: Path) -> list[dict[str, str]]:
         "exploding gradients) are measured where distance is the variable, on synthetic sequences of up to 200 "
         "symbols: [../study_long/README.md](../study_long/README.md) (`seqforge study --study long`).",
     ]
-    write_readme(out, lines, found, _table(summary), plots,
-                 "Gradient decay: mean ‖∂L/∂h‖ of the encoder state farthest from the source end over the nearest "
-                 "(d = 0, the last state read), on the 32 validation sentences with the longest sources, before the "
-                 "first update and after the last epoch. `clipped`: share of updates whose norm exceeded "
-                 "`optim.clip_norm`.")
+    write_readme(
+        out,
+        lines,
+        found,
+        _table(summary),
+        plots,
+        "Gradient decay: mean ‖∂L/∂h‖ of the encoder state farthest from the source end over the nearest "
+        "(d = 0, the last state read), on the 32 validation sentences with the longest sources, before the "
+        "first update and after the last epoch. `clipped`: share of updates whose norm exceeded "
+        "`optim.clip_norm`.",
+    )
     return found
 
 
-def write_readme(out: Path, intro: list[str], found: list[dict[str, str]], table: list[str], plots: list[str],
-                 note: str) -> None:
+def write_readme(
+    out: Path, intro: list[str], found: list[dict[str, str]], table: list[str], plots: list[str], note: str
+) -> None:
     """A study's `README.md` in `out`: `intro`, the claims with their verdicts, the per-model `table` and the
     `note` that explains its columns, then the plots."""
     lines = [

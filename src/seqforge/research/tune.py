@@ -33,16 +33,21 @@ def search_space(tune: TuneCfg) -> dict[str, Any]:
     from ray import tune as rt
 
     make = {"choice": rt.choice, "uniform": rt.uniform, "loguniform": rt.loguniform, "randint": rt.randint}
-    return {key: (make[kind](args) if kind == "choice" else make[kind](*args))
-            for key, domain in tune.space.items() for kind, args in domain.items()}
+    return {
+        key: (make[kind](args) if kind == "choice" else make[kind](*args))
+        for key, domain in tune.space.items()
+        for kind, args in domain.items()
+    }
 
 
 def trial_train_cfg(base: dict[str, Any], exp: ExperimentCfg, tune: TuneCfg) -> TrainCfg:
     """One trial's settings: global `train` (`base`) < the experiment's < the sweep's < sampled `train.*`.
     No mid-epoch checkpoints: Tune takes every Ray Train report as a result, and ASHA counts epochs."""
     sampled = {k: v for k, v in exp.train.items() if f"train.{k}" in tune.space}
-    return TrainCfg.model_validate(layered_train(base, exp.train, tune.train, sampled) | {
-        "storage_path": tune.storage_path, "checkpoint_every_n_steps": None})
+    return TrainCfg.model_validate(
+        layered_train(base, exp.train, tune.train, sampled)
+        | {"storage_path": tune.storage_path, "checkpoint_every_n_steps": None}
+    )
 
 
 def _child_run(client, sweep: dict, trial_id: str) -> str:
@@ -53,8 +58,13 @@ def _child_run(client, sweep: dict, trial_id: str) -> str:
     )
     if found:
         return found[0].info.run_id
-    tags = {"mlflow.parentRunId": sweep["parent_run_id"], "trial_id": trial_id, "sweep": sweep["name"],
-            "experiment": sweep["experiment"]["name"], "task": sweep["experiment"]["task"]}
+    tags = {
+        "mlflow.parentRunId": sweep["parent_run_id"],
+        "trial_id": trial_id,
+        "sweep": sweep["name"],
+        "experiment": sweep["experiment"]["name"],
+        "task": sweep["experiment"]["task"],
+    }
     return client.create_run(sweep["experiment_id"], run_name=f"trial-{trial_id}", tags=tags).info.run_id
 
 
@@ -81,9 +91,14 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
         train_cfg = trial_train_cfg(sweep["train"], exp, TuneCfg.model_validate(sweep["tune"]))
         tokenizer = SubwordTokenizer.loads(sweep["tokenizer"])  # from the driver: no repository on this node
         task = task_schema().validate_python(sweep["task"])
-        result = fit_on_ray(loop_config(exp, task, train_cfg, tokenizer, run_id, sweep["data"]), train_cfg,
-                            f"{sweep['name']}-{trial_id}", task_kind(task.kind).monitor,
-                            callbacks=(TuneReportCallback(),), progress=False)
+        result = fit_on_ray(
+            loop_config(exp, task, train_cfg, tokenizer, run_id, sweep["data"]),
+            train_cfg,
+            f"{sweep['name']}-{trial_id}",
+            task_kind(task.kind).monitor,
+            callbacks=(TuneReportCallback(),),
+            progress=False,
+        )
         if result.error is not None:
             raise RuntimeError(f"trial {trial_id}: Ray Train run failed: {result.error}") from result.error
     except Exception as err:
@@ -133,53 +148,89 @@ def run_sweep(name: str, num_samples: int | None = None, resume: bool = False) -
     tune = tune.model_copy(update={"storage_path": storage})  # trials run on any node: no relative path
 
     experiment_id = setup_mlflow(cfg.mlflow.experiment)
-    with mlflow.start_run(run_id=state.get("parent_run_id"), experiment_id=experiment_id,
-                          run_name=state["name"]) as parent:
+    with mlflow.start_run(
+        run_id=state.get("parent_run_id"), experiment_id=experiment_id, run_name=state["name"]
+    ) as parent:
         if "parent_run_id" not in state:
             state["parent_run_id"] = parent.info.run_id
             state_file.parent.mkdir(parents=True, exist_ok=True)
             state_file.write_text(json.dumps(state, indent=2))
-            mlflow.set_tags({"sweep": state["name"], "experiment": name, "task": exp.task,
-                             "data_version": data_version(load_corpus(task.corpus))})
-            mlflow.log_params({"num_samples": tune.num_samples, "search": tune.search.algorithm,
-                               "seed": tune.search.seed, "metric": metric, "mode": mode,
-                               **{f"space.{k}": json.dumps(v) for k, v in tune.space.items()}})
+            mlflow.set_tags(
+                {
+                    "sweep": state["name"],
+                    "experiment": name,
+                    "task": exp.task,
+                    "data_version": data_version(load_corpus(task.corpus)),
+                }
+            )
+            mlflow.log_params(
+                {
+                    "num_samples": tune.num_samples,
+                    "search": tune.search.algorithm,
+                    "seed": tune.search.seed,
+                    "metric": metric,
+                    "mode": mode,
+                    **{f"space.{k}": json.dumps(v) for k, v in tune.space.items()},
+                }
+            )
         # a local instance starts its dashboard: Ray Train's state API frees the resources of stopped trials
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", configure_logging=False, ignore_reinit_error=True,
-                 runtime_env=ray_runtime_env())
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS") or "local",
+            configure_logging=False,
+            ignore_reinit_error=True,
+            runtime_env=ray_runtime_env(),
+        )
         base_train = cfg.train.model_dump()
         trial_cfg = trial_train_cfg(base_train, exp, tune)
         # what trials read goes with them (the tokenized data through the object store, once for all trials)
-        sweep = {"name": state["name"], "parent_run_id": state["parent_run_id"], "experiment_id": experiment_id,
-                 "tracking_uri": tracking_uri(), "experiment": exp.model_dump(mode="json"),
-                 "train": base_train, "tune": tune.model_dump(mode="json"), "task": task.model_dump(mode="json"),
-                 "tokenizer": SubwordTokenizer.load(paths.tokenizer_file(exp.task)).dumps(), "data": ship(paths.tokenized_dir(exp.task))}
+        sweep = {
+            "name": state["name"],
+            "parent_run_id": state["parent_run_id"],
+            "experiment_id": experiment_id,
+            "tracking_uri": tracking_uri(),
+            "experiment": exp.model_dump(mode="json"),
+            "train": base_train,
+            "tune": tune.model_dump(mode="json"),
+            "task": task.model_dump(mode="json"),
+            "tokenizer": SubwordTokenizer.load(paths.tokenizer_file(exp.task)).dumps(),
+            "data": ship(paths.tokenized_dir(exp.task)),
+        }
         # the trial driver only waits on its Train run: a token memory request, no CPU (the workers take those)
         trainable = rt.with_resources(rt.with_parameters(run_trial, sweep=sweep), {"CPU": 0, "memory": 64 * 2**20})
         path = f"{storage}/{state['name']}"
         if resume and rt.Tuner.can_restore(path):
-            tuner = rt.Tuner.restore(path, trainable, resume_errored=False, restart_errored=True,
-                                     param_space=search_space(tune))
+            tuner = rt.Tuner.restore(
+                path, trainable, resume_errored=False, restart_errored=True, param_space=search_space(tune)
+            )
         else:
             tuner = rt.Tuner(
                 trainable,
                 param_space=search_space(tune),
                 tune_config=rt.TuneConfig(
-                    metric=metric, mode=mode, num_samples=tune.num_samples,
+                    metric=metric,
+                    mode=mode,
+                    num_samples=tune.num_samples,
                     max_concurrent_trials=max_concurrent(tune, trial_cfg),
                     search_alg=_searcher(tune, metric, mode),
                     # max_t past the last epoch: a trial that reaches max_epochs ends by itself
-                    scheduler=ASHAScheduler(time_attr="training_iteration", max_t=trial_cfg.max_epochs + 1,
-                                            grace_period=tune.scheduler.grace_period,
-                                            reduction_factor=tune.scheduler.reduction_factor),
+                    scheduler=ASHAScheduler(
+                        time_attr="training_iteration",
+                        max_t=trial_cfg.max_epochs + 1,
+                        grace_period=tune.scheduler.grace_period,
+                        reduction_factor=tune.scheduler.reduction_factor,
+                    ),
                 ),
                 run_config=rt.RunConfig(name=state["name"], storage_path=storage, verbose=1),
             )
         grid = tuner.fit()
         summary = summarize(grid, sweep, metric, mode, trial_cfg.max_epochs)
         mlflow.log_dict(summary, "sweep/summary.json")
-        mlflow.log_metrics({f"best_{metric}": summary["best"]["value"], **{
-            f"trials_{status}": n for status, n in summary["counts"].items()}})
+        mlflow.log_metrics(
+            {
+                f"best_{metric}": summary["best"]["value"],
+                **{f"trials_{status}": n for status, n in summary["counts"].items()},
+            }
+        )
         mlflow.set_tags({"best_trial": summary["best"]["trial_id"], "best_run_id": summary["best"]["run_id"]})
     write_tuned(name, summary)
     report = paths.REPORTS / "tune" / f"{name}.json"
@@ -198,5 +249,3 @@ def _searcher(tune: TuneCfg, metric: str, mode: str):
     from ray.tune.search import BasicVariantGenerator
 
     return BasicVariantGenerator(random_state=tune.search.seed)
-
-

@@ -89,8 +89,9 @@ def load_tune(name: str, conf_dir: Path = CONF_DIR) -> tuple[TuneCfg, Experiment
     tune = validate(TuneCfg, merge(read_yaml(path), overlay), f"{path} (profile {profile!r})")
     exp = load_experiment(name, conf_dir)
     if tune.train.get("max_epochs") is None:
-        raise ConfigError(f"{path}: train.max_epochs: a sweep is sized in epochs (ASHA compares trials at epoch "
-                          "ends); set it")
+        raise ConfigError(
+            f"{path}: train.max_epochs: a sweep is sized in epochs (ASHA compares trials at epoch ends); set it"
+        )
     train = layered_train(load_config(conf_dir).train.model_dump(), exp.train, tune.train)
     validate(TrainCfg, train, f"{path}: train")
     for key in tune.space:

@@ -30,8 +30,10 @@ def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dic
     from mlflow import MlflowClient
 
     client = MlflowClient(sweep["tracking_uri"])
-    child_runs = {r.data.tags.get("trial_id"): r for r in client.search_runs(
-        [sweep["experiment_id"]], f"tags.mlflow.parentRunId = '{sweep['parent_run_id']}'")}
+    child_runs = {
+        r.data.tags.get("trial_id"): r
+        for r in client.search_runs([sweep["experiment_id"]], f"tags.mlflow.parentRunId = '{sweep['parent_run_id']}'")
+    }
     trials, counts = [], {"completed": 0, "stopped_early": 0, "failed": 0}
     for result in grid:
         trial_id = (result.metrics or {}).get("trial_id") or _trial_id(result.path)
@@ -50,9 +52,17 @@ def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dic
         if history is not None and metric in history:
             best = float(history[metric].max() if mode == "max" else history[metric].min())
         counts[status] += 1
-        trials.append({"trial_id": trial_id, "run_id": run.info.run_id if run else None, "status": status,
-                       "epochs": epochs, metric: best, "config": dict(result.config or {}),
-                       "error": str(result.error)[:500] if result.error else None})
+        trials.append(
+            {
+                "trial_id": trial_id,
+                "run_id": run.info.run_id if run else None,
+                "status": status,
+                "epochs": epochs,
+                metric: best,
+                "config": dict(result.config or {}),
+                "error": str(result.error)[:500] if result.error else None,
+            }
+        )
     # left over: trials the killed driver was starting, which the restored sweep does not know
     for run in child_runs.values():
         if run.data.tags.get(STATUS_TAG) != "interrupted":
@@ -64,10 +74,20 @@ def summarize(grid, sweep: dict, metric: str, mode: str, max_epochs: int) -> dic
         raise RuntimeError(f"sweep {sweep['name']}: no trial reported {metric}; see the child runs' errors")
     best = (max if mode == "max" else min)(scored, key=lambda t: t[metric])
     client.set_tag(best["run_id"], "best_trial", "true")
-    return {"sweep": sweep["name"], "parent_run_id": sweep["parent_run_id"], "metric": metric, "mode": mode,
-            "counts": counts, "trials": trials,
-            "best": {"trial_id": best["trial_id"], "run_id": best["run_id"], "value": best[metric],
-                     "config": best["config"]}}
+    return {
+        "sweep": sweep["name"],
+        "parent_run_id": sweep["parent_run_id"],
+        "metric": metric,
+        "mode": mode,
+        "counts": counts,
+        "trials": trials,
+        "best": {
+            "trial_id": best["trial_id"],
+            "run_id": best["run_id"],
+            "value": best[metric],
+            "config": best["config"],
+        },
+    }
 
 
 def write_tuned(name: str, summary: dict[str, Any], conf_dir: Path = CONF_DIR) -> Path:
@@ -76,12 +96,20 @@ def write_tuned(name: str, summary: dict[str, Any], conf_dir: Path = CONF_DIR) -
     path = tuned_file(name, conf_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "sweep": {"name": summary["sweep"], "mlflow_run_id": summary["parent_run_id"],
-                  "best_trial": best["trial_id"], "best_run_id": best["run_id"], "metric": summary["metric"],
-                  "value": round(best["value"], 4), "written": datetime.now(UTC).isoformat(timespec="seconds")},
+        "sweep": {
+            "name": summary["sweep"],
+            "mlflow_run_id": summary["parent_run_id"],
+            "best_trial": best["trial_id"],
+            "best_run_id": best["run_id"],
+            "metric": summary["metric"],
+            "value": round(best["value"], 4),
+            "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
         "overrides": nest(best["config"]),
     }
-    header = (f"# Written by `seqforge tune {name}`: the best trial of sweep {summary['sweep']}.\n"
-              f"# train@{name} applies `overrides` on top of conf/experiments/{name}.yaml.\n")
+    header = (
+        f"# Written by `seqforge tune {name}`: the best trial of sweep {summary['sweep']}.\n"
+        f"# train@{name} applies `overrides` on top of conf/experiments/{name}.yaml.\n"
+    )
     path.write_text(header + yaml.safe_dump(record, sort_keys=False))
     return path

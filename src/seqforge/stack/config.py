@@ -72,8 +72,10 @@ class StackCfg(Strict):
 
     def ray_storage(self) -> str:
         """Ray's storage on the bucket, as a pyarrow URI (`paths.ray_storage` adds `/train`, `/tune`)."""
-        return (f"s3://{self.s3.bucket}/{self.ray.prefix}?endpoint_override={self.host}:{self.s3.port}"
-                f"&scheme=http&region={self.s3.region}")
+        return (
+            f"s3://{self.s3.bucket}/{self.ray.prefix}?endpoint_override={self.host}:{self.s3.port}"
+            f"&scheme=http&region={self.s3.region}"
+        )
 
 
 def load_stack(conf_dir: Path = CONF_DIR) -> StackCfg:
@@ -86,9 +88,13 @@ def credentials(cfg: StackCfg) -> dict[str, str]:
     `<dir>/credentials.json`, so a restarted stack and its data keep the same ones."""
     path = cfg.dir / "credentials.json"
     kept = json.loads(path.read_text()) if path.is_file() else {}
-    from_env = {"mlflow_password": "MLFLOW_TRACKING_PASSWORD", "access_key": "AWS_ACCESS_KEY_ID",
-                "secret_key": "AWS_SECRET_ACCESS_KEY", "postgres_password": "SEQFORGE_POSTGRES_PASSWORD",
-                "server_secret": "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    from_env = {
+        "mlflow_password": "MLFLOW_TRACKING_PASSWORD",
+        "access_key": "AWS_ACCESS_KEY_ID",
+        "secret_key": "AWS_SECRET_ACCESS_KEY",
+        "postgres_password": "SEQFORGE_POSTGRES_PASSWORD",
+        "server_secret": "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    }
     creds = {key: os.environ.get(var) or kept.get(key) or secrets.token_urlsafe(18) for key, var in from_env.items()}
     if creds != kept:
         cfg.dir.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,14 @@ def spawn(cfg: StackCfg, name: str, cmd: list[str], extra_env: dict[str, str]) -
     """Start a long-running part in its own session (it outlives `make`), its pid in `<dir>/<name>.pid`."""
     log = cfg.dir / "logs" / f"{name}.log"
     with log.open("a") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=os.environ | extra_env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=os.environ | extra_env,
+            start_new_session=True,
+        )
     (cfg.dir / f"{name}.pid").write_text(str(proc.pid))
     return proc
 

@@ -41,8 +41,10 @@ def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
     log.touch()
     if os.geteuid() == 0:
         if subprocess.run(as_postgres(["test", "-x", str(data.parent)]), cwd="/", check=False).returncode:
-            raise StackError(f"PostgreSQL runs as the postgres user, which cannot enter {data.parent}: set "
-                             "`dir` in conf/stack.yaml to a folder it can reach (e.g. /var/tmp/seqforge-stack)")
+            raise StackError(
+                f"PostgreSQL runs as the postgres user, which cannot enter {data.parent}: set "
+                "`dir` in conf/stack.yaml to a folder it can reach (e.g. /var/tmp/seqforge-stack)"
+            )
         shutil.chown(log, "postgres")  # pg_ctl writes the server's log as that user
     if not (data / "PG_VERSION").is_file():
         data.mkdir(parents=True, exist_ok=True)
@@ -52,19 +54,45 @@ def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
             shutil.chown(data, "postgres")
             shutil.chown(pwfile, "postgres")
         try:
-            run(as_postgres([postgres_bin("initdb"), "-D", str(data), "-U", cfg.postgres.user, f"--pwfile={pwfile}",
-                               "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8"]),
-                 "PostgreSQL initdb", log, cwd="/")
+            run(
+                as_postgres(
+                    [
+                        postgres_bin("initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        cfg.postgres.user,
+                        f"--pwfile={pwfile}",
+                        "--auth-local=scram-sha-256",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                    ]
+                ),
+                "PostgreSQL initdb",
+                log,
+                cwd="/",
+            )
         finally:
             pwfile.unlink()
     if not port_open(cfg.host, cfg.postgres.port):
         options = f"-p {cfg.postgres.port} -k {data} -c listen_addresses={cfg.host}"
-        run(as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
-             "PostgreSQL start", log, cwd="/")
+        run(
+            as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
+            "PostgreSQL start",
+            log,
+            cwd="/",
+        )
     import psycopg
 
-    with psycopg.connect(host=cfg.host, port=cfg.postgres.port, user=cfg.postgres.user,
-                         password=creds["postgres_password"], dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=cfg.host,
+        port=cfg.postgres.port,
+        user=cfg.postgres.user,
+        password=creds["postgres_password"],
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         for database in (cfg.postgres.database, cfg.postgres.auth_database):
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
                 conn.execute(f'CREATE DATABASE "{database}"')
@@ -73,8 +101,15 @@ def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
 def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
     sw = cfg.seaweedfs
     (cfg.dir / "seaweedfs").mkdir(parents=True, exist_ok=True)
-    identity = {"identities": [{"name": "seqforge", "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                                "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}]}]}
+    identity = {
+        "identities": [
+            {
+                "name": "seqforge",
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}],
+            }
+        ]
+    }
     s3_config = cfg.dir / "s3.json"
     s3_config.touch(mode=0o600)
     s3_config.write_text(json.dumps(identity))
@@ -82,14 +117,28 @@ def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
     proc = None
     if not alive(cfg, "seaweedfs"):
         weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
-        proc = spawn(cfg, "seaweedfs", [
-            weed, "server", f"-dir={cfg.dir / 'seaweedfs'}", f"-ip={cfg.host}", f"-ip.bind={cfg.host}",
-            f"-master.port={sw.master_port}", f"-master.volumeSizeLimitMB={sw.volume_size_limit_mb}",
-            f"-volume.port={sw.volume_port}", f"-filer.port={sw.filer_port}",
-            "-volume.preStopSeconds=1",  # no load balancer to drain on one machine: stop in 1 s, not 10
-            "-s3", f"-s3.port={cfg.s3.port}", f"-s3.config={s3_config}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",  # catalogs not used; their fixed ports would collide
-        ], {})
+        proc = spawn(
+            cfg,
+            "seaweedfs",
+            [
+                weed,
+                "server",
+                f"-dir={cfg.dir / 'seaweedfs'}",
+                f"-ip={cfg.host}",
+                f"-ip.bind={cfg.host}",
+                f"-master.port={sw.master_port}",
+                f"-master.volumeSizeLimitMB={sw.volume_size_limit_mb}",
+                f"-volume.port={sw.volume_port}",
+                f"-filer.port={sw.filer_port}",
+                "-volume.preStopSeconds=1",  # no load balancer to drain on one machine: stop in 1 s, not 10
+                "-s3",
+                f"-s3.port={cfg.s3.port}",
+                f"-s3.config={s3_config}",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",  # catalogs not used; their fixed ports would collide
+            ],
+            {},
+        )
     client = s3_client(cfg, creds)
 
     def bucket_ready() -> bool:
@@ -109,9 +158,14 @@ def s3_client(cfg: StackCfg, creds: dict[str, str]):
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=cfg.s3_endpoint, aws_access_key_id=creds["access_key"],
-                        aws_secret_access_key=creds["secret_key"], region_name=cfg.s3.region,
-                        config=Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=10))
+    return boto3.client(
+        "s3",
+        endpoint_url=cfg.s3_endpoint,
+        aws_access_key_id=creds["access_key"],
+        aws_secret_access_key=creds["secret_key"],
+        region_name=cfg.s3.region,
+        config=Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=10),
+    )
 
 
 def _start_mlflow(cfg: StackCfg, creds: dict[str, str]) -> None:
@@ -123,18 +177,41 @@ def _start_mlflow(cfg: StackCfg, creds: dict[str, str]) -> None:
         "[mlflow]\ndefault_permission = READ\n"
         f"database_uri = {cfg.database_uri(creds, cfg.postgres.auth_database)}\n"
         f"admin_username = {cfg.mlflow.admin_username}\nadmin_password = {creds['mlflow_password']}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
     log = cfg.dir / "logs" / "mlflow.log"
     proc = None
     if not alive(cfg, "mlflow"):
-        proc = spawn(cfg, "mlflow", [
-            sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-            "--backend-store-uri", cfg.database_uri(creds, cfg.postgres.database),
-            "--artifacts-destination", f"s3://{cfg.s3.bucket}/{cfg.mlflow.artifacts_prefix}",
-            "--host", cfg.host, "--port", str(cfg.mlflow.port), "--workers", str(cfg.mlflow.workers),
-        ], {"MLFLOW_AUTH_CONFIG_PATH": str(auth_ini.resolve()), "MLFLOW_FLASK_SERVER_SECRET_KEY": creds["server_secret"], "MLFLOW_S3_ENDPOINT_URL": cfg.s3_endpoint,
-            "AWS_ACCESS_KEY_ID": creds["access_key"], "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
-            "AWS_DEFAULT_REGION": cfg.s3.region})
+        proc = spawn(
+            cfg,
+            "mlflow",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--app-name",
+                "basic-auth",
+                "--backend-store-uri",
+                cfg.database_uri(creds, cfg.postgres.database),
+                "--artifacts-destination",
+                f"s3://{cfg.s3.bucket}/{cfg.mlflow.artifacts_prefix}",
+                "--host",
+                cfg.host,
+                "--port",
+                str(cfg.mlflow.port),
+                "--workers",
+                str(cfg.mlflow.workers),
+            ],
+            {
+                "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini.resolve()),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": creds["server_secret"],
+                "MLFLOW_S3_ENDPOINT_URL": cfg.s3_endpoint,
+                "AWS_ACCESS_KEY_ID": creds["access_key"],
+                "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
+                "AWS_DEFAULT_REGION": cfg.s3.region,
+            },
+        )
 
     def healthy() -> bool:
         exited(proc, "the MLflow server", log)
@@ -150,10 +227,12 @@ def _start_mlflow(cfg: StackCfg, creds: dict[str, str]) -> None:
 def _configure_dvc(cfg: StackCfg) -> None:
     """Point the repository's DVC `stack` remote at the bucket (`.dvc/config.local`) and make it the default."""
     url = f"s3://{cfg.s3.bucket}/{cfg.dvc.prefix}"
-    for args in (["remote", "add", "--local", "-f", cfg.dvc.remote, url],
-                 ["remote", "modify", "--local", cfg.dvc.remote, "endpointurl", cfg.s3_endpoint],
-                 ["remote", "modify", "--local", cfg.dvc.remote, "region", cfg.s3.region],
-                 ["remote", "default", "--local", cfg.dvc.remote]):
+    for args in (
+        ["remote", "add", "--local", "-f", cfg.dvc.remote, url],
+        ["remote", "modify", "--local", cfg.dvc.remote, "endpointurl", cfg.s3_endpoint],
+        ["remote", "modify", "--local", cfg.dvc.remote, "region", cfg.s3.region],
+        ["remote", "default", "--local", cfg.dvc.remote],
+    ):
         run([paths.DVC, *args], "dvc remote", cfg.dir / "logs" / "dvc.log")
 
 
@@ -177,5 +256,9 @@ def down(cfg: StackCfg) -> None:
     stop(cfg, "seaweedfs")
     data = (cfg.dir / "postgres").resolve()
     if (data / "postmaster.pid").is_file():
-        run(as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-             "PostgreSQL stop", cfg.dir / "logs" / "postgres.log", cwd="/")
+        run(
+            as_postgres([postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            "PostgreSQL stop",
+            cfg.dir / "logs" / "postgres.log",
+            cwd="/",
+        )

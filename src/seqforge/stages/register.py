@@ -25,16 +25,29 @@ def register_experiment(name: str) -> dict:
     decode, alias = task.decode, cfg.mlflow.registry_alias
     setup_mlflow(cfg.mlflow.experiment)
     description = describe_version(meta, task, report, decode)
-    model_version = register_model_dir(model_dir, task, meta["run_id"],
-                                       {"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
-                                       version_tags(meta, task, report), description, alias)
+    model_version = register_model_dir(
+        model_dir,
+        task,
+        meta["run_id"],
+        {"decode": decode.model_dump(), "serve": cfg.serve.model_dump()},
+        version_tags(meta, task, report),
+        description,
+        alias,
+    )
     try:
         mlflow.MlflowClient().set_tag(meta["run_id"], "mlflow.note.content", description)  # the run page's description
     except MlflowException as err:
-        raise TrackingError(f"{task.model_name()} version {model_version} is registered as @{alias}, but its run's "
-                            f"description was not set ({first_line(err)})") from err
-    record = {"name": task.model_name(), "version": model_version, "alias": alias, "run_id": meta["run_id"],
-              "model_uri": f"models:/{task.model_name()}/{model_version}"}
+        raise TrackingError(
+            f"{task.model_name()} version {model_version} is registered as @{alias}, but its run's "
+            f"description was not set ({first_line(err)})"
+        ) from err
+    record = {
+        "name": task.model_name(),
+        "version": model_version,
+        "alias": alias,
+        "run_id": meta["run_id"],
+        "model_uri": f"models:/{task.model_name()}/{model_version}",
+    }
     out = paths.REPORTS / name / "registered.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")

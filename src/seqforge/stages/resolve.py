@@ -42,13 +42,23 @@ def experiment_stages(name: str, conf_dir: Path = CONF_DIR) -> dict[str, dict[st
     exp = load_experiment(name, conf_dir)
     task = load_task(exp.task, conf_dir)
     return {
-        "train": {"experiment": exp.model_dump(mode="json"), "train": exp.train_config(cfg.train).model_dump(mode="json"),
-                  "task": task.model_dump(mode="json", exclude={"decode", "registered_name"}),
-                  "mlflow_experiment": cfg.mlflow.experiment, "profile": cfg.profile},
-        "evaluate": {"task": task.model_dump(mode="json", exclude={"tokenizer", "registered_name"}),
-                     "evaluate": cfg.evaluate.model_dump(mode="json"), "mlflow_experiment": cfg.mlflow.experiment},
-        "register": {"task": task.model_dump(mode="json", exclude={"tokenizer", "data", *task.scoring}),
-                     "serve": cfg.serve.model_dump(mode="json"), "mlflow": cfg.mlflow.model_dump(mode="json")},
+        "train": {
+            "experiment": exp.model_dump(mode="json"),
+            "train": exp.train_config(cfg.train).model_dump(mode="json"),
+            "task": task.model_dump(mode="json", exclude={"decode", "registered_name"}),
+            "mlflow_experiment": cfg.mlflow.experiment,
+            "profile": cfg.profile,
+        },
+        "evaluate": {
+            "task": task.model_dump(mode="json", exclude={"tokenizer", "registered_name"}),
+            "evaluate": cfg.evaluate.model_dump(mode="json"),
+            "mlflow_experiment": cfg.mlflow.experiment,
+        },
+        "register": {
+            "task": task.model_dump(mode="json", exclude={"tokenizer", "data", *task.scoring}),
+            "serve": cfg.serve.model_dump(mode="json"),
+            "mlflow": cfg.mlflow.model_dump(mode="json"),
+        },
     }
 
 
@@ -59,8 +69,9 @@ def resolve_all(conf_dir: Path = CONF_DIR, out: Path = OUT) -> list[Path]:
     for name in task_names(conf_dir):
         wanted.update({out / "tasks" / name / f"{stage}.yaml": v for stage, v in task_stages(name, conf_dir).items()})
     for name in experiment_names(conf_dir):
-        wanted.update({out / "experiments" / name / f"{stage}.yaml": v
-                       for stage, v in experiment_stages(name, conf_dir).items()})
+        wanted.update(
+            {out / "experiments" / name / f"{stage}.yaml": v for stage, v in experiment_stages(name, conf_dir).items()}
+        )
     for stale in {p for p in out.rglob("*.yaml")} - set(wanted) if out.is_dir() else ():
         stale.unlink()
     written = []

@@ -41,16 +41,19 @@ def training_texts(train: Dataset, column: str, cfg: TokenizerCfg, seed: int = 0
 
 def encoded(batch: pa.RecordBatch, tokenizer: SubwordTokenizer) -> pa.RecordBatch:
     """(source, target) texts -> the same with `src_ids` and `tgt_ids` (no BOS/EOS: batching adds them)."""
-    ids = [pa.array(tokenizer.encode(batch.column(column).to_pylist(), side), IDS)
-           for column, side in (("source", "source"), ("target", "target"))]
+    ids = [
+        pa.array(tokenizer.encode(batch.column(column).to_pylist(), side), IDS)
+        for column, side in (("source", "source"), ("target", "target"))
+    ]
     return pa.RecordBatch.from_arrays([batch.column("source"), batch.column("target"), *ids], schema=ENCODED)
 
 
 def tokenize_splits(prepared: Path, cfg: TokenizerCfg, scratch: Path) -> tuple[DatasetDict, SubwordTokenizer]:
     """(source, target) text splits -> the same splits with `src_ids`/`tgt_ids` columns (Arrow on disk)."""
     splits: DatasetDict = load_from_disk(str(prepared))
-    tokenizer = SubwordTokenizer.train(training_texts(splits["train"], "source", cfg),
-                                       training_texts(splits["train"], "target", cfg), cfg)
+    tokenizer = SubwordTokenizer.train(
+        training_texts(splits["train"], "source", cfg), training_texts(splits["train"], "target", cfg), cfg
+    )
     for split, data in splits.items():
         batches = (encoded(b, tokenizer) for b in data.data.table.select(["source", "target"]).to_batches(BATCH))
         write_arrow(scratch / f"{split}.arrow", batches, ENCODED)  # not in prepare's output folder
@@ -68,6 +71,8 @@ def tokenize_task(task_name: str) -> SubwordTokenizer:
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         (scratch / "tokenized").rename(out)
-    print(f"tokenize {task_name}: {tokenizer.library} vocab {tokenizer.vocab_size('source')}/"
-          f"{tokenizer.vocab_size('target')} (joint={tokenizer.joint}) -> {out}")
+    print(
+        f"tokenize {task_name}: {tokenizer.library} vocab {tokenizer.vocab_size('source')}/"
+        f"{tokenizer.vocab_size('target')} (joint={tokenizer.joint}) -> {out}"
+    )
     return tokenizer

@@ -42,8 +42,9 @@ def train_experiment(name: str) -> Path:
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         meta = track_run(exp, task, train_cfg, run.info.run_id, cfg.profile, data_hash)
         mlflow.log_params({f"plan.{k}": v for k, v in plan.as_dict().items() if k != "experiment"})
-        fit_and_export(exp, task, train_cfg, {**meta, "plan": plan.as_dict()}, paths.model_dir(name), ray_name,
-                       plan.worker_view())
+        fit_and_export(
+            exp, task, train_cfg, {**meta, "plan": plan.as_dict()}, paths.model_dir(name), ray_name, plan.worker_view()
+        )
         end = ended(run.info.run_id, exp, task, train_cfg, plan)
         write_curves(run.info.run_id, paths.curves_file(name))
     if end:
@@ -83,8 +84,10 @@ def ended(run_id: str, exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, p
     planned = int(replanned[max(replanned)]) if replanned else plan.updates
     warning = None
     if curve and curve[-1][0] < planned * 0.98 and not stopped_early(curve, mode, train_cfg):
-        warning = (f"{exp.name}: the time guard stopped it at update {curve[-1][0]:,} of {planned:,} "
-                   f"planned; raise train.max_time or lower {knob}")
+        warning = (
+            f"{exp.name}: the time guard stopped it at update {curve[-1][0]:,} of {planned:,} "
+            f"planned; raise train.max_time or lower {knob}"
+        )
     elif (gain := still_improving(curve, mode, train_cfg.undertrained_share)) is not None:
         warning = f"{exp.name}: still improving when it ended: {metric} {gain}; raise {knob} to train longer"
     if warning:

@@ -57,8 +57,9 @@ class TaskKind(ABC):
     templates: ClassVar[tuple[str, ...]]  # experiment templates `seqforge task add` uses unless told
 
     @abstractmethod
-    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None,
-                  keys: tuple[str, str] = ("--src", "--tgt")) -> dict[str, str]:
+    def languages(
+        self, corpus: CorpusCfg, src: str | None, tgt: str | None, keys: tuple[str, str] = ("--src", "--tgt")
+    ) -> dict[str, str]:
         """The task file's language keys for `src`/`tgt`, checked against `corpus` (`task add`, and `prepare`
         again); a `ValueError` names the wrong one by `keys` (the options, or the file's keys)."""
 

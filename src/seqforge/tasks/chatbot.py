@@ -96,8 +96,9 @@ def _words(text: str) -> int:
     return len(text.replace(SEP_TEXT, " ").split())
 
 
-def dialogue_splits(dialogues: dict[str, list[list[str]]], malformed: dict[str, int], cfg: ChatData,
-                    where: str) -> tuple[DatasetDict, dict]:
+def dialogue_splits(
+    dialogues: dict[str, list[list[str]]], malformed: dict[str, int], cfg: ChatData, where: str
+) -> tuple[DatasetDict, dict]:
     """Cleaned dialogues per split -> `DatasetDict(train, validation, test)` of pairs, and statistics.
 
     Splits stay split by dialogue: a validation/test dialogue that also occurs in train is
@@ -146,16 +147,17 @@ class Chatbot(TaskKind):
     config = ChatbotTask
     monitor = ("val_loss", "min")
     primary_metric = "test_bleu_2"
-    shown_metrics = ("bleu_1", "bleu_2", "corpus_bleu", "distinct_1", "distinct_2", "mean_length",
-                     "top10_share", "ppl")
+    shown_metrics = ("bleu_1", "bleu_2", "corpus_bleu", "distinct_1", "distinct_2", "mean_length", "top10_share", "ppl")
     input_column = "conversation"
     output_column = "reply"
-    description = ("Open-domain chatbot. Input: a `conversation` column (each row the turns so far, newest "
-                   "last); output: `reply`.")
+    description = (
+        "Open-domain chatbot. Input: a `conversation` column (each row the turns so far, newest last); output: `reply`."
+    )
     templates = ("chatbot_gru_bahdanau", "chatbot_transformer")
 
-    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None,
-                  keys: tuple[str, str] = ("--src", "--tgt")) -> dict[str, str]:
+    def languages(
+        self, corpus: CorpusCfg, src: str | None, tgt: str | None, keys: tuple[str, str] = ("--src", "--tgt")
+    ) -> dict[str, str]:
         if not corpus.dialogue:
             raise ValueError(f"--corpus: {corpus.name} is a parallel corpus; a chatbot needs dialogues")
         if tgt and tgt != (src or tgt):
@@ -192,8 +194,10 @@ class Chatbot(TaskKind):
         data = meta["task"]["data"]
         clean = turn_cleaner(meta["corpus_format"], data["normalization"])
         window = data["context_turns"]
-        return [build_context([c for c in map(clean, turns) if c][-window:], data["max_context_tokens"])
-                for turns in requests]
+        return [
+            build_context([c for c in map(clean, turns) if c][-window:], data["max_context_tokens"])
+            for turns in requests
+        ]
 
     def input_schema(self):
         from mlflow.types import ColSpec, DataType

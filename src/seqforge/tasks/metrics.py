@@ -76,8 +76,10 @@ def sentence_bleu_n(hyps: list[str], refs: list[str], n: int) -> float:
     smoothing = SmoothingFunction().method7
     with warnings.catch_warnings():  # NLTK warns on responses shorter than n tokens
         warnings.simplefilter("ignore")
-        total = sum(sentence_bleu([_words(r)], _words(h), weights=weights, smoothing_function=smoothing)
-                    for h, r in zip(hyps, refs, strict=True))
+        total = sum(
+            sentence_bleu([_words(r)], _words(h), weights=weights, smoothing_function=smoothing)
+            for h, r in zip(hyps, refs, strict=True)
+        )
     return total / max(len(hyps), 1)
 
 

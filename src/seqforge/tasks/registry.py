@@ -78,6 +78,8 @@ def load_task(name: str, conf_dir: Path = CONF_DIR) -> Any:
     task = validate(task_schema(), merge({"name": name, **read_yaml(path)}, overlay), f"{path} (profile {profile!r})")
     if not (conf_dir / "corpora" / f"{task.corpus}.yaml").is_file():
         known = ", ".join(group_names(conf_dir / "corpora")) or "none"
-        raise ConfigError(f"{path}: corpus: no corpus {task.corpus!r} in {conf_dir / 'corpora'} "
-                          f"(known: {known}; add it with `seqforge corpus add`)")
+        raise ConfigError(
+            f"{path}: corpus: no corpus {task.corpus!r} in {conf_dir / 'corpora'} "
+            f"(known: {known}; add it with `seqforge corpus add`)"
+        )
     return task

@@ -43,8 +43,15 @@ def bleu_tokenize(lang: str, requested: str = "auto") -> str:
 
 
 DROPS = ("", "dropped_empty", "dropped_too_long", "dropped_ratio")  # why a pair is dropped, by code
-CLEANED = pa.schema([("split", pa.string()), ("source", pa.string()), ("target", pa.string()),
-                     ("src_len", pa.int32()), ("tgt_len", pa.int32())])
+CLEANED = pa.schema(
+    [
+        ("split", pa.string()),
+        ("source", pa.string()),
+        ("target", pa.string()),
+        ("src_len", pa.int32()),
+        ("tgt_len", pa.int32()),
+    ]
+)
 
 
 def clean(batch: pa.RecordBatch, task: TranslationTask) -> pa.RecordBatch:
@@ -53,17 +60,23 @@ def clean(batch: pa.RecordBatch, task: TranslationTask) -> pa.RecordBatch:
     source = normalize_texts(batch.column(task.src_lang), cfg.normalization)
     target = normalize_texts(batch.column(task.tgt_lang), cfg.normalization)
     return pa.RecordBatch.from_arrays(
-        [batch.column("split"), source, target,
-         pa.array(lengths(source, length_unit(task.src_lang, cfg.length_unit))),
-         pa.array(lengths(target, length_unit(task.tgt_lang, cfg.length_unit)))],
-        schema=CLEANED)
+        [
+            batch.column("split"),
+            source,
+            target,
+            pa.array(lengths(source, length_unit(task.src_lang, cfg.length_unit))),
+            pa.array(lengths(target, length_unit(task.tgt_lang, cfg.length_unit))),
+        ],
+        schema=CLEANED,
+    )
 
 
 def drop_codes(src_len: np.ndarray, tgt_len: np.ndarray, cfg: TranslationData) -> np.ndarray:
     """Index into :data:`DROPS` per pair: 0 keeps it; else empty, too long, or a length ratio too far off."""
     longest, shortest = np.maximum(src_len, tgt_len), np.minimum(src_len, tgt_len)
-    return np.select([shortest == 0, longest > cfg.max_tokens, longest > cfg.max_ratio * shortest],
-                     [1, 2, 3], 0).astype(np.int8)
+    return np.select(
+        [shortest == 0, longest > cfg.max_tokens, longest > cfg.max_ratio * shortest], [1, 2, 3], 0
+    ).astype(np.int8)
 
 
 class TranslationData(DataCfg):
@@ -103,22 +116,28 @@ class Translation(TaskKind):
     description = "Sentence translation. Input: a `source` column of sentences; output: `translation`."
     templates = ("gru_bahdanau", "transformer")
 
-    def languages(self, corpus: CorpusCfg, src: str | None, tgt: str | None,
-                  keys: tuple[str, str] = ("--src", "--tgt")) -> dict[str, str]:
+    def languages(
+        self, corpus: CorpusCfg, src: str | None, tgt: str | None, keys: tuple[str, str] = ("--src", "--tgt")
+    ) -> dict[str, str]:
         if corpus.dialogue:
             raise ValueError(f"--corpus: {corpus.name} is a dialogue corpus; translation needs a parallel one")
         if not src or not tgt:
-            raise ValueError(f"--src/--tgt: translation needs both (corpus {corpus.name} has "
-                             f"{', '.join(corpus.languages)})")
+            raise ValueError(
+                f"--src/--tgt: translation needs both (corpus {corpus.name} has {', '.join(corpus.languages)})"
+            )
         for option, lang in zip(keys, (src, tgt), strict=True):
             if lang not in corpus.languages:
-                raise ValueError(f"{option}: language {lang!r} is not in corpus {corpus.name} "
-                                 f"(its languages: {', '.join(corpus.languages)})")
+                raise ValueError(
+                    f"{option}: language {lang!r} is not in corpus {corpus.name} "
+                    f"(its languages: {', '.join(corpus.languages)})"
+                )
         if src == tgt:
             raise ValueError("--src/--tgt: the languages must differ")
         return {"src_lang": src, "tgt_lang": tgt}
 
-    def pairs(self, rows: pa.Table, task: TranslationTask, corpus: CorpusCfg, scratch: Path) -> tuple[DatasetDict, dict]:
+    def pairs(
+        self, rows: pa.Table, task: TranslationTask, corpus: CorpusCfg, scratch: Path
+    ) -> tuple[DatasetDict, dict]:
         cleaned = write_arrow(scratch / "cleaned.arrow", (clean(b, task) for b in rows.to_batches(BATCH)), CLEANED)
         masks = split_masks(cleaned, "source", corpus.split, corpus.seed, f"conf/corpora/{corpus.name}.yaml")
         src_len, tgt_len = (cleaned.column(c).to_numpy() for c in ("src_len", "tgt_len"))
@@ -127,8 +146,9 @@ class Translation(TaskKind):
         for split in ("train", "validation", "test"):
             mask = masks[split]
             counts = {"raw": int(mask.sum())}
-            counts.update({DROPS[c]: int(n) for c, n in enumerate(np.bincount(codes[mask], minlength=len(DROPS)))
-                           if c and n})
+            counts.update(
+                {DROPS[c]: int(n) for c, n in enumerate(np.bincount(codes[mask], minlength=len(DROPS))) if c and n}
+            )
             keep[split] = mask & (codes == 0)
             cap = task.data.max_train_pairs if split == "train" else task.data.max_eval_pairs
             if cap is not None and keep[split].sum() > cap:
@@ -137,11 +157,14 @@ class Translation(TaskKind):
             kept = int(keep[split].sum())
             if not kept:
                 raise CorpusError(f"corpus {corpus.name}: {split}: no usable pairs after cleaning ({counts})")
-            stats[split] = {**counts, "kept": kept,
-                            "src_tokens_mean": round(float(src_len[keep[split]].mean()), 2),
-                            "tgt_tokens_mean": round(float(tgt_len[keep[split]].mean()), 2),
-                            "src_tokens_min": int(src_len[keep[split]].min()),
-                            "src_tokens_max": int(src_len[keep[split]].max())}
+            stats[split] = {
+                **counts,
+                "kept": kept,
+                "src_tokens_mean": round(float(src_len[keep[split]].mean()), 2),
+                "tgt_tokens_mean": round(float(tgt_len[keep[split]].mean()), 2),
+                "src_tokens_min": int(src_len[keep[split]].min()),
+                "src_tokens_max": int(src_len[keep[split]].max()),
+            }
         return write_splits(cleaned, keep, ["source", "target"], scratch), stats
 
     def validation_bleu(self, task: TranslationTask) -> str:

@@ -107,10 +107,15 @@ def log_dataset_inputs(corpus: CorpusCfg, splits: dict, version: str) -> None:
     import mlflow
 
     source = dataset_source(corpus_url(corpus))
-    tags = {"data_version": version, "dvc_md5": pinned_md5(Path("data") / corpus.name), "dvc_path": f"data/{corpus.name}"}
+    tags = {
+        "data_version": version,
+        "dvc_md5": pinned_md5(Path("data") / corpus.name),
+        "dvc_path": f"data/{corpus.name}",
+    }
     for split, dataset in splits.items():
         frame = dataset.select_columns(["source", "target"]).to_pandas()
         mlflow.log_input(
             mlflow.data.from_pandas(frame, source=source, name=f"{corpus.name}-{split}", targets="target"),
-            context=split, tags=tags,
+            context=split,
+            tags=tags,
         )

@@ -53,25 +53,33 @@ def list_versions(client: MlflowClient, name: str | None = None) -> list[dict]:
             aliases.setdefault(str(version), []).append(alias)
         for v in client.search_model_versions(f"name='{model_name}'"):
             metric = primary_metric(v) or ""
-            rows.append({
-                "name": model_name,
-                "version": int(v.version),
-                "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
-                "arch": v.tags.get("experiment", v.tags.get("arch", "")),
-                "backend": " ".join(filter(None, (v.tags.get("backend", "pytorch"), v.tags.get("quantization")))),
-                "metric": metric,
-                "value": _metric(v, metric),
-                "chrf": _metric(v, "test_chrf"),
-                "data_version": v.tags.get("data_version", "")[:12],
-                "created": datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
-                "undertrained": v.tags.get("undertrained", ""),
-            })
+            rows.append(
+                {
+                    "name": model_name,
+                    "version": int(v.version),
+                    "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
+                    "arch": v.tags.get("experiment", v.tags.get("arch", "")),
+                    "backend": " ".join(filter(None, (v.tags.get("backend", "pytorch"), v.tags.get("quantization")))),
+                    "metric": metric,
+                    "value": _metric(v, metric),
+                    "chrf": _metric(v, "test_chrf"),
+                    "data_version": v.tags.get("data_version", "")[:12],
+                    "created": datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
+                    "undertrained": v.tags.get("undertrained", ""),
+                }
+            )
     return sorted(rows, key=lambda r: (r["name"], -r["version"]))
 
 
 def promote(
-    client: MlflowClient, name: str, *, version: str | None = None, from_alias: str = "challenger",
-    to_alias: str = "champion", force: bool = False, reason: str | None = None,
+    client: MlflowClient,
+    name: str,
+    *,
+    version: str | None = None,
+    from_alias: str = "challenger",
+    to_alias: str = "champion",
+    force: bool = False,
+    reason: str | None = None,
 ) -> Promotion:
     """Point `to_alias` at the candidate if it beats the current holder on the task's metric.
 
@@ -82,8 +90,9 @@ def promote(
     if force and not reason:
         raise PromotionError("--force needs --reason TEXT (it is recorded on the model version)")
     try:
-        candidate = (client.get_model_version(name, version) if version
-                     else client.get_model_version_by_alias(name, from_alias))
+        candidate = (
+            client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, from_alias)
+        )
     except MlflowException as err:
         what = f"version {version}" if version else f"alias @{from_alias}"
         raise PromotionError(f"{name}: no {what} ({err.message})") from None

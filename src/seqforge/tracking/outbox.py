@@ -22,10 +22,18 @@ log = logging.getLogger(__name__)
 class MetricOutbox:
     """An ordered queue of metric batches and the daemon thread that sends them with `send`."""
 
-    def __init__(self, send: Callable[[list], None], notify: Callable[[str], None], late_after: float = 15.0,
-                 max_delay: float = 5.0, per_request: int = 50) -> None:
+    def __init__(
+        self,
+        send: Callable[[list], None],
+        notify: Callable[[str], None],
+        late_after: float = 15.0,
+        max_delay: float = 5.0,
+        per_request: int = 50,
+    ) -> None:
         self.send, self.notify, self.late_after, self.max_delay = send, notify, late_after, max_delay
-        self.per_request = per_request  # batches sent in one request (a backlog drains fast; MLflow takes 1,000 metrics)
+        self.per_request = (
+            per_request  # batches sent in one request (a backlog drains fast; MLflow takes 1,000 metrics)
+        )
         self.pending: deque[tuple[float, list]] = deque()
         self.changed = threading.Condition()
         self.thread: threading.Thread | None = None
@@ -55,8 +63,10 @@ class MetricOutbox:
                 return
             self.late = True
             queued = len(self.pending)
-        self.notify(f"MLflow tracking server not answering for {waited:.0f} s: training goes on, "
-                    f"{queued} metric batches kept and retried until it is back")
+        self.notify(
+            f"MLflow tracking server not answering for {waited:.0f} s: training goes on, "
+            f"{queued} metric batches kept and retried until it is back"
+        )
 
     def flush(self, timeout: float) -> int:
         """Wait until every queued batch is sent, at most `timeout` seconds; the number still unsent."""

@@ -45,7 +45,9 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
         if column not in model_input.columns:
             raise invalid_input(f"missing input column {column!r} (got {list(model_input.columns)})")
         if len(model_input) > self.limits.max_batch:
-            raise invalid_input(f"{len(model_input)} rows in one request, more than the limit of {self.limits.max_batch}")
+            raise invalid_input(
+                f"{len(model_input)} rows in one request, more than the limit of {self.limits.max_batch}"
+            )
         try:
             requests = self.kind.requests(model_input[column].tolist(), self.limits)
             with self.lock:
@@ -57,6 +59,18 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
 
 def requirements(*extra: str) -> list[str]:
     """The pinned packages a served model installs (`extra`: its backend's, e.g. ctranslate2)."""
-    pkgs = ["torch", "tokenizers", "sentencepiece", "datasets", "pyarrow", "sacrebleu", "sacremoses", "pydantic",
-            "pyyaml", "pandas", "mlflow", *extra]
+    pkgs = [
+        "torch",
+        "tokenizers",
+        "sentencepiece",
+        "datasets",
+        "pyarrow",
+        "sacrebleu",
+        "sacremoses",
+        "pydantic",
+        "pyyaml",
+        "pandas",
+        "mlflow",
+        *extra,
+    ]
     return [f"{p}=={version(p).split('+')[0]}" for p in pkgs]

@@ -33,8 +33,15 @@ class RunLogger(MLFlowLogger):
     the sweep recorded it as stopped.
     """
 
-    def __init__(self, tracking_uri: str, run_id: str, notify: Callable[[str], None], registered=None,
-                 flush_timeout: float = 600.0, register_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        run_id: str,
+        notify: Callable[[str], None],
+        registered=None,
+        flush_timeout: float = 600.0,
+        register_timeout: float = 60.0,
+    ) -> None:
         """`registered`: a queue of the updates of the checkpoints Ray registers (rank 0 only; None elsewhere);
         `register_timeout`: how long the end of training waits for its last checkpoint to be registered."""
         from mlflow import MlflowClient
@@ -42,8 +49,12 @@ class RunLogger(MLFlowLogger):
         super().__init__(tracking_uri=tracking_uri, run_id=run_id)
         client = MlflowClient(tracking_uri)
         # one request may carry several queued batches: each (key, step, time, value) once, as MLflow requires
-        self.outbox = MetricOutbox(lambda metrics: client.log_batch(run_id, metrics=list(
-            {(m.key, m.step, m.timestamp, m.value): m for m in metrics}.values())), notify)
+        self.outbox = MetricOutbox(
+            lambda metrics: client.log_batch(
+                run_id, metrics=list({(m.key, m.step, m.timestamp, m.value): m for m in metrics}.values())
+            ),
+            notify,
+        )
         self.tracked_run, self.flush_timeout, self.register_timeout = run_id, flush_timeout, register_timeout
         self.lock = threading.Condition()
         self.held: list[list] = []  # metric batches logged since the last reported checkpoint
@@ -51,8 +62,9 @@ class RunLogger(MLFlowLogger):
         self.last_sealed = self.last_registered = -1  # updates of the last checkpoint reported, and registered
         self.watching = registered is not None
         if registered is not None:
-            threading.Thread(target=self._release_registered, args=(registered,), name="mlflow-commits",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._release_registered, args=(registered,), name="mlflow-commits", daemon=True
+            ).start()
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -93,8 +105,10 @@ class RunLogger(MLFlowLogger):
         """What MLflow may not hold yet (queued in the outbox, sealed, held), as plain lists for a checkpoint."""
         with self.lock:
             batches = [*self.outbox.queued(), *(b for _, sealed in self.sealed for b in sealed), *self.held]
-        return {"run_id": self.tracked_run,
-                "batches": [[[m.key, m.value, m.timestamp, m.step] for m in batch] for batch in batches]}
+        return {
+            "run_id": self.tracked_run,
+            "batches": [[[m.key, m.value, m.timestamp, m.step] for m in batch] for batch in batches],
+        }
 
     @rank_zero_only
     def resend(self, unsent: dict) -> None:
@@ -127,7 +141,8 @@ class RunLogger(MLFlowLogger):
         summary)."""
         with self.lock:
             done = status == "success" and self.lock.wait_for(
-                lambda: not self.watching or self.last_registered >= self.last_sealed, self.register_timeout)
+                lambda: not self.watching or self.last_registered >= self.last_sealed, self.register_timeout
+            )
             if done:
                 for _, batches in self.sealed:
                     for batch in batches:
@@ -137,5 +152,7 @@ class RunLogger(MLFlowLogger):
                 self.sealed.clear()
                 self.held = []
         if unsent := self.outbox.flush(self.flush_timeout):
-            self.outbox.notify(f"{unsent} metric batches not sent: the MLflow tracking server did not answer "
-                               f"within {self.flush_timeout:.0f} s of the end of training")
+            self.outbox.notify(
+                f"{unsent} metric batches not sent: the MLflow tracking server did not answer "
+                f"within {self.flush_timeout:.0f} s of the end of training"
+            )

@@ -24,30 +24,37 @@ from seqforge.tracking.pyfunc import PACKAGE_DIR, Seq2SeqModel, requirements
 def describe_version(meta: dict, task: TaskCfg, report: dict, decode: DecodeCfg) -> str:
     """The model version's description (Markdown): architecture, data, test metrics, provenance."""
     metrics = " · ".join(f"{k} {v}" for k, v in report["metrics"].items())
-    decoding = (f"beam {decode.beam_size}" if decode.strategy == "beam"
-                else f"sampling (top-k {decode.top_k}, top-p {decode.top_p}, T {decode.temperature})")
-    return "\n".join([
-        f"**{meta['experiment']['name']}** ({task.name}, {task.kind}): "
-        f"{family(meta['experiment']['model']['arch']).describe(meta['experiment']['model'])}; "
-        f"{meta['num_parameters'] / 1e6:.2f}M parameters, best epoch {(meta['epoch'] or 0) + 1}.",
-        "",
-        f"- Data: `{meta['data_version']}` (corpus {task.corpus}, {task.src_lang} -> {task.tgt_lang}, "
-        f"profile {meta['profile']}).",
-        f"- Test ({report['metrics']['sentences']} pairs, {decoding}): {metrics}.",
-        f"- Trained from git `{meta['git_commit']}`; run `{meta['run_id']}`.",
-    ])
+    decoding = (
+        f"beam {decode.beam_size}"
+        if decode.strategy == "beam"
+        else f"sampling (top-k {decode.top_k}, top-p {decode.top_p}, T {decode.temperature})"
+    )
+    return "\n".join(
+        [
+            f"**{meta['experiment']['name']}** ({task.name}, {task.kind}): "
+            f"{family(meta['experiment']['model']['arch']).describe(meta['experiment']['model'])}; "
+            f"{meta['num_parameters'] / 1e6:.2f}M parameters, best epoch {(meta['epoch'] or 0) + 1}.",
+            "",
+            f"- Data: `{meta['data_version']}` (corpus {task.corpus}, {task.src_lang} -> {task.tgt_lang}, "
+            f"profile {meta['profile']}).",
+            f"- Test ({report['metrics']['sentences']} pairs, {decoding}): {metrics}.",
+            f"- Trained from git `{meta['git_commit']}`; run `{meta['run_id']}`.",
+        ]
+    )
 
 
 def check_uploaded(info, model_dir: Path) -> None:
     """The logged model's `MLmodel` and every file of `model_dir` are in its artifact store, at their
     sizes, before any model version may point there."""
+
     def sizes(uri: str) -> dict[str, int]:
         """Files under `uri`, recursively, by path relative to it."""
         found: dict[str, int] = {}
         for item in list_artifacts(artifact_uri=uri):
             name = item.path.rsplit("/", 1)[-1]
-            found |= ({f"{name}/{k}": v for k, v in sizes(f"{uri}/{name}").items()} if item.is_dir
-                      else {name: item.file_size})
+            found |= (
+                {f"{name}/{k}": v for k, v in sizes(f"{uri}/{name}").items()} if item.is_dir else {name: item.file_size}
+            )
         return found
 
     root = mlflow.get_logged_model(info.model_id).artifact_location
@@ -57,8 +64,10 @@ def check_uploaded(info, model_dir: Path) -> None:
     missing = [] if "MLmodel" in top else ["MLmodel"]
     missing += sorted(name for name, size in local.items() if uploaded.get(name) != size)
     if missing:
-        raise TrackingError(f"the upload of {model_dir} to {root} is incomplete ({', '.join(missing)} missing or "
-                            "cut short): no model version registered")
+        raise TrackingError(
+            f"the upload of {model_dir} to {root} is incomplete ({', '.join(missing)} missing or "
+            "cut short): no model version registered"
+        )
 
 
 def _registered_model(client, name: str) -> bool:
@@ -89,8 +98,17 @@ def version_tags(meta: dict, task: TaskCfg, report: dict) -> dict[str, str]:
     }
 
 
-def register_model_dir(model_dir: Path, task: TaskCfg, run_id: str, model_config: dict, tags: dict[str, str],
-                       description: str, alias: str, artifact: str = "model", extra_requirements: tuple = ()) -> str:
+def register_model_dir(
+    model_dir: Path,
+    task: TaskCfg,
+    run_id: str,
+    model_config: dict,
+    tags: dict[str, str],
+    description: str,
+    alias: str,
+    artifact: str = "model",
+    extra_requirements: tuple = (),
+) -> str:
     """Log `model_dir` as a self-contained pyfunc named `artifact` on run `run_id` (with `model_config`:
     decoding settings and request limits), register it as a new version of the task's model with `tags` and
     `description`, and point `alias` at it; returns the version. A `TrackingError` says what did not happen."""
@@ -104,29 +122,40 @@ def register_model_dir(model_dir: Path, task: TaskCfg, run_id: str, model_config
                 artifacts={"model_dir": str(model_dir)},
                 model_config=model_config,
                 code_paths=[str(PACKAGE_DIR)],
-                signature=ModelSignature(inputs=Schema([kind.input_schema()]),
-                                         outputs=Schema([ColSpec(DataType.string, kind.output_column)])),
+                signature=ModelSignature(
+                    inputs=Schema([kind.input_schema()]), outputs=Schema([ColSpec(DataType.string, kind.output_column)])
+                ),
                 input_example=pd.DataFrame({kind.input_column: kind.example()}),
                 pip_requirements=requirements(*extra_requirements),
             )
     except (MlflowException, OSError) as err:  # requests errors are OSErrors
-        raise TrackingError(f"logging {model_dir} as an MLflow model failed ({first_line(err)}): "
-                            "no model version registered") from err
+        raise TrackingError(
+            f"logging {model_dir} as an MLflow model failed ({first_line(err)}): no model version registered"
+        ) from err
     check_uploaded(info, model_dir)
     client = mlflow.MlflowClient()
     try:
         if not _registered_model(client, model_name):
-            client.create_registered_model(model_name, description=f"{kind.description} Task `{task.name}` "
-                                           f"({task.src_lang} -> {task.tgt_lang}, corpus {task.corpus}).")
+            client.create_registered_model(
+                model_name,
+                description=f"{kind.description} Task `{task.name}` "
+                f"({task.src_lang} -> {task.tgt_lang}, corpus {task.corpus}).",
+            )
         # one call: a version exists complete (uploaded artifacts, tags, description) or not at all
-        model_version = str(client.create_model_version(
-            model_name, info.model_uri, run_id=run_id, tags=tags, description=description,
-            model_id=info.model_id).version)
+        model_version = str(
+            client.create_model_version(
+                model_name, info.model_uri, run_id=run_id, tags=tags, description=description, model_id=info.model_id
+            ).version
+        )
     except MlflowException as err:
-        raise TrackingError(f"registering {model_name} failed ({first_line(err)}): no model version registered") from err
+        raise TrackingError(
+            f"registering {model_name} failed ({first_line(err)}): no model version registered"
+        ) from err
     try:
         client.set_registered_model_alias(model_name, alias, model_version)
     except MlflowException as err:
-        raise TrackingError(f"{model_name} version {model_version} is registered, but setting "
-                            f"@{alias} failed ({first_line(err)}): the alias still points where it did") from err
+        raise TrackingError(
+            f"{model_name} version {model_version} is registered, but setting "
+            f"@{alias} failed ({first_line(err)}): the alias still points where it did"
+        ) from err
     return model_version

@@ -24,16 +24,19 @@ def load_weights(checkpoint_dir: Path) -> tuple[Weights, dict]:
     (`export_epoch`, `export_update`)."""
     from seqforge.training.worker.checkpoints import CHECKPOINT_NAME
 
-    ckpt = torch.load(checkpoint_dir / CHECKPOINT_NAME, map_location="cpu",
-                      weights_only=False)
+    ckpt = torch.load(checkpoint_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     return weights, {"export_epoch": ckpt.get("epoch"), "export_update": ckpt.get("global_step")}
 
 
 def average(states: list[Weights]) -> Weights:
     """Element-wise mean of floating-point tensors; other tensors are taken from the first state."""
-    return {key: torch.stack([s[key].float() for s in states]).mean(0).to(value.dtype)
-            if value.is_floating_point() else value for key, value in states[0].items()}
+    return {
+        key: torch.stack([s[key].float() for s in states]).mean(0).to(value.dtype)
+        if value.is_floating_point()
+        else value
+        for key, value in states[0].items()
+    }
 
 
 def validation_score(config: dict, weights: Weights) -> float:
@@ -49,8 +52,14 @@ def validation_score(config: dict, weights: Weights) -> float:
     module = Seq2SeqModule.from_loop_config(config)
     module.model.load_state_dict(weights)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners in the stage's output
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     datamodule = Seq2SeqDataModule(splits(config["data"]), TrainCfg.model_validate(config["train"]))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")

@@ -61,10 +61,16 @@ def log_diagnostics(records: dict[str, dict[str, Any]], name: str, clip_norm: fl
         return
     mlflow.log_text(json.dumps(records, indent=1), "diagnostics/records.json")
     epochs = sorted(records, key=int)
-    mlflow.log_figure(plot_encoder_gradients(
-        {("initialisation" if e == "0" else f"epoch {e}"): records[e]["encoder_grad"] for e in epochs},
-        f"{name}: gradient reaching the encoder states"), "diagnostics/encoder_gradients.png")
+    mlflow.log_figure(
+        plot_encoder_gradients(
+            {("initialisation" if e == "0" else f"epoch {e}"): records[e]["encoder_grad"] for e in epochs},
+            f"{name}: gradient reaching the encoder states",
+        ),
+        "diagnostics/encoder_gradients.png",
+    )
     histograms = {f"epoch {e}": records[e]["grad_norm"]["histogram"] for e in epochs if "grad_norm" in records[e]}
     if histograms:
-        mlflow.log_figure(plot_norm_histograms(histograms, f"{name}: gradient norms before clipping", clip_norm),
-                          "diagnostics/grad_norms.png")
+        mlflow.log_figure(
+            plot_norm_histograms(histograms, f"{name}: gradient norms before clipping", clip_norm),
+            "diagnostics/grad_norms.png",
+        )

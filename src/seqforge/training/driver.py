@@ -42,8 +42,9 @@ def ray_runtime_env() -> dict:
     its Ray Train knobs (`RAY_TRAIN_*`, e.g. `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`, read by the run's
     controller); and an injected fault (`seqforge.training.worker.faults`). Ray processes inherit their
     node's environment, not the driver's."""
-    forwarded = {k: v for k, v in os.environ.items()
-                 if k.startswith(("MLFLOW_", "AWS_", "RAY_TRAIN_")) or k == FAULT_VARIABLE}
+    forwarded = {
+        k: v for k, v in os.environ.items() if k.startswith(("MLFLOW_", "AWS_", "RAY_TRAIN_")) or k == FAULT_VARIABLE
+    }
     return {"env_vars": forwarded | {"MLFLOW_TRACKING_URI": tracking_uri()}}
 
 
@@ -51,12 +52,17 @@ def connect_ray() -> None:
     """Join the Ray cluster at `RAY_ADDRESS` (else start a local instance), once per process. Workers'
     output goes to Ray's log files; the driver prints epoch lines."""
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=False, configure_logging=False,
-                 runtime_env=ray_runtime_env())
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS") or "local",
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env=ray_runtime_env(),
+        )
 
 
-def fit_on_ray(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], callbacks: tuple = (),
-               progress: bool = True):
+def fit_on_ray(
+    config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], callbacks: tuple = (), progress: bool = True
+):
     """Launch `train_worker` on the Ray cluster (`connect_ray` first: `config["data"]` is in its object store).
 
     `callbacks` are Ray Train callbacks (a Tune trial passes `TuneReportCallback`); `progress`
@@ -75,7 +81,8 @@ def _fit(config: dict, cfg: TrainCfg, name: str, metric: tuple[str, str], storag
         train_worker,
         train_loop_config={**config, "registered": registered},
         scaling_config=ScalingConfig(
-            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+            num_workers=cfg.num_workers,
+            use_gpu=cfg.use_gpu,
             resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})},
         ),
         run_config=RunConfig(
@@ -124,38 +131,66 @@ def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
     return kept
 
 
-def loop_config(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, tokenizer: SubwordTokenizer,
-                run_id: str, data, plan: dict | None = None) -> dict:
+def loop_config(
+    exp: ExperimentCfg,
+    task: TaskCfg,
+    train_cfg: TrainCfg,
+    tokenizer: SubwordTokenizer,
+    run_id: str,
+    data,
+    plan: dict | None = None,
+) -> dict:
     """What every Ray Train worker of one run gets (`train_worker`'s config): plain values, the tokenizer's
     JSON text and `data`, the object reference of the tokenized splits (`shipping.ship`): nothing read
     from the repository's path, so workers need no shared filesystem. `plan`: `Plan.worker_view` (None:
     `train_cfg.max_epochs` epochs, evaluated at each end)."""
     return {
-        "kind": task.kind, "bleu_tokenize": task_kind(task.kind).validation_bleu(task),
-        "experiment": exp.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
-        "src_vocab": tokenizer.vocab_size("source"), "tgt_vocab": tokenizer.vocab_size("target"),
-        "data": data, "tokenizer": tokenizer.dumps(),
-        "run_id": run_id, "tracking_uri": tracking_uri(), "plan": plan,
+        "kind": task.kind,
+        "bleu_tokenize": task_kind(task.kind).validation_bleu(task),
+        "experiment": exp.model_dump(mode="json"),
+        "train": train_cfg.model_dump(mode="json"),
+        "src_vocab": tokenizer.vocab_size("source"),
+        "tgt_vocab": tokenizer.vocab_size("target"),
+        "data": data,
+        "tokenizer": tokenizer.dumps(),
+        "run_id": run_id,
+        "tracking_uri": tracking_uri(),
+        "plan": plan,
     }
 
 
-def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta: dict, out_dir: Path,
-                   ray_name: str, plan: dict | None = None) -> dict:
+def fit_and_export(
+    exp: ExperimentCfg,
+    task: TaskCfg,
+    train_cfg: TrainCfg,
+    meta: dict,
+    out_dir: Path,
+    ray_name: str,
+    plan: dict | None = None,
+) -> dict:
     """Train `exp` on Ray Train into the active MLflow run (`meta["run_id"]`) as `plan` says
     (`Plan.worker_view`; None: `max_epochs`), export the chosen weights to `out_dir` with `meta`, and log
     the gradient diagnostics; returns what export decided and the diagnostics records
     (`seqforge.training.diagnostics`)."""
     tokenizer_file = paths.tokenizer_file(exp.task)
     connect_ray()
-    config = loop_config(exp, task, train_cfg, SubwordTokenizer.load(tokenizer_file), meta["run_id"],
-                         ship(paths.tokenized_dir(exp.task)), plan)
+    config = loop_config(
+        exp,
+        task,
+        train_cfg,
+        SubwordTokenizer.load(tokenizer_file),
+        meta["run_id"],
+        ship(paths.tokenized_dir(exp.task)),
+        plan,
+    )
     metric = task_kind(task.kind).monitor
     try:
         result = fit_on_ray(config, train_cfg, ray_name, metric)
     except Exception as err:  # Ray Train raises its workers' or controller's failure (TrainingFailedError)
         # an unreachable store can fail a worker's checkpoint or the controller's bookkeeping: either way, say so
-        storage = storage_failure(err) or storage_unreachable(paths.ray_storage(train_cfg.storage_path, "train"),
-                                                              train_cfg.checkpoint_retries)
+        storage = storage_failure(err) or storage_unreachable(
+            paths.ray_storage(train_cfg.storage_path, "train"), train_cfg.checkpoint_retries
+        )
         if storage:
             raise TrackingError(f"training {exp.name} stopped: {storage}") from None
         raise
@@ -163,9 +198,22 @@ def fit_and_export(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, meta:
         dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)]
         weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
         records = read_diagnostics(Path(stack.enter_context(result.checkpoint.as_directory())) / CHECKPOINT_NAME)
-    export_model(weights, out_dir, {**meta, "epoch": export["export_epoch"], "update": export["export_update"],
-                                    "averaged": export["export_averaged"]}, tokenizer_file)
+    export_model(
+        weights,
+        out_dir,
+        {
+            **meta,
+            "epoch": export["export_epoch"],
+            "update": export["export_update"],
+            "averaged": export["export_averaged"],
+        },
+        tokenizer_file,
+    )
     log_diagnostics(records, exp.name, exp.optim.clip_norm)
-    mlflow.log_metrics({"best_epoch": (export["export_epoch"] or 0) + 1,
-                        **{k: v for k, v in export.items() if k != "export_epoch" and v is not None}})
+    mlflow.log_metrics(
+        {
+            "best_epoch": (export["export_epoch"] or 0) + 1,
+            **{k: v for k, v in export.items() if k != "export_epoch" and v is not None},
+        }
+    )
     return {**export, "diagnostics": records}

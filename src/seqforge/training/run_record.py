@@ -21,8 +21,9 @@ from seqforge.tasks.base import TaskCfg
 from seqforge.tracking.client import data_version, git_commit, log_dataset_inputs
 
 
-def track_run(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: str, profile: str,
-              data_hash: str | None = None) -> dict:
+def track_run(
+    exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: str, profile: str, data_hash: str | None = None
+) -> dict:
     """Log a training run's parameters, data inputs and tags to the active MLflow run; returns the metadata
     its exported model carries (`model.json`). `data_hash`: the corpus's `data_version`, if known."""
     corpus = load_corpus(task.corpus)
@@ -30,10 +31,16 @@ def track_run(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: st
     data_hash = data_hash or data_version(corpus)
     src_vocab, tgt_vocab = tokenizer.vocab_size("source"), tokenizer.vocab_size("target")
     num_parameters = count_parameters(build_model(exp.model, src_vocab, tgt_vocab))
-    mlflow.log_params(flatten({"experiment": exp.model_dump(exclude={"train"}),
-                               "train": train_cfg.model_dump(),
-                               "task": task.model_dump(exclude={"decode"}),
-                               "model": {"num_parameters": num_parameters}}))
+    mlflow.log_params(
+        flatten(
+            {
+                "experiment": exp.model_dump(exclude={"train"}),
+                "train": train_cfg.model_dump(),
+                "task": task.model_dump(exclude={"decode"}),
+                "model": {"num_parameters": num_parameters},
+            }
+        )
+    )
     log_dataset_inputs(corpus, load_from_disk(str(paths.tokenized_dir(exp.task))), data_hash)
     meta = {
         "experiment": exp.model_dump(mode="json"),
@@ -48,16 +55,26 @@ def track_run(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, run_id: st
         "git_commit": git_commit(),
         "profile": profile,
     }
-    mlflow.set_tags({
-        "task": exp.task, "kind": task.kind, "experiment": exp.name, "arch": exp.model.arch, "profile": profile,
-        "data_version": data_hash, "git_commit": meta["git_commit"], "corpus": corpus.name,
-        "languages": f"{task.src_lang}-{task.tgt_lang}",
-    })
+    mlflow.set_tags(
+        {
+            "task": exp.task,
+            "kind": task.kind,
+            "experiment": exp.name,
+            "arch": exp.model.arch,
+            "profile": profile,
+            "data_version": data_hash,
+            "git_commit": meta["git_commit"],
+            "corpus": corpus.name,
+            "languages": f"{task.src_lang}-{task.tgt_lang}",
+        }
+    )
     return meta
 
 
 def run_name(exp: ExperimentCfg, task: TaskCfg, train_cfg: TrainCfg, data_hash: str) -> str:
     """Ray run name: the same inputs resume the same run; changed inputs start a new one."""
-    key = json.dumps([exp.model_dump(), train_cfg.model_dump(), task.data.model_dump(),
-                      task.tokenizer.model_dump(), data_hash], sort_keys=True)
+    key = json.dumps(
+        [exp.model_dump(), train_cfg.model_dump(), task.data.model_dump(), task.tokenizer.model_dump(), data_hash],
+        sort_keys=True,
+    )
     return f"{exp.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"

@@ -67,26 +67,36 @@ class Plan:
         """What the Ray Train workers need of it (`train_worker`); `budget_s`: the training seconds a time
         budget leaves after start-up, which the run keeps to (`seqforge.training.worker.budget_keeper`)."""
         budget_s = duration_seconds(self.setting) - STARTUP_S if self.unit == "budget" else None
-        return {"updates": self.updates, "eval_every": self.eval_every, "max_epochs": self.max_epochs,
-                "budget_s": budget_s}
+        return {
+            "updates": self.updates,
+            "eval_every": self.eval_every,
+            "max_epochs": self.max_epochs,
+            "budget_s": budget_s,
+        }
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def lines(self) -> list[str]:
         """The plan as a person reads it before training."""
-        every = (f"every {self.eval_every:,} updates" if self.eval_every else "at each epoch's end")
+        every = f"every {self.eval_every:,} updates" if self.eval_every else "at each epoch's end"
         lines = [
-            (f"{self.experiment}: plan from {self.unit} {self.setting}: {self.updates:,} updates "
-             f"= {self.epochs:.1f} epochs of {self.updates_per_epoch:,} updates ({self.pairs:,} training pairs, "
-             f"{self.tokens:,} tokens); {self.evaluations} evaluations, {every}"),
-            (f"{self.experiment}: estimated {clock(self.estimated_s)} at {self.seconds_per_update:.3f} s/update "
-             f"and {self.seconds_per_eval:.1f} s/evaluation ({self.rate_source})"),
+            (
+                f"{self.experiment}: plan from {self.unit} {self.setting}: {self.updates:,} updates "
+                f"= {self.epochs:.1f} epochs of {self.updates_per_epoch:,} updates ({self.pairs:,} training pairs, "
+                f"{self.tokens:,} tokens); {self.evaluations} evaluations, {every}"
+            ),
+            (
+                f"{self.experiment}: estimated {clock(self.estimated_s)} at {self.seconds_per_update:.3f} s/update "
+                f"and {self.seconds_per_eval:.1f} s/evaluation ({self.rate_source})"
+            ),
         ]
         cut = self.guard_cut()
         if cut is not None:
-            lines.append(f"{self.experiment}: the time guard ({clock(self.guard_s)}) will stop it after about "
-                         f"{cut:.0%} of the plan: raise train.max_time or lower the budget")
+            lines.append(
+                f"{self.experiment}: the time guard ({clock(self.guard_s)}) will stop it after about "
+                f"{cut:.0%} of the plan: raise train.max_time or lower the budget"
+            )
         return lines
 
 
@@ -107,14 +117,31 @@ def make_plan(experiment: str, cfg: TrainCfg, updates_per_epoch: int, pairs: int
             need = STARTUP_S + evaluations * (rate.seconds_per_eval + rate.seconds_per_update)
             raise PlanError(
                 f"train.{unit}: {setting} gives {max(wanted, 0)} updates, too few for {evaluations} evaluations"
-                + (f" (at {rate.seconds_per_update:.3f} s/update and {rate.seconds_per_eval:.1f} s/evaluation it needs "
-                   f"at least {math.ceil(need)}s)" if unit == "budget" else "")
-                + "; raise it or lower train.evaluations")
+                + (
+                    f" (at {rate.seconds_per_update:.3f} s/update and {rate.seconds_per_eval:.1f} s/evaluation it needs "
+                    f"at least {math.ceil(need)}s)"
+                    if unit == "budget"
+                    else ""
+                )
+                + "; raise it or lower train.evaluations"
+            )
         eval_every = wanted // evaluations
         updates = eval_every * evaluations
-    return Plan(experiment, unit, setting, pairs, tokens, updates_per_epoch, updates, eval_every, evaluations,
-                rate.seconds_per_update, rate.seconds_per_eval, rate.source,
-                guard_seconds(cfg.guard()))
+    return Plan(
+        experiment,
+        unit,
+        setting,
+        pairs,
+        tokens,
+        updates_per_epoch,
+        updates,
+        eval_every,
+        evaluations,
+        rate.seconds_per_update,
+        rate.seconds_per_eval,
+        rate.source,
+        guard_seconds(cfg.guard()),
+    )
 
 
 def still_improving(points: list[tuple[int, float]], mode: str, share: float, tail: float = 0.2) -> str | None:
@@ -133,8 +160,7 @@ def still_improving(points: list[tuple[int, float]], mode: str, share: float, ta
     gain = (now - then) if mode == "max" else (then - now)
     if gain <= share * abs(then):
         return None
-    return (f"{then:.4g} → {now:.4g} ({gain / abs(then):+.1%}) over the last {tail:.0%} of its "
-            f"{points[-1][0]:,} updates")
+    return f"{then:.4g} → {now:.4g} ({gain / abs(then):+.1%}) over the last {tail:.0%} of its {points[-1][0]:,} updates"
 
 
 def plan_experiment(exp, task, cfg: TrainCfg) -> Plan:
@@ -148,17 +174,29 @@ def plan_experiment(exp, task, cfg: TrainCfg) -> Plan:
 
     data_dir = paths.tokenized_dir(exp.task)
     if not (data_dir / "dataset_dict.json").is_file():
-        raise PlanError(f"task {exp.task}: not tokenized yet ({data_dir} is missing): run "
-                        f"`dvc repro tokenize@{exp.task}` first")
+        raise PlanError(
+            f"task {exp.task}: not tokenized yet ({data_dir} is missing): run `dvc repro tokenize@{exp.task}` first"
+        )
     splits = load_from_disk(str(data_dir))
     train_set, val_set = TokenizedSplit(splits["train"]), TokenizedSplit(splits["validation"])
     tokenizer = SubwordTokenizer.load(paths.tokenizer_file(exp.task))
     vocab = (tokenizer.vocab_size("source"), tokenizer.vocab_size("target"))
 
     def timed() -> tuple[float, float]:
-        module = Seq2SeqModule(exp.model_dump(mode="json"), *vocab, tokenizer.dumps(), task.kind,
-                               task_kind(task.kind).validation_bleu(task))
+        module = Seq2SeqModule(
+            exp.model_dump(mode="json"),
+            *vocab,
+            tokenizer.dumps(),
+            task.kind,
+            task_kind(task.kind).validation_bleu(task),
+        )
         return probe(module, train_set, val_set, cfg)
 
-    return make_plan(exp.name, cfg, updates_per_epoch(train_set.lengths, cfg), len(train_set),
-                     int(train_set.lengths.sum()), measured(rate_key(exp, cfg, vocab, task.kind), timed))
+    return make_plan(
+        exp.name,
+        cfg,
+        updates_per_epoch(train_set.lengths, cfg),
+        len(train_set),
+        int(train_set.lengths.sum()),
+        measured(rate_key(exp, cfg, vocab, task.kind), timed),
+    )

@@ -45,17 +45,36 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu} ×{os.cpu_count()} / {gpu}"
 
 
 def rate_key(exp: ExperimentCfg, cfg: TrainCfg, vocab: tuple[int, int], kind: str) -> str:
     """What the step rate depends on: the model, the batch, the workers and the vocabulary."""
-    what = {"model": exp.model.model_dump(mode="json"), "vocab": vocab, "kind": kind,
-            **{k: getattr(cfg, k) for k in ("batch_tokens", "accumulate_grad_batches", "num_workers",
-                                            "cpus_per_worker", "precision", "use_gpu")}}
+    what = {
+        "model": exp.model.model_dump(mode="json"),
+        "vocab": vocab,
+        "kind": kind,
+        **{
+            k: getattr(cfg, k)
+            for k in (
+                "batch_tokens",
+                "accumulate_grad_batches",
+                "num_workers",
+                "cpus_per_worker",
+                "precision",
+                "use_gpu",
+            )
+        },
+    }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -95,8 +114,12 @@ def calibration() -> tuple[tuple[float, float], str]:
     return ratios, f"from this machine's {len(pairs)} run{'s' * (len(pairs) > 1)}"
 
 
-def record(key: str, seconds_per_update: float | None = None, seconds_per_eval: float | None = None,
-           probe: tuple[float, float] | None = None) -> None:
+def record(
+    key: str,
+    seconds_per_update: float | None = None,
+    seconds_per_eval: float | None = None,
+    probe: tuple[float, float] | None = None,
+) -> None:
     """Keep a run's measured rate (or a probe's) for `key` on this machine."""
     rates = _read()
     entry = rates.setdefault(machine(), {}).setdefault(key, {})
@@ -114,8 +137,11 @@ def probe(module, train_set, val_set, cfg: TrainCfg, min_seconds: float = 2.0) -
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.cpus_per_worker)
     try:
-        batches = list(TokenBudgetBatchSampler(train_set.lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed,
-                                               world_size=cfg.num_workers))
+        batches = list(
+            TokenBudgetBatchSampler(
+                train_set.lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed, world_size=cfg.num_workers
+            )
+        )
         optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
         module.train()
         times = []
@@ -130,8 +156,11 @@ def probe(module, train_set, val_set, cfg: TrainCfg, min_seconds: float = 2.0) -
             if i >= 3 and sum(times[1:]) >= min_seconds:
                 break
         per_update = float(np.median(times[1:] or times)) * cfg.accumulate_grad_batches
-        val_batches = list(TokenBudgetBatchSampler(val_set.lengths, cfg.batch_tokens, shuffle=False, seed=0,
-                                                   world_size=cfg.num_workers, even=False))
+        val_batches = list(
+            TokenBudgetBatchSampler(
+                val_set.lengths, cfg.batch_tokens, shuffle=False, seed=0, world_size=cfg.num_workers, even=False
+            )
+        )
         module.eval()
         with torch.no_grad():
             timed = []

@@ -35,8 +35,12 @@ def epoch_line(name: str, metrics: dict, elapsed: float, cap: float | None, plan
         parts = [f"{name} evaluation {step // every}/{updates // every}, update {step:,}/{updates:,} (epoch {epoch})"]
     else:
         parts = [f"{name} epoch {epoch}"]
-    for key, label, fmt in (("train_loss_epoch", "train loss", ".3f"), ("val_loss", "val loss", ".3f"),
-                            ("val_bleu", "val BLEU", ".2f"), ("tokens_per_s", "tok/s", ",.0f")):
+    for key, label, fmt in (
+        ("train_loss_epoch", "train loss", ".3f"),
+        ("val_loss", "val loss", ".3f"),
+        ("val_bleu", "val BLEU", ".2f"),
+        ("tokens_per_s", "tok/s", ",.0f"),
+    ):
         if key in metrics:
             value = format(float(metrics[key]), fmt)
             parts.append(f"{value} {label}" if key == "tokens_per_s" else f"{label} {value}")
@@ -75,8 +79,14 @@ def printing(name: str, max_time: str | None, plan: dict | None = None) -> Itera
 
     queue = Queue(actor_options={"num_cpus": 0})
     done = threading.Event()
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     interactive = bar.console.is_terminal
 
     def pump() -> None:
@@ -99,8 +109,12 @@ def printing(name: str, max_time: str | None, plan: dict | None = None) -> Itera
 
     node = ray._private.worker._global_node  # None inside a Ray worker (a Tune trial)
     logs = node.get_logs_dir_path() if node is not None else "the Ray session's logs folder"
-    print(f"{name}: training on Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs); worker output and "
-          f"Ray's logs: {logs}", file=sys.stderr, flush=True)
+    print(
+        f"{name}: training on Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs); worker output and "
+        f"Ray's logs: {logs}",
+        file=sys.stderr,
+        flush=True,
+    )
     thread = threading.Thread(target=pump, daemon=True)
     if interactive:
         bar.start()

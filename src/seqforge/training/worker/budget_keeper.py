@@ -73,9 +73,12 @@ class BudgetKeeper(pl.Callback):
             left = intervals_left(self.budget_s, self.spent(), interval_s, planned_left)
             total = trainer.strategy.broadcast((done + left) * self.every, src=0)
             if total != self.total:
-                self._tell(trainer, f"{self.name}: re-planned at update {step:,}: {interval_s:.0f} s per evaluation "
-                                    f"interval measured, {total - step:,} updates more ({left} evaluations) to fit "
-                                    f"the budget; {total:,} in all (was {self.total:,})")
+                self._tell(
+                    trainer,
+                    f"{self.name}: re-planned at update {step:,}: {interval_s:.0f} s per evaluation "
+                    f"interval measured, {total - step:,} updates more ({left} evaluations) to fit "
+                    f"the budget; {total:,} in all (was {self.total:,})",
+                )
                 self.total = total
                 self._apply(trainer)
         pl_module.log("planned_updates", float(self.total), on_step=False, on_epoch=True)

@@ -54,7 +54,8 @@ def wait_for_storage(fs, path: str, retries: int, first_wait: float = 1.0) -> No
                 raise CheckpointStorageError(
                     f"checkpoint storage {fs.type_name}:{path} did not answer ({err}); gave up after "
                     f"{retries} retries over {waited:.0f} s. The last complete checkpoint stays the run's "
-                    "resume point.") from None
+                    "resume point."
+                ) from None
             time.sleep(first_wait * 2**attempt)
 
 
@@ -75,8 +76,9 @@ class RayCheckpoints(pl.Callback):
     updates) and a resume point every `every_n_steps` updates; each waits up to `retries` times for
     unreachable storage (`wait_for_storage`)."""
 
-    def __init__(self, monitor: tuple[str, str], eval_every: int | None, every_n_steps: int | None,
-                 retries: int) -> None:
+    def __init__(
+        self, monitor: tuple[str, str], eval_every: int | None, every_n_steps: int | None, retries: int
+    ) -> None:
         """`monitor`: the task's validation metric and its mode (`max`/`min`)."""
         self.eval_every = eval_every
         metric, mode = monitor
@@ -85,8 +87,9 @@ class RayCheckpoints(pl.Callback):
         self.every, self.retries = every_n_steps, retries
         ctx = ray.train.get_context()
         self.storage = ctx.get_storage()
-        self.scratch = Path(tempfile.gettempdir(),
-                            f"seqforge-ckpt-{ctx.get_experiment_name()}-rank{ctx.get_world_rank()}")
+        self.scratch = Path(
+            tempfile.gettempdir(), f"seqforge-ckpt-{ctx.get_experiment_name()}-rank{ctx.get_world_rank()}"
+        )
         self.last_step = 0
 
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
@@ -107,9 +110,16 @@ class RayCheckpoints(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
-        if (self.every is None or step % self.every or step == self.last_step  # not due, or no update since
-                or (step % self.eval_every == 0 if self.eval_every  # an evaluation's checkpoint follows
-                    else batch_idx + 1 >= trainer.num_training_batches)):
+        if (
+            self.every is None
+            or step % self.every
+            or step == self.last_step  # not due, or no update since
+            or (
+                step % self.eval_every == 0
+                if self.eval_every  # an evaluation's checkpoint follows
+                else batch_idx + 1 >= trainer.num_training_batches
+            )
+        ):
             return
         self._report(trainer, self.resume_point)
 

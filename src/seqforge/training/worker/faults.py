@@ -58,5 +58,6 @@ def injected() -> list[pl.Callback]:
         rank, update, point, marker = spec.split(":", 3)
         return [KillWorkerAt(int(rank), int(update), point, marker)]
     except ValueError as err:
-        raise ValueError(f"{VARIABLE}={spec!r}: expected <rank>:<update>:<update|validation>:<marker file> "
-                         f"({err})") from None
+        raise ValueError(
+            f"{VARIABLE}={spec!r}: expected <rank>:<update>:<update|validation>:<marker file> ({err})"
+        ) from None

@@ -54,9 +54,14 @@ def norm_summary(norms: Tensor, clip_norm: float | None) -> dict[str, Any]:
     clipped = float(np.mean(values > clip_norm)) if clip_norm is not None else 0.0
     counts = np.histogram(np.clip(finite, NORM_EDGES[0], NORM_EDGES[-1]), bins=NORM_EDGES)[0]  # all NaN: zeros
     quantiles = {f"p{q}": float(np.percentile(finite, q)) if finite.size else math.nan for q in (10, 50, 90, 99)}
-    return {"updates": int(values.size), "nonfinite": int(values.size - finite.size), "clip_rate": clipped,
-            **quantiles, "max": float(finite.max()) if finite.size else math.nan,
-            "histogram": [int(c) for c in counts]}
+    return {
+        "updates": int(values.size),
+        "nonfinite": int(values.size - finite.size),
+        "clip_rate": clipped,
+        **quantiles,
+        "max": float(finite.max()) if finite.size else math.nan,
+        "histogram": [int(c) for c in counts],
+    }
 
 
 def probe_batch(split, size: int = PROBE_SENTENCES) -> dict[str, Tensor]:
@@ -99,8 +104,11 @@ class TrainingDiagnostics(pl.Callback):
             return
         batch = {key: value.to(pl_module.device) for key, value in self.batch.items()}
         curve = encoder_gradients(pl_module.model, batch)
-        record: dict[str, Any] = {"step": trainer.global_step, "encoder_grad": curve,
-                                  "decay": curve[-1] / curve[0] if curve[0] > 0 else math.nan}
+        record: dict[str, Any] = {
+            "step": trainer.global_step,
+            "encoder_grad": curve,
+            "decay": curve[-1] / curve[0] if curve[0] > 0 else math.nan,
+        }
         metrics = {"enc_grad_decay": record["decay"]}
         if self.norms:
             record["grad_norm"] = norm_summary(torch.stack(self.norms), pl_module.exp.optim.clip_norm)

@@ -47,8 +47,11 @@ def train_worker(config: dict) -> None:
     module = Seq2SeqModule.from_loop_config(config)
     plan = config.get("plan") or {"updates": None, "eval_every": None, "max_epochs": train_cfg.max_epochs}
     every = plan["eval_every"]  # updates between evaluations (None: at each epoch's end)
-    keeper = ([BudgetKeeper(config["experiment"]["name"], plan["budget_s"], every, plan["updates"], config["progress"])]
-              if plan.get("budget_s") else [])  # a time budget: re-planned as the run goes
+    keeper = (
+        [BudgetKeeper(config["experiment"]["name"], plan["budget_s"], every, plan["updates"], config["progress"])]
+        if plan.get("budget_s")
+        else []
+    )  # a time budget: re-planned as the run goes
     trainer = pl.Trainer(
         accelerator="auto",
         devices="auto",
@@ -70,8 +73,12 @@ def train_worker(config: dict) -> None:
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
             *injected(),
         ],
-        logger=RunLogger(config["tracking_uri"], config["run_id"], notify=_notifier(config["progress"]),
-                         registered=config["registered"] if ctx.get_world_rank() == 0 else None),
+        logger=RunLogger(
+            config["tracking_uri"],
+            config["run_id"],
+            notify=_notifier(config["progress"]),
+            registered=config["registered"] if ctx.get_world_rank() == 0 else None,
+        ),
         log_every_n_steps=train_cfg.log_every_n_steps,
         use_distributed_sampler=False,  # the token-budget sampler shards by rank itself
         enable_checkpointing=False,  # Ray owns checkpoints (RayCheckpoints)
@@ -80,7 +87,8 @@ def train_worker(config: dict) -> None:
     )
     trainer = prepare_trainer(trainer)
     MlflowClient(config["tracking_uri"]).set_tag(  # which Ray node each worker ran on
-        config["run_id"], f"ray.worker{ctx.get_world_rank()}.node", ray.get_runtime_context().get_node_id())
+        config["run_id"], f"ray.worker{ctx.get_world_rank()}.node", ray.get_runtime_context().get_node_id()
+    )
     datamodule = Seq2SeqDataModule(shipping.splits(config["data"]), train_cfg)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
@@ -95,8 +103,10 @@ def train_worker(config: dict) -> None:
 
 def _notifier(queue) -> Callable[[str], None]:
     """A worker's warnings: into its log, and to the driver's screen when someone watches (`queue`)."""
+
     def notify(message: str) -> None:
         logging.getLogger(__name__).warning(message)
         if queue is not None:
             queue.put(f"warning: {message}")
+
     return notify

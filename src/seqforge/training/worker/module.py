@@ -30,8 +30,16 @@ class Seq2SeqModule(pl.LightningModule):
     """Label-smoothed training, clipped gradients, per-epoch validation loss/perplexity, and for
     translation greedy validation BLEU (the metric it is selected on; chat models use the loss)."""
 
-    def __init__(self, experiment: dict, src_vocab: int, tgt_vocab: int, tokenizer: str, kind: str,
-                 bleu_tokenize: str | None = None, eval_every: int | None = None) -> None:
+    def __init__(
+        self,
+        experiment: dict,
+        src_vocab: int,
+        tgt_vocab: int,
+        tokenizer: str,
+        kind: str,
+        bleu_tokenize: str | None = None,
+        eval_every: int | None = None,
+    ) -> None:
         """`tokenizer`: the task's tokenizer as JSON text (`SubwordTokenizer.dumps`); `eval_every`: updates
         between evaluations (None: at each epoch's end), the plateau schedule's period."""
         super().__init__()
@@ -48,8 +56,15 @@ class Seq2SeqModule(pl.LightningModule):
     def from_loop_config(cls, config: dict) -> Seq2SeqModule:
         """The module a training run's loop config (`train.loop_config`) describes; its model's forward
         `torch.compile`d when the config's `train.compile` says so (decoding stays eager)."""
-        module = cls(config["experiment"], config["src_vocab"], config["tgt_vocab"], config["tokenizer"],
-                     config["kind"], config["bleu_tokenize"], (config.get("plan") or {}).get("eval_every"))
+        module = cls(
+            config["experiment"],
+            config["src_vocab"],
+            config["tgt_vocab"],
+            config["tokenizer"],
+            config["kind"],
+            config["bleu_tokenize"],
+            (config.get("plan") or {}).get("eval_every"),
+        )
         if config["train"].get("compile"):
             module.model.compile(dynamic=True)
         return module
@@ -63,7 +78,9 @@ class Seq2SeqModule(pl.LightningModule):
     def _loss(self, batch: dict, reduction: str = "mean") -> torch.Tensor:
         logits = self.model(batch["src"], batch["src_lens"], batch["tgt_in"])
         return F.cross_entropy(
-            logits.flatten(0, 1).float(), batch["tgt_out"].flatten(), ignore_index=PAD,
+            logits.flatten(0, 1).float(),
+            batch["tgt_out"].flatten(),
+            ignore_index=PAD,
             label_smoothing=self.exp.optim.label_smoothing if self.training else 0.0,
             reduction=reduction,
         )
@@ -152,8 +169,10 @@ class Seq2SeqModule(pl.LightningModule):
         decay, no_decay = [], []
         for param in self.parameters():
             (no_decay if param.ndim < 2 or id(param) in embeddings else decay).append(param)
-        return [{"params": decay, "weight_decay": self.exp.optim.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]
+        return [
+            {"params": decay, "weight_decay": self.exp.optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
 
     def planned_updates(self) -> int:
         """The run's planned updates (`seqforge.training.budget.plan`): `max_steps`, or `max_epochs` epochs. Counted
@@ -179,4 +198,7 @@ class Seq2SeqModule(pl.LightningModule):
         # evaluated every N updates: stepped after each evaluation (`on_validation_epoch_end`), as Lightning's
         # step interval counts batches within the epoch; the config keeps it in checkpoints
         period = {"frequency": 2**31} if self.eval_every else {}
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": metric, "interval": "epoch", **period}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "monitor": metric, "interval": "epoch", **period},
+        }

@@ -19,4 +19,3 @@ class StepProgress(pl.Callback):
         if trainer.global_rank == 0 and now - self.last >= self.every:
             self.last = now
             self.queue.put(("step", trainer.current_epoch + 1, batch_idx + 1, trainer.num_training_batches))
-
