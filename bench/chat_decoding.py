@@ -83,7 +83,10 @@ def main() -> None:
             *(f"{scores[c]:.4f}" if c != "mean_length" else f"{scores[c]:.1f}" for c in COLUMNS),
             f"{len(nbest) / seconds:.1f}",
         )
-    table.caption = f"references: distinct-1 {scores['ref_distinct_1']}, distinct-2 {scores['ref_distinct_2']}, mean length {scores['ref_mean_length']}"
+    table.caption = (
+        f"references: distinct-1 {scores['ref_distinct_1']}, distinct-2 {scores['ref_distinct_2']}, "
+        f"mean length {scores['ref_mean_length']}"
+    )
     Console(width=130).print(table)
 
 

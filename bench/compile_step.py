@@ -7,7 +7,8 @@ Needs the translation task tokenized (`dvc repro tokenize@translation`). Each ex
 `model:` section) trains on the same shuffled 120-sentence batches of length-sorted Multi30k pairs (shapes vary
 from batch to batch, as in training) with AdamW, `bench.step_profile`'s token cross-entropy and clipping,
 once eager and once after `nn.Module.compile(dynamic=True)`, each in a fresh process with the same threads.
-The first 5 steps are timed apart (they hold the compilation); then `--steps` steps: their wall time, median step and target tokens/s.
+The first 5 steps are timed apart (they hold the compilation); then `--steps` steps: their wall time, median step
+and target tokens/s.
 `--profile`: each experiment's eager step under `torch.profiler` (`bench.step_profile.timed_and_profiled`, 8
 of the batches): the ops by self CPU time per step, with calls per step and their costliest input shapes.
 """

@@ -108,18 +108,20 @@ def table(report: dict) -> str:
     elif fit:
         epochs = fit["train_epoch_s"]
         lines += [
-            f"Trainer.fit — {fit['experiment']} at profile {fit['profile']} ({fit['parameters'] / 1e6:.1f} M parameters, "
-            f"{fit['precision']}, {fit['batch_tokens']} tokens per batch): {fit['epochs']}/{fit['max_epochs']} "
-            f"epochs, {fit['updates']} updates in {fit['fit_s']} s; training epoch median "
-            f"{sorted(epochs)[len(epochs) // 2] if epochs else float('nan'):.2f} s (first {epochs[0] if epochs else '-'} s), "
-            f"best validation BLEU {fit['best_epoch_val_bleu']}",
+            f"Trainer.fit — {fit['experiment']} at profile {fit['profile']} ({fit['parameters'] / 1e6:.1f} M "
+            f"parameters, {fit['precision']}, {fit['batch_tokens']} tokens per batch): "
+            f"{fit['epochs']}/{fit['max_epochs']} epochs, {fit['updates']} updates in {fit['fit_s']} s; "
+            f"training epoch median "
+            f"{sorted(epochs)[len(epochs) // 2] if epochs else float('nan'):.2f} s (first "
+            f"{epochs[0] if epochs else '-'} s), best validation BLEU {fit['best_epoch_val_bleu']}",
             "",
             "| test search | BLEU | chrF | tokens/s | sentences/s | device |",
             "|---|---|---|---|---|---|",
             *(
                 f"| {name} | {s['error']} | | | | |"
                 if "error" in s
-                else f"| {name} | {s['bleu']} | {s['chrf']} | {s['tokens_per_s']:,} | {s['sentences_per_s']} | {s['device']} |"
+                else f"| {name} | {s['bleu']} | {s['chrf']} | {s['tokens_per_s']:,} | {s['sentences_per_s']} | "
+                f"{s['device']} |"
                 for name, s in fit["test"].items()
             ),
             "",

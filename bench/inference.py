@@ -3,16 +3,15 @@
     python -m bench.inference --model translation-en-de@champion [--threads 1 --threads 2] [--latency 200]
     python -m bench.inference --model-dir models/gru_bahdanau --baseline-rev 245f959
 
-The model comes from the registry (NAME@ALIAS or NAME/VERSION, the store `seqforge` uses) or an exported
-model directory; its task's tokenized test split must be here (the export's checks). Backends: PyTorch (the
-model's own weights, in float32 and in bfloat16: `decode.precision: bf16`) and, for a Transformer, CTranslate2
-with float32 and int8 weights converted on the fly (`seqforge.export.ct2`, what `seqforge export` registers). Each backend and thread count decodes the whole test
-split in batches of 64 sentences (tokens/s: output subwords, EOS excluded, per second; test BLEU/chrF with the
-task's metric) and the first `--latency` sentences one at a time (p50/p99 ms per sentence), with the
-decoding settings the model is registered with (beam 5 by default). `--baseline-rev REV` adds
-our PyTorch search as it was at git revision REV (its `inference/decoding.py`, same model and predictor).
-Each (backend, threads) runs in a fresh process with `OMP_NUM_THREADS` set, so no backend runs after
-another in the same process.
+The model comes from the registry (NAME@ALIAS or NAME/VERSION, the store `seqforge` uses) or an exported model
+directory; its task's tokenized test split must be here (the export's checks). Backends: PyTorch (the model's own
+weights, in float32 and in bfloat16: `decode.precision: bf16`) and, for a Transformer, CTranslate2 with float32 and
+int8 weights converted on the fly (`seqforge.export.ct2`, what `seqforge export` registers). Each backend and thread
+count decodes the whole test split in batches of 64 sentences (tokens/s: output subwords, EOS excluded, per second;
+test BLEU/chrF with the task's metric) and the first `--latency` sentences one at a time (p50/p99 ms per sentence),
+with the decoding settings the model is registered with (beam 5 by default). `--baseline-rev REV` adds our PyTorch
+search as it was at git revision REV (its `inference/decoding.py`, same model and predictor). Each (backend,
+threads) runs in a fresh process with `OMP_NUM_THREADS` set, so no backend runs after another in the same process.
 `agree` is the share of test sentences whose output is token for token PyTorch's (float32). The last lines are
 tokens/s ratios at the highest thread count: PyTorch bfloat16 / float32, PyTorch / PyTorch at REV, and last
 CTranslate2-int8 / PyTorch. Figures go to reports/inference/<model>.json.

@@ -3,14 +3,14 @@
     SEQFORGE_DATA_MIRROR=../shared/data python -m bench.recipes --pairs 3000 --budget 8m \\
         --cell vocab=8000,dropout=0.2 --cell vocab=4000,dropout=0.4 [--src en --tgt de] [--experiment gru_bahdanau]
 
-A seeded sample of Multi30k's training set (`--pairs` + 600 lines) goes in as a user's TSV (`corpus add`,
-300 validation and 300 test pairs held out) in a scratch copy of this checkout (`runs/bench/recipes/`), one
-task per vocabulary (`task add --budget`, without conf/recipes.yaml), one experiment per cell; `dvc repro evaluate@<cell>` trains
-each cell through the real stages, one after another. The table shows the best validation BLEU (greedy, at
-the evaluations the plan makes) — what a rule is chosen on — and, for the record, test BLEU (beam). A cell
-sets `vocab`, `dropout`, `emb` and `hidden` (RNN: `emb_dim`/`hidden_dim`; Transformer: `d_model`, `ffn_dim`
-4x) and `layers`; unset keys keep the template's values. `epochs=N` trains the cell for N epochs instead of
-the budget (what a template's epochs give at this size). Run again to add cells: finished ones are kept.
+A seeded sample of Multi30k's training set (`--pairs` + 600 lines) goes in as a user's TSV (`corpus add`, 300
+validation and 300 test pairs held out) in a scratch copy of this checkout (`runs/bench/recipes/`), one task per
+vocabulary (`task add --budget`, without conf/recipes.yaml), one experiment per cell; `dvc repro evaluate@<cell>`
+trains each cell through the real stages, one after another. The table shows the best validation BLEU (greedy, at
+the evaluations the plan makes) — what a rule is chosen on — and, for the record, test BLEU (beam). A cell sets
+`vocab`, `dropout`, `emb` and `hidden` (RNN: `emb_dim`/`hidden_dim`; Transformer: `d_model`, `ffn_dim` 4x) and
+`layers`; unset keys keep the template's values. `epochs=N` trains the cell for N epochs instead of the budget (what
+a template's epochs give at this size). Run again to add cells: finished ones are kept.
 """
 
 from __future__ import annotations

@@ -99,7 +99,8 @@ def test_a_corpus_not_fetched_yet_keeps_the_templates_sizes_and_says_why(project
         ),
         (
             {"kinds": {"translation": [{"up_to": None, "families": {"rnn": {"dropout": 2.0}}}]}},
-            "conf/recipes.yaml rule 1 (any larger corpus): experiment bad_gru_bahdanau: invalid configuration\n  model.dropout",
+            "conf/recipes.yaml rule 1 (any larger corpus): experiment bad_gru_bahdanau: invalid configuration\n  "
+            "model.dropout",
         ),
         (
             {"kinds": {"translation": [{"up_to": None, "tokenizer": {"vocab_size": 5}}]}},

@@ -200,7 +200,8 @@ def request(url: str, user: str | None = None, password: str | None = None) -> i
 
 def bucket_keys(repo: Path, env: dict, prefix: str) -> list[str]:
     code = (
-        "import json, sys; from seqforge.stack.services import s3_client; from seqforge.stack.config import credentials, load_stack; cfg = load_stack(); "
+        "import json, sys; from seqforge.stack.services import s3_client; from seqforge.stack.config import "
+        "credentials, load_stack; cfg = load_stack(); "
         "c = s3_client(cfg, credentials(cfg)); print(json.dumps([o['Key'] for p in c.get_paginator("
         "'list_objects_v2').paginate(Bucket=cfg.s3.bucket, Prefix=sys.argv[1]) for o in p.get('Contents', [])]))"
     )

@@ -192,8 +192,9 @@ def _gpu_run(path: Path, d: dict) -> list[str]:
         ]
         lines += [
             f"| `{c['experiment']}` | {c['profile']} | {c['compile']} | {fmt(c['parameters'] / 1e6, 1)} M | "
-            f"{c['precision']} | {fmt(c['batch_tokens'])} | {fmt(c.get('step_ms'), 1)} | {fmt(c.get('first_pass_ms'), 1)} | "
-            f"{fmt(c.get('peak_mib'), 0)} | {fmt(c['train_tokens_per_s'])} | {fmt(c.get('beam5_tokens_per_s'))} |"
+            f"{c['precision']} | {fmt(c['batch_tokens'])} | {fmt(c.get('step_ms'), 1)} | "
+            f"{fmt(c.get('first_pass_ms'), 1)} | {fmt(c.get('peak_mib'), 0)} | {fmt(c['train_tokens_per_s'])} | "
+            f"{fmt(c.get('beam5_tokens_per_s'))} |"
             for c in cells
         ]
         lines.append("")

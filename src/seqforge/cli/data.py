@@ -61,7 +61,8 @@ def fetch(
         for corpus in corpora:
             folder = paths.raw_dir(corpus.name)
             typer.echo(
-                f"{len(fetched[corpus.name])} {corpus.name} files {'generated' if corpus.name in generated else 'verified'} in {folder}"
+                f"{len(fetched[corpus.name])} {corpus.name} files "
+                f"{'generated' if corpus.name in generated else 'verified'} in {folder}"
             )
             if corpus.name in generated and not corpus.files:
                 pins = "".join(f"\n  {p.name}: {sha256(p)}" for p in fetched[corpus.name])
@@ -148,9 +149,8 @@ def task_add(
         typer.echo(line)
     for path in written:
         typer.echo(f"wrote {path}")
-    typer.echo(
-        f"training budget: {f'--budget {budget}' if budget else f'--updates {updates}' if updates else 'the project default (train.budget in conf/config.yaml)'} per experiment"
-    )
+    given = f"--budget {budget}" if budget else f"--updates {updates}" if updates else None
+    typer.echo(f"training budget: {given or 'the project default (train.budget in conf/config.yaml)'} per experiment")
     if plan:
         tokenize_now(name, "task add")
         print_plans(name, "task add")

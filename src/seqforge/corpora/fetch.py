@@ -157,7 +157,8 @@ def _generated(corpus: CorpusCfg, dest_dir: Path) -> list[Path]:
                 raise FetchError(
                     f"{dest_dir / path.name}: generated from conf/corpora/{corpus.name}.yaml with SHA-256 "
                     f"{actual}, but its `files:` pin {expected or 'nothing for it'}: the parameters or "
-                    f"the generator changed (pin the new bytes in its `files:`; `seqforge fetch` then pins the folder in data.dvc)"
+                    f"the generator changed (pin the new bytes in its `files:`; `seqforge fetch` then pins the "
+                    f"folder in data.dvc)"
                 )
         for path in written:
             path.replace(dest_dir / path.name)

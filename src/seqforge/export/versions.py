@@ -64,7 +64,10 @@ def check_test_split(task: TaskCfg, meta: dict, label: str, model_dir: Path) -> 
     """The task's tokenized test split here is the one `label` was measured on: same corpus bytes, same
     tokenizer (another profile or tokenizer setting tokenizes other data)."""
     tokenized = paths.tokenized_dir(task.name)
-    fix = f"switch to profile {meta['profile']} (`seqforge profile {meta['profile']}`) and run `dvc repro tokenize@{task.name}`"
+    fix = (
+        f"switch to profile {meta['profile']} (`seqforge profile {meta['profile']}`) "
+        f"and run `dvc repro tokenize@{task.name}`"
+    )
     if not (tokenized / "dataset_dict.json").is_file():
         raise ExportError(f"{tokenized}: not found; an export is measured on its task's test split: {fix}")
     if data_version(load_corpus(task.corpus)) != meta["data_version"]:

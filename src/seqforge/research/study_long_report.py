@@ -169,7 +169,8 @@ def claims(results: Results, buckets: list[str]) -> list[dict[str, str]]:
         )
         contrast = (
             (
-                f"; AdamW without clipping ({adamw}): largest norm {results[adamw]['grad_norm'].get('max', math.nan):.3g}, "
+                f"; AdamW without clipping ({adamw}): largest norm "
+                f"{results[adamw]['grad_norm'].get('max', math.nan):.3g}, "
                 f"last loss {_last_loss(results[adamw]):.3g}"
             )
             if adamw
@@ -179,8 +180,10 @@ def claims(results: Results, buckets: list[str]) -> list[dict[str, str]]:
             "Under plain SGD at a high learning rate a vanilla RNN's gradients explode; clipping the norm keeps "
             "training stable (Pascanu et al. 2013).",
             f"SGD lr {c['lr']:g}: without clipping, largest pre-clip norm {f['grad_norm'].get('max', math.nan):.3g}, "
-            f"p99 {f['grad_norm'].get('p99_max', math.nan):.3g}, non-finite updates {f['grad_norm'].get('nonfinite', 0)}, "
-            f"last training loss {_last_loss(f):.3g}; clipped at {cap:g}: clipped {c['grad_norm'].get('clip_rate', 0):.0%} "
+            f"p99 {f['grad_norm'].get('p99_max', math.nan):.3g}, non-finite updates "
+            f"{f['grad_norm'].get('nonfinite', 0)}, "
+            f"last training loss {_last_loss(f):.3g}; clipped at {cap:g}: clipped "
+            f"{c['grad_norm'].get('clip_rate', 0):.0%} "
             f"of updates, largest norm {c['grad_norm'].get('max', math.nan):.3g}, last loss {_last_loss(c):.3g}"
             + contrast,
             "holds" if exploded and tamed else ("mixed" if exploded else "does not hold here"),

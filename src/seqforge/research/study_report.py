@@ -120,7 +120,8 @@ def claims(results: Results) -> list[dict[str, str]]:
         labels = [b["bucket"] for b in results[plain[cells[0]]]["bleu_by_length"] if b["sentences"]]
         sizes = [b["sentences"] for b in results[plain[cells[0]]]["bleu_by_length"] if b["sentences"]]
         measured = (
-            f"BLEU gain of attention by source length ({', '.join(f'{label}: {n}' for label, n in zip(labels, sizes, strict=True))} "
+            f"BLEU gain of attention by source length "
+            f"({', '.join(f'{label}: {n}' for label, n in zip(labels, sizes, strict=True))} "
             f"test sentences): " + "; ".join(parts)
         )
         add(claim, measured, "holds" if all(growing) else ("mixed" if any(growing) else "does not hold here"))
@@ -128,7 +129,8 @@ def claims(results: Results) -> list[dict[str, str]]:
     claim = "Attention gives every source position a short gradient path: no decay with distance."
     if cells:
         measured = "farthest/nearest ‖∂L/∂h‖ after training, attention vs none: " + ", ".join(
-            f"{c.upper()} {_sci(results[attended[c]]['decay']['trained'])} vs {_sci(results[plain[c]]['decay']['trained'])}"
+            f"{c.upper()} {_sci(results[attended[c]]['decay']['trained'])} vs "
+            f"{_sci(results[plain[c]]['decay']['trained'])}"
             for c in cells
         )
         holds = [results[attended[c]]["decay"]["trained"] > results[plain[c]]["decay"]["trained"] for c in cells]
@@ -145,7 +147,8 @@ def claims(results: Results) -> list[dict[str, str]]:
             f"{c['grad_norm'].get('max', math.nan):.3g} vs {above:.3g}, "
             f"non-finite updates {c['grad_norm'].get('nonfinite', 0)} vs {f['grad_norm'].get('nonfinite', 0)}, "
             f"updates clipped {c['grad_norm'].get('clip_rate', 0):.1%}; final validation loss "
-            f"{c['val_loss'][-1] if c['val_loss'] else math.nan:.3f} vs {f['val_loss'][-1] if f['val_loss'] else math.nan:.3f}; "
+            f"{c['val_loss'][-1] if c['val_loss'] else math.nan:.3f} vs "
+            f"{f['val_loss'][-1] if f['val_loss'] else math.nan:.3f}; "
             f"test BLEU {_bleu(c):.2f} vs {_bleu(f):.2f}"
         )
         better = _bleu(c) >= _bleu(f)

@@ -1,4 +1,5 @@
-"""What every task kind has: the `conf/tasks/<name>.yaml` fields all kinds share, and the interface a kind implements."""
+"""What every task kind has: the `conf/tasks/<name>.yaml` fields all kinds share, and the interface a kind
+implements."""
 
 from __future__ import annotations
 

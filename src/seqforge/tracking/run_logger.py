@@ -20,7 +20,8 @@ class RunLogger(MLFlowLogger):
 
     Metrics are held until Ray Train has registered a checkpoint holding the work they describe: at
     each reported checkpoint `RayCheckpoints` seals what was logged before it (`seal`), and once the
-    controller has registered that checkpoint (`seqforge.training.controller.checkpoint_queue.RegisteredCheckpoints`, through the
+    controller has registered that checkpoint
+    (`seqforge.training.controller.checkpoint_queue.RegisteredCheckpoints`, through the
     `registered` queue) it goes to MLflow (`release`). A worker group restarted from a checkpoint
     redoes the work after it: its metrics reach MLflow once, from the attempt the run goes on from;
     those of a killed attempt die with it. Each checkpoint also carries what MLflow may not hold yet

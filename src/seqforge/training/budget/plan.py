@@ -118,7 +118,8 @@ def make_plan(experiment: str, cfg: TrainCfg, updates_per_epoch: int, pairs: int
             raise PlanError(
                 f"train.{unit}: {setting} gives {max(wanted, 0)} updates, too few for {evaluations} evaluations"
                 + (
-                    f" (at {rate.seconds_per_update:.3f} s/update and {rate.seconds_per_eval:.1f} s/evaluation it needs "
+                    f" (at {rate.seconds_per_update:.3f} s/update and {rate.seconds_per_eval:.1f} s/evaluation it "
+                    f"needs "
                     f"at least {math.ceil(need)}s)"
                     if unit == "budget"
                     else ""

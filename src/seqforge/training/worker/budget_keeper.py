@@ -1,8 +1,9 @@
 """Keeping a time budget while training: after each evaluation a run with a time budget re-plans the
 evaluation intervals it has left from the wall time its last interval really took, so `budget: 33m` ends
 at about 33 minutes (by then, or at most a quarter interval after) whether the plan's rate (a probe, the
-last run: `seqforge.training.budget.rate`) was right or not. The linear schedule follows (it reads the planned updates at each step), a re-plan keeps at least
-one interval ahead (the schedule reaches zero at the end of one), and the planned updates ride in every
+last run: `seqforge.training.budget.rate`) was right or not. The linear schedule follows (it reads the
+planned updates at each step), a re-plan keeps at least one interval ahead (the schedule reaches zero at the
+end of one), and the planned updates ride in every
 checkpoint with the training seconds spent, so a resumed run keeps its budget. Every rank takes rank
 0's decision. `planned_updates` is logged at each evaluation: the epoch lines and the stage's end read it.
 """
