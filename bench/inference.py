@@ -85,7 +85,7 @@ def search_at(rev: str):
         cwd=Path(__file__).resolve().parents[1],
     ).stdout
     module = sys.modules[f"decoding_at_{rev}"] = types.ModuleType(f"decoding_at_{rev}")  # dataclasses look it up
-    exec(compile(source, f"{rev}:decoding.py", "exec"), module.__dict__)  # noqa: S102 - our own file at a revision
+    exec(compile(source, f"{rev}:decoding.py", "exec"), module.__dict__)  # our own file at a revision
 
     def normalised(search):  # models' `decode_step` returned log-probabilities before it returned logits
         known = inspect.signature(search).parameters  # options added since (patience) stay out

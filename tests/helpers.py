@@ -179,8 +179,8 @@ def start_server(
     import tempfile
     import urllib.request
 
-    # not a pipe: a chatty server must never block on it
-    log = open(log_path, "a+") if log_path else tempfile.TemporaryFile("w+")  # noqa: SIM115 -- the server's lifetime
+    # not a pipe: a chatty server must never block on it; the file stays open as long as the server runs
+    log = open(log_path, "a+") if log_path else tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )  # its own process group: stop_server ends its children too

@@ -45,6 +45,7 @@ def family(name: str) -> type[Seq2Seq]:
 
 def model_union(configs: tuple[type[FamilyCfg], ...]) -> Any:
     """The union of family configs, told apart by `arch`."""
+    # `Union[...]` over a tuple known only at run time: the `X | Y` spelling cannot take one
     return configs[0] if len(configs) == 1 else Annotated[Union[configs], Field(discriminator="arch")]  # noqa: UP007
 
 

@@ -147,7 +147,7 @@ def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
             if cfg.s3.bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
                 client.create_bucket(Bucket=cfg.s3.bucket)
             return True
-        except Exception:  # noqa: BLE001 - not up yet: connection refused, 503 while the volume server joins
+        except Exception:  # not up yet: connection refused, 503 while the volume server joins
             return False
 
     wait_until(bucket_ready, f"SeaweedFS S3 on {cfg.s3_endpoint} (bucket {cfg.s3.bucket})", log)

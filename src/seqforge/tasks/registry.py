@@ -56,6 +56,7 @@ def task_kind(name: str) -> TaskKind:
 
 @cache
 def _adapter(configs: tuple[type[TaskCfg], ...]) -> TypeAdapter:
+    # `Union[...]` over a tuple known only at run time: the `X | Y` spelling cannot take one
     union = configs[0] if len(configs) == 1 else Annotated[Union[configs], Field(discriminator="kind")]  # noqa: UP007
     return TypeAdapter(union)
 

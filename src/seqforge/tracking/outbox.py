@@ -85,7 +85,7 @@ class MetricOutbox:
                 batches = [batch for _, batch in itertools.islice(self.pending, self.per_request)]
             try:
                 self.send([metric for batch in batches for metric in batch])
-            except Exception as err:  # noqa: BLE001 -- any failure to reach the server: keep the batch, try again
+            except Exception as err:  # any failure to reach the server: keep the batch, try again
                 log.warning("MLflow tracking server unreachable (%s): retrying in %.0f s", err, delay)
                 self._say_if_late()
                 time.sleep(delay)

@@ -129,7 +129,7 @@ class RunLogger(MLFlowLogger):
                 step = registered.get(timeout=1.0)
             except queue.Empty:
                 continue
-            except Exception:  # noqa: BLE001 -- the queue's actor is gone: the run ended
+            except Exception:  # the queue's actor is gone: the run ended
                 return
             self.release(step)
             self.outbox.flush(2.0)
