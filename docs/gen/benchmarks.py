@@ -8,13 +8,14 @@ import json
 import statistics
 from pathlib import Path
 
+from docs.gen import committed
 from docs.gen.results import ROOT, fmt
 
 REPORTS = ROOT / "reports"
 
 
 def _json(path: Path):
-    return json.loads(path.read_text())
+    return json.loads(committed.read_text(path))
 
 
 def _caption(path: Path) -> str:
@@ -23,7 +24,7 @@ def _caption(path: Path) -> str:
 
 def recipes() -> str:
     lines = []
-    for path in sorted((REPORTS / "recipes").glob("*.json")):
+    for path in committed.files("reports/recipes", "*.json"):
         lines += [
             f"**{path.stem}** — {_caption(path)}",
             "",
@@ -44,7 +45,7 @@ def recipes() -> str:
 
 def peer_speed() -> str:
     lines = []
-    for path in sorted((REPORTS / "peer").glob("speed-*.json")):
+    for path in committed.files("reports/peer", "speed-*.json"):
         d = _json(path)
         lines += [
             f"{fmt(d['steps'])} updates per toolkit, then beam-5 decoding of the test split; "
@@ -87,7 +88,7 @@ def peer_speed() -> str:
 
 def time_to_bleu() -> str:
     lines = []
-    for path in sorted((REPORTS / "peer").glob("time_to_bleu-*.json")):
+    for path in committed.files("reports/peer", "time_to_bleu-*.json"):
         d = _json(path)
         onmt = d["opennmt"]["points"][-1]
         lines += [
@@ -119,7 +120,7 @@ def time_to_bleu() -> str:
 
 def inference() -> str:
     lines = []
-    for path in sorted((REPORTS / "inference").glob("*.json")):
+    for path in committed.files("reports/inference", "*.json"):
         d = _json(path)
         pytorch = {r["threads"]: r["tokens_per_s"] for r in d["rows"] if r["backend"] == "pytorch"}
         lines += [
@@ -145,7 +146,7 @@ def inference() -> str:
 
 def gpu_check() -> str:
     lines = []
-    for path in sorted((REPORTS / "gpu_check").glob("*.json")):
+    for path in committed.files("reports/gpu_check", "*.json"):
         for d in _json(path).get("runs") or [_json(path)]:  # the first check's file holds its runs in a list
             lines += _gpu_run(path, d)
     return "\n".join(lines)

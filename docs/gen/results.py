@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-from pathlib import Path
 
+from docs.gen import committed
 from seqforge.experiments.recipes import load_recipes
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = committed.ROOT
 METRICS = ROOT / "metrics"
 
 
@@ -24,21 +25,23 @@ def fmt(value: float | int | None, digits: int = 2) -> str:
 
 
 def report(name: str) -> dict:
-    return json.loads((METRICS / f"{name}.json").read_text())
+    return json.loads(committed.read_text(METRICS / f"{name}.json"))
 
 
 def experiments(kind: str) -> list[str]:
     """The experiments whose test report of `kind` is committed, in name order."""
     return sorted(
         p.stem
-        for p in METRICS.glob("*.json")
+        for p in committed.files("metrics", "*.json")
         if not p.stem.startswith(("data_", "study")) and report(p.stem).get("kind") == kind
     )
 
 
 def curve(name: str) -> list[dict[str, str]]:
     path = METRICS / "curves" / f"{name}.csv"
-    return list(csv.DictReader(path.open())) if path.is_file() else []
+    if path not in committed.files("metrics/curves"):
+        return []
+    return list(csv.DictReader(io.StringIO(committed.read_text(path))))
 
 
 def best(points: list[dict[str, str]], metric: str, mode: str) -> tuple[float | None, int | None]:
@@ -97,8 +100,8 @@ def chatbot_table() -> str:
 
 def data_table() -> str:
     lines = ["| task | split | raw | kept | dropped | mean source / target tokens |", "|---|---|---|---|---|---|"]
-    for path in sorted(METRICS.glob("data_*.json")):
-        stats = json.loads(path.read_text())
+    for path in committed.files("metrics", "data_*.json"):
+        stats = json.loads(committed.read_text(path))
         for split, s in stats.items():
             dropped = ", ".join(
                 f"{k.removeprefix('dropped_').replace('_', ' ')} {fmt(v)}"

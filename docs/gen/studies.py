@@ -4,8 +4,8 @@ from `metrics/study.json` and `metrics/study_long.json`), its plots copied besid
 from __future__ import annotations
 
 import re
-import shutil
 
+from docs.gen import committed
 from docs.gen.results import ROOT
 
 STUDIES = {"study": "classic", "study_long": "long-range"}  # reports/<folder> -> docs/studies/<page>.md
@@ -13,7 +13,7 @@ STUDIES = {"study": "classic", "study_long": "long-range"}  # reports/<folder> -
 
 def report(folder: str) -> str:
     """A study's report without its title, its plots pointing at `img/`, its links at the other study's page."""
-    text = (ROOT / "reports" / folder / "README.md").read_text().split("\n", 1)[1].lstrip("\n")
+    text = committed.read_text(ROOT / "reports" / folder / "README.md").split("\n", 1)[1].lstrip("\n")
     text = re.sub(r"!\[([^]]*)\]\(([\w.-]+\.png)\)", rf"![\1](img/{folder}-\2)", text)
     for other, page in STUDIES.items():
         text = text.replace(f"../{other}/README.md", f"{page}.md")
@@ -26,7 +26,7 @@ def copy_plots() -> list[str]:
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     for folder in STUDIES:
-        for png in sorted((ROOT / "reports" / folder).glob("*.png")):
-            shutil.copyfile(png, dest / f"{folder}-{png.name}")
+        for png in committed.files(f"reports/{folder}", "*.png"):
+            (dest / f"{folder}-{png.name}").write_bytes(committed.read_bytes(png))
             copied.append(f"{folder}-{png.name}")
     return copied
