@@ -3,9 +3,9 @@
     python -m bench.ray_start [--rounds 3]
 
 Times `TorchTrainer.fit` of an empty loop (2 workers, 1 CPU each, on `RAY_ADDRESS` or a local Ray) with
-one no-op `UserCallback` whose module imports (a) only `ray.train`, (b) also Lightning and MLflow, as
-`seqforge.training.controller.progress` and `ray_reports` did, and (c) the callbacks every train stage passes
-(`EpochLines`, `RegisteredCheckpoints`). Rounds alternate the variants; the table shows the median.
+one no-op `UserCallback` whose module imports (a) only `ray.train`, (b) also Lightning and MLflow, as the
+controller's callback modules once did (before they were split from the worker's), and (c) the callbacks every
+train stage passes (`EpochLines`, `RegisteredCheckpoints`). Rounds alternate the variants; the table shows the median.
 """
 
 from __future__ import annotations

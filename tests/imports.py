@@ -122,8 +122,9 @@ def imports(name: str) -> list[Import]:
     return _parsed(name)[0]
 
 
-def runs_on_import(name: str) -> set[str]:
-    """Every first-party module that `import name` executes (module-level imports, packages' `__init__`)."""
+def runs_on_import(name: str, kinds: tuple[str, ...] = ("module",)) -> set[str]:
+    """Every first-party module that `import name` executes (module-level imports, packages' `__init__`); with
+    `kinds=("module", "function")`, also what its functions import when they run."""
     seen: set[str] = set()
     todo = [*parents(name), name]
     while todo:
@@ -132,7 +133,7 @@ def runs_on_import(name: str) -> set[str]:
             continue
         seen.add(current)
         for imp in imports(current):
-            if imp.where == "module":
+            if imp.where in kinds:
                 todo += [*parents(imp.target), imp.target]
     return seen
 

@@ -23,8 +23,10 @@ WHOLE = {Path("."), Path("src"), Path("src/seqforge"), Path("pipelines")}  # nev
 
 
 def closure(entry: str) -> set[Path]:
-    """Every first-party source file that importing module `entry` runs, relative to the repository root."""
-    return {module_file(n).relative_to(ROOT) for n in runs_on_import(entry)}
+    """Every first-party source file that running module `entry` may execute, relative to the repository root:
+    what it imports, and what the functions it calls import when they run (a register stage loads the model it
+    logs, and with it the decoding code its pyfunc imports there)."""
+    return {module_file(n).relative_to(ROOT) for n in runs_on_import(entry, ("module", "function"))}
 
 
 def covered(path: Path, deps: list[str]) -> bool:

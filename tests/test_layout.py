@@ -45,7 +45,7 @@ LAYERS = (
     "training",  # the driver: Ray Train runs, the weights exported, what a run records
     "export research",  # exported versions; sweeps and studies
     "catalog stack",  # bring your own data; the team stack
-    "stages",  # the pipeline's stages, called by pipelines/ (DVC) and the CLI
+    "stages",  # the pipeline's stages, called by pipelines/ (DVC) and the tests
     "cli",  # the `seqforge` command
 )
 LEVEL = {package: level for level, names in enumerate(LAYERS) for package in names.split()}

@@ -1,4 +1,4 @@
-"""Tracking faults. Against the session's real `mlflow server` on loopback, started as the README shows
+"""Tracking faults. Against the session's real `mlflow server` on loopback, started as docs/guides/serving.md shows
 (SQLite backend, artifacts served by the server, its default workers): the server stopped for 20 s or
 more while a model trains (`trained_on_server`, which the tracking-server tests browse); registering while it is
 down; four sweep trials logging to it at once. And, on the local store, a model upload cut off half-way.

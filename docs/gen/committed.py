@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @cache
 def _tracked() -> tuple[str, ...] | None:
     """Every path in git's index, or None outside a checkout."""
-    proc = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
+    except FileNotFoundError:  # no git on this machine
+        return None
     return tuple(proc.stdout.split("\0")) if proc.returncode == 0 else None
 
 

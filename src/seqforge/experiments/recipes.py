@@ -1,7 +1,7 @@
 """Recipes by corpus size (`conf/recipes.yaml`): a new task's subword vocabulary and its models' dropout and
 width, from the number of training pairs its corpus holds. `seqforge task add` writes the matching rule's
 values into the task and experiment files, where they can be changed like any other value. The rules
-were chosen on validation BLEU (README, "Recipes by corpus size"; `python -m bench.recipes`)."""
+were chosen on validation BLEU (docs/guides/own-data.md; the grids: `python -m bench.recipes`)."""
 
 from __future__ import annotations
 

@@ -84,29 +84,31 @@ def data_version(corpus: CorpusCfg, data_dir: Path = Path("data")) -> str:
     return f"{corpus.name}-{digest.hexdigest()[:12]}"
 
 
-def dataset_source(location: str):
-    """The MLflow dataset source of a corpus's location (`corpus_url`), named, not guessed: from a bare string
-    MLflow finds two equal candidates for a local path (its local artifact source registered for the schemes
-    '' and 'file') and warns on every train stage that it picked one."""
+def dataset_source(corpus: CorpusCfg):
+    """The MLflow dataset source of a corpus, named, not guessed: its official address (HTTP), else its folder as
+    `data.dvc` pins it (`data/<corpus>`, relative: a hub name or the path `corpus add` read is no place to load
+    from). From a bare string MLflow finds two equal candidates for a local path (its local artifact source is
+    registered for the schemes '' and 'file') and warns on every train stage that it picked one."""
     from mlflow.data.dataset_source_registry import get_registered_sources
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
+    location = corpus_url(corpus)
     if location.startswith(("http://", "https://")):
         return HTTPDatasetSource(url=location)
     local = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
-    return local(Path(location).resolve().as_uri())
+    return local(f"data/{corpus.name}")
 
 
 def log_dataset_inputs(corpus: CorpusCfg, splits: dict, version: str) -> None:
     """Log each split (a `datasets.Dataset` with source/target text) as an input of the active run.
 
-    The MLflow dataset is named `<corpus>-<split>` with context `<split>`, its source is the
-    corpus's official address (or where `corpus add` read it), and its tags carry the corpus version and the
-    md5 `data.dvc` pins for it.
+    The MLflow dataset is named `<corpus>-<split>` with context `<split>`, its source is the corpus's official
+    address or its pinned folder (`dataset_source`), and its tags carry the corpus version and the md5 `data.dvc`
+    pins for it.
     """
     import mlflow
 
-    source = dataset_source(corpus_url(corpus))
+    source = dataset_source(corpus)
     tags = {
         "data_version": version,
         "dvc_md5": pinned_md5(Path("data") / corpus.name),

@@ -101,7 +101,7 @@ def recorded(key: str) -> Rate | None:
 
 
 PRIOR = (1.5, 1.5)  # run/probe before a machine has its own runs: what the 2-core development machines
-# measured (README, *Budgets and plans*); the workers' data-parallel steps, Lightning and Ray cost more
+# measured (docs/history.md); the workers' data-parallel steps, Lightning and Ray cost more
 # than the probe's bare steps
 
 
