@@ -8,6 +8,7 @@ import json
 import statistics
 from pathlib import Path
 
+from bench.gpu_check import table as gpu_check_table
 from docs.gen import committed
 from docs.gen.results import ROOT, fmt
 
@@ -152,54 +153,7 @@ def gpu_check() -> str:
     return "\n".join(lines)
 
 
-def _gpu_run(path: Path, d: dict) -> list[str]:
-    env = d["environment"]
-    took = f"; the check took {fmt(d['wall_s'], 0)} s" if "wall_s" in d else ""
-    lines = [
-        f"**{path.stem}** — {env.get('gpu', 'CPU')} ({env.get('gpu_memory_gib', '?')} GiB), {env['cpus']} "
-        f"CPUs, torch {env['torch']}, lightning {env['lightning']}{took}"
-        + (f" (`{d['command']}`)" if "command" in d else "")
-        + f". {_caption(path)}",
-        "",
-    ]
-    fit = d.get("fit") or {}
-    if "error" in fit:
-        lines += [f"`Trainer.fit`: {fit['error']}", ""]
-    elif fit:
-        epochs = fit["train_epoch_s"]
-        lines += [
-            f"`Trainer.fit` of `{fit['experiment']}` at profile `{fit['profile']}` "
-            f"({fmt(fit['parameters'] / 1e6, 1)} M parameters, {fit['precision']}, {fmt(fit['batch_tokens'])} "
-            f"tokens a batch): {fit['epochs']} of {fit['max_epochs']} epochs, {fmt(fit['updates'])} updates in "
-            f"{fit['fit_s']} s; training epoch median {statistics.median(epochs):.2f} s (first "
-            f"{epochs[0]:.2f} s); best validation BLEU {fit['best_epoch_val_bleu']}.",
-            "",
-            "| test search | BLEU | chrF | tokens/s | device |",
-            "|---|---|---|---|---|",
-        ]
-        for name, s in fit["test"].items():
-            lines.append(
-                f"| {name} | {s['error']} | | | |"
-                if "error" in s
-                else f"| {name} | {fmt(s['bleu'])} | {fmt(s['chrf'])} | {fmt(s['tokens_per_s'], 0)} | {s['device']} |"
-            )
-        lines.append("")
-    cells = [c for c in d.get("train", []) if "error" not in c]
-    if cells:
-        lines += [
-            "| experiment | profile | compile | parameters | precision | batch tokens | step ms | "
-            "first-pass step ms | peak MiB | train tok/s | beam-5 tok/s |",
-            "|" + "---|" * 11,
-        ]
-        lines += [
-            f"| `{c['experiment']}` | {c['profile']} | {c['compile']} | {fmt(c['parameters'] / 1e6, 1)} M | "
-            f"{c['precision']} | {fmt(c['batch_tokens'])} | {fmt(c.get('step_ms'), 1)} | "
-            f"{fmt(c.get('first_pass_ms'), 1)} | {fmt(c.get('peak_mib'), 0)} | {fmt(c['train_tokens_per_s'])} | "
-            f"{fmt(c.get('beam5_tokens_per_s'))} |"
-            for c in cells
-        ]
-        lines.append("")
-    failed = [c for c in d.get("train", []) if "error" in c]
-    lines += [f"- `{c['experiment']}` at `{c['profile']}` (compile {c.get('compile')}): {c['error']}" for c in failed]
-    lines += [""] if failed else []
-    return lines
+def _gpu_run(path: Path, run: dict) -> list[str]:
+    """One run of the check, as the check itself writes it (`bench.gpu_check.table`), under its file's name."""
+    command = f" (`{run['command']}`)" if "command" in run else ""
+    return [f"**{path.stem}**{command}. {_caption(path)}", "", gpu_check_table(run)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import cache
 
 from docs.gen import committed
 from seqforge.experiments.recipes import load_recipes
@@ -24,6 +25,7 @@ def fmt(value: float | int | None, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+@cache
 def report(name: str) -> dict:
     return json.loads(committed.read_text(METRICS / f"{name}.json"))
 
@@ -52,6 +54,14 @@ def best(points: list[dict[str, str]], metric: str, mode: str) -> tuple[float | 
     return (max if mode == "max" else min)(scored, key=lambda s: s[0])
 
 
+def trained(name: str, metric: str, mode: str, digits: int) -> str:
+    """Two table cells of a run's curve: the updates it trained, and its best `metric` (at the update)."""
+    points = curve(name)
+    value, at = best(points, metric, mode)
+    updates = fmt(int(points[-1]["update"])) if points else "—"
+    return f"{updates} | {fmt(value, digits)} ({fmt(at)})"
+
+
 def translation_table() -> str:
     lines = [
         "| experiment | updates | best val BLEU (greedy, at update) | **test BLEU** | lowercased | chrF | "
@@ -59,11 +69,9 @@ def translation_table() -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name in experiments("translation"):
-        metrics, points = report(name)["metrics"], curve(name)
-        value, at = best(points, "val_bleu", "max")
-        updates = points[-1]["update"] if points else None
+        metrics = report(name)["metrics"]
         lines.append(
-            f"| `{name}` | {fmt(int(updates)) if updates else '—'} | {fmt(value)} ({fmt(at)}) | "
+            f"| `{name}` | {trained(name, 'val_bleu', 'max', 2)} | "
             f"**{fmt(metrics['bleu'])}** | {fmt(metrics.get('bleu_lc'))} | {fmt(metrics['chrf'])} | "
             f"{fmt(metrics['ppl'])} | {fmt(metrics['decode_sentences_per_s'], 0)} |"
         )
@@ -80,11 +88,9 @@ def chatbot_table() -> str:
     ]
     ref = None
     for name in experiments("chatbot"):
-        m, points = report(name)["metrics"], curve(name)
-        value, at = best(points, "val_loss", "min")
-        updates = points[-1]["update"] if points else None
+        m = report(name)["metrics"]
         lines.append(
-            f"| `{name}` | {fmt(int(updates)) if updates else '—'} | {fmt(value, 3)} ({fmt(at)}) | "
+            f"| `{name}` | {trained(name, 'val_loss', 'min', 3)} | "
             f"{fmt(m['ppl'], 1)} | **{fmt(m['bleu_1'], 3)}** | **{fmt(m['bleu_2'], 3)}** | "
             f"{fmt(m['corpus_bleu'])} | {fmt(m['distinct_1'], 3)} | **{fmt(m['distinct_2'], 3)}** | "
             f"{fmt(m['mean_length'], 1)} | {fmt(m['top10_share'], 3)} |"
