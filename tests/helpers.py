@@ -26,9 +26,11 @@ def pairs_of(corpus, root: Path, task, tmp_path: Path):
     return task_kind(task.kind).pairs(read_corpus(corpus, root, tmp_path / "cache"), task, corpus, tmp_path / "cache")
 
 
-def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command to completion; unless `check=False`, a failure shows its output's tail."""
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+def run(
+    cmd: list[str], cwd: Path, env: dict, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command to completion, feeding it `input`; unless `check=False`, a failure shows its output's tail."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, input=input, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

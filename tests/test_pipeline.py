@@ -49,22 +49,14 @@ print(json.dumps({'versions': len(versions), 'tags': champion.tags, 'params': ru
         ["seqforge", "translate", "--model", "translation-en-de@challenger", "A man is riding a bike."], repo, env
     )
     assert cli.stdout.splitlines() == result["out"][:1]  # the CLI and the pyfunc model agree
-    piped = subprocess.run(
-        ["seqforge", "translate", "-m", "translation-en-de@challenger"],
-        cwd=repo,
-        env=env,
-        input="A dog.\nA cat.\nA girl.\n",
-        capture_output=True,
-        text=True,
-        check=True,
+    piped = run(
+        ["seqforge", "translate", "-m", "translation-en-de@challenger"], repo, env, input="A dog.\nA cat.\nA girl.\n"
     )
     assert len(piped.stdout.splitlines()) == 3 and all(line.strip() for line in piped.stdout.splitlines())
-    too_long = subprocess.run(
+    too_long = run(
         ["seqforge", "translate", "-m", "translation-en-de@challenger", "A dog.", "가나다 " * 200],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
+        repo,
+        env,
         check=False,
     )
     assert too_long.returncode == 2 and "Traceback" not in too_long.stderr
@@ -174,34 +166,26 @@ def test_smoke_pipeline_registers_chatbots_that_answer(smoke_repo) -> None:
     assert all(isinstance(r, str) and r.strip() for r in result["with_history"])  # min_length: never empty
 
     # the CLI carries the conversation: its second reply is the model's answer to both turns
-    chat = subprocess.run(
+    chat = run(
         ["seqforge", "chat", "--model", "chatbot-dailydialog@challenger"],
-        cwd=repo,
-        env=env,
+        repo,
+        env,
         input="Hi, how are you?\nWhat do you do for a living?\n",
-        capture_output=True,
-        text=True,
-        check=True,
     )
     assert chat.stdout.splitlines() == result["with_history"]
-    reset = subprocess.run(
+    reset = run(
         ["seqforge", "chat", "-m", "chatbot-dailydialog@challenger"],
-        cwd=repo,
-        env=env,
+        repo,
+        env,
         input="Hi, how are you?\n/reset\nWhat do you do for a living?\n/quit\nignored\n",
-        capture_output=True,
-        text=True,
-        check=True,
     )
     assert reset.stdout.splitlines() == [result["with_history"][0], result["after_reset"]]
-    wider = subprocess.run(
+    wider = run(
         ["seqforge", "chat", "-m", "chatbot-dailydialog@challenger", "--window", "4"],
-        cwd=repo,
-        env=env,
-        input="Hi.\n",
-        capture_output=True,
-        text=True,
+        repo,
+        env,
         check=False,
+        input="Hi.\n",
     )
     assert wider.returncode == 2 and "the model was trained on the last 3 turns" in wider.stderr
 

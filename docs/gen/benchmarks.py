@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.gpu_check import table as gpu_check_table
 from docs.gen import committed
+from docs.gen.markdown import header
 from docs.gen.results import ROOT, fmt
 
 REPORTS = ROOT / "reports"
@@ -29,9 +30,17 @@ def recipes() -> str:
         lines += [
             f"**{path.stem}** — {_caption(path)}",
             "",
-            "| cell | parameters | updates | trained for | best val BLEU (at update) | last val BLEU | "
-            "test BLEU | test chrF | ended |",
-            "|---|---|---|---|---|---|---|---|---|",
+            *header(
+                "cell",
+                "parameters",
+                "updates",
+                "trained for",
+                "best val BLEU (at update)",
+                "last val BLEU",
+                "test BLEU",
+                "test chrF",
+                "ended",
+            ),
         ]
         for c in _json(path):
             end = "still improving" if c.get("undertrained") else "—"
@@ -55,10 +64,7 @@ def peer_speed() -> str:
         ]
         trained = {k: v for k, v in d["training"].items() if v}
         if trained:
-            lines += [
-                "| toolkit | train source tok/s | train target tok/s | wall s (same updates) |",
-                "|---|---|---|---|",
-            ]
+            lines += header("toolkit", "train source tok/s", "train target tok/s", "wall s (same updates)")
             for name, runs in trained.items():
                 mean = {
                     k: statistics.fmean(r[k] for r in runs)
@@ -72,11 +78,13 @@ def peer_speed() -> str:
             lines.append("")
         decoded = d["decoding"]
         base = statistics.fmean(r["fixed_tok_s"] for r in next(iter(decoded.values())))
-        lines += [
-            f"| toolkit, precision | target tok/s, own lengths | tok/s, every output {d['fixed_tokens']} tokens "
-            f"| ms per decoder step | ÷ {next(iter(decoded))} |",
-            "|---|---|---|---|---|",
-        ]
+        lines += header(
+            "toolkit, precision",
+            "target tok/s, own lengths",
+            f"tok/s, every output {d['fixed_tokens']} tokens",
+            "ms per decoder step",
+            f"÷ {next(iter(decoded))}",
+        )
         for name, runs in decoded.items():
             fixed = statistics.fmean(r["fixed_tok_s"] for r in runs)
             lines.append(
@@ -95,8 +103,7 @@ def time_to_bleu() -> str:
         lines += [
             f"Each toolkit trains for the minutes given, then beam-5 decodes the test split. {_caption(path)}",
             "",
-            "| toolkit, recipe | budget | trained | updates | test BLEU | lowercased | chrF |",
-            "|---|---|---|---|---|---|---|",
+            *header("toolkit, recipe", "budget", "trained", "updates", "test BLEU", "lowercased", "chrF"),
             f"| OpenNMT-py, peer LSTM | {fmt(d['minutes'], 0)} min | {onmt['minutes']} min (last checkpoint) | "
             f"{fmt(onmt['update'])} | {fmt(onmt['bleu'])} | {fmt(onmt['bleu_lc'])} | {fmt(onmt['chrf'])} |",
         ]
@@ -129,9 +136,17 @@ def inference() -> str:
             f"{d['decode']['strategy']} {d['decode']['beam_size']}, batches of {d['decode']['batch_size']}. "
             f"{_caption(path)}",
             "",
-            "| backend | threads | batch tok/s | ÷ PyTorch | sentences/s | batch-1 p50 / p99 ms | test BLEU | chrF | "
-            "same output as PyTorch |",
-            "|---|---|---|---|---|---|---|---|---|",
+            *header(
+                "backend",
+                "threads",
+                "batch tok/s",
+                "÷ PyTorch",
+                "sentences/s",
+                "batch-1 p50 / p99 ms",
+                "test BLEU",
+                "chrF",
+                "same output as PyTorch",
+            ),
         ]
         for r in d["rows"]:
             ratio = r["tokens_per_s"] / pytorch[r["threads"]] if r["threads"] in pytorch else None

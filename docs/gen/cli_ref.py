@@ -8,12 +8,8 @@ import inspect
 import typer
 from typer._click import Context
 
+from docs.gen.markdown import cell, header
 from seqforge.cli import app
-
-
-def cell(text: str) -> str:
-    """Text for a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _type(param, ctx) -> str:
@@ -48,7 +44,7 @@ def _command(command, ctx, path: str) -> list[str]:
     ]
     params = [p for p in command.params if p.name != "help"]
     if params:
-        lines += ["| argument / option | type | default | |", "|---|---|---|---|"]
+        lines += header("argument / option", "type", "default", "")
         lines += [
             f"| {_names(p)} | {_type(p, ctx)} | {_default(p)} | {cell(getattr(p, 'help', None) or '')} |"
             for p in params

@@ -15,6 +15,7 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from docs.gen.markdown import cell, header
 from seqforge.config.shared import Config, DecodeCfg, OptimCfg, TokenizerCfg
 from seqforge.corpora.registry import CorpusCfg
 from seqforge.corpora.synthetic import SyntheticCfg
@@ -174,12 +175,8 @@ MISSING: list[str] = []  # what the reference being written found undescribed
 
 def table(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = ()) -> list[str]:
     return [
-        "| key | type | default | |",
-        "|---|---|---|---|",
-        *(
-            f"| {k} | {t} | {d} | {c.replace('|', chr(92) + '|')} |"
-            for k, t, d, c in rows(model, prefix, skip, MISSING)
-        ),
+        *header("key", "type", "default", ""),
+        *(f"| {k} | {t} | {d} | {cell(c)} |" for k, t, d, c in rows(model, prefix, skip, MISSING)),
         "",
     ]
 

@@ -7,6 +7,7 @@ import ast
 import io
 import tokenize
 
+from docs.gen.markdown import header
 from docs.gen.results import ROOT
 
 
@@ -32,7 +33,7 @@ def summary(package: str) -> str:
 
 
 def layer_table() -> str:
-    lines = ["| layer | package | what it holds |", "|---|---|---|"]
+    lines = header("layer", "package", "what it holds")
     for level, (packages, comment) in reversed(list(enumerate(declared()))):
         for package in packages.split():
             lines.append(f"| {level} | `seqforge.{package}` | {summary(package) or comment} |")

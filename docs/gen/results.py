@@ -10,6 +10,7 @@ import json
 from functools import cache
 
 from docs.gen import committed
+from docs.gen.markdown import header
 from seqforge.experiments.recipes import load_recipes
 
 ROOT = committed.ROOT
@@ -63,11 +64,16 @@ def trained(name: str, metric: str, mode: str, digits: int) -> str:
 
 
 def translation_table() -> str:
-    lines = [
-        "| experiment | updates | best val BLEU (greedy, at update) | **test BLEU** | lowercased | chrF | "
-        "test perplexity | beam-5 sentences/s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines = header(
+        "experiment",
+        "updates",
+        "best val BLEU (greedy, at update)",
+        "**test BLEU**",
+        "lowercased",
+        "chrF",
+        "test perplexity",
+        "beam-5 sentences/s",
+    )
     for name in experiments("translation"):
         metrics = report(name)["metrics"]
         lines.append(
@@ -81,11 +87,19 @@ def translation_table() -> str:
 
 
 def chatbot_table() -> str:
-    lines = [
-        "| experiment | updates | best val loss (at update) | test perplexity | **BLEU-1** | **BLEU-2** | "
-        "corpus BLEU | distinct-1 | **distinct-2** | mean length | top-10 share |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = header(
+        "experiment",
+        "updates",
+        "best val loss (at update)",
+        "test perplexity",
+        "**BLEU-1**",
+        "**BLEU-2**",
+        "corpus BLEU",
+        "distinct-1",
+        "**distinct-2**",
+        "mean length",
+        "top-10 share",
+    )
     ref = None
     for name in experiments("chatbot"):
         m = report(name)["metrics"]
@@ -105,7 +119,7 @@ def chatbot_table() -> str:
 
 
 def data_table() -> str:
-    lines = ["| task | split | raw | kept | dropped | mean source / target tokens |", "|---|---|---|---|---|---|"]
+    lines = header("task", "split", "raw", "kept", "dropped", "mean source / target tokens")
     for path in committed.files("metrics", "data_*.json"):
         stats = json.loads(committed.read_text(path))
         for split, s in stats.items():
@@ -125,7 +139,7 @@ def data_table() -> str:
 
 def headline() -> str:
     """The README's table: each registered model's primary test figure."""
-    lines = ["| task | experiment | test |", "|---|---|---|"]
+    lines = header("task", "experiment", "test")
     for name in experiments("translation"):
         m = report(name)["metrics"]
         lines.append(f"| translation en→de | `{name}` | BLEU **{fmt(m['bleu'])}**, chrF {fmt(m['chrf'])} |")
@@ -140,7 +154,7 @@ def headline() -> str:
 
 def recipe_rules() -> str:
     """The rules of `conf/recipes.yaml`, as `seqforge task add` applies them."""
-    lines = ["| task kind | training pairs | tokenizer | model, by family |", "|---|---|---|---|"]
+    lines = header("task kind", "training pairs", "tokenizer", "model, by family")
     low = {}
     for kind, rules in load_recipes(ROOT / "conf").kinds.items():
         for rule in rules:

@@ -9,6 +9,7 @@ import re
 
 import yaml
 
+from docs.gen.markdown import cell, header
 from docs.gen.results import ROOT
 
 TABLES = ROOT / "docs" / "tables"
@@ -18,23 +19,19 @@ def load(name: str) -> list[dict]:
     return yaml.safe_load((TABLES / f"{name}.yaml").read_text())
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def bad_inputs() -> str:
-    lines = ["| # | where | bad input | message (excerpt) | test |", "|---|---|---|---|---|"]
+    lines = header("#", "where", "bad input", "message (excerpt)", "test")
     lines += [
-        f"| {i} | {r['where']} | {_cell(r['input'])} | {_cell(r['message'])} | `{r['test']}` |"
+        f"| {i} | {r['where']} | {cell(r['input'])} | {cell(r['message'])} | `{r['test']}` |"
         for i, r in enumerate(load("bad_inputs"), 1)
     ]
     return "\n".join(lines) + "\n"
 
 
 def faults() -> str:
-    lines = ["| fault | what happens | tests |", "|---|---|---|"]
+    lines = header("fault", "what happens", "tests")
     lines += [
-        f"| {_cell(r['fault'])} | {_cell(r['what happens'])} | {', '.join(f'`{t}`' for t in r['tests'])} |"
+        f"| {cell(r['fault'])} | {cell(r['what happens'])} | {', '.join(f'`{t}`' for t in r['tests'])} |"
         for r in load("faults")
     ]
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seqforge.research.study_plots import Results, clipping_plot, find_model, gradient_plot, write_csv
-from seqforge.research.study_report import write_readme
+from seqforge.research.study_report import provenance, write_readme
 
 CLOSE = 5.0  # exact match, percentage points: one seed per model, so a smaller gap is "too close to call"
 SEQUENCE_TASKS = ("copy", "reverse")  # whose outputs are as long as their inputs
@@ -305,7 +305,6 @@ def write_report(summary: dict[str, Any], out: Path) -> list[dict[str, str]]:
     clipped, free = _find_sgd(results, True), _find_sgd(results, False)
     if clipped and free:
         plots.append(clipping_plot(results, clipped, free, out))
-    train = summary["train"]
     first = next(iter(results.values()))
     counts = {
         lab: sum(b["sentences"] for b in first["accuracy_by_length"] if b["bucket"] == lab)
@@ -314,11 +313,12 @@ def write_report(summary: dict[str, Any], out: Path) -> list[dict[str, str]]:
     lines = [
         "# The classic claims where distance is the variable",
         "",
-        f"Written by `seqforge study --study long` ({summary['study']}, MLflow run `{summary['parent_run_id']}`, "
-        f"profile `{summary['profile']}`): task `{summary['task']}` (synthetic: copy, reverse, and recall of the "
-        f"token after a marker in the first quarter), every model sized to {summary['parameter_budget']:,} parameters "
-        f"and trained for at most {train['max_time']} (DD:HH:MM:SS) with {train['num_workers']} Ray Train workers; "
-        f"the whole study took {summary['wall_seconds'] / 60:.1f} min. Greedy decoding of the test split; length "
+        provenance(
+            summary,
+            "seqforge study --study long",
+            " (synthetic: copy, reverse, and recall of the token after a marker in the first quarter)",
+        )
+        + "Greedy decoding of the test split; length "
         f"buckets (symbols) hold {', '.join(f'{lab}: {n}' for lab, n in counts.items())} rows over the sub-tasks. "
         "The Multi30k study is in [../study/README.md](../study/README.md).",
     ]

@@ -224,16 +224,12 @@ def write_report(summary: dict[str, Any], out: Path) -> list[dict[str, str]]:
     out.mkdir(parents=True, exist_ok=True)
     found = claims(summary["models"])
     plots = write_plots(summary, out)
-    train = summary["train"]
     counts = [b["sentences"] for b in next(iter(summary["models"].values()))["bleu_by_length"]]
     lines = [
         "# What the classics claim, measured",
         "",
-        f"Written by `seqforge study` ({summary['study']}, MLflow run `{summary['parent_run_id']}`, profile "
-        f"`{summary['profile']}`): task `{summary['task']}`, every model sized to "
-        f"{summary['parameter_budget']:,} parameters and trained for at most {train['max_time']} (DD:HH:MM:SS) "
-        f"with {train['num_workers']} Ray Train workers; the whole study took {summary['wall_seconds'] / 60:.1f} min. "
-        "Test BLEU is sacreBLEU on the task's test split with the task's decoding settings; by length, the "
+        provenance(summary, "seqforge study")
+        + "Test BLEU is sacreBLEU on the task's test split with the task's decoding settings; by length, the "
         f"buckets hold {', '.join(f'{lab}: {n}' for lab, n in zip(summary['length_buckets'], counts, strict=True))} "
         "sentences (source words). The claims that need long inputs (attention at length, vanishing and "
         "exploding gradients) are measured where distance is the variable, on synthetic sequences of up to 200 "
@@ -251,6 +247,18 @@ def write_report(summary: dict[str, Any], out: Path) -> list[dict[str, str]]:
         "`optim.clip_norm`.",
     )
     return found
+
+
+def provenance(summary: dict[str, Any], command: str, task_note: str = "") -> str:
+    """The sentence that opens a study's report: the command, run and profile that wrote it, its task (and
+    `task_note`), the parameter budget, the training limits and the study's wall time."""
+    train = summary["train"]
+    return (
+        f"Written by `{command}` ({summary['study']}, MLflow run `{summary['parent_run_id']}`, profile "
+        f"`{summary['profile']}`): task `{summary['task']}`{task_note}, every model sized to "
+        f"{summary['parameter_budget']:,} parameters and trained for at most {train['max_time']} (DD:HH:MM:SS) "
+        f"with {train['num_workers']} Ray Train workers; the whole study took {summary['wall_seconds'] / 60:.1f} min. "
+    )
 
 
 def write_readme(
