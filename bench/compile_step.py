@@ -29,30 +29,39 @@ import torch
 SENTENCES, WARM = 120, 5
 
 
-def measure(name: str, mode: str, steps: int, threads: int) -> dict:
-    """One experiment's model in `mode` (eager, compile, or profile: eager under the profiler): warm-up seconds
-    and the timed steps, or the profile."""
+def training_batches(count: int) -> tuple[list[dict], tuple[int, int]]:
+    """`count` batches of `SENTENCES` random Multi30k training pairs (seeded), each batch of similar lengths,
+    in shuffled order; and the task's (source, target) vocabulary sizes."""
     from datasets import load_from_disk
 
-    from bench.step_profile import loss_of
     from seqforge.core import paths
     from seqforge.data.batching import collate
     from seqforge.data.datasets import TokenizedSplit
-    from seqforge.data.tokenizer import PAD, SubwordTokenizer
-    from seqforge.experiments.config import load_experiment
-    from seqforge.models.registry import build_model
+    from seqforge.data.tokenizer import SubwordTokenizer
 
-    torch.set_num_threads(threads)
     tokenizer = SubwordTokenizer.load(paths.tokenizer_file("translation"))
     train = TokenizedSplit(load_from_disk(str(paths.tokenized_dir("translation")))["train"])
     rng = random.Random(0)
-    picked = rng.sample(range(len(train)), SENTENCES * (WARM + steps))
+    picked = rng.sample(range(len(train)), SENTENCES * count)
     order = sorted(picked, key=lambda i: len(train[i]["src_ids"]))
     chunks = [order[k : k + SENTENCES] for k in range(0, len(order), SENTENCES)]
     rng.shuffle(chunks)
     batches = [collate(train.__getitems__(chunk)) for chunk in chunks]
+    return batches, (tokenizer.vocab_size("source"), tokenizer.vocab_size("target"))
+
+
+def measure(name: str, mode: str, steps: int, threads: int) -> dict:
+    """One experiment's model in `mode` (eager, compile, or profile: eager under the profiler): warm-up seconds
+    and the timed steps, or the profile."""
+    from bench.step_profile import loss_of
+    from seqforge.data.tokenizer import PAD
+    from seqforge.experiments.config import load_experiment
+    from seqforge.models.registry import build_model
+
+    torch.set_num_threads(threads)
+    batches, vocab = training_batches(WARM + steps)
     torch.manual_seed(1)
-    model = build_model(load_experiment(name).model, tokenizer.vocab_size("source"), tokenizer.vocab_size("target"))
+    model = build_model(load_experiment(name).model, *vocab)
     model.train()
     if mode == "compile":
         model.compile(dynamic=True)

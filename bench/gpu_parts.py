@@ -167,6 +167,7 @@ def part_fit(args: argparse.Namespace) -> dict:
     from seqforge.config.shared import DecodeCfg
     from seqforge.data.datasets import Seq2SeqDataModule
     from seqforge.tasks.registry import task_kind
+    from seqforge.training.worker.precision import LIGHTNING
 
     device = device_named(args.device)
     torch.set_float32_matmul_precision("high")
@@ -207,7 +208,7 @@ def part_fit(args: argparse.Namespace) -> dict:
         trainer = pl.Trainer(
             accelerator=device.type,
             devices=1,
-            precision=train.precision,
+            precision=LIGHTNING[train.precision],
             max_epochs=train.max_epochs,
             max_time=timedelta(minutes=args.fit_minutes),
             callbacks=[clock, best],

@@ -22,16 +22,18 @@ def profile_conf(profile: str, root: Path) -> Path:
 
 
 def experiment_at(name: str, profile: str, root: Path, precision: str | None = None):
-    """(experiment, train settings, task) of `name` under `profile`; `precision` replaces the profile's."""
+    """(experiment, train settings, task) of `name` under `profile`; `precision` replaces the profile's. The
+    settings of one process on this machine: one worker, the precision resolved (`auto`: this machine's)."""
     from seqforge.config.shared import load_config
     from seqforge.experiments.config import load_experiment
     from seqforge.tasks.registry import load_task
+    from seqforge.training.worker.precision import resolved
 
     conf = profile_conf(profile, root)
     exp = load_experiment(name, conf)
     train = exp.train_config(load_config(conf).train)
-    if precision:
-        train = train.model_copy(update={"precision": precision})
+    precision = resolved(precision or train.precision, train.use_gpu)
+    train = train.model_copy(update={"precision": precision, "num_workers": 1, "cpus_per_worker": 1})
     return exp, train, load_task(exp.task, conf)
 
 
@@ -101,8 +103,10 @@ def training_step(module, exp, train, device, compiled: bool):
     label-smoothed loss in fp32, clipped gradients."""
     import torch
 
+    from seqforge.training.worker.precision import autocast as train_autocast
+
     opt = torch.optim.AdamW(module.parameter_groups(), lr=exp.optim.lr, betas=exp.optim.betas)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=train.precision.startswith("bf16"))
+    autocast = train_autocast(train.precision, device)
     model = torch.compile(module.model, dynamic=True) if compiled else module.model
 
     def step(batch: dict) -> None:

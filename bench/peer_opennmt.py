@@ -1,7 +1,7 @@
 """seqforge and OpenNMT-py 3.5.1 side by side: training and beam-5 decoding tokens/s, same data, same model;
 or time to BLEU, each toolkit's recipe for the same minutes.
 
-    python -m bench.peer_opennmt [--steps 200] [--rounds 2] [--workers 2] [--decode-only]
+    python -m bench.peer_opennmt [--steps 200] [--rounds 2] [--workers 1] [--precision auto] [--decode-only]
     SEQFORGE_DATA_MIRROR=../shared/data python -m bench.peer_opennmt --minutes 16 [--ours-at 6 --ours-at 16]
 
 Needs the translation task tokenized on the default profile (`dvc repro tokenize@translation`).
@@ -13,8 +13,9 @@ Both toolkits read the same subword tokens (our Multi30k en→de BPE, written ou
 and train the same model: 1-layer bidirectional LSTM encoder (256 per direction), 1-layer LSTM
 decoder of 512, Luong general attention with input feeding, embeddings 256, untied, dropout 0.3,
 Adam (lr 1e-3), gradient norm clipped at 5, about 64 sentences per update, on the first
-steps × 64 training pairs (one pass). seqforge trains as the pipeline does (Ray Train, 2 workers ×
-1 CPU, token-budget batches sized to 64 sentences per update); OpenNMT-py as its CLI does (one
+steps × 64 training pairs (one pass). seqforge trains as the pipeline does (Ray Train, one worker with 2 CPUs
+as `num_workers: auto` places it, `--workers 2` for 2 × 1; `train.precision: auto`, `--precision`; token-budget
+batches sized to 64 sentences per update); OpenNMT-py as its CLI does (one
 process, 2 threads, 64-sentence batches; loader settings that keep its data workers off the two
 cores, see `onmt_config`). Rounds alternate which toolkit goes first. Tokens/s: source subwords
 and target subwords (with EOS in training, as OpenNMT-py counts them) per second of training steps
@@ -78,6 +79,7 @@ from bench.seqforge_side import (
     seqforge_decode,
     seqforge_for_minutes,
 )
+from seqforge.training.worker.precision import resolved
 
 
 def time_to_bleu(args: argparse.Namespace, bin_dir: Path) -> None:
@@ -168,7 +170,7 @@ def speed(args: argparse.Namespace, bin_dir: Path) -> None:
             {"float32": lambda: onmt_decode(bin_dir, args.steps, sizes, args.profile)},
         ),
         "seqforge": (
-            lambda: run_seqforge(sizes, budget, args.workers),
+            lambda: run_seqforge(sizes, budget, args.workers, args.precision),
             {
                 "float32": lambda: seqforge_decode(sizes, "32", args.profile),
                 "bfloat16": lambda: seqforge_decode(sizes, "bf16", args.profile),
@@ -193,20 +195,11 @@ def speed(args: argparse.Namespace, bin_dir: Path) -> None:
         console.print(profile_table({key: runs[-1]["ops"] for key, runs in decoded.items()}))
     out = Path("reports/peer") / f"speed-{args.steps}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "steps": args.steps,
-                "torch": torch.__version__,
-                "cpus": os.cpu_count(),
-                "fixed_tokens": FIXED,
-                "training": trained,
-                "decoding": {f"{name}, {precision}": runs for (name, precision), runs in decoded.items()},
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    ours = {"workers": args.workers, "threads_per_worker": 2 // args.workers}
+    report = {"steps": args.steps, "torch": torch.__version__, "cpus": os.cpu_count(), "fixed_tokens": FIXED}
+    report |= {"seqforge_training": ours | {"precision": resolved(args.precision, False)}, "training": trained}
+    report["decoding"] = {f"{name}, {precision}": runs for (name, precision), runs in decoded.items()}
+    out.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"written: {out}")
 
 
@@ -240,7 +233,8 @@ def training_table(trained: dict[str, list[dict]], sizes: dict, args: argparse.N
         run["wall_tgt"] = sizes["train_tgt"] / run["wall_s"]
     table = Table(
         title=f"Training: Multi30k en→de, LSTM + Luong general + input feeding, {args.steps} steps × "
-        f"{SENTENCES} sentences, 2 CPU threads (seqforge: {args.workers} Ray Train worker(s))"
+        f"{SENTENCES} sentences, 2 CPU threads (seqforge: {args.workers} Ray Train worker(s), "
+        f"precision {args.precision})"
     )
     for col in (
         "toolkit",
@@ -308,8 +302,14 @@ def main() -> None:
         "--workers",
         type=int,
         choices=[1, 2],
-        default=2,
-        help="seqforge's Ray Train workers (2 × 1 CPU as the default profile, or 1 × 2 CPUs)",
+        default=1,
+        help="seqforge's Ray Train workers: 1 × 2 CPUs (`num_workers: auto`, one per node), or 2 × 1 CPU",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16-mixed"],
+        default="auto",
+        help="seqforge's train.precision (auto: bf16-mixed on a CPU with native bf16); OpenNMT-py trains in fp32",
     )
     parser.add_argument(
         "--decode-only",

@@ -64,20 +64,23 @@ def peer_experiment():
     )
 
 
-def run_seqforge(sizes: dict, budget: int, workers: int) -> dict:
-    """Train as the pipeline does (Ray Train, `workers` × 2 / `workers` CPUs, one epoch)."""
+def run_seqforge(sizes: dict, budget: int, workers: int, precision: str, exp=None) -> dict:
+    """Train `exp` (default: the peer configuration) as the pipeline does (Ray Train, `workers` × 2 / `workers`
+    CPUs, `budget` tokens per worker's batch, one epoch of the corpus `write_corpus` wrote, `train.precision`)."""
     import mlflow
     import ray
 
     from seqforge.config.shared import TrainCfg
     from seqforge.data.shipping import ship
-    from seqforge.training.driver import connect_ray, fit_on_ray
+    from seqforge.training.budget.cluster import connect_ray
+    from seqforge.training.driver import fit_on_ray
 
     tokenizer = sizes["tokenizer"]
-    exp = peer_experiment()
+    exp = exp or peer_experiment()
     train_cfg = TrainCfg(
         num_workers=workers,
         cpus_per_worker=THREADS // workers,
+        precision=precision,
         max_epochs=1,
         batch_tokens=budget,
         storage_path=str((WORK / "ray").resolve()),

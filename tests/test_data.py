@@ -156,3 +156,33 @@ def test_tsv_arrow_and_line_readers_give_the_same_rows(tmp_path, header: bool) -
             {"split": "all", "en": " x", "de": "  "},
         ]
     )
+
+
+def test_gpu_batches_come_in_few_shapes_and_keep_the_budget() -> None:
+    """`pad_to_multiple: 8` (GPUs): an epoch's batches take a handful of (rows, source width, target width)
+    shapes, each width a multiple of 8, where unrounded batches take nearly one shape per batch."""
+    from seqforge.data.batching import collate
+
+    rng = np.random.default_rng(0)
+    src = 4 + rng.poisson(11, 3000)  # correlated lengths, as a translation corpus's (Multi30k: mean 15, r 0.87)
+    lengths = np.stack([src, np.maximum(1, src + rng.integers(-3, 4, 3000))], axis=1)
+    examples = [{"src_ids": [5] * s, "tgt_ids": [6] * t, "index": i} for i, (s, t) in enumerate(lengths.tolist())]
+
+    def shapes(multiple: int) -> tuple[set, int]:
+        sampler = TokenBudgetBatchSampler(lengths, 2000, shuffle=True, seed=1, multiple=multiple)
+        seen, batches = set(), list(sampler)
+        for batch in batches:
+            b = collate([examples[i] for i in batch], multiple)
+            assert b["tgt_in"].shape == b["tgt_out"].shape and b["src"].size(0) == len(batch)
+            if multiple > 1:  # the rounded widths are what the budget counts (unrounded: the lengths, EOS aside)
+                assert b["src"].numel() + b["tgt_in"].numel() <= 2000
+            seen.add((len(batch), b["src"].size(1), b["tgt_in"].size(1)))
+        assert sorted(i for b in batches for i in b) == list(range(3000))
+        return seen, len(batches)
+
+    rounded, batches = shapes(8)
+    assert all(src % 8 == 0 and tgt % 8 == 0 for _, src, tgt in rounded)
+    buckets = {((s + 1 + 7) // 8, (t + 1 + 7) // 8) for s, t in lengths.tolist()}
+    assert len(rounded) <= 2 * len(buckets) < batches  # per bucket: full batches of one size, and its last
+    plain, _ = shapes(1)
+    assert len(plain) > 2 * len(rounded)

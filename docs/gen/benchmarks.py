@@ -57,9 +57,16 @@ def peer_speed() -> str:
     lines = []
     for path in committed.files("reports/peer", "speed-*.json"):
         d = _json(path)
+        ours = d.get("seqforge_training")  # written since the runs placed one worker per node
+        setting = (
+            f" seqforge trained with {ours['workers']} Ray Train worker(s) × {ours['threads_per_worker']} threads "
+            f"in {ours['precision']}; OpenNMT-py in one process, 2 threads, fp32."
+            if ours
+            else " seqforge trained with 2 Ray Train workers × 1 thread in fp32."
+        )
         lines += [
             f"{fmt(d['steps'])} updates per toolkit, then beam-5 decoding of the test split; "
-            f"torch {d['torch']}, {d['cpus']} CPUs. {_caption(path)}",
+            f"torch {d['torch']}, {d['cpus']} CPUs.{setting} {_caption(path)}",
             "",
         ]
         trained = {k: v for k, v in d["training"].items() if v}

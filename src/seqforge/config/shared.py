@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from seqforge.config.base import CONF_DIR, Strict, merge, profile_overlay, read_yaml, validate
 from seqforge.core.durations import duration_seconds
@@ -29,14 +30,27 @@ def _duration(text: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(_duration)]
+
+
+def _count_or_auto(value: object) -> object:
+    if value == "auto" or (type(value) is int and value >= 1):
+        return value
+    raise PydanticCustomError("count_or_auto", "a whole number ≥ 1, or auto")
+
+
+CountOrAuto = Annotated[int | Literal["auto"], BeforeValidator(_count_or_auto)]
+LEGACY_PRECISION = {"32-true": "fp32", "32": "fp32"}  # Lightning's names, which configs used before `auto`
 PLAN_KEYS = ("max_epochs", "updates", "budget")  # the units a training plan is given in, first set wins
 
 
 class TrainCfg(Strict):
-    num_workers: int = Field(2, ge=1)  # Ray Train workers (data-parallel processes; one per GPU with use_gpu)
+    num_workers: CountOrAuto = "auto"  # Ray Train workers, data-parallel (auto: one per node, or per GPU)
     use_gpu: bool = False  # each worker takes one GPU
-    cpus_per_worker: int = Field(1, ge=1)  # CPUs Ray gives each worker, and its torch threads
-    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"  # Lightning precision of training
+    cpus_per_worker: CountOrAuto = "auto"  # CPUs Ray gives each worker, and its torch threads (auto: with
+    # num_workers auto, its node's CPUs, shared among the node's GPUs; else 1)
+    precision: Annotated[
+        Literal["auto", "fp32", "bf16-mixed", "16-mixed"], BeforeValidator(lambda v: LEGACY_PRECISION.get(v, v))
+    ] = "auto"  # auto: bf16-mixed where the CPU or GPU computes bf16 natively, else fp32
     compile: bool = False  # torch.compile the training forward (off: slower on CPU for every family)
     max_epochs: int | None = Field(None, ge=1)  # epochs to train for, each evaluated at its end (of max_epochs,
     # updates and budget, the first set sizes the run)
@@ -49,6 +63,8 @@ class TrainCfg(Strict):
     undertrained_share: float = Field(0.05, gt=0)  # warn when the last 20 % of updates gained more than this
     # share of the validation metric (seqforge.training.budget.plan.still_improving)
     batch_tokens: int = Field(6000, ge=64)  # tokens (source + target, padding included) per batch and worker
+    pad_to_multiple: CountOrAuto = "auto"  # batch widths rounded up to this, pairs bucketed by them: few batch
+    # shapes, so GPU kernels and attention graphs are reused (auto: 8 with use_gpu, else 1: no extra padding)
     accumulate_grad_batches: int = Field(
         1, ge=1
     )  # batches per update: the effective batch is this × batch_tokens × workers
@@ -62,6 +78,12 @@ class TrainCfg(Strict):
     # (auto: only when it scores better than the best one on the validation metric)
     max_failures: int = Field(1, ge=-1)  # worker-failure restarts from the last checkpoint; -1: no limit
     checkpoint_retries: int = Field(4, ge=0)  # waits for unreachable checkpoint storage: 1 s, 2 s, 4 s, ...
+
+    def pad_multiple(self) -> int:
+        """`pad_to_multiple` resolved: 8 on GPUs, 1 (no rounding) on CPUs, unless set."""
+        if self.pad_to_multiple == "auto":
+            return 8 if self.use_gpu else 1
+        return self.pad_to_multiple
 
     def guard(self) -> str | None:
         """The wall-clock guard Lightning stops at (`DD:HH:MM:SS`): `max_time`, else 1.5 × a time budget."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 import torch
@@ -12,14 +13,21 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from seqforge.data.tokenizer import BOS, EOS, PAD
 
 
-def token_batches(lengths: np.ndarray, batch_tokens: int, order: np.ndarray) -> list[list[int]]:
+def padded_width(length: int, multiple: int) -> int:
+    """A batch's padded width for its longest sequence of `length` tokens (EOS or BOS added), rounded up to
+    `multiple`; `length` itself for 1 (the cost `token_batches` has always counted)."""
+    return length if multiple == 1 else -(-(length + 1) // multiple) * multiple
+
+
+def token_batches(lengths: np.ndarray, batch_tokens: int, order: np.ndarray, multiple: int = 1) -> list[list[int]]:
     """Group indices (visited in `order`, sorted by length) so each padded batch fits the budget.
 
-    A batch's cost is ``size * (longest source + longest target)``; one over-long example still
-    forms a batch of its own.
+    A batch's cost is ``size * (longest source + longest target)``, their widths rounded up to `multiple`
+    (`padded_width`); one over-long example still forms a batch of its own.
     """
     batches, current, max_src, max_tgt = [], [], 0, 0
-    src_lens, tgt_lens = lengths[order, 0].tolist(), lengths[order, 1].tolist()
+    width = np.vectorize(partial(padded_width, multiple=multiple), otypes=[int])
+    src_lens, tgt_lens = width(lengths[order, 0]).tolist(), width(lengths[order, 1]).tolist()
     for i, src, tgt in zip(order.tolist(), src_lens, tgt_lens, strict=True):
         new_src, new_tgt = max(max_src, src), max(max_tgt, tgt)
         if current and (len(current) + 1) * (new_src + new_tgt) > batch_tokens:
@@ -36,7 +44,9 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     """Sorts by length (random tie order per epoch), packs by token budget, shuffles batches.
 
     With `even=True` (training) every rank gets the same number of batches, as DDP requires;
-    validation shards without padding, so every example is scored exactly once.
+    validation shards without padding, so every example is scored exactly once. With `multiple` > 1 (GPUs:
+    kernels and attention graphs reused) widths round up to it and pairs sort by those widths, so batches come
+    in few shapes: in each (source, target) width bucket every batch but its last has the same size.
     """
 
     def __init__(
@@ -48,8 +58,10 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         even: bool = True,
+        multiple: int = 1,
     ) -> None:
         self.lengths, self.batch_tokens, self.shuffle, self.seed = lengths, batch_tokens, shuffle, seed
+        self.multiple = multiple
         self.rank, self.world_size, self.even = rank, world_size, even
         self.epoch = 0
         self.start = 0  # batches of the epoch to skip once, when a run resumes mid-epoch
@@ -71,9 +83,13 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         rng = np.random.default_rng(self.seed + self.epoch)
         n = len(self.lengths)
         tiebreak = rng.permutation(n) if self.shuffle else np.arange(n)
-        keys = self.lengths.sum(axis=1)
+        if self.multiple == 1:
+            keys = self.lengths.sum(axis=1)
+        else:  # by width bucket: source width first, then target width
+            buckets = (self.lengths + 1 + self.multiple - 1) // self.multiple
+            keys = buckets[:, 0] * (buckets[:, 1].max() + 1) + buckets[:, 1]
         order = tiebreak[np.argsort(keys[tiebreak], kind="stable")]
-        batches = token_batches(self.lengths, self.batch_tokens, order)
+        batches = token_batches(self.lengths, self.batch_tokens, order, self.multiple)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         if not self.even and len(batches) < self.world_size:  # a tiny validation set: every rank needs a batch
@@ -96,8 +112,11 @@ class ResumableLoader(DataLoader):
     goes on with the batch after it, not with its epoch's first batch again (the OpenNMT-py #2006 /
     fairseq #5387 failure), and with that epoch's shuffle."""
 
-    def __init__(self, data: Dataset, sampler: TokenBudgetBatchSampler, trained: Callable[[], int]) -> None:
-        super().__init__(data, batch_sampler=sampler, collate_fn=collate)
+    def __init__(
+        self, data: Dataset, sampler: TokenBudgetBatchSampler, trained: Callable[[], int], pin_memory: bool = False
+    ) -> None:
+        collate_fn = partial(collate, multiple=sampler.multiple)
+        super().__init__(data, batch_sampler=sampler, collate_fn=collate_fn, pin_memory=pin_memory)
         self.trained = trained  # batches of the current epoch already trained on (the trainer's count)
 
     def state_dict(self) -> dict[str, int]:
@@ -110,22 +129,24 @@ class ResumableLoader(DataLoader):
         self.batch_sampler.resume(state["epoch"], state["batches"])
 
 
-def pad(rows: list[list[int]]) -> Tensor:
-    out = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)
+def pad(rows: list[list[int]], multiple: int = 1) -> Tensor:
+    """Rows of ids right-padded with PAD to the longest one's length, rounded up to `multiple`."""
+    longest = max(len(r) for r in rows)
+    out = torch.full((len(rows), -(-longest // multiple) * multiple), PAD, dtype=torch.long)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return out
 
 
-def collate(examples: list[dict]) -> dict[str, Tensor]:
-    """Source ids + EOS; decoder input BOS + target; decoder output target + EOS."""
+def collate(examples: list[dict], multiple: int = 1) -> dict[str, Tensor]:
+    """Source ids + EOS; decoder input BOS + target; decoder output target + EOS; widths padded to `multiple`."""
     src = [ex["src_ids"] + [EOS] for ex in examples]
     batch = {
-        "src": pad(src),
+        "src": pad(src, multiple),
         "src_lens": torch.tensor([len(s) for s in src]),
         "index": torch.tensor([ex["index"] for ex in examples]),
     }
     if "tgt_ids" in examples[0]:
-        batch["tgt_in"] = pad([[BOS] + ex["tgt_ids"] for ex in examples])
-        batch["tgt_out"] = pad([ex["tgt_ids"] + [EOS] for ex in examples])
+        batch["tgt_in"] = pad([[BOS] + ex["tgt_ids"] for ex in examples], multiple)
+        batch["tgt_out"] = pad([ex["tgt_ids"] + [EOS] for ex in examples], multiple)
     return batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import partial
 
 import lightning.pytorch as pl
 import numpy as np
@@ -48,7 +49,13 @@ class TokenizedSplit(Dataset):
 def updates_per_epoch(lengths: np.ndarray, cfg: TrainCfg) -> int:
     """Optimizer updates in one epoch of training pairs with `lengths` on each of `cfg.num_workers` workers."""
     sampler = TokenBudgetBatchSampler(
-        lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed, world_size=cfg.num_workers, even=True
+        lengths,
+        cfg.batch_tokens,
+        shuffle=True,
+        seed=cfg.seed,
+        world_size=cfg.num_workers,
+        even=True,
+        multiple=cfg.pad_multiple(),
     )
     return math.ceil(len(sampler) / cfg.accumulate_grad_batches)
 
@@ -74,6 +81,7 @@ class Seq2SeqDataModule(pl.LightningDataModule):
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,
             even=train,
+            multiple=self.cfg.pad_multiple(),
         )
 
     def updates_per_epoch(self) -> int:
@@ -86,7 +94,10 @@ class Seq2SeqDataModule(pl.LightningDataModule):
             self.train_set,
             self._sampler(self.train_set, train=True),
             trained=lambda: loop.batch_progress.current.processed,
+            pin_memory=self.cfg.use_gpu,  # pinned: Lightning's copies to the GPU are then asynchronous
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_sampler=self._sampler(self.val_set, train=False), collate_fn=collate)
+        sampler = self._sampler(self.val_set, train=False)
+        collate_fn = partial(collate, multiple=sampler.multiple)
+        return DataLoader(self.val_set, batch_sampler=sampler, collate_fn=collate_fn, pin_memory=self.cfg.use_gpu)

@@ -25,7 +25,8 @@ from seqforge.research.tune_config import TuneCfg, load_tune
 from seqforge.research.tune_results import summarize, write_tuned
 from seqforge.tasks.registry import load_task, task_kind, task_schema
 from seqforge.tracking.client import data_version, setup_mlflow, tracking_uri
-from seqforge.training.driver import fit_on_ray, loop_config, ray_runtime_env
+from seqforge.training.budget.cluster import placed, ray_runtime_env
+from seqforge.training.driver import fit_on_ray, loop_config
 
 
 def search_space(tune: TuneCfg) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def run_trial(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     try:
         base = experiment_schema().model_validate(sweep["experiment"])
         exp = with_overrides(base, sampled, f"trial {trial_id}")
-        train_cfg = trial_train_cfg(sweep["train"], exp, TuneCfg.model_validate(sweep["tune"]))
+        train_cfg = placed(trial_train_cfg(sweep["train"], exp, TuneCfg.model_validate(sweep["tune"])))
         tokenizer = SubwordTokenizer.loads(sweep["tokenizer"])  # from the driver: no repository on this node
         task = task_schema().validate_python(sweep["task"])
         result = fit_on_ray(
@@ -181,7 +182,7 @@ def run_sweep(name: str, num_samples: int | None = None, resume: bool = False) -
             runtime_env=ray_runtime_env(),
         )
         base_train = cfg.train.model_dump()
-        trial_cfg = trial_train_cfg(base_train, exp, tune)
+        trial_cfg = placed(trial_train_cfg(base_train, exp, tune))
         # what trials read goes with them (the tokenized data through the object store, once for all trials)
         sweep = {
             "name": state["name"],

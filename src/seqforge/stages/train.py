@@ -21,6 +21,7 @@ from seqforge.tasks.base import TaskCfg
 from seqforge.tasks.registry import load_task, task_kind
 from seqforge.tracking.client import data_version, metric_steps, setup_mlflow
 from seqforge.training.budget import rate
+from seqforge.training.budget.cluster import placed
 from seqforge.training.budget.plan import Plan, PlanError, plan_experiment, still_improving
 from seqforge.training.driver import fit_and_export
 from seqforge.training.run_record import run_name, track_run
@@ -33,7 +34,7 @@ def train_experiment(name: str) -> Path:
     A run that ended while still improving fast says so (`undertrained`, in the model and on the run)."""
     cfg, exp = load_config(), load_experiment(name)
     task = load_task(exp.task)
-    train_cfg = exp.train_config(cfg.train)
+    train_cfg = placed(exp.train_config(cfg.train))  # workers and threads on the cluster (a part of the run's name)
     experiment_id = setup_mlflow(cfg.mlflow.experiment)
     data_hash = data_version(load_corpus(task.corpus))
     ray_name = run_name(exp, task, train_cfg, data_hash)

@@ -5,7 +5,6 @@ gradient diagnostics."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from contextlib import ExitStack
@@ -27,37 +26,12 @@ from seqforge.tasks.base import TaskCfg
 from seqforge.tasks.registry import task_kind
 from seqforge.tracking.client import TrackingError, tracking_uri
 from seqforge.training.averaging import choose_weights
+from seqforge.training.budget.cluster import connect_ray, placed
 from seqforge.training.controller.checkpoint_queue import RegisteredCheckpoints
 from seqforge.training.controller.progress import printing
 from seqforge.training.diagnostics import log_diagnostics, read_diagnostics
 from seqforge.training.worker.checkpoints import CHECKPOINT_NAME, storage_unreachable
-from seqforge.training.worker.faults import VARIABLE as FAULT_VARIABLE
 from seqforge.training.worker.loop import train_worker
-
-
-def ray_runtime_env() -> dict:
-    """The Ray job environment that sends every Ray process (Tune trials, Train workers, on any node)
-    to this driver's MLflow store and object store: its `MLFLOW_*` and `AWS_*` settings, credentials
-    included (workers write checkpoints to `SEQFORGE_RAY_STORAGE`), with the tracking URI resolved;
-    its Ray Train knobs (`RAY_TRAIN_*`, e.g. `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`, read by the run's
-    controller); and an injected fault (`seqforge.training.worker.faults`). Ray processes inherit their
-    node's environment, not the driver's."""
-    forwarded = {
-        k: v for k, v in os.environ.items() if k.startswith(("MLFLOW_", "AWS_", "RAY_TRAIN_")) or k == FAULT_VARIABLE
-    }
-    return {"env_vars": forwarded | {"MLFLOW_TRACKING_URI": tracking_uri()}}
-
-
-def connect_ray() -> None:
-    """Join the Ray cluster at `RAY_ADDRESS` (else start a local instance), once per process. Workers'
-    output goes to Ray's log files; the driver prints epoch lines."""
-    if not ray.is_initialized():
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS") or "local",
-            log_to_driver=False,
-            configure_logging=False,
-            runtime_env=ray_runtime_env(),
-        )
 
 
 def fit_on_ray(
@@ -171,7 +145,8 @@ def fit_and_export(
     """Train `exp` on Ray Train into the active MLflow run (`meta["run_id"]`) as `plan` says
     (`Plan.worker_view`; None: `max_epochs`), export the chosen weights to `out_dir` with `meta`, and log
     the gradient diagnostics; returns what export decided and the diagnostics records
-    (`seqforge.training.diagnostics`)."""
+    (`seqforge.training.diagnostics`). Workers and their threads as `train_cfg` places them on the cluster."""
+    train_cfg = placed(train_cfg)
     tokenizer_file = paths.tokenizer_file(exp.task)
     connect_ray()
     config = loop_config(

@@ -19,6 +19,7 @@ from seqforge.config.shared import TrainCfg
 from seqforge.core import paths
 from seqforge.core.durations import clock, duration_seconds, guard_seconds
 from seqforge.data.tokenizer import SubwordTokenizer
+from seqforge.training.budget.cluster import placed
 from seqforge.training.budget.rate import Rate, measured, probe, rate_key
 
 STARTUP_S = 20.0  # Ray workers, data shipping and the first checkpoint: seconds a run spends outside updates
@@ -173,6 +174,7 @@ def plan_experiment(exp, task, cfg: TrainCfg) -> Plan:
     from seqforge.tasks.registry import task_kind
     from seqforge.training.worker.module import Seq2SeqModule
 
+    cfg = placed(cfg)
     data_dir = paths.tokenized_dir(exp.task)
     if not (data_dir / "dataset_dict.json").is_file():
         raise PlanError(

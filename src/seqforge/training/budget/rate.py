@@ -26,6 +26,7 @@ from seqforge.config.shared import TrainCfg
 from seqforge.core import paths
 from seqforge.data.batching import TokenBudgetBatchSampler, collate
 from seqforge.experiments.config import ExperimentCfg
+from seqforge.training.worker.precision import autocast
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,12 @@ def probe(module, train_set, val_set, cfg: TrainCfg, min_seconds: float = 2.0) -
     try:
         batches = list(
             TokenBudgetBatchSampler(
-                train_set.lengths, cfg.batch_tokens, shuffle=True, seed=cfg.seed, world_size=cfg.num_workers
+                train_set.lengths,
+                cfg.batch_tokens,
+                shuffle=True,
+                seed=cfg.seed,
+                world_size=cfg.num_workers,
+                multiple=cfg.pad_multiple(),
             )
         )
         optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
@@ -147,7 +153,9 @@ def probe(module, train_set, val_set, cfg: TrainCfg, min_seconds: float = 2.0) -
         times = []
         for i, batch in enumerate(batches[: 12 * cfg.accumulate_grad_batches]):
             start = time.perf_counter()
-            module._loss(collate(train_set.__getitems__(batch))).backward()
+            with autocast(cfg.precision):
+                loss = module._loss(collate(train_set.__getitems__(batch), cfg.pad_multiple()))
+            loss.backward()
             if (i + 1) % cfg.accumulate_grad_batches == 0:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
                 optimizer.step()
@@ -158,7 +166,13 @@ def probe(module, train_set, val_set, cfg: TrainCfg, min_seconds: float = 2.0) -
         per_update = float(np.median(times[1:] or times)) * cfg.accumulate_grad_batches
         val_batches = list(
             TokenBudgetBatchSampler(
-                val_set.lengths, cfg.batch_tokens, shuffle=False, seed=0, world_size=cfg.num_workers, even=False
+                val_set.lengths,
+                cfg.batch_tokens,
+                shuffle=False,
+                seed=0,
+                world_size=cfg.num_workers,
+                even=False,
+                multiple=cfg.pad_multiple(),
             )
         )
         module.eval()
@@ -166,7 +180,8 @@ def probe(module, train_set, val_set, cfg: TrainCfg, min_seconds: float = 2.0) -
             timed = []
             for batch in (val_batches[len(val_batches) // 3], val_batches[2 * len(val_batches) // 3]):  # typical
                 start = time.perf_counter()
-                module.validation_batch(collate(val_set.__getitems__(batch)), val_set)
+                with autocast(cfg.precision):
+                    module.validation_batch(collate(val_set.__getitems__(batch), cfg.pad_multiple()), val_set)
                 timed.append(time.perf_counter() - start)
         per_eval = float(np.mean(timed)) * len(val_batches) if timed else 0.0
     finally:

@@ -1,7 +1,7 @@
 """Fault injection for fault-tolerance tests: a Ray Train worker SIGKILLs itself at a chosen point.
 
 `SEQFORGE_KILL_WORKER="<rank>:<update>:<point>:<marker file>"` in the driver's environment (it reaches
-the workers through `training.driver.ray_runtime_env`): the worker of that rank kills its own process once
+the workers through `training.budget.cluster.ray_runtime_env`): the worker of that rank kills its own process once
 (the marker file, created first, keeps the restarted worker group alive), at `<point>`:
 
 - `update`: just before training update `<update>`;

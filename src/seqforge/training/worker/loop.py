@@ -27,6 +27,7 @@ from seqforge.training.worker.checkpoints import CHECKPOINT_NAME, RayCheckpoints
 from seqforge.training.worker.faults import injected
 from seqforge.training.worker.gradients import TrainingDiagnostics
 from seqforge.training.worker.module import Seq2SeqModule
+from seqforge.training.worker.precision import lightning_precision
 from seqforge.training.worker.step_progress import StepProgress
 
 
@@ -57,7 +58,7 @@ def train_worker(config: dict) -> None:
         devices="auto",
         strategy=RayDDPStrategy(),
         plugins=[RayLightningEnvironment()],
-        precision=train_cfg.precision,
+        precision=lightning_precision(train_cfg.precision, train_cfg.use_gpu),  # `auto`: this machine's
         max_epochs=plan["max_epochs"],
         max_steps=plan["updates"] if every else -1,
         max_time=train_cfg.guard(),
