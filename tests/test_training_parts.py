@@ -1,5 +1,6 @@
 """Training parts below the pipeline: checkpoint averaging, weight-decay groups, inference device."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -140,3 +141,37 @@ def test_dropout_zeroes_a_share_p_scales_the_rest_and_passes_gradients_through_t
     y.sum().backward()
     torch.testing.assert_close(x.grad, kept.float() / 0.75)
     assert layer.eval()(x) is x and "p=0.25" in repr(layer)
+
+
+def test_in_training_bleu_decodes_its_fixed_sample_only(conf_copy) -> None:
+    """`train.eval_bleu_sentences`: the same seeded rows at every evaluation; a validation batch decodes (and
+    scores) only its rows among them, its loss still covers every row."""
+    from seqforge.config.shared import TokenizerCfg
+    from seqforge.data.batching import bleu_sample, collate
+    from seqforge.data.tokenizer import SubwordTokenizer
+
+    assert bleu_sample(100, None) is None and bleu_sample(100, 100) is None
+    mask = bleu_sample(100, 10)
+    assert mask.sum() == 10 and (mask == bleu_sample(100, 10)).all()
+
+    tok = SubwordTokenizer.train(["a b c d"] * 50, ["e f g h"] * 50, TokenizerCfg(vocab_size=100, min_frequency=1))
+    module = Seq2SeqModule(
+        load_experiment("gru_bahdanau", conf_copy).model_dump(mode="json"), 40, 40, tok.dumps(), "translation", "13a"
+    ).eval()
+    rows = [{"src_ids": [5, 6, 7], "tgt_ids": [8, 9], "index": i} for i in range(6)]
+    asked = []
+
+    class Split:
+        def targets(self, indices: list[int]) -> list[str]:
+            asked.append(indices)
+            return ["e f"] * len(indices)
+
+    sample = np.zeros(6, dtype=bool)
+    sample[[1, 4]] = True
+    with torch.no_grad():
+        every = module.validation_batch(collate(rows), Split())
+        sampled = module.validation_batch(collate(rows), Split(), sample)
+        none = module.validation_batch(collate(rows[2:4]), Split(), sample)
+    assert asked == [list(range(6)), [1, 4]]  # the batch without sampled rows decodes nothing
+    assert sampled[:2] == every[:2] and none[2:] == [0.0] * 10  # loss and tokens: every row
+    assert every[3] == 6 * 2 and sampled[3] == 2 * 2  # ref_len: the references' words of the decoded rows

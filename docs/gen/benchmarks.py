@@ -1,6 +1,7 @@
 """Benchmark tables from the JSON each bench writes and the repository keeps: `reports/recipes/` (bench.recipes),
-`reports/peer/` (bench.peer_opennmt), `reports/inference/` (bench.inference), `reports/gpu_check/`
-(bench.gpu_check). Each table is one file's figures; the file's name is in the table's caption."""
+`reports/peer/` (bench.peer_opennmt), `reports/inference/` (bench.inference), `reports/precision/`
+(bench.precision), `reports/placement/` (bench.placement), `reports/gpu_check/` (bench.gpu_check). Each table
+is one file's figures; the file's name is in the table's caption."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from bench.gpu_check import table as gpu_check_table
+from bench.precision import GROUPS
 from docs.gen import committed
 from docs.gen.markdown import header
 from docs.gen.results import ROOT, fmt
@@ -130,6 +132,55 @@ def time_to_bleu() -> str:
             + ".",
             "",
         ]
+    return "\n".join(lines)
+
+
+def precision() -> str:
+    lines = []
+    for path in committed.files("reports/precision", "*.json"):
+        d = _json(path)
+        groups = [*GROUPS, "elementwise, other"]
+        cpu = "native bf16" if d["native_bf16"] else "bf16 emulated"
+        lines += [
+            f"{d['steps']} training steps of 120 Multi30k sentences per cell, {d['threads']} threads, {cpu}; the "
+            f"machine's GEMM peak fp32 {fmt(d['peak']['fp32'], 0)}, bf16 {fmt(d['peak']['bf16'], 0)} GFLOP/s. "
+            f"{_caption(path)}",
+            "",
+            *header("experiment", "precision", "step ms", "÷ fp32", "GFLOP/step", "GFLOP/s", "of peak", *groups),
+        ]
+        for name, by_precision in d["rows"].items():
+            fp32 = by_precision["fp32"]["step_ms"]
+            for precision, r in by_precision.items():
+                peak = d["peak"]["fp32" if precision == "fp32" else "bf16"]
+                lines.append(
+                    f"| `{name}` | {precision} | {fmt(r['step_ms'], 0)} | {fp32 / r['step_ms']:.2f}× | "
+                    f"{fmt(r['gflop_per_step'], 1)} | {fmt(r['gflop_s'], 0)} | {r['gflop_s'] / peak:.0%} | "
+                    + " | ".join(f"{r['time_shares'].get(g, 0):.0%}" for g in groups)
+                    + " |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def placement() -> str:
+    lines = []
+    for path in committed.files("reports/placement", "*.json"):
+        d = _json(path)
+        lines += [
+            f"{d['steps']} updates per run, {d['precision']}, {d['cpus']} CPUs, means of "
+            f"{len(next(iter(next(iter(d['runs'].values())).values())))} rounds. {_caption(path)}",
+            "",
+            *header("experiment", "workers × threads", "source + target tok/s", "wall s", "÷ 2 × 1"),
+        ]
+        for name, by_place in d["runs"].items():
+            tok_s = {p: statistics.fmean(r["train_src"] + r["train_tgt"] for r in rs) for p, rs in by_place.items()}
+            for place, rs in by_place.items():
+                workers = int(place[0])
+                lines.append(
+                    f"| `{name}` | {workers} × {2 // workers} | {fmt(tok_s[place], 0)} | "
+                    f"{fmt(statistics.fmean(r['wall_s'] for r in rs), 1)} | {tok_s[place] / tok_s['2x1']:.2f}× |"
+                )
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -23,6 +23,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "peer-speed": benchmarks.peer_speed,
     "time-to-bleu": benchmarks.time_to_bleu,
     "inference": benchmarks.inference,
+    "precision": benchmarks.precision,
+    "placement": benchmarks.placement,
     "gpu-check": benchmarks.gpu_check,
     "study": partial(studies.report, "study"),
     "study-long": partial(studies.report, "study_long"),

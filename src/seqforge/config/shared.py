@@ -69,6 +69,8 @@ class TrainCfg(Strict):
         1, ge=1
     )  # batches per update: the effective batch is this × batch_tokens × workers
     early_stopping_patience: int = Field(4, ge=1)  # evaluations without improvement
+    eval_bleu_sentences: int | None = Field(None, ge=1)  # in-training validation BLEU on this fixed sample of the
+    # validation split, so an evaluation costs less than the training between two (the loss: all of it; null: all)
     seed: int = 1234  # seeds weights, dropout and batch order
     log_every_n_steps: int = Field(25, ge=1)  # updates between training-loss metrics
     storage_path: str = "runs/ray"  # Ray Train checkpoints (a path or URI; $SEQFORGE_RAY_STORAGE overrides)

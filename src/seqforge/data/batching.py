@@ -129,6 +129,16 @@ class ResumableLoader(DataLoader):
         self.batch_sampler.resume(state["epoch"], state["batches"])
 
 
+def bleu_sample(rows: int, size: int | None) -> np.ndarray | None:
+    """Which of a validation split's `rows` the in-training BLEU decodes (`train.eval_bleu_sentences`): a mask of
+    `size` rows drawn once (seeded: the same rows at every evaluation and in every worker); None: all of them."""
+    if size is None or size >= rows:
+        return None
+    mask = np.zeros(rows, dtype=bool)
+    mask[np.random.default_rng(0).choice(rows, size, replace=False)] = True
+    return mask
+
+
 def pad(rows: list[list[int]], multiple: int = 1) -> Tensor:
     """Rows of ids right-padded with PAD to the longest one's length, rounded up to `multiple`."""
     longest = max(len(r) for r in rows)

@@ -12,7 +12,7 @@ from datasets import Dataset as HFDataset
 from torch.utils.data import DataLoader, Dataset
 
 from seqforge.config.shared import TrainCfg
-from seqforge.data.batching import ResumableLoader, TokenBudgetBatchSampler, collate
+from seqforge.data.batching import ResumableLoader, TokenBudgetBatchSampler, bleu_sample, collate
 
 
 class TokenizedSplit(Dataset):
@@ -71,6 +71,7 @@ class Seq2SeqDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.train_set = TokenizedSplit(self.splits["train"])
         self.val_set = TokenizedSplit(self.splits["validation"])
+        self.bleu_rows = bleu_sample(len(self.val_set), self.cfg.eval_bleu_sentences)
 
     def _sampler(self, data: TokenizedSplit, train: bool) -> TokenBudgetBatchSampler:
         return TokenBudgetBatchSampler(

@@ -24,7 +24,7 @@ import torch
 
 from seqforge.config.shared import TrainCfg
 from seqforge.core import paths
-from seqforge.data.batching import TokenBudgetBatchSampler, collate
+from seqforge.data.batching import TokenBudgetBatchSampler, bleu_sample, collate
 from seqforge.experiments.config import ExperimentCfg
 from seqforge.training.worker.precision import autocast
 
@@ -73,6 +73,8 @@ def rate_key(exp: ExperimentCfg, cfg: TrainCfg, vocab: tuple[int, int], kind: st
                 "cpus_per_worker",
                 "precision",
                 "use_gpu",
+                "eval_bleu_sentences",
+                "pad_to_multiple",
             )
         },
     }
@@ -175,13 +177,14 @@ def probe(module, train_set, val_set, cfg: TrainCfg, min_seconds: float = 2.0) -
                 multiple=cfg.pad_multiple(),
             )
         )
+        sample = bleu_sample(len(val_set), cfg.eval_bleu_sentences)
         module.eval()
         with torch.no_grad():
             timed = []
             for batch in (val_batches[len(val_batches) // 3], val_batches[2 * len(val_batches) // 3]):  # typical
                 start = time.perf_counter()
                 with autocast(cfg.precision):
-                    module.validation_batch(collate(val_set.__getitems__(batch), cfg.pad_multiple()), val_set)
+                    module.validation_batch(collate(val_set.__getitems__(batch), cfg.pad_multiple()), val_set, sample)
                 timed.append(time.perf_counter() - start)
         per_eval = float(np.mean(timed)) * len(val_batches) if timed else 0.0
     finally:

@@ -6,6 +6,7 @@ import math
 import time
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
@@ -119,20 +120,27 @@ class Seq2SeqModule(pl.LightningModule):
         self._train_seconds = self._eval_t0 - self._t0
         self._val = torch.zeros(12, dtype=torch.float64)  # loss_sum, n_tokens, 10 BLEU stats
 
-    def validation_batch(self, batch: dict, data) -> list[float]:
+    def validation_batch(self, batch: dict, data, bleu_rows: np.ndarray | None = None) -> list[float]:
         """Loss sum, target tokens and (kinds selected on BLEU) the greedy hypotheses' 10 BLEU statistics of
-        one validation batch; `data`: the split it comes from (its reference texts)."""
+        one validation batch; `data`: the split it comes from (its reference texts); `bleu_rows`: which of its
+        rows BLEU decodes (`bleu_sample`; None: all)."""
         loss_sum = self._loss(batch, reduction="sum")
         n_tokens = (batch["tgt_out"] != PAD).sum()
         stats = [0.0] * 10
-        if self.bleu_tokenize is not None:
-            limit = max_lengths(batch["src_lens"], VAL_DECODE.max_len_ratio, VAL_DECODE.max_len_offset)
-            hyps = self.tokenizer.decode(greedy(self.model, batch["src"], batch["src_lens"], limit))
-            stats = bleu_stats(hyps, data.targets(batch["index"].tolist()), self.bleu_tokenize)
+        keep = None if bleu_rows is None else torch.from_numpy(bleu_rows[batch["index"].cpu().numpy()])
+        if self.bleu_tokenize is not None and (keep is None or keep.any()):
+            src, lens, index = (
+                batch[k] if keep is None else batch[k][keep.to(batch[k].device)] for k in ("src", "src_lens", "index")
+            )
+            limit = max_lengths(lens, VAL_DECODE.max_len_ratio, VAL_DECODE.max_len_offset)
+            hyps = self.tokenizer.decode(greedy(self.model, src, lens, limit))
+            stats = bleu_stats(hyps, data.targets(index.tolist()), self.bleu_tokenize)
         return [float(loss_sum), float(n_tokens), *stats]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._val += torch.tensor(self.validation_batch(batch, self.trainer.datamodule.val_set), dtype=torch.float64)
+        data = self.trainer.datamodule
+        sample = data.bleu_rows if self.trainer.state.fn == TrainerFn.FITTING else None  # a whole split otherwise
+        self._val += torch.tensor(self.validation_batch(batch, data.val_set, sample), dtype=torch.float64)
 
     def on_validation_epoch_end(self) -> None:
         """Sum loss, BLEU statistics and the epoch's training counters over workers; log the epoch's metrics,
