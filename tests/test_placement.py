@@ -32,6 +32,19 @@ def test_auto_on_gpus_places_one_worker_per_gpu_sharing_its_nodes_cpus() -> None
         placement(cfg(use_gpu=True), [{"CPU": 4.0}])
 
 
+def test_planning_on_this_machine_places_without_starting_ray(monkeypatch) -> None:
+    import os
+
+    import ray
+
+    from seqforge.training.budget.cluster import placed
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = placed(TrainCfg())
+    assert not ray.is_initialized()  # counted as Ray would count this machine, without a local instance
+    assert cfg.num_workers == 1 and 1 <= cfg.cpus_per_worker <= os.cpu_count()
+
+
 def test_given_workers_keep_one_cpu_each_unless_told() -> None:
     assert placement(cfg(num_workers=2), []) == (2, 1)  # as runs placed before `auto`; no cluster asked
     assert placement(cfg(num_workers=2, cpus_per_worker=3), []) == (2, 3)

@@ -1,9 +1,9 @@
 """The Ray cluster a run trains on, joined by the driver before it plans: its nodes decide how many workers a
 run gets and how many threads each (`train.num_workers` and `train.cpus_per_worker` set to `auto`).
 
-One worker per node with all its cores (intra-op threads) is the fastest way to train on CPUs: one process
-with 2 threads steps faster than two DDP processes with 1 thread each, which also pay for an all-reduce per
-update (`python -m bench.placement`). Data parallelism is then across nodes, and across GPUs.
+One worker per node with all its cores (intra-op threads), data parallelism across nodes and GPUs only: on
+two cores one process with two threads trains a model of OpenNMT-py's default size faster than two one-thread
+DDP processes, and the small default GRU about as fast (`python -m bench.placement`).
 """
 
 from __future__ import annotations
@@ -44,11 +44,18 @@ def connect_ray() -> None:
 
 
 def cluster_nodes() -> list[dict[str, float]]:
-    """The resources (CPU, GPU, ...) of each alive node of the cluster (`connect_ray` first)."""
+    """The resources (CPU, GPU, ...) of each alive node: the Ray cluster's when this process has joined one or
+    `RAY_ADDRESS` names one; else this machine's, counted as the local instance `connect_ray` would start
+    counts them, without starting it (planning stays quick)."""
     import ray
 
-    connect_ray()
-    return [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
+        connect_ray()
+        return [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    import torch
+    from ray._private.utils import get_num_cpus  # Ray's own count: cgroup quotas and affinity included
+
+    return [{"CPU": float(get_num_cpus()), "GPU": float(torch.cuda.device_count())}]
 
 
 def placement(cfg: TrainCfg, nodes: list[dict[str, float]]) -> tuple[int, int]:
