@@ -4,6 +4,8 @@
 `torch.autocast`) where the hardware computes bf16 natively: a GPU that supports it, or a CPU with AMX or
 AVX512-BF16 (Intel since Sapphire Rapids / Cooper Lake, AMD since Zen 4). Elsewhere bf16 is emulated and
 slower than fp32, so `auto` is fp32 there. `python -m bench.precision` measures the difference per family.
+The choice is by hardware only: at tiny widths (the smoke profile's 32) the casts cost more than bf16 products
+save, so such a profile sets `fp32` itself.
 """
 
 from __future__ import annotations
