@@ -16,7 +16,7 @@ fresh process with the same threads:
   and one profiled pass of 6 steps, its self CPU time grouped by what the ops do (`GROUPS`).
 
 Prints the table and, as its last line, `bf16-mixed/fp32 training step ratio gru_bahdanau R`; writes
-`reports/precision/<cpu flags>-<date>.json`.
+`reports/precision/bf16-<date>.json` (`fp32only-<date>.json` on a CPU without native bf16).
 """
 
 from __future__ import annotations
