@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from seqforge.data.tokenizer import BOS, EOS, PAD
 
 
-def padded_width(length: int, multiple: int) -> int:
+def padded_width(length: int | np.ndarray, multiple: int) -> int | np.ndarray:
     """A batch's padded width for its longest sequence of `length` tokens (EOS or BOS added), rounded up to
-    `multiple`; `length` itself for 1 (the cost `token_batches` has always counted)."""
+    `multiple`; `length` itself for 1 (the cost `token_batches` has always counted). Elementwise on arrays."""
     return length if multiple == 1 else -(-(length + 1) // multiple) * multiple
 
 
@@ -26,8 +26,8 @@ def token_batches(lengths: np.ndarray, batch_tokens: int, order: np.ndarray, mul
     (`padded_width`); one over-long example still forms a batch of its own.
     """
     batches, current, max_src, max_tgt = [], [], 0, 0
-    width = np.vectorize(partial(padded_width, multiple=multiple), otypes=[int])
-    src_lens, tgt_lens = width(lengths[order, 0]).tolist(), width(lengths[order, 1]).tolist()
+    widths = padded_width(lengths[order], multiple)
+    src_lens, tgt_lens = widths[:, 0].tolist(), widths[:, 1].tolist()
     for i, src, tgt in zip(order.tolist(), src_lens, tgt_lens, strict=True):
         new_src, new_tgt = max(max_src, src), max(max_tgt, tgt)
         if current and (len(current) + 1) * (new_src + new_tgt) > batch_tokens:
@@ -86,7 +86,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         if self.multiple == 1:
             keys = self.lengths.sum(axis=1)
         else:  # by width bucket: source width first, then target width
-            buckets = (self.lengths + 1 + self.multiple - 1) // self.multiple
+            buckets = padded_width(self.lengths, self.multiple) // self.multiple
             keys = buckets[:, 0] * (buckets[:, 1].max() + 1) + buckets[:, 1]
         order = tiebreak[np.argsort(keys[tiebreak], kind="stable")]
         batches = token_batches(self.lengths, self.batch_tokens, order, self.multiple)
