@@ -263,24 +263,23 @@ def claim_of(found: list[dict[str, str]], start: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_smoke_long_study_trains_measures_and_reports_through_dvc(smoke_repo, tmp_path_factory) -> None:
-    """Three models at smoke size (the mechanics, not the conclusions): the GRU with attention, the Transformer,
-    the vanilla RNN under SGD without clipping; `dvc repro studies/long/dvc.yaml` trains them on Ray Train
-    (2 workers) on the synthetic task the shared smoke pipeline generated and tokenized."""
+    """Two models at smoke size (the mechanics, not the conclusions): the GRU with attention and the vanilla RNN
+    under SGD without clipping, the study's contrast; `dvc repro studies/long/dvc.yaml` trains them on Ray Train
+    (2 workers) on the synthetic task the shared smoke pipeline generated and tokenized. (The Transformer's study
+    path is the same code: a third model would add its training's minute to CI, not a new path.)"""
     from helpers import copy_repo, run
 
     smoke, env = smoke_repo
     repo = copy_repo(smoke, tmp_path_factory.mktemp("study_long") / "seqforge", "runs")
     path = repo / "conf" / "study_long.yaml"
     study = yaml.safe_load(path.read_text())
-    study["models"] = {
-        k: v for k, v in study["models"].items() if k in ("gru_bahdanau", "transformer", "rnn_sgd_noclip")
-    }
+    study["models"] = {k: v for k, v in study["models"].items() if k in ("gru_bahdanau", "rnn_sgd_noclip")}
     path.write_text(yaml.safe_dump(study, allow_unicode=True, sort_keys=False))
     run(["dvc", "repro", "studies/long/dvc.yaml"], repo, env)
 
     summary = json.loads((repo / "metrics" / "study_long.json").read_text())
     models = summary["models"]
-    assert list(models) == ["gru_bahdanau", "transformer", "rnn_sgd_noclip"] and summary["task"] == "long_range"
+    assert list(models) == ["gru_bahdanau", "rnn_sgd_noclip"] and summary["task"] == "long_range"
     for name, r in models.items():
         assert r["epochs"] >= 1 and r["updates"] > 0, name
         rows = r["accuracy_by_length"]

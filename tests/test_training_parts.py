@@ -175,3 +175,15 @@ def test_in_training_bleu_decodes_its_fixed_sample_only(conf_copy) -> None:
     assert asked == [list(range(6)), [1, 4]]  # the batch without sampled rows decodes nothing
     assert sampled[:2] == every[:2] and none[2:] == [0.0] * 10  # loss and tokens: every row
     assert every[3] == 6 * 2 and sampled[3] == 2 * 2  # ref_len: the references' words of the decoded rows
+
+
+def test_what_a_driver_reads_of_a_checkpoint_is_named_as_ray_and_lightning_write_it() -> None:
+    """The driver reads checkpoints without importing Lightning: its file and state-key names are its own copies."""
+    from ray.train.lightning import RayTrainReportCallback
+
+    from seqforge.training.worker.diagnostics_record import STATE_KEY
+    from seqforge.training.worker.gradients import TrainingDiagnostics
+    from seqforge.training.worker.storage import CHECKPOINT_NAME
+
+    assert CHECKPOINT_NAME == RayTrainReportCallback.CHECKPOINT_NAME
+    assert TrainingDiagnostics().state_key == STATE_KEY == TrainingDiagnostics.__qualname__

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from seqforge.config.shared import TrainCfg
+from seqforge.training.worker.storage import CHECKPOINT_NAME
 
 Weights = dict[str, Tensor]
 
@@ -22,8 +23,6 @@ Weights = dict[str, Tensor]
 def load_weights(checkpoint_dir: Path) -> tuple[Weights, dict]:
     """Model weights of one Ray Train checkpoint directory (Lightning format), and its epoch and update
     (`export_epoch`, `export_update`)."""
-    from seqforge.training.worker.checkpoints import CHECKPOINT_NAME
-
     ckpt = torch.load(checkpoint_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
     weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     return weights, {"export_epoch": ckpt.get("epoch"), "export_update": ckpt.get("global_step")}

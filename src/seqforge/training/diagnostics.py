@@ -10,13 +10,13 @@ from typing import Any
 import mlflow
 import torch
 
-from seqforge.training.worker.gradients import NORM_EDGES, TrainingDiagnostics
+from seqforge.training.worker.diagnostics_record import NORM_EDGES, STATE_KEY
 
 
 def read_diagnostics(checkpoint_file: Path) -> dict[str, dict[str, Any]]:
     """The records a Lightning checkpoint carries (empty when the run measured none)."""
     ckpt = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
-    state = ckpt.get("callbacks", {}).get(TrainingDiagnostics.__qualname__, {})
+    state = ckpt.get("callbacks", {}).get(STATE_KEY, {})
     return state.get("records", {})
 
 

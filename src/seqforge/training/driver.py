@@ -30,8 +30,8 @@ from seqforge.training.budget.cluster import connect_ray, placed
 from seqforge.training.controller.checkpoint_queue import RegisteredCheckpoints
 from seqforge.training.controller.progress import printing
 from seqforge.training.diagnostics import log_diagnostics, read_diagnostics
-from seqforge.training.worker.checkpoints import CHECKPOINT_NAME, storage_unreachable
-from seqforge.training.worker.loop import train_worker
+from seqforge.training.worker.entry import train_worker
+from seqforge.training.worker.storage import CHECKPOINT_NAME, storage_unreachable
 
 
 def fit_on_ray(

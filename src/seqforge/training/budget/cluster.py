@@ -13,7 +13,7 @@ import os
 from seqforge.config.base import ConfigError
 from seqforge.config.shared import TrainCfg
 from seqforge.tracking.client import tracking_uri
-from seqforge.training.worker.faults import VARIABLE as FAULT_VARIABLE
+from seqforge.training.worker.fault_variable import VARIABLE as FAULT_VARIABLE
 
 
 def ray_runtime_env() -> dict:

@@ -19,7 +19,8 @@ import signal
 
 import lightning.pytorch as pl
 
-VARIABLE = "SEQFORGE_KILL_WORKER"
+from seqforge.training.worker.fault_variable import VARIABLE
+
 POINTS = ("update", "validation")
 
 

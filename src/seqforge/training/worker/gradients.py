@@ -24,8 +24,8 @@ from torch import Tensor
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD
 from seqforge.models.base import Seq2Seq
+from seqforge.training.worker.diagnostics_record import NORM_EDGES, STATE_KEY
 
-NORM_EDGES = [10 ** (k / 4) for k in range(-12, 17)]  # histogram bins: 1e-3 .. 1e4, four per decade
 PROBE_SENTENCES = 32  # the fixed validation batch: this many of the longest sources
 
 
@@ -82,6 +82,10 @@ class TrainingDiagnostics(pl.Callback):
         self.sentences = sentences
         self.records: dict[str, dict[str, Any]] = {}
         self.norms: list[Tensor] = []
+
+    @property
+    def state_key(self) -> str:
+        return STATE_KEY
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
