@@ -62,8 +62,15 @@ repro:
 test: install
 	pytest
 
+## test-ci: two pytest processes side by side, as one alone left both cores idle two thirds of the time: the
+## `shared` tests (the session's Ray cluster, smoke pipeline, tracking server) and the rest, whose report follows.
 test-ci: install
-	pytest -m "not nightly" --durations=30
+	@tmp=$$(mktemp -d); \
+	pytest -m "not nightly and not shared" --durations=15 --basetemp=$$tmp/rest >$$tmp/rest.log 2>&1 & rest=$$!; \
+	pytest -m "not nightly and shared" --durations=30; shared=$$?; \
+	wait $$rest; other=$$?; \
+	echo "== beside them, the tests that share nothing: pytest -m 'not nightly and not shared'"; cat $$tmp/rest.log; \
+	rm -rf $$tmp; exit $$(( shared || other ))
 
 test-all: install
 	pytest -m "slow or not slow" --durations=30

@@ -51,7 +51,15 @@ def pytest_addoption(parser) -> None:
     )
 
 
+SHARED = frozenset({"ray_cluster", "tracking_server"})  # session fixtures that start something (smoke_repo: Ray)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
+    """Tests that use the session's Ray cluster or tracking server get the `shared` mark: `make test-ci` runs them
+    in one pytest process and the others in a second one beside it (`-m shared` / `-m "not shared"`)."""
+    for item in items:
+        if SHARED & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
     if config.getoption("--reverse"):
         items.reverse()
 
@@ -180,6 +188,31 @@ def smoke_repo(tmp_path_factory, ray_cluster) -> tuple[Path, dict]:
     yield repo, env
     changed = sorted(set(before.items()) ^ set(fingerprint(repo).items()))
     assert not changed, f"a test changed the shared smoke repo (use smoke_copy): {changed[:10]}"
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory) -> tuple[Path, dict]:
+    """A clone-like copy of the working tree under the smoke profile with every task's data fetched, prepared and
+    tokenized, and nothing trained; its environment has no Ray cluster (a train stage starts a local Ray). For the
+    tests that train or measure on their own and need no session server or cluster (`make test-ci` runs them
+    beside the `shared` ones). Tests must not change it."""
+    if not (MIRROR / "multi30k").is_dir():
+        pytest.skip(f"no corpus mirror at {MIRROR}")
+    repo, env = copy_worktree(tmp_path_factory.mktemp("data") / "seqforge"), clean_env()
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"],
+        ["seqforge", "profile", "smoke"],
+        ["seqforge", "fetch"],
+    ):
+        run(cmd, repo, env)
+    tasks = sorted(p.stem for p in (repo / "conf" / "tasks").glob("*.yaml"))
+    run(["dvc", "repro", *(f"tokenize@{task}" for task in tasks)], repo, env)
+    before = fingerprint(repo)
+    yield repo, env
+    changed = sorted(set(before.items()) ^ set(fingerprint(repo).items()))
+    assert not changed, f"a test changed the shared smoke data repo: {changed[:10]}"
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ sys.meta_path.insert(0, Block())
 
 
 @pytest.mark.slow
-def test_the_gpu_check_runs_on_cpu_in_bf16_without_ray_mlflow_or_dvc(smoke_repo, tmp_path: Path) -> None:
-    repo, env = smoke_repo
+def test_the_gpu_check_runs_on_cpu_in_bf16_without_ray_mlflow_or_dvc(smoke_data, tmp_path: Path) -> None:
+    repo, env = smoke_data
     (tmp_path / "block").mkdir()
     (tmp_path / "block" / "sitecustomize.py").write_text(BLOCK)
     out = tmp_path / "out"

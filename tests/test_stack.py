@@ -1,10 +1,11 @@
 """The team stack (`seqforge stack up`, what `make stack` runs): PostgreSQL, SeaweedFS S3 and an
 authenticated MLflow server on loopback, with the pipeline, DVC and Ray checkpoints going through it.
 
-One stack per module, on its own ports and folder, in a copy of the smoke repo trimmed by configuration
-to the translation task and one experiment, whose train, evaluate and register stages rerun through
-the stack (its prepared and tokenized data are the smoke run's), on the session's Ray cluster. Needs
-Debian's postgresql (`.ci/run` installs it).
+One stack per module, on its own ports and folder, in a copy of the session's `smoke_data` (the smoke
+profile's prepared and tokenized data, nothing trained) trimmed by configuration to the translation task and
+one experiment, whose train, evaluate and register stages run through the stack, each train stage on the local
+Ray instance it starts: no session cluster or server, so `make test-ci` runs this module beside the `shared`
+tests. Needs Debian's postgresql (`.ci/run` installs it).
 """
 
 from __future__ import annotations
@@ -115,15 +116,15 @@ class StoreDown:
 
 
 @pytest.fixture(scope="module")
-def stack(smoke_repo, tmp_path_factory):
+def stack(smoke_data, tmp_path_factory):
     """(repo, env, store_down): the stack up, and the smoke pipeline run through it (`dvc repro`, as `make
     smoke`), its training with a fault: the object store cut off (a TCP switch in front of its port) once
     the first checkpoint is stored and registered, so the stage fails; the `dvc repro` that follows
     resumes that Ray run from its last complete checkpoint, through the store, and evaluates and
     registers the model."""
-    smoke, smoke_env = smoke_repo
+    smoke, smoke_env = smoke_data
     base = tmp_path_factory.mktemp("stack")
-    # the smoke run's data and DVC cache, not its MLflow store, Ray checkpoints or trained models
+    # the smoke profile's data and DVC cache; nothing trained, no local MLflow store or Ray storage
     repo = copy_repo(smoke, base / "seqforge", "mlflow.db", "mlartifacts", "runs", "models")
     # PostgreSQL runs as the postgres user when the tests run as root: its folder must be reachable
     stack_dir = Path(tempfile.mkdtemp(prefix="seqforge-stack-", dir="/var/tmp"))
