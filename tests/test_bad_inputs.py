@@ -103,6 +103,8 @@ def cli(tmp_path, monkeypatch) -> CliRunner:
         ),
         (["translate", "-m", "nobody@champion", "A dog."], 2, r"cannot load models:/nobody@champion"),
         (["chat", "-m", "nobody/3"], 2, r"cannot load models:/nobody/3"),
+        (["serve", "-m", "nobody@champion"], 2, r"cannot load models:/nobody@champion from .*name=nobody not found"),
+        (["serve", "-m", "nobody/3"], 2, r"cannot load models:/nobody/3"),
         (["profile", "huge"], 1, r"profile: .*unknown profile 'huge' \(known: cluster, default, gpu, smoke\)"),
         (
             ["tune", "nope"],

@@ -25,14 +25,28 @@ def _model_uri(model: str) -> str:
     return f"models:/{model}"
 
 
-def _pin_alias(uri: str) -> str:
-    """`models:/NAME@ALIAS` -> `models:/NAME/VERSION` as the registry has it now, said on stderr."""
+def _pinned(uri: str) -> str:
+    """`models:/NAME@ALIAS` -> `models:/NAME/VERSION` as the registry has it now (said on stderr); a `models:/` URI
+    naming a model, alias or version the registry does not hold is one line and exit 2. Other URIs pass through."""
     import mlflow
 
-    name, _, alias = uri.removeprefix("models:/").partition("@")
-    version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
-    typer.echo(f"{name}@{alias} is version {version}", err=True)
-    return f"models:/{name}/{version}"
+    if not uri.startswith("models:/"):
+        return uri
+    name, at, alias = uri.removeprefix("models:/").partition("@")
+    client = mlflow.MlflowClient(tracking_uri())
+    try:
+        if at:
+            version = client.get_model_version_by_alias(name, alias).version
+            typer.echo(f"{name}@{alias} is version {version}", err=True)
+            return f"models:/{name}/{version}"
+        name, _, version = name.partition("/")
+        if version.isdigit():
+            client.get_model_version(name, version)
+        return uri
+    except mlflow.exceptions.MlflowException as err:
+        raise typer.BadParameter(
+            f"cannot load {uri} from {tracking_uri()}: {err.message}", param_hint="--model"
+        ) from None
 
 
 def load_registered(model: str, kind: str):
@@ -40,9 +54,9 @@ def load_registered(model: str, kind: str):
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    uri = _model_uri(model)
+    uri = _pinned(_model_uri(model))
     try:
-        pyfunc = mlflow.pyfunc.load_model(_pin_alias(uri) if uri.startswith("models:/") and "@" in uri else uri)
+        pyfunc = mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as err:
         raise typer.BadParameter(
             f"cannot load {uri} from {tracking_uri()}: {err.message}", param_hint="--model"
@@ -248,9 +262,11 @@ def serve(
     """Serve a registered model with MLflow's scoring server (POST /invocations), alias resolved now.
 
     `--workers` processes each hold the model and decode one request at a time with an equal share of
-    the cores as torch threads; concurrent requests queue in each process."""
+    the cores as torch threads; concurrent requests queue in each process. A model, alias or version the
+    registry does not hold is one line (exit 2) before any server starts."""
     import subprocess
 
+    uri = _pinned(_model_uri(model))
     workers = workers or os.cpu_count() or 1
     threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch reads these when a server process starts
     # MLflow starts `uvicorn` by name: put this interpreter's bin/ first so an unactivated venv works
@@ -268,7 +284,7 @@ def serve(
         "models",
         "serve",
         "-m",
-        _model_uri(model),
+        uri,
         "--env-manager",
         "local",
         "--host",
