@@ -1,13 +1,13 @@
 """Loopback load test of `seqforge serve` (a translation model): concurrent clients, valid and invalid requests mixed.
 
-    python -m bench.serve_load [--model translation-en-de@challenger] [--clients 8] [--seconds 60]
+    python -m bench.serve_load [--model translation-en-de@challenger] [--engine ray|mlflow] [--clients 8] [--seconds 60]
 
-Starts `seqforge serve` on a free port (or loads `--url`), then `--clients` threads post requests
+Starts `seqforge serve --engine` on a free port (or loads `--url`), then `--clients` threads post requests
 for `--seconds`: valid ones (1 to 8 sentences of test_2016_flickr, or the built-in examples) and,
 with probability `--invalid`, one of the bad requests below, each of which must get HTTP 400.
 Prints requests/s, p50/p99 latency of valid and invalid requests, unexpected outcomes (any
 status other than 200 for a valid request or 400 for an invalid one, a connection error, a
-timeout) and the server's RSS (its whole process tree) at start and end.
+timeout) and the server's RSS (its process tree, and Ray Serve's replicas) at start and end.
 """
 
 from __future__ import annotations
@@ -71,11 +71,13 @@ def post(url: str, records: list[dict], timeout: float) -> int:
         return 0
 
 
-def tree_rss(pid: int) -> float:
-    """Resident memory (MiB) of a process and its children (MLflow's uvicorn workers)."""
-    root = psutil.Process(pid)
+def server_rss(pid: int) -> float:
+    """Resident memory (MiB) of a server: its process and children (MLflow's uvicorn workers), and the Ray Serve
+    replicas of `seqforge serve --engine ray`, which are Ray's processes, not its children."""
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    procs += [p for p in psutil.process_iter(["cmdline"]) if "ScoringReplica" in " ".join(p.info["cmdline"] or ())]
     total = 0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in procs:
         try:
             total += proc.memory_info().rss
         except psutil.Error:
@@ -83,9 +85,10 @@ def tree_rss(pid: int) -> float:
     return total / 2**20
 
 
-def start(model: str, port: int, workers: int) -> subprocess.Popen:
+def start(model: str, port: int, engine: str, workers: int) -> subprocess.Popen:
     """`seqforge serve` in its own process group, once it answers /ping."""
-    cmd = [sys.executable, "-m", "seqforge.cli", "serve", "-m", model, "--port", str(port), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "seqforge.cli", "serve", "-m", model, "--port", str(port), "--engine", engine]
+    cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -140,7 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="translation-en-de@challenger")
     parser.add_argument("--url", help="an already running server (default: start `seqforge serve`)")
-    parser.add_argument("--workers", type=int, default=2, help="`seqforge serve --workers` (server processes)")
+    parser.add_argument("--engine", choices=("ray", "mlflow"), default="ray", help="`seqforge serve --engine`")
+    parser.add_argument("--workers", type=int, default=2, help="--engine mlflow: server processes")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--invalid", type=float, default=0.25, help="share of invalid requests")
@@ -160,12 +164,12 @@ def main() -> None:
         url = args.url.rstrip("/")
     else:
         port = free_port()
-        server, url = start(args.model, port, args.workers), f"http://127.0.0.1:{port}"
+        server, url = start(args.model, port, args.engine, args.workers), f"http://127.0.0.1:{port}"
     try:
         load(url, args.clients, 10, 0.0, sentences, args.seed + 1000)  # warm-up: every server process decodes
-        rss_start = tree_rss(server.pid) if server else float("nan")
+        rss_start = server_rss(server.pid) if server else float("nan")
         result = load(url, args.clients, args.seconds, args.invalid, sentences, args.seed)
-        rss_end = tree_rss(server.pid) if server else float("nan")
+        rss_end = server_rss(server.pid) if server else float("nan")
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -191,7 +195,8 @@ def main() -> None:
     }
     table = Table(
         title=f"{args.model}: {args.clients} clients x {args.seconds:.0f} s, "
-        f"{args.invalid:.0%} invalid, {args.workers} server workers"
+        f"{args.invalid:.0%} invalid, "
+        + (f"{args.workers} MLflow server workers" if args.engine == "mlflow" else "Ray Serve (serve.* in conf/)")
     )
     table.add_column("measure")
     table.add_column("value", justify="right")

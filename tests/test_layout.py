@@ -43,7 +43,7 @@ LAYERS = (
     "training.worker training.controller",  # in each Ray Train worker; in Ray Train's controller
     "training.budget",  # before training, in the driver: the plan and this machine's rate
     "training",  # the driver: Ray Train runs, the weights exported, what a run records
-    "export research",  # exported versions; sweeps and studies
+    "export research serving",  # exported versions; sweeps and studies; Ray Serve
     "catalog stack",  # bring your own data; the team stack
     "stages",  # the pipeline's stages, called by pipelines/ (DVC) and the tests
     "cli",  # the `seqforge` command

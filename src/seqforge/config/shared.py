@@ -163,12 +163,17 @@ class EvaluateCfg(Strict):
 
 
 class ServeCfg(Strict):
-    """Request limits a registered model enforces when served (violations get HTTP 400)."""
+    """Request limits a registered model enforces when served (violations get HTTP 400), and how `seqforge serve
+    --engine ray` batches and places it (read from `conf/` when the server starts)."""
 
     max_batch: int = Field(64, ge=1)  # rows per request
     max_chars: int = Field(1000, ge=1)  # characters per sentence or conversation turn (a cheap first gate)
     max_tokens: int = Field(256, ge=1)  # subword tokens per model input after tokenisation (chat: the context)
     max_turns: int = Field(20, ge=1)  # chatbot: turns per conversation
+    max_batch_size: int = Field(16, ge=1)  # --engine ray: requests a replica decodes together at most
+    batch_wait_ms: float = Field(10.0, ge=0)  # --engine ray: how long a batch waits for more requests
+    replicas: int = Field(1, ge=1)  # --engine ray: copies of the model on the cluster
+    cpus_per_replica: float = Field(1.0, gt=0)  # --engine ray: CPUs of a replica (its torch threads: at least 1)
 
 
 class MlflowCfg(Strict):

@@ -160,6 +160,13 @@ class Predictor:
 
     def predict(self, requests: list, cfg: DecodeCfg | None = None, max_tokens: int | None = None) -> list[str]:
         """One output per checked request (a sentence, a conversation), prepared as in training."""
-        sources = task_kind(self.meta["kind"]).sources(requests, self.meta)
-        nbest = self.generate_ids(self.encode(sources, max_tokens), cfg)
-        return self.tokenizer.decode([hyps[0] for hyps in nbest], "target")
+        return self.outputs(self.request_ids(requests, max_tokens), cfg)
+
+    def request_ids(self, requests: list, max_tokens: int | None = None) -> list[list[int]]:
+        """Checked requests as source token ids, prepared as in training; a `RequestError` names a row over
+        `max_tokens` (`encode`)."""
+        return self.encode(task_kind(self.meta["kind"]).sources(requests, self.meta), max_tokens)
+
+    def outputs(self, src_ids: list[list[int]], cfg: DecodeCfg | None = None) -> list[str]:
+        """The best output's text for each source."""
+        return self.tokenizer.decode([hyps[0] for hyps in self.generate_ids(src_ids, cfg)], "target")

@@ -41,6 +41,10 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
         self.kind = task_kind(self.predictor.meta["kind"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        return pd.DataFrame({self.kind.output_column: self.decode(self.source_ids(model_input))})
+
+    def source_ids(self, model_input: pd.DataFrame) -> list[list[int]]:
+        """A request's rows checked and tokenised; a bad one is `invalid_input` (HTTP 400) for this request alone."""
         column = self.kind.input_column
         if column not in model_input.columns:
             raise invalid_input(f"missing input column {column!r} (got {list(model_input.columns)})")
@@ -50,11 +54,15 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
             )
         try:
             requests = self.kind.requests(model_input[column].tolist(), self.limits)
-            with self.lock:
-                replies = self.predictor.predict(requests, max_tokens=self.limits.max_tokens)
+            return self.predictor.request_ids(requests, self.limits.max_tokens)
         except RequestError as err:
             raise invalid_input(str(err)) from None
-        return pd.DataFrame({self.kind.output_column: replies})
+
+    def decode(self, src_ids: list[list[int]]) -> list[str]:
+        """Outputs of checked rows, one decode at a time (MLflow's scoring server predicts in threads). A Ray Serve
+        replica puts its batcher here (`serving.ray_app`): the rows of requests that arrive together decode as one."""
+        with self.lock:
+            return self.predictor.outputs(src_ids)
 
 
 def requirements(*extra: str) -> list[str]:
