@@ -51,14 +51,11 @@ def pytest_addoption(parser) -> None:
     )
 
 
-SHARED = frozenset({"ray_cluster", "tracking_server"})  # session fixtures that start something (smoke_repo: Ray)
-
-
 def pytest_collection_modifyitems(config, items) -> None:
-    """Tests that use the session's Ray cluster or tracking server get the `shared` mark: `make test-ci` runs them
-    in one pytest process and the others in a second one beside it (`-m shared` / `-m "not shared"`)."""
+    """Tests that use the session's Ray cluster (the smoke pipeline included) get the `shared` mark: `make test-ci`
+    runs them in one pytest process and the others in a second one beside it (`-m shared` / `-m "not shared"`)."""
     for item in items:
-        if SHARED & set(getattr(item, "fixturenames", ())):
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.shared)
     if config.getoption("--reverse"):
         items.reverse()
@@ -194,7 +191,7 @@ def smoke_repo(tmp_path_factory, ray_cluster) -> tuple[Path, dict]:
 def smoke_data(tmp_path_factory) -> tuple[Path, dict]:
     """A clone-like copy of the working tree under the smoke profile with every task's data fetched, prepared and
     tokenized, and nothing trained; its environment has no Ray cluster (a train stage starts a local Ray). For the
-    tests that train or measure on their own and need no session server or cluster (`make test-ci` runs them
+    tests that train on their own and need no trained smoke model or two-node cluster (`make test-ci` runs them
     beside the `shared` ones). Tests must not change it."""
     if not (MIRROR / "multi30k").is_dir():
         pytest.skip(f"no corpus mirror at {MIRROR}")
@@ -233,14 +230,14 @@ def tracking_server(tmp_path_factory) -> TrackingServer:
 
 
 @pytest.fixture(scope="session")
-def trained_on_server(smoke_repo, tracking_server, tmp_path_factory) -> tuple[Path, dict, Outage]:
-    """A copy of the smoke repo without its local store whose gru_bahdanau stages ran through the session's
+def trained_on_server(smoke_data, tracking_server, tmp_path_factory) -> tuple[Path, dict, Outage]:
+    """A copy of `smoke_data` (a local Ray for its train stage) whose gru_bahdanau stages ran through the session's
     tracking server: `train` (OUTAGE_EPOCHS epochs, a metric every 5 updates) with the server stopped once
     the first epoch is in, for OUTAGE_S seconds and at least two more epochs (however fast the machine),
     then `evaluate` and `register` (DVC) and `promote` (@champion). The training the tracking-server
     tests browse is the one that went through an outage."""
-    smoke, smoke_env = smoke_repo
-    repo = copy_repo(smoke, tmp_path_factory.mktemp("on-server") / "seqforge", "mlflow.db", "mlartifacts", "runs")
+    smoke, smoke_env = smoke_data
+    repo = copy_repo(smoke, tmp_path_factory.mktemp("on-server") / "seqforge")
     env = {**smoke_env, "MLFLOW_TRACKING_URI": tracking_server.url}
     set_rnn_training(
         repo, max_epochs=OUTAGE_EPOCHS, early_stopping_patience=50, log_every_n_steps=5, max_time="00:00:10:00"

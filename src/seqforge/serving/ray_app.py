@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from ray import serve
 
 from seqforge.config.shared import ServeCfg
+from seqforge.training.budget.cluster import connect_ray
 
 APP_NAME = "seqforge"
 VERSION_HEADER = "X-Model-Version"
@@ -99,8 +100,6 @@ class ScoringReplica:
 def run_ray_serve(model_uri: str, store: str, cfg: ServeCfg, host: str, port: int) -> None:
     """Deploy `model_uri` (a pinned `models:/NAME/VERSION`) on the Ray cluster, answer on `host:port` until
     SIGINT or SIGTERM, then take Serve down on the cluster."""
-    from seqforge.training.budget.cluster import connect_ray
-
     connect_ray()
     serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": port})  # clients come to the head
     app = ScoringReplica.options(
