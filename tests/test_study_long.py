@@ -262,15 +262,15 @@ def claim_of(found: list[dict[str, str]], start: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_smoke_long_study_trains_measures_and_reports_through_dvc(smoke_repo, tmp_path_factory) -> None:
+def test_smoke_long_study_trains_measures_and_reports_through_dvc(smoke_data, tmp_path_factory) -> None:
     """Two models at smoke size (the mechanics, not the conclusions): the GRU with attention and the vanilla RNN
     under SGD without clipping, the study's contrast; `dvc repro studies/long/dvc.yaml` trains them on Ray Train
-    (2 workers) on the synthetic task the shared smoke pipeline generated and tokenized. (The Transformer's study
+    (2 workers, a local Ray) on the synthetic task `smoke_data` generated and tokenized. (The Transformer's study
     path is the same code: a third model would add its training's minute to CI, not a new path.)"""
     from helpers import copy_repo, run
 
-    smoke, env = smoke_repo
-    repo = copy_repo(smoke, tmp_path_factory.mktemp("study_long") / "seqforge", "runs")
+    smoke, env = smoke_data
+    repo = copy_repo(smoke, tmp_path_factory.mktemp("study_long") / "seqforge")
     path = repo / "conf" / "study_long.yaml"
     study = yaml.safe_load(path.read_text())
     study["models"] = {k: v for k, v in study["models"].items() if k in ("gru_bahdanau", "rnn_sgd_noclip")}
