@@ -74,10 +74,10 @@ def post(url: str, records: list[dict], timeout: float) -> int:
 def server_rss(pid: int) -> float:
     """Resident memory (MiB) of a server: its process and children (MLflow's uvicorn workers), and the Ray Serve
     replicas of `seqforge serve --engine ray`, which are Ray's processes, not its children."""
-    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]  # a local Ray instance: all of it
     procs += [p for p in psutil.process_iter(["cmdline"]) if "ScoringReplica" in " ".join(p.info["cmdline"] or ())]
     total = 0
-    for proc in procs:
+    for proc in {p.pid: p for p in procs}.values():  # each process once
         try:
             total += proc.memory_info().rss
         except psutil.Error:
