@@ -15,10 +15,14 @@ model (a replica takes traffic only then).
 import asyncio
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate
 from pathlib import Path
 
+import mlflow
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc.scoring_server import invocations
 from ray import serve
 
 from seqforge.config.shared import ServeCfg
@@ -44,8 +48,7 @@ class ScoringReplica:
     """One copy of a registered version: MLflow's scoring contract, its decodes batched across requests."""
 
     def __init__(self, model_uri: str, store: str, cfg: dict) -> None:
-        import mlflow
-        import torch
+        import torch  # in the replica only: the driver that deploys it needs none
 
         cfg = ServeCfg.model_validate(cfg)
         torch.set_num_threads(max(1, int(cfg.cpus_per_replica)))
@@ -66,7 +69,7 @@ class ScoringReplica:
         """Each request's rows (token ids) -> their outputs, every row of the batch in one decode."""
         rows = [ids for request in requests for ids in request]
         outputs = await asyncio.to_thread(self.locked_decode, rows)
-        ends = [sum(len(r) for r in requests[: i + 1]) for i in range(len(requests))]
+        ends = accumulate(len(request) for request in requests)
         return [outputs[end - len(request) : end] for request, end in zip(requests, ends, strict=True)]
 
     def batched_decode(self, src_ids: list[list[int]]) -> list[str]:
@@ -76,9 +79,7 @@ class ScoringReplica:
 
     @api.post("/invocations")
     async def invocations(self, request: Request) -> Response:
-        from mlflow.exceptions import MlflowException
-        from mlflow.pyfunc.scoring_server import invocations
-
+        """MLflow's scoring server's answer to this request, in a thread of the replica's own pool."""
         self.loop = asyncio.get_running_loop()
         body, content_type = await request.body(), request.headers.get("content-type", "")
         headers = {VERSION_HEADER: self.version}
@@ -94,6 +95,7 @@ class ScoringReplica:
     @api.get("/health")
     @api.get("/ready")
     async def ready(self) -> Response:
+        """200 once this replica holds the model (Serve routes no request to a replica before that)."""
         return Response("\n", 200, {VERSION_HEADER: self.version}, media_type="application/json")
 
 
@@ -126,4 +128,5 @@ def run_ray_serve(model_uri: str, store: str, cfg: ServeCfg, host: str, port: in
 
 
 def _interrupt(signum: int, frame) -> None:
+    """SIGTERM as Ctrl-C: `run_ray_serve` takes Serve down on either."""
     raise KeyboardInterrupt
