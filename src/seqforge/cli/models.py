@@ -302,7 +302,11 @@ def serve(
             raise _fail(
                 "serve", f"--engine ray needs Ray Serve ({err}): install seqforge[serve], or --engine mlflow"
             ) from None
-        run_ray_serve(uri, tracking_uri(), load_config().serve, host, port)
+        try:
+            settings = load_config().serve
+        except ConfigError as err:
+            raise _fail("serve", err) from None
+        run_ray_serve(uri, tracking_uri(), settings, host, port)
         return
     workers = workers or os.cpu_count() or 1
     threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch reads these when a server process starts
