@@ -265,3 +265,21 @@ def metric_history(repo: Path, env: dict, run_id: str, *metrics: str) -> dict:
         " for m in sys.argv[2:]}}))"
     )
     return json.loads(run([sys.executable, "-c", code, run_id, *metrics], repo, env).stdout)
+
+
+def invocation(port: int, payload: object, timeout: float = 120) -> tuple[int, dict, dict]:
+    """Status, JSON body and headers of one /invocations request to a server on loopback `port`."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read()), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}"), dict(err.headers)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import free_port, run, start_server, stop_server
+from helpers import free_port, invocation, run, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -241,19 +241,7 @@ def test_misaligned_corpus_fails_with_a_clear_error_and_keeps_results(smoke_copy
 
 
 def post(port: int, payload: object) -> tuple[int, dict]:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+    return invocation(port, payload, timeout=60)[:2]
 
 
 def serving(cmd: list[str], repo: Path, env: dict, port: int) -> subprocess.Popen:

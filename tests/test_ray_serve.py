@@ -3,16 +3,13 @@ MLflow's scoring contract and the requests that arrive together decoded as one b
 
 from __future__ import annotations
 
-import json
 import sys
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 
-from helpers import free_port, run, start_server, stop_server
+from helpers import free_port, invocation, run, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -25,20 +22,6 @@ BAD = {  # what MLflow's server answers 400, and ours must in the same words
     "no source column": [{"text": "A dog."}],
     "too many tokens": [{"source": "A dog."}, {"source": "가나다라 " * 100}],
 }
-
-
-def post(port: int, payload: object) -> tuple[int, dict, dict]:
-    """Status, JSON body and headers of one /invocations request."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
 
 
 def challenger(repo, env) -> str:
@@ -75,7 +58,7 @@ def test_ray_serve_answers_as_mlflow_does_and_batches_concurrent_requests(smoke_
     port = free_port()
     proc = serving(repo, env, "mlflow", port)
     try:
-        expected = [post(port, r)[:2] for r in requests]
+        expected = [invocation(port, r)[:2] for r in requests]
     finally:
         stop_server(proc)
     assert [status for status, _ in expected] == [200] + [400] * len(BAD)
@@ -83,15 +66,15 @@ def test_ray_serve_answers_as_mlflow_does_and_batches_concurrent_requests(smoke_
     port = free_port()
     proc = serving(repo, env, "ray", port)
     try:
-        answered = [post(port, r) for r in requests]
+        answered = [invocation(port, r) for r in requests]
         assert [(status, body) for status, body, _ in answered] == expected  # MLflow's contract, word for word
         assert {h["x-model-version"] for *_, h in answered} == {f"translation-en-de/{challenger(repo, env)}"}
 
-        alone = {i: post(port, {"dataframe_records": [{"source": SENTENCES[i]}]})[1] for i in range(0, 40, 3)}
+        alone = {i: invocation(port, {"dataframe_records": [{"source": SENTENCES[i]}]})[1] for i in range(0, 40, 3)}
 
         def one(i: int) -> tuple[int, dict, dict]:
             rows = [{"source": SENTENCES[i]}] + ([{"source": 42}] if i % 5 == 0 else [])
-            return post(port, {"dataframe_records": rows})
+            return invocation(port, {"dataframe_records": rows})
 
         with ThreadPoolExecutor(40) as pool:
             together = list(pool.map(one, range(40)))
