@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from seqforge.cli import data, models, research, stack, training  # noqa: F401  (commands register on import)
+from seqforge.cli import data, models, research, serving, stack, training  # noqa: F401  (commands register on import)
 from seqforge.cli.app import _tracking, app
 from seqforge.tracking.client import first_line
 
