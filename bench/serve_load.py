@@ -1,13 +1,18 @@
-"""Loopback load test of `seqforge serve` (a translation model): concurrent clients, valid and invalid requests mixed.
+"""Loopback load test of `seqforge serve`, both engines side by side on the same model and requests.
 
-    python -m bench.serve_load [--model translation-en-de@challenger] [--engine ray|mlflow] [--clients 8] [--seconds 60]
+    python -m bench.serve_load --model translation-en-de@challenger       # both engines at 1, 8 and 32 clients
+    python -m bench.serve_load --model translation-en-de@challenger --engines ray --clients 32 --seconds 300
 
-Starts `seqforge serve --engine` on a free port (or loads `--url`), then `--clients` threads post requests
-for `--seconds`: valid ones (1 to 8 sentences of test_2016_flickr, or the built-in examples) and,
-with probability `--invalid`, one of the bad requests below, each of which must get HTTP 400.
-Prints requests/s, p50/p99 latency of valid and invalid requests, unexpected outcomes (any
-status other than 200 for a valid request or 400 for an invalid one, a connection error, a
-timeout) and the server's RSS (its process tree, and Ray Serve's replicas) at start and end.
+For each engine (`--engines`, default `ray,mlflow`) it starts `seqforge serve --engine` on a free port (or
+loads `--url`) and, for each client count (`--clients`, default `1,8,32`), lets that many threads post
+requests for `--seconds` after a warm-up: valid ones (1 to `--rows` sentences of test_2016_flickr, or the
+built-in examples) and, with probability `--invalid`, one of the bad requests below, each of which must get
+HTTP 400.
+Prints one row per engine and client count (requests/s, p50/p99 latency of valid and invalid requests,
+unexpected outcomes: any status other than 200 for a valid request or 400 for an invalid one, a connection
+error, a timeout; the server's RSS: its process tree and Ray Serve's replicas) and, as its last line,
+`ray/mlflow req/s ratio at N clients R` for the most clients. The figures go to
+reports/serving/<model>.json (`--json` to choose).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from pathlib import Path
 import psutil
 from rich.console import Console
 from rich.table import Table
+
+from seqforge.config.shared import load_config
 
 SENTENCES = [
     "A man is riding a bike.",
@@ -103,7 +110,7 @@ def start(model: str, port: int, engine: str, workers: int) -> subprocess.Popen:
     sys.exit("serve_load: the server did not answer /ping within 180 s")
 
 
-def load(url: str, clients: int, seconds: float, invalid: float, sentences: list[str], seed: int) -> dict:
+def load(url: str, clients: int, seconds: float, invalid: float, sentences: list[str], seed: int, rows: int) -> dict:
     """Run the clients; latencies (s) per request class and a count of every outcome."""
     latencies: dict[str, list[float]] = defaultdict(list)
     outcomes: Counter = Counter()
@@ -117,7 +124,7 @@ def load(url: str, clients: int, seconds: float, invalid: float, sentences: list
                 name = rng.choice(sorted(INVALID))
                 records, expected, kind = INVALID[name], 400, "invalid"
             else:
-                records = [{"source": rng.choice(sentences)} for _ in range(rng.randint(1, 8))]
+                records = [{"source": rng.choice(sentences)} for _ in range(rng.randint(1, rows))]
                 name, expected, kind = "valid", 200, "valid"
             t0 = time.perf_counter()
             status = post(url, records, timeout=120)
@@ -139,18 +146,66 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def figures(result: dict, rss_start: float, rss_end: float) -> dict:
+    """The measures of one load run."""
+    outcomes, lat = result["outcomes"], result["latencies"]
+    total = sum(outcomes.values())
+    return {
+        "requests": total,
+        "requests_per_s": round(total / result["elapsed"], 2),
+        "valid": len(lat["valid"]),
+        "invalid": len(lat["invalid"]),
+        "invalid_answered_400": sum(n for (name, ok), n in outcomes.items() if name != "valid" and ok),
+        "unexpected": sum(n for (_, ok), n in outcomes.items() if not ok),
+        "p50_valid_ms": round(1000 * quantile(lat["valid"], 0.5), 1),
+        "p99_valid_ms": round(1000 * quantile(lat["valid"], 0.99), 1),
+        "p50_invalid_ms": round(1000 * quantile(lat["invalid"], 0.5), 1),
+        "p99_invalid_ms": round(1000 * quantile(lat["invalid"], 0.99), 1),
+        "rss_start_mib": round(rss_start, 1),
+        "rss_end_mib": round(rss_end, 1),
+        "unexpected_by_request": {name: n for (name, ok), n in outcomes.items() if not ok},
+    }
+
+
+def drive(args: argparse.Namespace, engine: str, sentences: list[str]) -> list[dict]:
+    """Every client count against one server of `engine` (started here unless `--url`), each after a warm-up."""
+    server, url = None, (args.url or "").rstrip("/")
+    if not args.url:
+        port = free_port()
+        server, url = start(args.model, port, engine, args.workers), f"http://127.0.0.1:{port}"
+    runs = []
+    try:
+        for clients in args.clients:
+            load(url, clients, args.warmup, 0.0, sentences, args.seed + 1000, args.rows)  # every server process decodes
+            rss_start = server_rss(server.pid) if server else float("nan")
+            result = load(url, clients, args.seconds, args.invalid, sentences, args.seed, args.rows)
+            rss_end = server_rss(server.pid) if server else float("nan")
+            runs.append({"engine": engine, "clients": clients, **figures(result, rss_start, rss_end)})
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="translation-en-de@challenger")
     parser.add_argument("--url", help="an already running server (default: start `seqforge serve`)")
-    parser.add_argument("--engine", choices=("ray", "mlflow"), default="ray", help="`seqforge serve --engine`")
+    parser.add_argument("--engines", default="ray,mlflow", help="`seqforge serve --engine`s, comma-separated")
     parser.add_argument("--workers", type=int, default=2, help="--engine mlflow: server processes")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    parser.add_argument("--seconds", type=float, default=20, help="measured seconds per client count")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of valid requests before each measure")
+    parser.add_argument("--rows", type=int, default=8, help="a valid request has 1 to this many sentences")
     parser.add_argument("--invalid", type=float, default=0.25, help="share of invalid requests")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--json", type=Path, help="where the figures go (default: reports/serving/<model>.json)")
     args = parser.parse_args()
+    args.clients = [int(n) for n in args.clients.split(",")]
+    engines = args.engines.split(",")
+    if unknown := set(engines) - {"ray", "mlflow"}:
+        sys.exit(f"serve_load: --engines: unknown {', '.join(sorted(unknown))} (ray, mlflow)")
 
     test = Path("data/multi30k/test_2016_flickr.en.gz")
     sentences = SENTENCES
@@ -159,68 +214,39 @@ def main() -> None:
 
         with gzip.open(test, "rt", encoding="utf-8") as lines:
             sentences = [s.strip() for s in lines if s.strip()]
-    server = None
-    if args.url:
-        url = args.url.rstrip("/")
-    else:
-        port = free_port()
-        server, url = start(args.model, port, args.engine, args.workers), f"http://127.0.0.1:{port}"
-    try:
-        load(url, args.clients, 10, 0.0, sentences, args.seed + 1000)  # warm-up: every server process decodes
-        rss_start = server_rss(server.pid) if server else float("nan")
-        result = load(url, args.clients, args.seconds, args.invalid, sentences, args.seed)
-        rss_end = server_rss(server.pid) if server else float("nan")
-    finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-    outcomes, lat = result["outcomes"], result["latencies"]
-    total = sum(outcomes.values())
-    unexpected = sum(n for (_, ok), n in outcomes.items() if not ok)
-    figures = {
-        "requests": total,
-        "requests_per_s": round(total / result["elapsed"], 2),
-        "valid": len(lat["valid"]),
-        "invalid": len(lat["invalid"]),
-        "invalid_answered_400": sum(n for (name, ok), n in outcomes.items() if name != "valid" and ok),
-        "unexpected": unexpected,
-        "p50_valid_ms": round(1000 * quantile(lat["valid"], 0.5), 1),
-        "p99_valid_ms": round(1000 * quantile(lat["valid"], 0.99), 1),
-        "p50_invalid_ms": round(1000 * quantile(lat["invalid"], 0.5), 1),
-        "p99_invalid_ms": round(1000 * quantile(lat["invalid"], 0.99), 1),
-        "rss_start_mib": round(rss_start, 1),
-        "rss_end_mib": round(rss_end, 1),
-        "rss_growth_pct": round(100 * (rss_end / rss_start - 1), 1) if server else None,
-        "unexpected_by_request": {name: n for (name, ok), n in outcomes.items() if not ok},
-    }
+    runs = [run for engine in engines for run in drive(args, engine, sentences)]
+
     table = Table(
-        title=f"{args.model}: {args.clients} clients x {args.seconds:.0f} s, "
-        f"{args.invalid:.0%} invalid, "
-        + (f"{args.workers} MLflow server workers" if args.engine == "mlflow" else "Ray Serve (serve.* in conf/)")
+        title=f"{args.model}: {args.seconds:.0f} s per row, 1-{args.rows} sentences a request, {args.invalid:.0%} "
+        f"invalid; mlflow: {args.workers} "
+        "server workers, ray: serve.* in conf/"
     )
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key in (
-        "requests",
-        "requests_per_s",
-        "valid",
-        "invalid",
-        "invalid_answered_400",
-        "unexpected",
-        "p50_valid_ms",
-        "p99_valid_ms",
-        "p50_invalid_ms",
-        "p99_invalid_ms",
-        "rss_start_mib",
-        "rss_end_mib",
-        "rss_growth_pct",
-    ):
-        table.add_row(key, str(figures[key]))
+    columns = ("engine", "clients", "req/s", "p50 ms", "p99 ms", "400 p50 ms", "unexpected", "RSS MiB start→end")
+    for name in columns:
+        table.add_column(name, justify="left" if name == "engine" else "right")
+    for r in runs:
+        table.add_row(
+            r["engine"],
+            str(r["clients"]),
+            f"{r['requests_per_s']:.1f}",
+            f"{r['p50_valid_ms']:.0f}",
+            f"{r['p99_valid_ms']:.0f}",
+            f"{r['p50_invalid_ms']:.0f}",
+            str(r["unexpected"]),
+            f"{r['rss_start_mib']:.0f}→{r['rss_end_mib']:.0f}",
+        )
     Console().print(table)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    if unexpected:
-        sys.exit(f"serve_load: {unexpected} unexpected outcomes: {figures['unexpected_by_request']}")
+    out = args.json or Path("reports/serving") / f"{args.model.replace('/', '_').replace('@', '_')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"model": args.model, "seconds": args.seconds, "rows": args.rows, "invalid": args.invalid}
+    report |= {"workers": args.workers, "serve": load_config().serve.model_dump() if "ray" in engines else None}
+    out.write_text(json.dumps({**report, "runs": runs}, indent=2) + "\n")
+    most = max(args.clients)
+    rate = {r["engine"]: r["requests_per_s"] for r in runs if r["clients"] == most}
+    if {"ray", "mlflow"} <= rate.keys():
+        print(f"ray/mlflow req/s ratio at {most} clients {rate['ray'] / rate['mlflow']:.2f}")
+    if unexpected := {f"{r['engine']} × {r['clients']}": r["unexpected_by_request"] for r in runs if r["unexpected"]}:
+        sys.exit(f"serve_load: unexpected outcomes: {unexpected}")
 
 
 if __name__ == "__main__":

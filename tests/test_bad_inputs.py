@@ -105,6 +105,8 @@ def cli(tmp_path, monkeypatch) -> CliRunner:
         (["chat", "-m", "nobody/3"], 2, r"cannot load models:/nobody/3"),
         (["serve", "-m", "nobody@champion"], 2, r"cannot load models:/nobody@champion from .*name=nobody not found"),
         (["serve", "-m", "nobody/3"], 2, r"cannot load models:/nobody/3"),
+        (["serve", "-m", "nobody/3", "--follow-alias"], 2, r"--follow-alias.*needs --engine ray and a --model NAME@"),
+        (["serve", "-m", "a@b", "--engine", "mlflow", "--follow-alias"], 2, r"needs --engine ray and a --model"),
         (["profile", "huge"], 1, r"profile: .*unknown profile 'huge' \(known: cluster, default, gpu, smoke\)"),
         (
             ["tune", "nope"],

@@ -322,7 +322,7 @@ def test_served_models_answer_and_reject_bad_requests_with_400(smoke_copy) -> No
 
 
 def test_served_model_under_concurrent_load_answers_every_request_as_it_should(smoke_repo, tmp_path) -> None:
-    """bench/serve_load.py, briefly (8 s): 4 clients, a third of the requests invalid; no 5xx, no timeout."""
+    """bench/serve_load.py, briefly (8 s, Ray Serve): 4 clients, a third of the requests invalid; no 5xx, no timeout."""
     repo, env = smoke_repo
     out = tmp_path / "load.json"
     run(
@@ -332,10 +332,14 @@ def test_served_model_under_concurrent_load_answers_every_request_as_it_should(s
             "bench.serve_load",
             "--model",
             "translation-en-de@challenger",
+            "--engines",
+            "ray",
             "--clients",
             "4",
             "--seconds",
             "8",
+            "--warmup",
+            "3",
             "--invalid",
             "0.33",
             "--json",
@@ -344,7 +348,7 @@ def test_served_model_under_concurrent_load_answers_every_request_as_it_should(s
         repo,
         env,
     )
-    figures = json.loads(out.read_text())
+    [figures] = json.loads(out.read_text())["runs"]
     assert figures["unexpected"] == 0 and figures["valid"] > 4 and figures["invalid"] > 0
     assert figures["invalid_answered_400"] == figures["invalid"]
     assert figures["rss_end_mib"] < 1.5 * figures["rss_start_mib"]  # no runaway memory in 8 s

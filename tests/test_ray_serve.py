@@ -1,9 +1,12 @@
 """`seqforge serve --engine ray`: a registered version on the session's Ray cluster as Ray Serve replicas, with
-MLflow's scoring contract and the requests that arrive together decoded as one batch."""
+MLflow's scoring contract, the requests that arrive together decoded as one batch, and a moved alias rolled out
+under load."""
 
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -24,33 +27,48 @@ BAD = {  # what MLflow's server answers 400, and ours must in the same words
 }
 
 
-def challenger(repo, env) -> str:
-    """The version `translation-en-de@challenger` is in the repo's store."""
-    code = (
-        "import mlflow; from seqforge.tracking.client import tracking_uri; c = mlflow.MlflowClient(tracking_uri()); "
-        "print(c.get_model_version_by_alias('translation-en-de', 'challenger').version)"
-    )
+REPLICA_NODES = (  # the nodes the application's replicas run on, from the cluster's state API
+    "from ray.util.state import list_actors; print(len({a.node_id for a in list_actors(filters=["
+    "('class_name', '=', 'ServeReplica:seqforge:ScoringReplica'), ('state', '=', 'ALIVE')])}))"
+)
+
+
+def registry(repo, env, statement: str) -> str:
+    """What `statement` prints, run against the repo's store as `c` (an `MlflowClient`)."""
+    client = "import mlflow; from seqforge.tracking.client import tracking_uri; c = mlflow.MlflowClient(tracking_uri())"
+    code = f"{client}; {statement}"
     return run([sys.executable, "-c", code], repo, env).stdout.strip()
 
 
-def serving(repo, env, engine: str, port: int):
+def challenger(repo, env) -> str:
+    """The version `translation-en-de@challenger` is in the repo's store."""
+    return registry(repo, env, "print(c.get_model_version_by_alias('translation-en-de', 'challenger').version)")
+
+
+def configure(repo, **serve) -> None:
+    """`serve.*` in the repo's conf/config.yaml."""
+    conf = yaml.safe_load((repo / "conf" / "config.yaml").read_text())
+    conf["serve"].update(serve)
+    (repo / "conf" / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
+
+
+def serving(repo, env, engine: str, port: int, *flags: str, log=None):
     return start_server(
-        ["seqforge", "serve", "-m", MODEL, "--engine", engine, "--port", str(port), "--workers", "1"],
+        ["seqforge", "serve", "-m", MODEL, "--engine", engine, "--port", str(port), "--workers", "1", *flags],
         repo,
         env,
         f"http://127.0.0.1:{port}/ping",
         timeout=240,
+        log_path=log,
     )
 
 
 def test_ray_serve_answers_as_mlflow_does_and_batches_concurrent_requests(smoke_copy) -> None:
-    """Two replicas on the two-node cluster: the same answers and 400 messages as `--engine mlflow` for the same
-    requests; then 40 requests at once, every fifth with a bad row: each bad one is its own 400, each good one
+    """Two replicas, one on each node of the cluster: the same answers and 400 messages as `--engine mlflow` for the
+    same requests; then 40 requests at once, every fifth with a bad row: each bad one is its own 400, each good one
     gets exactly the translation it gets alone, and the answers say which version gave them."""
     repo, env = smoke_copy
-    conf = yaml.safe_load((repo / "conf" / "config.yaml").read_text())
-    conf["serve"].update(replicas=2, max_batch_size=16, batch_wait_ms=20)
-    (repo / "conf" / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
+    configure(repo, replicas=2, max_batch_size=16, batch_wait_ms=20)
     requests = [{"dataframe_records": [{"source": s} for s in SENTENCES[:3]]}] + [
         {"dataframe_records": rows} for rows in BAD.values()
     ]
@@ -69,6 +87,7 @@ def test_ray_serve_answers_as_mlflow_does_and_batches_concurrent_requests(smoke_
         answered = [invocation(port, r) for r in requests]
         assert [(status, body) for status, body, _ in answered] == expected  # MLflow's contract, word for word
         assert {h["x-model-version"] for *_, h in answered} == {f"translation-en-de/{challenger(repo, env)}"}
+        assert run([sys.executable, "-c", REPLICA_NODES], repo, env).stdout.split()[-1] == "2"  # one per node
 
         alone = {i: invocation(port, {"dataframe_records": [{"source": SENTENCES[i]}]})[1] for i in range(0, 40, 3)}
 
@@ -83,3 +102,48 @@ def test_ray_serve_answers_as_mlflow_does_and_batches_concurrent_requests(smoke_
         assert {i: together[i][1] for i in alone if i % 5} == {i: body for i, body in alone.items() if i % 5}
     finally:
         stop_server(proc)
+
+
+def test_a_moved_alias_rolls_out_under_load_and_no_request_fails(smoke_copy, tmp_path) -> None:
+    """`--follow-alias`, two replicas, four clients posting without pause while `challenger` moves to another
+    version: every request is answered 200 by one version or the other, and every request sent after the
+    server says the new version serves on every replica is answered by it."""
+    repo, env = smoke_copy
+    configure(repo, replicas=2, follow_every_s=1)
+    before = challenger(repo, env)
+    after = registry(
+        repo, env, "print(max(int(v.version) for v in c.search_model_versions(\"name='translation-en-de'\")))"
+    )
+    after = after if after != before else str(int(after) - 1)
+    log = tmp_path / "serve.log"
+    port = free_port()
+    proc = serving(repo, env, "ray", port, "--follow-alias", log=log)
+    answers: list[tuple[float, int, str | None]] = []  # (sent at, status, version that answered)
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            sent = time.monotonic()
+            status, _, headers = invocation(port, {"dataframe_records": [{"source": "Two dogs play in the snow."}]})
+            answers.append((sent, status, headers.get("x-model-version")))
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            clients = [pool.submit(client) for _ in range(4)]
+            time.sleep(3)
+            registry(repo, env, f"c.set_registered_model_alias('translation-en-de', 'challenger', '{after}')")
+            deadline = time.monotonic() + 240
+            while "serves on every replica" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            rolled_out = time.monotonic()
+            time.sleep(3)
+            stop.set()
+            for done in clients:
+                done.result()
+    finally:
+        stop.set()
+        stop_server(proc)
+    assert f"moved to version {after}" in log.read_text(), log.read_text()[-2000:]
+    assert {status for _, status, _ in answers} == {200}
+    assert {v for _, _, v in answers} == {f"translation-en-de/{before}", f"translation-en-de/{after}"}
+    assert {v for sent, _, v in answers if sent > rolled_out} == {f"translation-en-de/{after}"}

@@ -1,6 +1,7 @@
 """Benchmark tables from the JSON each bench writes and the repository keeps: `reports/recipes/` (bench.recipes),
-`reports/peer/` (bench.peer_opennmt), `reports/inference/` (bench.inference), `reports/precision/`
-(bench.precision), `reports/placement/` (bench.placement), `reports/gpu_check/` (bench.gpu_check). Each table
+`reports/peer/` (bench.peer_opennmt), `reports/inference/` (bench.inference), `reports/serving/`
+(bench.serve_load), `reports/precision/` (bench.precision), `reports/placement/` (bench.placement),
+`reports/gpu_check/` (bench.gpu_check). Each table
 is one file's figures; the file's name is in the table's caption."""
 
 from __future__ import annotations
@@ -216,6 +217,38 @@ def inference() -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def serving() -> str:
+    lines = []
+    for path in committed.files("reports/serving", "*.json"):
+        d = _json(path)
+        mlflow = {r["clients"]: r["requests_per_s"] for r in d["runs"] if r["engine"] == "mlflow"}
+        lines += [
+            f"**`{d['model']}`** ({path.stem}): {fmt(d['seconds'], 0)} s per row, 1 to {d['rows']} sentences a "
+            f"request, {d['invalid']:.0%} of the requests invalid; mlflow: {d['workers']} server workers of one "
+            f"thread; ray: {_serve_layout(d['serve'])}. {_caption(path)}",
+            "",
+            *header("engine", "clients", "req/s", "÷ mlflow", "p50 / p99 ms", "400 p50 ms", "unexpected", "RSS MiB"),
+        ]
+        for r in d["runs"]:
+            ratio = f"{r['requests_per_s'] / mlflow[r['clients']]:.2f}×" if r["clients"] in mlflow else "—"
+            lines.append(
+                f"| {r['engine']} | {r['clients']} | {fmt(r['requests_per_s'], 1)} | {ratio} | "
+                f"{fmt(r['p50_valid_ms'], 0)} / {fmt(r['p99_valid_ms'], 0)} | {fmt(r['p50_invalid_ms'], 0)} | "
+                f"{r['unexpected']} | {fmt(r['rss_start_mib'], 0)} → {fmt(r['rss_end_mib'], 0)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _serve_layout(serve: dict | None) -> str:
+    if serve is None:
+        return "not run"
+    return (
+        f"{serve['replicas']} replica(s) of {serve['cpus_per_replica']:g} CPU, batches of up to "
+        f"{serve['max_batch_size']} requests within {serve['batch_wait_ms']:g} ms"
+    )
 
 
 def gpu_check() -> str:

@@ -23,6 +23,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "peer-speed": benchmarks.peer_speed,
     "time-to-bleu": benchmarks.time_to_bleu,
     "inference": benchmarks.inference,
+    "serving": benchmarks.serving,
     "precision": benchmarks.precision,
     "placement": benchmarks.placement,
     "gpu-check": benchmarks.gpu_check,

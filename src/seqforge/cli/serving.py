@@ -48,8 +48,16 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(min=1, help="--engine mlflow: server processes (default: one per CPU core)")
     ] = None,
+    follow_alias: Annotated[
+        bool,
+        typer.Option(
+            "--follow-alias",
+            help="--engine ray: when the alias of --model moves (promote, the MLflow UI), roll out its new version "
+            "replica by replica (checked every serve.follow_every_s)",
+        ),
+    ] = False,
 ) -> None:
-    """Serve a registered model (POST /invocations, MLflow's JSON shapes), its alias resolved now.
+    """Serve a registered model (POST /invocations, MLflow's JSON shapes), its alias resolved now (or followed).
 
     `--engine ray` deploys it on the Ray cluster (`RAY_ADDRESS`, else a local instance) as Ray Serve replicas that
     decode the requests arriving together as one batch. `--engine mlflow` runs MLflow's scoring server: `--workers`
@@ -57,8 +65,11 @@ def serve(
     or version the registry does not hold is one line (exit 2) before anything starts."""
     import subprocess
 
+    use_ray = engine is Engine.ray or (engine is Engine.auto and _ray_serve_installed())
+    if follow_alias and not (use_ray and "@" in model and "/" not in model):
+        raise typer.BadParameter("needs --engine ray and a --model NAME@ALIAS", param_hint="--follow-alias")
     uri = _pinned(_model_uri(model))
-    if engine is Engine.ray or (engine is Engine.auto and _ray_serve_installed()):
+    if use_ray:
         try:
             from seqforge.serving.ray_app import run_ray_serve
         except ImportError as err:
@@ -69,7 +80,7 @@ def serve(
             settings = load_config().serve
         except ConfigError as err:
             raise _fail("serve", err) from None
-        run_ray_serve(uri, tracking_uri(), settings, host, port)
+        run_ray_serve(uri, tracking_uri(), settings, host, port, model if follow_alias else None)
         return
     workers = workers or os.cpu_count() or 1
     threads = str(max(1, (os.cpu_count() or 1) // workers))  # torch reads these when a server process starts

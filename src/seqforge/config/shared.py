@@ -170,10 +170,11 @@ class ServeCfg(Strict):
     max_chars: int = Field(1000, ge=1)  # characters per sentence or conversation turn (a cheap first gate)
     max_tokens: int = Field(256, ge=1)  # subword tokens per model input after tokenisation (chat: the context)
     max_turns: int = Field(20, ge=1)  # chatbot: turns per conversation
-    max_batch_size: int = Field(16, ge=1)  # --engine ray: requests a replica decodes together at most
+    max_batch_size: int = Field(32, ge=1)  # --engine ray: requests a replica decodes together at most
     batch_wait_ms: float = Field(10.0, ge=0)  # --engine ray: how long a batch waits for more requests
-    replicas: int = Field(1, ge=1)  # --engine ray: copies of the model on the cluster
+    replicas: int = Field(2, ge=1)  # --engine ray: copies of the model on the cluster
     cpus_per_replica: float = Field(1.0, gt=0)  # --engine ray: CPUs of a replica (its torch threads: at least 1)
+    follow_every_s: float = Field(10.0, gt=0)  # --follow-alias: how often the registry is asked where the alias is
 
 
 class MlflowCfg(Strict):

@@ -5,20 +5,21 @@ Each replica loads the version from the registry, by its pinned `models:/NAME/VE
 `POST /invocations` with MLflow's own request handling (`mlflow.pyfunc.scoring_server.invocations`): the same JSON
 shapes, content types, request limits and HTTP 400 messages as `--engine mlflow`. Only the pyfunc's `decode` is
 the replica's: a request's rows are checked and tokenised on their own, in the request's thread (a bad row is
-that request's 400 and nobody else's), then decoded together with the rows of the requests that came with them
-(`@serve.batch`: up to `serve.max_batch_size` requests, waiting at most `serve.batch_wait_ms` for them), and
-each request gets its own rows' outputs back, in order. Every answer says which version gave it
+that request's 400 and nobody else's), then decoded together with the rows of the requests that queued while the
+decoder was busy (`serving.batching`: up to `serve.max_batch_size` requests, waiting at most `serve.batch_wait_ms`
+for more), and each request gets its own rows' outputs back, in order. Every answer says which version gave it
 (`X-Model-Version`); `GET /ping` and `/health` answer as MLflow's server does, `/ready` once a replica holds the
 model (a replica takes traffic only then).
 """
 
 import asyncio
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
-from itertools import accumulate
 from pathlib import Path
 
 import mlflow
+import ray
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from mlflow.exceptions import MlflowException
@@ -26,6 +27,7 @@ from mlflow.pyfunc.scoring_server import invocations
 from ray import serve
 
 from seqforge.config.shared import ServeCfg
+from seqforge.serving.batching import DecodeBatcher
 from seqforge.training.budget.cluster import connect_ray
 
 APP_NAME = "seqforge"
@@ -57,25 +59,15 @@ class ScoringReplica:
         self.model = self.pyfunc.unwrap_python_model()
         self.schema = self.pyfunc.metadata.get_input_schema()
         self.version = model_uri.removeprefix("models:/")
-        self.locked_decode = self.model.decode  # the pyfunc's own: one decode at a time
+        self.batcher = DecodeBatcher(self.model.decode, cfg.max_batch_size, cfg.batch_wait_ms / 1000)
         self.model.decode = self.batched_decode  # what MLflow's `invocations` reaches through `predict`
         self.threads = ThreadPoolExecutor(max_workers=2 * cfg.max_batch_size + 2, thread_name_prefix="invocations")
-        self.decode_batch.set_max_batch_size(cfg.max_batch_size)
-        self.decode_batch.set_batch_wait_timeout_s(cfg.batch_wait_ms / 1000)
         self.loop: asyncio.AbstractEventLoop | None = None
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)  # set from `serve.*` in __init__
-    async def decode_batch(self, requests: list[list[list[int]]]) -> list[list[str]]:
-        """Each request's rows (token ids) -> their outputs, every row of the batch in one decode."""
-        rows = [ids for request in requests for ids in request]
-        outputs = await asyncio.to_thread(self.locked_decode, rows)
-        ends = accumulate(len(request) for request in requests)
-        return [outputs[end - len(request) : end] for request, end in zip(requests, ends, strict=True)]
 
     def batched_decode(self, src_ids: list[list[int]]) -> list[str]:
         """The pyfunc's `decode` in a request thread: wait for this request's rows to come back from a batch."""
         assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(self.decode_batch(src_ids), self.loop).result()
+        return asyncio.run_coroutine_threadsafe(self.batcher.submit(src_ids), self.loop).result()
 
     @api.post("/invocations")
     async def invocations(self, request: Request) -> Response:
@@ -99,32 +91,64 @@ class ScoringReplica:
         return Response("\n", 200, {VERSION_HEADER: self.version}, media_type="application/json")
 
 
-def run_ray_serve(model_uri: str, store: str, cfg: ServeCfg, host: str, port: int) -> None:
+def run_ray_serve(model_uri: str, store: str, cfg: ServeCfg, host: str, port: int, follow: str | None = None) -> None:
     """Deploy `model_uri` (a pinned `models:/NAME/VERSION`) on the Ray cluster, answer on `host:port` until
-    SIGINT or SIGTERM, then take Serve down on the cluster."""
+    SIGINT or SIGTERM, then take Serve down on the cluster. With `follow` (`NAME@ALIAS`), ask the registry every
+    `serve.follow_every_s` where the alias points, and roll out the version it moved to."""
     connect_ray()
     serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": port})  # clients come to the head
-    app = ScoringReplica.options(
-        num_replicas=cfg.replicas,
-        max_ongoing_requests=2 * cfg.max_batch_size + 2,
-        ray_actor_options={"num_cpus": cfg.cpus_per_replica},
-    ).bind(model_uri, absolute_store(store), cfg.model_dump())
+    store = absolute_store(store)
     for sig in (signal.SIGINT, signal.SIGTERM):  # also while `serve.run` still waits for the replicas
         signal.signal(sig, _interrupt)
     try:
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        _deploy(model_uri, store, cfg)
         print(
             f"serving {model_uri.removeprefix('models:/')} on http://{host}:{port} with Ray Serve: "
             f"{cfg.replicas} replica(s) × {cfg.cpus_per_replica:g} CPU, batches of up to {cfg.max_batch_size} "
-            f"requests within {cfg.batch_wait_ms:g} ms",
+            f"requests within {cfg.batch_wait_ms:g} ms"
+            + (f"; following {follow} every {cfg.follow_every_s:g} s" if follow else ""),
             flush=True,
         )
-        while True:
+        while follow is None:
             signal.pause()
+        while True:
+            time.sleep(cfg.follow_every_s)
+            model_uri = _follow(model_uri, follow, store, cfg)
     except KeyboardInterrupt:
         pass
     finally:
         serve.shutdown()
+
+
+def _deploy(model_uri: str, store: str, cfg: ServeCfg) -> None:
+    """Run the application on `model_uri`, until its replicas are up. When it runs another version already, Serve
+    rolls it out replica by replica: where the cluster has room for one more replica, a new one starts beside the
+    old ones (`max_surge_percent`), takes traffic once it holds the model, then an old one drains and stops;
+    without room, an old one drains and stops first, and the others take its traffic meanwhile."""
+    room = ray.available_resources().get("CPU", 0) >= cfg.cpus_per_replica
+    app = ScoringReplica.options(
+        num_replicas=cfg.replicas,
+        max_ongoing_requests=2 * cfg.max_batch_size + 2,
+        ray_actor_options={"num_cpus": cfg.cpus_per_replica},
+        max_surge_percent=1 if room else 0,  # 1 %: rounds up to one replica
+    ).bind(model_uri, store, cfg.model_dump())
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def _follow(model_uri: str, follow: str, store: str, cfg: ServeCfg) -> str:
+    """The version now served: `model_uri`, or the one `follow` (`NAME@ALIAS`) moved to, rolled out."""
+    name, _, alias = follow.partition("@")
+    try:
+        version = mlflow.MlflowClient(store).get_model_version_by_alias(name, alias).version
+    except MlflowException as err:  # the store down, the alias deleted: keep serving what runs
+        print(f"{follow}: cannot read the registry ({err.message.splitlines()[0]}); still serving", flush=True)
+        return model_uri
+    moved = f"models:/{name}/{version}"
+    if moved != model_uri:
+        print(f"{follow} moved to version {version}: rolling out, replica by replica", flush=True)
+        _deploy(moved, store, cfg)
+        print(f"{follow}: version {version} serves on every replica", flush=True)
+    return moved
 
 
 def _interrupt(signum: int, frame) -> None:
