@@ -56,6 +56,12 @@ def test_a_malformed_time_guard_names_the_experiment(conf_copy) -> None:
         exp.train_config(load_config(conf_copy).train)
 
 
+def test_autoscaling_bounds_out_of_order_name_the_keys(conf_copy) -> None:
+    edit(conf_copy / "config.yaml", "max_replicas: null", "max_replicas: 1")
+    with pytest.raises(ConfigError, match=r"serve: Value error, max_replicas \(1\) is below replicas \(2\)"):
+        load_config(conf_copy)
+
+
 def test_separate_vocabularies_cannot_share_embeddings(conf_copy) -> None:
     from seqforge.models.registry import build_model
 

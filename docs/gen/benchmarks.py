@@ -246,7 +246,8 @@ def _serve_layout(serve: dict | None) -> str:
     if serve is None:
         return "not run"
     return (
-        f"{serve['replicas']} replica(s) of {serve['cpus_per_replica']:g} CPU, batches of up to "
+        f"{serve['replicas']}{f'-{m}' if (m := serve.get('max_replicas')) else ''} replica(s) of "
+        f"{serve['cpus_per_replica']:g} CPU, batches of up to "
         f"{serve['max_batch_size']} requests within {serve['batch_wait_ms']:g} ms"
     )
 

@@ -172,9 +172,16 @@ class ServeCfg(Strict):
     max_turns: int = Field(20, ge=1)  # chatbot: turns per conversation
     max_batch_size: int = Field(32, ge=1)  # --engine ray: requests a replica decodes together at most
     batch_wait_ms: float = Field(10.0, ge=0)  # --engine ray: how long a batch waits for more requests
-    replicas: int = Field(2, ge=1)  # --engine ray: copies of the model on the cluster
+    replicas: int = Field(2, ge=1)  # --engine ray: copies of the model on the cluster (with max_replicas: the least)
+    max_replicas: int | None = Field(None, ge=1)  # --engine ray: autoscale from `replicas` up to this many
     cpus_per_replica: float = Field(1.0, gt=0)  # --engine ray: CPUs of a replica (its torch threads: at least 1)
     follow_every_s: float = Field(10.0, gt=0)  # --follow-alias: how often the registry is asked where the alias is
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> ServeCfg:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below replicas ({self.replicas})")
+        return self
 
 
 class MlflowCfg(Strict):

@@ -104,7 +104,8 @@ def run_ray_serve(model_uri: str, store: str, cfg: ServeCfg, host: str, port: in
         _deploy(model_uri, store, cfg)
         print(
             f"serving {model_uri.removeprefix('models:/')} on http://{host}:{port} with Ray Serve: "
-            f"{cfg.replicas} replica(s) × {cfg.cpus_per_replica:g} CPU, batches of up to {cfg.max_batch_size} "
+            f"{cfg.replicas}{f'-{cfg.max_replicas}' if cfg.max_replicas else ''} replica(s) × "
+            f"{cfg.cpus_per_replica:g} CPU, batches of up to {cfg.max_batch_size} "
             f"requests within {cfg.batch_wait_ms:g} ms"
             + (f"; following {follow} every {cfg.follow_every_s:g} s" if follow else ""),
             flush=True,
@@ -127,12 +128,21 @@ def _deploy(model_uri: str, store: str, cfg: ServeCfg) -> None:
     without room, an old one drains and stops first, and the others take its traffic meanwhile."""
     room = ray.available_resources().get("CPU", 0) >= cfg.cpus_per_replica
     app = ScoringReplica.options(
-        num_replicas=cfg.replicas,
+        **replica_count(cfg),
         max_ongoing_requests=2 * cfg.max_batch_size + 2,
         ray_actor_options={"num_cpus": cfg.cpus_per_replica},
         max_surge_percent=1 if room else 0,  # 1 %: rounds up to one replica
     ).bind(model_uri, store, cfg.model_dump())
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def replica_count(cfg: ServeCfg) -> dict:
+    """Serve's options for how many replicas run: `serve.replicas` of them, or, with `serve.max_replicas`, between
+    the two, a replica added while each has more than a full batch (`serve.max_batch_size`) waiting on average."""
+    if cfg.max_replicas is None:
+        return {"num_replicas": cfg.replicas}
+    bounds = {"min_replicas": cfg.replicas, "max_replicas": cfg.max_replicas}
+    return {"autoscaling_config": bounds | {"target_ongoing_requests": cfg.max_batch_size}}
 
 
 def _follow(model_uri: str, follow: str, store: str, cfg: ServeCfg) -> str:
