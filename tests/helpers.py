@@ -268,7 +268,8 @@ def metric_history(repo: Path, env: dict, run_id: str, *metrics: str) -> dict:
 
 
 def invocation(port: int, payload: object, timeout: float = 120) -> tuple[int, dict, dict]:
-    """Status, JSON body and headers of one /invocations request to a server on loopback `port`."""
+    """Status, body and headers of one /invocations request to a server on loopback `port`: the body as JSON,
+    or `{"text": ...}` where it is not (Ray Serve's proxy answers a request lost with its replica in plain text)."""
     import json
     import urllib.error
     import urllib.request
@@ -280,6 +281,10 @@ def invocation(port: int, payload: object, timeout: float = 120) -> tuple[int, d
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
+            status, body, headers = resp.status, resp.read(), dict(resp.headers)
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
+        status, body, headers = err.code, err.read() or b"{}", dict(err.headers)
+    try:
+        return status, json.loads(body), headers
+    except json.JSONDecodeError:
+        return status, {"text": body.decode(errors="replace")}, headers

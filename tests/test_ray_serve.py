@@ -4,6 +4,9 @@ under load."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import signal
 import sys
 import threading
 import time
@@ -27,10 +30,16 @@ BAD = {  # what MLflow's server answers 400, and ours must in the same words
 }
 
 
-REPLICA_NODES = (  # the nodes the application's replicas run on, from the cluster's state API
-    "from ray.util.state import list_actors; print(len({a.node_id for a in list_actors(filters=["
-    "('class_name', '=', 'ServeReplica:seqforge:ScoringReplica'), ('state', '=', 'ALIVE')])}))"
+LIVE_REPLICAS = (  # actor, process and node of each live replica of the application, from the cluster's state API
+    "from ray.util.state import list_actors; [print(a.actor_id, a.pid, a.node_id) for a in list_actors(filters=["
+    "('class_name', '=', 'ServeReplica:seqforge:ScoringReplica'), ('state', '=', 'ALIVE')])]"
 )
+
+
+def replicas(repo, env) -> list[tuple[str, int, str]]:
+    """(actor id, pid, node id) of each live replica on the session's cluster."""
+    lines = run([sys.executable, "-c", LIVE_REPLICAS], repo, env).stdout.splitlines()
+    return [(actor, int(pid), node) for actor, pid, node in (line.split() for line in lines if line.count(" ") == 2)]
 
 
 def registry(repo, env, statement: str) -> str:
@@ -87,7 +96,7 @@ def test_ray_serve_answers_as_mlflow_does_and_batches_concurrent_requests(smoke_
         answered = [invocation(port, r) for r in requests]
         assert [(status, body) for status, body, _ in answered] == expected  # MLflow's contract, word for word
         assert {h["x-model-version"] for *_, h in answered} == {f"translation-en-de/{challenger(repo, env)}"}
-        assert run([sys.executable, "-c", REPLICA_NODES], repo, env).stdout.split()[-1] == "2"  # one per node
+        assert len({node for *_, node in replicas(repo, env)}) == 2  # one replica on each node
 
         alone = {i: invocation(port, {"dataframe_records": [{"source": SENTENCES[i]}]})[1] for i in range(0, 40, 3)}
 
@@ -147,3 +156,55 @@ def test_a_moved_alias_rolls_out_under_load_and_no_request_fails(smoke_copy, tmp
     assert {status for _, status, _ in answers} == {200}
     assert {v for _, _, v in answers} == {f"translation-en-de/{before}", f"translation-en-de/{after}"}
     assert {v for sent, _, v in answers if sent > rolled_out} == {f"translation-en-de/{after}"}
+
+
+def test_a_replica_killed_under_load_is_replaced_and_no_request_is_answered_wrongly(smoke_copy) -> None:
+    """Two replicas, six clients posting without pause, and one replica's process killed (SIGKILL): Serve starts
+    another in its place; the requests in flight on the dead one are answered 500 by Serve's proxy and sent again by
+    their client (a translation is safe to repeat), and every request ends answered 200 with exactly the
+    translation its sentence gets alone, before, during and after the kill."""
+    repo, env = smoke_copy
+    configure(repo, replicas=2)
+    port = free_port()
+    proc = serving(repo, env, "ray", port)
+    answers: list[tuple[float, str, int, int, dict]] = []  # (sent at, sentence, tries, final status, final body)
+    stop = threading.Event()
+
+    def client(first: int) -> None:
+        for n in itertools.count(first):
+            if stop.is_set():
+                return
+            sentence, sent, tries = SENTENCES[n % 8], time.monotonic(), 1
+            status, body, _ = invocation(port, {"dataframe_records": [{"source": sentence}]})
+            while status in (500, 503) and tries < 5:  # Serve's answers for a request lost with its replica
+                tries += 1
+                status, body, _ = invocation(port, {"dataframe_records": [{"source": sentence}]})
+            answers.append((sent, sentence, tries, status, body))
+
+    try:
+        alone = {s: invocation(port, {"dataframe_records": [{"source": s}]})[1] for s in SENTENCES[:8]}
+        with ThreadPoolExecutor(6) as pool:
+            clients = [pool.submit(client, i) for i in range(6)]
+            time.sleep(3)
+            victim, pid, _ = replicas(repo, env)[0]
+            os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
+            while time.monotonic() < killed + 180:
+                live = {actor for actor, *_ in replicas(repo, env)}
+                if len(live) == 2 and victim not in live:
+                    break
+                time.sleep(0.5)
+            replaced = time.monotonic()
+            time.sleep(3)
+            stop.set()
+            for done in clients:
+                done.result()
+    finally:
+        stop.set()
+        stop_server(proc)
+    assert replaced - killed < 180, "Serve did not replace the killed replica within 3 minutes"
+    assert {status for *_, status, _ in answers} == {200}, [a for a in answers if a[3] != 200][:3]
+    assert [a for a in answers if a[4] != alone[a[1]]] == []  # nobody got another sentence's translation
+    assert any(sent > replaced for sent, *_ in answers) and any(sent < killed for sent, *_ in answers)
+    retried = sum(tries > 1 for _, _, tries, *_ in answers)
+    print(f"replica replaced in {replaced - killed:.1f} s; {len(answers)} requests, {retried} retried, all 200")
