@@ -1,7 +1,7 @@
 """Module paths that moved, answered from their new homes, for the pickles that name them.
 
-A registered model version is a pickled `Seq2SeqModel`; the versions registered by the flat layout
-(seqforge ≤ d00ba9a) name it `seqforge.registry.Seq2SeqModel`. Importing `seqforge` installs a finder that
+Versions registered before models from code (`tracking/model_code.py`) are pickled `Seq2SeqModel`s; those
+registered by the flat layout (seqforge ≤ d00ba9a) name it `seqforge.registry.Seq2SeqModel`. Importing `seqforge` installs a finder that
 answers such an old path with a module whose attributes are the new module's, imported on first use: a
 process that has imported this seqforge loads those versions with today's class."""
 

@@ -18,7 +18,9 @@ from seqforge.models.registry import family
 from seqforge.tasks.base import TaskCfg
 from seqforge.tasks.registry import task_kind
 from seqforge.tracking.client import TrackingError, first_line
-from seqforge.tracking.pyfunc import PACKAGE_DIR, Seq2SeqModel, requirements
+from seqforge.tracking.pyfunc import DIGESTS, PACKAGE_DIR, file_digests, requirements
+
+MODEL_CODE = Path(__file__).with_name("model_code.py")  # the pyfunc as code: loading a version unpickles nothing
 
 
 def describe_version(meta: dict, task: TaskCfg, report: dict, decode: DecodeCfg) -> str:
@@ -109,18 +111,19 @@ def register_model_dir(
     artifact: str = "model",
     extra_requirements: tuple = (),
 ) -> str:
-    """Log `model_dir` as a self-contained pyfunc named `artifact` on run `run_id` (with `model_config`:
-    decoding settings and request limits), register it as a new version of the task's model with `tags` and
-    `description`, and point `alias` at it; returns the version. A `TrackingError` says what did not happen."""
+    """Log `model_dir` as a self-contained pyfunc named `artifact` on run `run_id` (built from code, `MODEL_CODE`;
+    with `model_config`: decoding settings, request limits and the SHA-256 of each file of `model_dir`), register it
+    as a new version of the task's model with `tags` and `description`, and point `alias` at it; returns the
+    version. A `TrackingError` says what did not happen."""
     kind = task_kind(task.kind)
     model_name = task.model_name()
     try:
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name=artifact,
-                python_model=Seq2SeqModel(),
+                python_model=str(MODEL_CODE),
                 artifacts={"model_dir": str(model_dir)},
-                model_config=model_config,
+                model_config=model_config | {DIGESTS: file_digests(model_dir)},
                 code_paths=[str(PACKAGE_DIR)],
                 signature=ModelSignature(
                     inputs=Schema([kind.input_schema()]), outputs=Schema([ColSpec(DataType.string, kind.output_column)])
