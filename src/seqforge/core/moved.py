@@ -1,9 +1,9 @@
 """Module paths that moved, answered from their new homes, for the pickles that name them.
 
 Versions registered before models from code (`tracking/model_code.py`) are pickled `Seq2SeqModel`s; those
-registered by the flat layout (seqforge ≤ d00ba9a) name it `seqforge.registry.Seq2SeqModel`. Importing `seqforge` installs a finder that
-answers such an old path with a module whose attributes are the new module's, imported on first use: a
-process that has imported this seqforge loads those versions with today's class."""
+registered by the flat layout (seqforge ≤ d00ba9a) name it `seqforge.registry.Seq2SeqModel`. Importing
+`seqforge` installs a finder that answers such an old path with a module whose attributes are the new module's,
+imported on first use: a process that has imported this seqforge loads those versions with today's class."""
 
 from __future__ import annotations
 
