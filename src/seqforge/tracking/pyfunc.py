@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 import threading
 from importlib.metadata import version
 from pathlib import Path
@@ -13,31 +13,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, INVALID_STATE
 
 from seqforge.config.shared import DecodeCfg, ServeCfg
+from seqforge.core.digests import differences
 from seqforge.tasks.base import RequestError
 from seqforge.tasks.registry import task_kind
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/seqforge: carried in the model as its code
-DIGESTS = "sha256"  # the model_config key holding the SHA-256 of every file of the model directory
-
-
-def file_digests(model_dir: Path) -> dict[str, str]:
-    """SHA-256 of every file under `model_dir`, by its path relative to it."""
-    digests = {}
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        with path.open("rb") as f:
-            digests[path.relative_to(model_dir).as_posix()] = hashlib.file_digest(f, "sha256").hexdigest()
-    return digests
-
-
-def check_digests(model_dir: Path, registered: dict[str, str]) -> None:
-    """Refuse a model directory whose files are not, byte for byte, the ones registered."""
-    found = file_digests(model_dir)
-    if differ := sorted(name for name in registered.keys() | found.keys() if registered.get(name) != found.get(name)):
-        raise MlflowException(
-            f"{model_dir}: {', '.join(differ)} not as registered (SHA-256 differs, or missing, or added): "
-            "refusing to load this version",
-            error_code=INVALID_STATE,
-        )
+DIGESTS = "files"  # the pyfunc's artifact holding the size and SHA-256 of every file of the model directory
 
 
 def invalid_input(message: str) -> MlflowException:
@@ -45,19 +26,29 @@ def invalid_input(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
+def check_digests(model_dir: Path, registered: dict[str, dict]) -> None:
+    """Refuse a model directory whose files are not, byte for byte, the ones registered (`file_digests`)."""
+    if differ := differences(model_dir, registered):
+        raise MlflowException(
+            f"{model_dir}: {'; '.join(differ)}: not as registered, refusing to load this version",
+            error_code=INVALID_STATE,
+        )
+
+
 class Seq2SeqModel(mlflow.pyfunc.PythonModel):
     """pyfunc for any task: a DataFrame with the kind's input column -> one with its output column
     (translation: `source` -> `translation`; chatbot: `conversation` (turns, newest last) -> `reply`).
 
     Loads the exported model with the decoding settings and request limits it was registered with, once its files
-    match the digests recorded then (versions registered before digests were recorded load unchecked).
+    match the digests recorded then (`files.json`; versions registered before digests were recorded load unchecked).
     """
 
     def load_context(self, context) -> None:
         from seqforge.inference.predictor import Predictor
 
-        if DIGESTS in context.model_config:
-            check_digests(Path(context.artifacts["model_dir"]), context.model_config[DIGESTS])
+        if DIGESTS in context.artifacts:
+            registered = json.loads(Path(context.artifacts[DIGESTS]).read_text())
+            check_digests(Path(context.artifacts["model_dir"]), registered)
         self.lock = threading.Lock()  # the scoring server predicts in threads: one decode at a time
         self.limits = ServeCfg.model_validate(context.model_config["serve"])
         self.predictor = Predictor.load(

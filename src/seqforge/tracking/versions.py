@@ -4,6 +4,8 @@ alias pointed at it."""
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -14,11 +16,12 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
 
 from seqforge.config.shared import DecodeCfg
+from seqforge.core.digests import file_digests
 from seqforge.models.registry import family
 from seqforge.tasks.base import TaskCfg
 from seqforge.tasks.registry import task_kind
 from seqforge.tracking.client import TrackingError, first_line
-from seqforge.tracking.pyfunc import DIGESTS, PACKAGE_DIR, file_digests, requirements
+from seqforge.tracking.pyfunc import DIGESTS, PACKAGE_DIR, requirements
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")  # the pyfunc as code: loading a version unpickles nothing
 
@@ -112,18 +115,20 @@ def register_model_dir(
     extra_requirements: tuple = (),
 ) -> str:
     """Log `model_dir` as a self-contained pyfunc named `artifact` on run `run_id` (built from code, `MODEL_CODE`;
-    with `model_config`: decoding settings, request limits and the SHA-256 of each file of `model_dir`), register it
-    as a new version of the task's model with `tags` and `description`, and point `alias` at it; returns the
-    version. A `TrackingError` says what did not happen."""
+    with `model_config`: decoding settings and request limits; with `files.json`: the size and SHA-256 of each
+    file of `model_dir`), register it as a new version of the task's model with `tags` and `description`, and
+    point `alias` at it; returns the version. A `TrackingError` says what did not happen."""
     kind = task_kind(task.kind)
     model_name = task.model_name()
     try:
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as scratch:
+            digests = Path(scratch, f"{DIGESTS}.json")
+            digests.write_text(json.dumps(file_digests(model_dir), indent=1))
             info = mlflow.pyfunc.log_model(
                 name=artifact,
                 python_model=str(MODEL_CODE),
-                artifacts={"model_dir": str(model_dir)},
-                model_config=model_config | {DIGESTS: file_digests(model_dir)},
+                artifacts={"model_dir": str(model_dir), DIGESTS: str(digests)},
+                model_config=model_config,
                 code_paths=[str(PACKAGE_DIR)],
                 signature=ModelSignature(
                     inputs=Schema([kind.input_schema()]), outputs=Schema([ColSpec(DataType.string, kind.output_column)])
