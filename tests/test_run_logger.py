@@ -109,3 +109,28 @@ def test_a_restarted_worker_group_sends_what_its_checkpoint_carries_once(tmp_pat
     rerun.resend(carried)
     rerun.finalize()
     assert history(client, rerun_id, "val_loss") == []
+
+
+def test_a_curve_waits_for_the_checkpoint_of_its_update_not_of_its_steps(tmp_path) -> None:
+    """The encoder-gradient curve of epoch 1, measured at update 23, has the distances 0..29 as its steps: the
+    curve waits for update 23's checkpoint (found by the fault campaign: its first 20 steps used to go out at
+    once as the work of update 20's checkpoint, and again from the restarted attempt)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("runs")).info.run_id
+    registered: queue.Queue[int] = queue.Queue()
+    first = RunLogger(uri, run_id, notify=print, registered=registered)
+    first.seal(20)
+    registered.put(20)
+    first.log_curve("enc_grad_norm_epoch1", [0.5] * 30, update=23)
+    first.seal(23)  # reported, never registered: the worker dies
+    time.sleep(0.5)
+    assert history(client, run_id, "enc_grad_norm_epoch1") == []
+
+    registered = queue.Queue()
+    second = RunLogger(uri, run_id, notify=print, registered=registered)  # restarted from update 20
+    second.log_curve("enc_grad_norm_epoch1", [0.5] * 30, update=23)
+    second.seal(23)
+    registered.put(23)
+    second.finalize()
+    assert [s for s, _ in history(client, run_id, "enc_grad_norm_epoch1")] == list(range(30))

@@ -72,7 +72,19 @@ class RunLogger(MLFlowLogger):
         from mlflow.entities import Metric
 
         now, step = int(time.time() * 1000), step or 0
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self._route([Metric(key, float(value), now, step) for key, value in metrics.items()], step)
+
+    @rank_zero_only
+    def log_curve(self, key: str, values: list[float], update: int) -> None:
+        """`values` as one metric over the steps 0, 1, ... (a curve MLflow draws), measured at update `update`: held
+        and sent as the metrics of that update are (its steps are not updates)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._route([Metric(key, float(value), now, i) for i, value in enumerate(values)], update)
+
+    def _route(self, batch: list, step: int) -> None:
+        """Hold `batch`, the work of update `step`, until the checkpoint holding that work is registered."""
         with self.lock:
             if step >= self.last_sealed:
                 self.held.append(batch)

@@ -24,6 +24,7 @@ from torch import Tensor
 from seqforge.data.batching import collate
 from seqforge.data.tokenizer import PAD
 from seqforge.models.base import Seq2Seq
+from seqforge.tracking.run_logger import RunLogger
 from seqforge.training.worker.diagnostics_record import NORM_EDGES, STATE_KEY
 
 PROBE_SENTENCES = 32  # the fixed validation batch: this many of the longest sources
@@ -119,10 +120,9 @@ class TrainingDiagnostics(pl.Callback):
             metrics |= {f"grad_norm_{k}": record["grad_norm"][k] for k in ("p50", "p90", "max")}
             self.norms = []
         self.records[str(epoch)] = record
-        if trainer.logger is not None:
+        if isinstance(trainer.logger, RunLogger):  # the curve's steps are distances: routed by the update
             trainer.logger.log_metrics(metrics, step=trainer.global_step)
-            for distance, value in enumerate(curve):
-                trainer.logger.log_metrics({f"enc_grad_norm_epoch{epoch}": value}, step=distance)
+            trainer.logger.log_curve(f"enc_grad_norm_epoch{epoch}", curve, trainer.global_step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"records": self.records, "norms": [float(n) for n in self.norms]}
