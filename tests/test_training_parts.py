@@ -187,3 +187,36 @@ def test_what_a_driver_reads_of_a_checkpoint_is_named_as_ray_and_lightning_write
 
     assert CHECKPOINT_NAME == RayTrainReportCallback.CHECKPOINT_NAME
     assert TrainingDiagnostics().state_key == STATE_KEY == TrainingDiagnostics.__qualname__
+
+
+def test_resume_passes_over_torn_checkpoints_for_the_newest_complete_one(tmp_path) -> None:
+    """A checkpoint is complete when its manifest, written last, matches its files: the newest such one before
+    Ray's latest is resumed from; a file cut short, lost, or a manifest never written makes one torn."""
+    from ray.train import Checkpoint
+
+    from seqforge.training.worker.checkpoints import resume_point
+    from seqforge.training.worker.storage import CHECKPOINT_NAME, seal, torn
+
+    run = tmp_path / "gru_bahdanau-0123"
+    folders = [run / f"checkpoint_2026-12-07_10-00-0{i}.000000" for i in range(4)]
+    for i, folder in enumerate(folders):
+        folder.mkdir(parents=True)
+        (folder / CHECKPOINT_NAME).write_bytes(bytes(range(256)) * (i + 1))
+        seal(folder)
+    latest = Checkpoint.from_directory(folders[3])
+    assert resume_point(latest) == (latest, None)
+
+    (folders[3] / CHECKPOINT_NAME).write_bytes(bytes(range(256)) * 2)  # cut to half
+    (folders[2] / "manifest.json").unlink()  # its write never finished
+    assert torn(folders[2]) == "no complete manifest.json (its write did not finish)"
+    chosen, said = resume_point(latest)
+    assert chosen.path == str(folders[1])
+    assert (
+        said
+        == f"checkpoint {latest.path} is incomplete (checkpoint.ckpt: 512 of 1,024 bytes): resuming from {chosen.path}"
+    )
+
+    (folders[1] / CHECKPOINT_NAME).unlink()
+    (folders[0] / CHECKPOINT_NAME).write_bytes(b"x" * 256)  # same size, other bytes
+    assert torn(folders[1]) == "checkpoint.ckpt missing" and torn(folders[0]) == "checkpoint.ckpt: SHA-256 differs"
+    assert resume_point(latest)[0] is None  # none complete: from the start

@@ -31,7 +31,7 @@ from seqforge.training.controller.checkpoint_queue import RegisteredCheckpoints
 from seqforge.training.controller.progress import printing
 from seqforge.training.diagnostics import log_diagnostics, read_diagnostics
 from seqforge.training.worker.entry import train_worker
-from seqforge.training.worker.storage import CHECKPOINT_NAME, storage_unreachable
+from seqforge.training.worker.storage import CHECKPOINT_NAME, storage_unreachable, torn
 
 
 def fit_on_ray(
@@ -105,6 +105,19 @@ def kept_checkpoints(result, metric: tuple[str, str], name: str) -> list:
     return kept
 
 
+def complete(dirs: list[Path], name: str) -> list[Path]:
+    """The checkpoints of `dirs` that are complete (`storage.torn`), in order; each other one said in a line."""
+    kept = []
+    for folder in dirs:
+        if why := torn(folder):
+            print(f"{name}: kept checkpoint {folder} is incomplete ({why}): not exported", flush=True)
+        else:
+            kept.append(folder)
+    if not kept:
+        raise RuntimeError(f"training {name}: every kept checkpoint is incomplete; rerun the stage")
+    return kept
+
+
 def loop_config(
     exp: ExperimentCfg,
     task: TaskCfg,
@@ -170,9 +183,12 @@ def fit_and_export(
             raise TrackingError(f"training {exp.name} stopped: {storage}") from None
         raise
     with ExitStack() as stack:
-        dirs = [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)]
+        dirs = complete(
+            [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)], exp.name
+        )
         weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
-        records = read_diagnostics(Path(stack.enter_context(result.checkpoint.as_directory())) / CHECKPOINT_NAME)
+        latest = Path(stack.enter_context(result.checkpoint.as_directory()))
+        records = read_diagnostics((dirs[0] if torn(latest) else latest) / CHECKPOINT_NAME)
     export_model(
         weights,
         out_dir,

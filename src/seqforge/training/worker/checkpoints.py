@@ -14,12 +14,17 @@ the metrics logged before a checkpoint go to MLflow once Ray Train has registere
 a resumed run logs the update it resumed from (`resumed_from_update`).
 
 Before each checkpoint, the storage (`storage_path`: a bucket on a cluster) must answer; while it
-does not, the write waits and retries, then fails with `CheckpointStorageError`. A checkpoint whose
-upload breaks off is never reported to Ray Train, so no run resumes from or exports a half-written one.
+does not, the write waits and retries, then fails with `CheckpointStorageError`, as it does at once when the
+storage has no room for the checkpoint (`room_for`, and a copy that runs out of space). A checkpoint whose
+upload breaks off is never reported to Ray Train. Each checkpoint ends with its manifest (`storage.seal`: its
+file's size and SHA-256): one that Ray registered but whose file was cut or lost later (a node that died with
+unwritten pages, a storage that acknowledged too soon) is passed over on resume (`resume_point`), in one line,
+for the newest complete one.
 """
 
 from __future__ import annotations
 
+import errno
 import shutil
 import sys
 import tempfile
@@ -28,10 +33,35 @@ from pathlib import Path
 import lightning.pytorch as pl
 import ray.train
 from lightning.pytorch.trainer.states import TrainerFn
+from pyarrow.fs import FileSelector, FileType
 from ray.train import Checkpoint
 
 from seqforge.tracking.run_logger import RunLogger
-from seqforge.training.worker.storage import CHECKPOINT_NAME, wait_for_storage
+from seqforge.training.worker.storage import CHECKPOINT_NAME, full, room_for, seal, torn, wait_for_storage
+
+
+def resume_point(latest: Checkpoint) -> tuple[Checkpoint | None, str | None]:
+    """The checkpoint to resume from: Ray's `latest` when it is complete (`storage.torn`), else the newest complete
+    one before it in the run's folder (None: none is), with a line saying which was passed over and why."""
+    with latest.as_directory() as folder:
+        why = torn(Path(folder))
+    if why is None:
+        return latest, None
+    run_dir = latest.path.rsplit("/", 1)[0]
+    earlier = sorted(
+        (
+            info.path
+            for info in latest.filesystem.get_file_info(FileSelector(run_dir))
+            if info.type == FileType.Directory and info.base_name.startswith("checkpoint_") and info.path < latest.path
+        ),
+        reverse=True,
+    )
+    for path in earlier:
+        candidate = Checkpoint(path, filesystem=latest.filesystem)
+        with candidate.as_directory() as folder:
+            if torn(Path(folder)) is None:
+                return candidate, f"checkpoint {latest.path} is incomplete ({why}): resuming from {path}"
+    return None, f"checkpoint {latest.path} is incomplete ({why}) and no earlier one is complete: starting over"
 
 
 class RayCheckpoints(pl.Callback):
@@ -58,7 +88,7 @@ class RayCheckpoints(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
         """A run that resumed from a checkpoint (a restarted worker group, a rerun stage) says from which
         update, as the metric `resumed_from_update`: the updates after it were done again."""
-        if ray.train.get_checkpoint() is not None and trainer.logger is not None:
+        if trainer.ckpt_path is not None and trainer.logger is not None:
             trainer.logger.log_metrics({"resumed_from_update": trainer.global_step}, step=trainer.global_step)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, module, checkpoint: dict) -> None:
@@ -103,9 +133,18 @@ class RayCheckpoints(pl.Callback):
         metrics |= {"epoch": trainer.current_epoch, "step": trainer.global_step, **extra}
         shutil.rmtree(self.scratch, ignore_errors=True)
         self.scratch.mkdir(parents=True)
-        trainer.save_checkpoint(self.scratch / CHECKPOINT_NAME, weights_only=False)
-        wait_for_storage(self.storage.storage_filesystem, self.storage.experiment_fs_path, self.retries)
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(self.scratch))
+        trainer.save_checkpoint(self.scratch / CHECKPOINT_NAME, weights_only=False)  # rank 0 writes it
+        if trainer.is_global_zero:
+            seal(self.scratch)
+        fs, path = self.storage.storage_filesystem, self.storage.experiment_fs_path
+        wait_for_storage(fs, path, self.retries)
+        room_for(fs, path, self.scratch)
+        try:
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(self.scratch))
+        except OSError as err:  # the room went while the files were copied, or a bucket's quota
+            if err.errno != errno.ENOSPC and "No space left" not in str(err):
+                raise
+            raise full(path, str(err).splitlines()[0]) from None
         if isinstance(trainer.logger, RunLogger):
             trainer.logger.seal(trainer.global_step)
         trainer.strategy.barrier()

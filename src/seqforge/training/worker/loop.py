@@ -23,12 +23,13 @@ from seqforge.data.datasets import Seq2SeqDataModule
 from seqforge.tasks.registry import task_kind
 from seqforge.tracking.run_logger import RunLogger
 from seqforge.training.worker.budget_keeper import BudgetKeeper
-from seqforge.training.worker.checkpoints import CHECKPOINT_NAME, RayCheckpoints, wait_for_storage
+from seqforge.training.worker.checkpoints import CHECKPOINT_NAME, RayCheckpoints, resume_point, wait_for_storage
 from seqforge.training.worker.faults import injected
 from seqforge.training.worker.gradients import TrainingDiagnostics
 from seqforge.training.worker.module import Seq2SeqModule
 from seqforge.training.worker.precision import lightning_precision
 from seqforge.training.worker.step_progress import StepProgress
+from seqforge.training.worker.step_seed import StepSeed
 
 
 def train_worker(config: dict) -> None:
@@ -53,6 +54,7 @@ def train_worker(config: dict) -> None:
         if plan.get("budget_s")
         else []
     )  # a time budget: re-planned as the run goes
+    notify = _notifier(config["progress"])
     trainer = pl.Trainer(
         accelerator="auto",
         devices="auto",
@@ -71,13 +73,14 @@ def train_worker(config: dict) -> None:
             *keeper,  # before the checkpoint: it carries the re-planned updates
             RayCheckpoints((metric, mode), every, train_cfg.checkpoint_every_n_steps, train_cfg.checkpoint_retries),
             EarlyStopping(metric, mode=mode, patience=train_cfg.early_stopping_patience),
+            StepSeed(train_cfg.seed),  # dropout's masks a function of the batch: a resumed run redoes them
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
             *injected(),
         ],
         logger=RunLogger(
             config["tracking_uri"],
             config["run_id"],
-            notify=_notifier(config["progress"]),
+            notify=notify,
             registered=config["registered"] if ctx.get_world_rank() == 0 else None,
         ),
         log_every_n_steps=train_cfg.log_every_n_steps,
@@ -92,11 +95,15 @@ def train_worker(config: dict) -> None:
     )
     datamodule = Seq2SeqDataModule(shipping.splits(config["data"]), train_cfg)
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # resuming an interrupted run: its checkpoint comes from the storage
+        storage = ctx.get_storage()
+        wait_for_storage(storage.storage_filesystem, storage.experiment_fs_path, train_cfg.checkpoint_retries)
+        checkpoint, passed_over = resume_point(checkpoint)
+        if passed_over and ctx.get_world_rank() == 0:
+            notify(passed_over)
     if checkpoint is None:
         trainer.fit(module, datamodule=datamodule)
         return
-    storage = ctx.get_storage()  # resuming an interrupted run: its checkpoint comes from the storage
-    wait_for_storage(storage.storage_filesystem, storage.experiment_fs_path, train_cfg.checkpoint_retries)
     with checkpoint.as_directory() as ckpt_dir:
         ckpt = os.path.join(ckpt_dir, CHECKPOINT_NAME)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)

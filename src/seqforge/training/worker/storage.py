@@ -4,9 +4,29 @@ fails). Neither Lightning nor Ray Train here: a driver imports this without payi
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+from pathlib import Path
+
+from seqforge.core.digests import differences, file_digests
 
 CHECKPOINT_NAME = "checkpoint.ckpt"  # the Lightning file inside a Ray checkpoint (`RayTrainReportCallback`'s name)
+MANIFEST = "manifest.json"  # written last into a checkpoint: its other files' sizes and SHA-256
+
+
+def seal(folder: Path) -> None:
+    """Record what the checkpoint in `folder` holds (`MANIFEST`), once everything else is written."""
+    (folder / MANIFEST).write_text(json.dumps(file_digests(folder)))
+
+
+def torn(folder: Path) -> str | None:
+    """Why the checkpoint in `folder` is not complete (its write cut, a file lost or changed since), or None."""
+    try:
+        recorded = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return f"no complete {MANIFEST} (its write did not finish)"
+    return "; ".join(d for d in differences(folder, recorded) if d != f"{MANIFEST} added") or None
 
 
 class CheckpointStorageError(RuntimeError):
@@ -29,6 +49,25 @@ def wait_for_storage(fs, path: str, retries: int, first_wait: float = 1.0) -> No
                     "resume point."
                 ) from None
             time.sleep(first_wait * 2**attempt)
+
+
+def room_for(fs, path: str, folder: Path) -> None:
+    """Raise `CheckpointStorageError` when local storage `fs` has less room under `path` than the checkpoint in
+    `folder` needs (a bucket's room is the upload's to find out: `full`)."""
+    if fs.type_name != "local":
+        return
+    needed = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    free = shutil.disk_usage(path).free
+    if needed > free:
+        raise full(path, f"the checkpoint needs {needed:,} bytes, {free:,} are free")
+
+
+def full(path: str, detail: str) -> CheckpointStorageError:
+    """The one line for checkpoint storage that has no room left."""
+    return CheckpointStorageError(
+        f"checkpoint storage {path} is full ({detail}). The last complete checkpoint stays the run's resume point: "
+        "make room and run the stage again."
+    )
 
 
 def storage_unreachable(uri: str, retries: int) -> str | None:
