@@ -252,6 +252,26 @@ def _serve_layout(serve: dict | None) -> str:
     )
 
 
+def chaos() -> str:
+    """Each committed fault campaign (`bench.chaos --json`): one row per faulted run, then its totals."""
+    lines = []
+    for path in committed.files("reports/chaos", "*.json"):
+        d = _json(path)
+        lines += [
+            f"**seed {d['seed']}**: {d['updates']} updates per run, the fault-free run {fmt(d['reference_s'], 0)} s. "
+            f"Faults injected {d['injected']}, survived {d['survived']}, lost {d['lost']}. {_caption(path)}",
+            "",
+            *header("run", "fault", "moment", "invariants", "weights against the fault-free run"),
+        ]
+        for i, r in enumerate(d["runs"], 1):
+            held = "held" if not r["broken"] else "broken: " + "; ".join(r["broken"])
+            delta = r["weights_max_diff"]
+            weights = "bit for bit equal" if delta == 0 else f"differ by at most {delta:.1e}"
+            lines.append(f"| {i} | {r['kind']} | {r['moment']} | {held} | {weights} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def gpu_check() -> str:
     lines = []
     for path in committed.files("reports/gpu_check", "*.json"):

@@ -1,0 +1,220 @@
+"""A seeded fault campaign: the smoke model trained again and again, each run with one fault drawn at random (its
+kind and its moment), and after each run the invariants checked against a fault-free run with the same seed.
+
+    make smoke                                  # the smoke tasks' data, tokenized (once)
+    python -m bench.chaos --runs 10 --seed 1    # works on a copy of the checkout; the checkout is not changed
+
+The faults: a Ray Train worker (rank 0 or 1) SIGKILLed before a random update, at the end of the first validation
+after one, or inside the first checkpoint write after one (`seqforge.training.worker.faults`); the train stage's
+driver SIGKILLed at a random moment, then the stage run again. The invariants, after each run:
+
+- finished: the stage ended in one MLflow run, FINISHED (a killed driver's stage: its rerun finished);
+- metrics once: every metric of every step of the fault-free run logged exactly once, in order (across the killed
+  driver's run and its rerun's);
+- checkpoints complete: every checkpoint Ray registered is whole (`storage.torn`);
+- weights: the exported weights equal the fault-free run's, bit for bit (a resumed run redoes its updates exactly:
+  the data loader's place is in the checkpoint, dropout's masks are a function of the batch, `StepSeed`); where
+  they do not, the largest difference is printed.
+
+One line per run, then `faults injected N, survived S, lost L` (L: runs where an invariant broke); `--json PATH`
+writes the same to a report (reports/chaos/ for the docs). Runs on the Ray cluster at `RAY_ADDRESS`, else a local
+Ray instance per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import torch
+import yaml
+
+from seqforge.training.worker.fault_variable import VARIABLE
+from seqforge.training.worker.storage import torn
+
+LEFT_OUT = {".git", ".venv", "runs", "mlruns", "mlflow.db", "mlartifacts", "models", "reports"}  # a fresh store
+TRAIN = [sys.executable, "-m", "pipelines.train", "gru_bahdanau"]
+KINDS = ("worker before an update", "worker after a validation", "worker inside a checkpoint write", "driver")
+POINTS = {KINDS[0]: "update", KINDS[1]: "validation", KINDS[2]: "checkpoint"}
+VARYING = {"resumed_from_update"}  # logged by a resumed run only
+
+
+@dataclass
+class Outcome:
+    runs: list[str]  # the MLflow runs the stage created, in order
+    weights: dict[str, torch.Tensor]
+    seconds: float
+
+
+def scratch_copy(repo: Path) -> Path:
+    """A copy of the checkout with a fresh MLflow store and nothing trained, on the smoke profile."""
+    if not any((repo / "artifacts" / "tokenized").glob("*")):
+        sys.exit(f"chaos: {repo} has no tokenized data: run `make smoke` there first")
+    copy = Path(tempfile.mkdtemp(prefix="seqforge-chaos-")) / "seqforge"
+    shutil.copytree(repo, copy, symlinks=True, ignore=lambda d, names: LEFT_OUT & set(names) if d == str(repo) else [])
+    profile = [sys.executable, "-m", "seqforge.cli", "profile", "smoke"]
+    subprocess.run(profile, cwd=copy, check=True, capture_output=True)
+    return copy
+
+
+def set_storage(repo: Path, storage: str) -> None:
+    """The smoke RNNs checkpoint every 10 updates into `storage` (a Ray run of its own), and do not stop early."""
+    path = repo / "conf" / "profiles" / "smoke.yaml"
+    profile = yaml.safe_load(path.read_text())
+    profile["families"]["rnn"]["train"] |= {
+        "checkpoint_every_n_steps": 10,
+        "early_stopping_patience": 50,
+        "storage_path": storage,
+    }
+    path.write_text(yaml.safe_dump(profile))
+
+
+def experiment_runs(client: mlflow.MlflowClient) -> list[str]:
+    """The store's runs, oldest first."""
+    runs = client.search_runs(client.search_experiments()[0].experiment_id, order_by=["attributes.start_time ASC"])
+    return [r.info.run_id for r in runs]
+
+
+def train(repo: Path, env: dict, client: mlflow.MlflowClient, kill_after: float | None = None) -> tuple[Outcome, bool]:
+    """Run the train stage (SIGKILL its driver after `kill_after` s, then run it again); the outcome, and whether
+    the driver was killed before it finished."""
+    before, start = set(experiment_runs(client)), time.monotonic()
+    proc = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    killed = False
+    if kill_after is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=kill_after)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
+    output = proc.communicate()[0]
+    if killed:
+        wait_for_workers_to_go()
+        proc = subprocess.run(TRAIN, cwd=repo, env=env, capture_output=True, text=True)
+        output = proc.stdout + proc.stderr
+    if proc.returncode:
+        sys.exit(f"chaos: the train stage failed ({proc.returncode}):\n{output[-3000:]}")
+    runs = [r for r in experiment_runs(client) if r not in before]
+    weights = torch.load(repo / "models" / "gru_bahdanau" / "model.pt", map_location="cpu")
+    return Outcome(runs, weights, time.monotonic() - start), killed
+
+
+def wait_for_workers_to_go(timeout: float = 60) -> None:
+    """A killed driver's Ray Train workers end with its job (a cluster's) or its local instance."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for proc in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::RayTrainWorker"):
+                    alive.append(proc.name)
+        if not alive:
+            return
+        time.sleep(0.5)
+
+
+def steps(client: mlflow.MlflowClient, runs: list[str]) -> dict[str, list[int]]:
+    """Each metric's steps as logged, across `runs` in order (a killed driver's run, then its rerun's)."""
+    logged: dict[str, list[int]] = {}
+    for run in runs:
+        for key in client.get_run(run).data.metrics:
+            history = sorted(client.get_metric_history(run, key), key=lambda m: (m.timestamp, m.step))
+            logged.setdefault(key, []).extend(m.step for m in history)
+    return logged
+
+
+def broken(client, outcome: Outcome, killed: bool, reference: dict[str, list[int]], storage: Path) -> list[str]:
+    """The invariants that do not hold after one faulted run."""
+    said = []
+    final = client.get_run(outcome.runs[-1]).info.status
+    if final != "FINISHED" or len(outcome.runs) not in ((1, 2) if killed else (1,)):
+        said.append(f"finished: {len(outcome.runs)} runs, the last {final}")
+    logged = {k: v for k, v in steps(client, outcome.runs).items() if k not in VARYING}
+    if wrong := sorted(k for k in reference.keys() | logged.keys() if logged.get(k) != reference.get(k)):
+        key = wrong[0]
+        said.append(
+            f"metrics once: {len(wrong)} differ, e.g. {key} at steps {logged.get(key)}, not {reference.get(key)}"
+        )
+    for snapshot in storage.glob("*/checkpoint_manager_snapshot.json"):
+        for result in json.loads(snapshot.read_text())["checkpoint_results"]:
+            folder = snapshot.parent / result["checkpoint_dir_name"]
+            if folder.exists() and (why := torn(folder)):
+                said.append(f"checkpoints complete: {folder.name} {why}")
+    return said
+
+
+def difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The largest absolute difference between two state dicts' floating tensors (0.0: bit for bit equal)."""
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10, help="faulted runs")
+    parser.add_argument("--seed", type=int, default=0, help="draws the faults (the training's seed is the profile's)")
+    parser.add_argument("--repo", type=Path, default=Path("."), help="the checkout to copy (default: here)")
+    parser.add_argument("--json", type=Path, help="also write the campaign to this report")
+    args = parser.parse_args()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its store's creation, once per run
+    repo = scratch_copy(args.repo.resolve())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != VARIABLE}
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    try:
+        set_storage(repo, "runs/chaos-0")
+        ref, _ = train(repo, env, client)
+        reference = {k: v for k, v in steps(client, ref.runs).items() if k not in VARYING}
+        updates = max(max(v) for v in reference.values() if v)  # metrics of the last update are logged at its step
+        print(f"fault-free run: {updates} updates in {ref.seconds:.0f} s, {sum(map(len, reference.values()))} "
+              "metric values", flush=True)  # fmt: skip
+        injected = survived = 0
+        report: dict = {"seed": args.seed, "updates": updates, "reference_s": round(ref.seconds, 1), "runs": []}
+        for i in range(1, args.runs + 1):
+            rng = random.Random(f"{args.seed}-{i}")
+            kind, storage = rng.choice(KINDS), f"runs/chaos-{i}"
+            set_storage(repo, storage)
+            marker, run_env, kill_after = repo / f"fault-{i}", dict(env), None
+            if kind == "driver":
+                kill_after = rng.uniform(5, 0.9 * ref.seconds)
+                moment = f"after {kill_after:.1f} s"
+            else:
+                rank, update = rng.randrange(2), rng.randrange(1, updates - 1)
+                run_env[VARIABLE] = f"{rank}:{update}:{POINTS[kind]}:{marker}"
+                moment = f"rank {rank}, update {update}"
+            outcome, killed = train(repo, run_env, client, kill_after)
+            if not (killed or marker.exists()):
+                print(f"run {i}: {kind} ({moment}): the run ended before the fault; not counted", flush=True)
+                continue
+            injected += 1
+            moment += f", died at update {marker.read_text()}" if marker.exists() else ""
+            said = broken(client, outcome, killed, reference, repo / storage)
+            if delta := difference(outcome.weights, ref.weights):
+                said.append(f"weights: differ from the fault-free run's by at most {delta:.2e}")
+            survived += not said
+            verdict = "invariants held, weights bit for bit equal" if not said else "BROKEN: " + "; ".join(said)
+            print(f"run {i}: {kind} ({moment}): {verdict} ({outcome.seconds:.0f} s)", flush=True)
+            report["runs"].append({"kind": kind, "moment": moment, "broken": said, "weights_max_diff": delta})
+        print(f"faults injected {injected}, survived {survived}, lost {injected - survived}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            totals = {"injected": injected, "survived": survived, "lost": injected - survived}
+            args.json.write_text(json.dumps(report | totals, indent=2) + "\n")
+    finally:
+        shutil.rmtree(repo.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

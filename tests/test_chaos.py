@@ -1,0 +1,36 @@
+"""The seeded fault campaign (`bench.chaos`), short: two faulted runs of the smoke model (seed 2 draws a driver
+killed at a random moment and a worker killed inside a checkpoint write) checked against a fault-free run. The
+long campaign is `nightly`."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from helpers import ROOT, run
+
+pytestmark = pytest.mark.slow
+
+
+def campaign(smoke_data, runs: int, seed: int) -> list[str]:
+    repo, env = smoke_data
+    cmd = [sys.executable, "-m", "bench.chaos", "--runs", str(runs), "--seed", str(seed), "--repo", str(repo)]
+    return run(cmd, ROOT, env).stdout.splitlines()
+
+
+def test_a_short_seeded_fault_campaign_loses_nothing(smoke_data) -> None:
+    lines = campaign(smoke_data, 2, 2)
+    faulted = [line for line in lines if line.startswith("run ")]
+    assert [line.split(":")[1].split("(")[0].strip() for line in faulted] == [
+        "driver",
+        "worker inside a checkpoint write",
+    ], lines
+    assert all("invariants held" in line for line in faulted), lines
+    assert lines[-1] == "faults injected 2, survived 2, lost 0", lines
+
+
+@pytest.mark.nightly
+def test_a_long_seeded_fault_campaign_loses_nothing(smoke_data) -> None:
+    lines = campaign(smoke_data, 12, 11)
+    assert lines[-1].endswith("lost 0") and not lines[-1].startswith("faults injected 0,"), lines
