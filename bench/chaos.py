@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -84,30 +85,31 @@ def set_storage(repo: Path, storage: str) -> None:
 
 def experiment_runs(client: mlflow.MlflowClient) -> list[str]:
     """The store's runs, oldest first."""
-    runs = client.search_runs(client.search_experiments()[0].experiment_id, order_by=["attributes.start_time ASC"])
-    return [r.info.run_id for r in runs]
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [r.info.run_id for r in client.search_runs(experiments, order_by=["attributes.start_time ASC"])]
 
 
 def train(repo: Path, env: dict, client: mlflow.MlflowClient, kill_after: float | None = None) -> tuple[Outcome, bool]:
     """Run the train stage (SIGKILL its driver after `kill_after` s, then run it again); the outcome, and whether
     the driver was killed before it finished."""
     before, start = set(experiment_runs(client)), time.monotonic()
-    proc = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
-    killed = False
-    if kill_after is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
+    log, killed = repo / "train.log", False  # a file, not a pipe nobody reads while the stage runs
+    with log.open("w") as out:
+        proc = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
             proc.wait(timeout=kill_after)
-        if proc.poll() is None:
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             killed = True
-    output = proc.communicate()[0]
-    if killed:
-        wait_for_workers_to_go()
-        proc = subprocess.run(TRAIN, cwd=repo, env=env, capture_output=True, text=True)
-        output = proc.stdout + proc.stderr
+            wait_for_workers_to_go()
+            proc = subprocess.run(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
+        except BaseException:  # Ctrl-C: the stage goes with the campaign
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
     if proc.returncode:
-        sys.exit(f"chaos: the train stage failed ({proc.returncode}):\n{output[-3000:]}")
+        sys.exit(f"chaos: the train stage failed ({proc.returncode}):\n{log.read_text()[-3000:]}")
     runs = [r for r in experiment_runs(client) if r not in before]
     weights = torch.load(repo / "models" / "gru_bahdanau" / "model.pt", map_location="cpu")
     return Outcome(runs, weights, time.monotonic() - start), killed
@@ -125,6 +127,7 @@ def wait_for_workers_to_go(timeout: float = 60) -> None:
         if not alive:
             return
         time.sleep(0.5)
+    sys.exit(f"chaos: the killed driver's Ray Train workers were still alive after {timeout:.0f} s")
 
 
 def steps(client: mlflow.MlflowClient, runs: list[str]) -> dict[str, list[int]]:
@@ -158,8 +161,12 @@ def broken(client, outcome: Outcome, killed: bool, reference: dict[str, list[int
 
 
 def difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    """The largest absolute difference between two state dicts' floating tensors (0.0: bit for bit equal)."""
-    return max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point())
+    """0.0 when two state dicts are bit for bit equal, else the largest absolute difference of a tensor (inf: their
+    names or shapes differ)."""
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        return math.inf
+    unequal = [k for k in a if not torch.equal(a[k], b[k])]
+    return max(((a[k].double() - b[k].double()).abs().max().item() or math.inf for k in unequal), default=0.0)
 
 
 def main() -> None:

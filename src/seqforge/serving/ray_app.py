@@ -138,7 +138,8 @@ def _deploy(model_uri: str, store: str, cfg: ServeCfg) -> None:
 
 def replica_count(cfg: ServeCfg) -> dict:
     """Serve's options for how many replicas run: `serve.replicas` of them, or, with `serve.max_replicas`, between
-    the two, a replica added while each has more than a full batch (`serve.max_batch_size`) waiting on average."""
+    the two, a replica added while each has more than a full batch (`serve.max_batch_size`) of requests ongoing
+    (decoding or waiting) on average."""
     if cfg.max_replicas is None:
         return {"num_replicas": cfg.replicas}
     bounds = {"min_replicas": cfg.replicas, "max_replicas": cfg.max_replicas}

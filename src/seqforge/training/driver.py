@@ -183,12 +183,13 @@ def fit_and_export(
             raise TrackingError(f"training {exp.name} stopped: {storage}") from None
         raise
     with ExitStack() as stack:
-        dirs = complete(
-            [Path(stack.enter_context(c.as_directory())) for c in kept_checkpoints(result, metric, exp.name)], exp.name
-        )
+        kept = kept_checkpoints(result, metric, exp.name)
+        local = {c.path: Path(stack.enter_context(c.as_directory())) for c in [*kept, result.checkpoint]}
+        dirs = complete([local[c.path] for c in kept], exp.name)
         weights, export = choose_weights(dirs, train_cfg.average_checkpoints, config, metric[1])
-        latest = Path(stack.enter_context(result.checkpoint.as_directory()))
-        records = read_diagnostics((dirs[0] if torn(latest) else latest) / CHECKPOINT_NAME)
+        # the diagnostics of every epoch: the newest complete checkpoint's (Ray's folder names are their times)
+        newest = max((p for p, folder in local.items() if not torn(folder)), key=lambda p: p.rsplit("/", 1)[-1])
+        records = read_diagnostics(local[newest] / CHECKPOINT_NAME)
     export_model(
         weights,
         out_dir,

@@ -14,8 +14,9 @@ the metrics logged before a checkpoint go to MLflow once Ray Train has registere
 a resumed run logs the update it resumed from (`resumed_from_update`).
 
 Before each checkpoint, the storage (`storage_path`: a bucket on a cluster) must answer; while it
-does not, the write waits and retries, then fails with `CheckpointStorageError`, as it does at once when the
-storage has no room for the checkpoint (`room_for`, and a copy that runs out of space). A checkpoint whose
+does not, the write waits and retries, then fails with `CheckpointStorageError`, as it does at once when local
+storage has no room for the checkpoint (`room_for`, and a copy that runs out of space): Ray restarts the attempt
+up to `train.max_failures` times, and each restarted attempt checks the room before it trains. A checkpoint whose
 upload breaks off is never reported to Ray Train. Each checkpoint ends with its manifest (`storage.seal`: its
 file's size and SHA-256): one that Ray registered but whose file was cut or lost later (a node that died with
 unwritten pages, a storage that acknowledged too soon) is passed over on resume (`resume_point`), in one line,
@@ -141,7 +142,7 @@ class RayCheckpoints(pl.Callback):
         room_for(fs, path, self.scratch)
         try:
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(self.scratch))
-        except OSError as err:  # the room went while the files were copied, or a bucket's quota
+        except OSError as err:  # the room went while the files were copied
             if err.errno != errno.ENOSPC and "No space left" not in str(err):
                 raise
             raise full(path, str(err).splitlines()[0]) from None

@@ -8,6 +8,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import lightning.pytorch as pl
 import ray
@@ -30,6 +31,7 @@ from seqforge.training.worker.module import Seq2SeqModule
 from seqforge.training.worker.precision import lightning_precision
 from seqforge.training.worker.step_progress import StepProgress
 from seqforge.training.worker.step_seed import StepSeed
+from seqforge.training.worker.storage import room_for
 
 
 def train_worker(config: dict) -> None:
@@ -105,6 +107,8 @@ def train_worker(config: dict) -> None:
         trainer.fit(module, datamodule=datamodule)
         return
     with checkpoint.as_directory() as ckpt_dir:
+        # a restarted attempt after a full disk: stop at once, not one evaluation interval later
+        room_for(storage.storage_filesystem, storage.experiment_fs_path, Path(ckpt_dir))
         ckpt = os.path.join(ckpt_dir, CHECKPOINT_NAME)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from seqforge.core.digests import differences, file_digests
 
 CHECKPOINT_NAME = "checkpoint.ckpt"  # the Lightning file inside a Ray checkpoint (`RayTrainReportCallback`'s name)
-MANIFEST = "manifest.json"  # written last into a checkpoint: its other files' sizes and SHA-256
+MANIFEST = "manifest.json"  # a checkpoint's other files' sizes and SHA-256 (each is checked: upload order is moot)
 
 
 def seal(folder: Path) -> None:
-    """Record what the checkpoint in `folder` holds (`MANIFEST`), once everything else is written."""
+    """Record what the checkpoint in `folder` holds (`MANIFEST`), once everything else in it is written."""
     (folder / MANIFEST).write_text(json.dumps(file_digests(folder)))
 
 
@@ -53,7 +53,7 @@ def wait_for_storage(fs, path: str, retries: int, first_wait: float = 1.0) -> No
 
 def room_for(fs, path: str, folder: Path) -> None:
     """Raise `CheckpointStorageError` when local storage `fs` has less room under `path` than the checkpoint in
-    `folder` needs (a bucket's room is the upload's to find out: `full`)."""
+    `folder` needs (a bucket has no such measure)."""
     if fs.type_name != "local":
         return
     needed = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
