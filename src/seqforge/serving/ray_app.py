@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc.scoring_server import invocations
 from ray import serve
+from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
 
 from seqforge.config.shared import ServeCfg
 from seqforge.serving.batching import DecodeBatcher
@@ -118,7 +119,22 @@ def run_ray_serve(model_uri: str, store: str, cfg: ServeCfg, host: str, port: in
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()
+        _shut_down()
+
+
+def _shut_down(timeout: float = 120) -> None:
+    """Take Serve down on the cluster, and return once it is down: its controller gone, having stopped every
+    replica first. Serve's own call stops waiting after 30 s and leaves the controller finishing in the background,
+    where the next `serve` would find it half down, and its replicas still holding their CPUs."""
+    serve.shutdown()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        except ValueError:  # no such actor: Serve is down
+            return
+        time.sleep(0.5)
+    print(f"Ray Serve was still shutting down on the cluster {timeout:.0f} s after it was asked to", flush=True)
 
 
 def _deploy(model_uri: str, store: str, cfg: ServeCfg) -> None:
