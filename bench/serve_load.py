@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +33,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench.servers import free_port, start, stop
 from seqforge.config.shared import load_config
 
 SENTENCES = [
@@ -52,12 +50,6 @@ INVALID = {  # name -> rows (each a dataframe record) the model must refuse with
     "no source column": [{"text": "A dog."}],
     "too many tokens": [{"source": "A dog."}, {"source": "가나다라 " * 100}],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post(url: str, records: list[dict], timeout: float) -> int:
@@ -92,22 +84,10 @@ def server_rss(pid: int) -> float:
     return total / 2**20
 
 
-def start(model: str, port: int, engine: str, workers: int) -> subprocess.Popen:
+def start_serving(model: str, port: int, engine: str, workers: int) -> subprocess.Popen:
     """`seqforge serve` in its own process group, once it answers /ping."""
     cmd = [sys.executable, "-m", "seqforge.cli", "serve", "-m", model, "--port", str(port), "--engine", engine]
-    cmd += ["--workers", str(workers)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"serve_load: `{' '.join(cmd)}` exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                return proc
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(1)
-    proc.kill()
-    sys.exit("serve_load: the server did not answer /ping within 180 s")
+    return start([*cmd, "--workers", str(workers)], f"http://127.0.0.1:{port}/ping")
 
 
 def load(url: str, clients: int, seconds: float, invalid: float, sentences: list[str], seed: int, rows: int) -> dict:
@@ -172,7 +152,7 @@ def drive(args: argparse.Namespace, engine: str, sentences: list[str]) -> list[d
     server, url = None, (args.url or "").rstrip("/")
     if not args.url:
         port = free_port()
-        server, url = start(args.model, port, engine, args.workers), f"http://127.0.0.1:{port}"
+        server, url = start_serving(args.model, port, engine, args.workers), f"http://127.0.0.1:{port}"
     runs = []
     try:
         for clients in args.clients:
@@ -183,8 +163,7 @@ def drive(args: argparse.Namespace, engine: str, sentences: list[str]) -> list[d
             runs.append({"engine": engine, "clients": clients, **figures(result, rss_start, rss_end)})
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+            stop(server)
     return runs
 
 
