@@ -4,14 +4,23 @@ kind and its moment), and after each run the invariants checked against a fault-
     make smoke                                  # the smoke tasks' data, tokenized (once)
     python -m bench.chaos --runs 10 --seed 1    # works on a copy of the checkout; the checkout is not changed
 
-The faults: a Ray Train worker (rank 0 or 1) SIGKILLed before a random update, at the end of the first validation
-after one, or inside the first checkpoint write after one (`seqforge.training.worker.faults`); the train stage's
-driver SIGKILLed at a random moment, then the stage run again. The invariants, after each run:
+Each run is `dvc repro train@gru_bahdanau`, as a user runs it, logging to an `mlflow server` of the campaign's own
+on loopback. The faults: a Ray Train worker (rank 0 or 1) SIGKILLed before a random update, at the end of the first
+validation after one, or inside the first checkpoint write after one (`seqforge.training.worker.faults`); the
+driver (`dvc repro` and the stage under it) SIGKILLed at a random moment, then `dvc repro` run again; the tracking
+server down at a random moment for 5 to 60 s; or, once the model is trained and evaluated, the connection that
+carries a random byte of what `dvc repro register@gru_bahdanau` sends to the server cut there (`bench.relay`), and
+the stage run again if it failed. The invariants, after each run:
 
 - finished: the stage ended in one MLflow run, FINISHED (a killed driver's stage: its rerun finished);
 - metrics once: every metric of every step of the fault-free run logged exactly once, in order (across the killed
   driver's run and its rerun's);
 - checkpoints complete: every checkpoint Ray registered is whole (`storage.torn`);
+- dvc clean: `dvc status train@gru_bahdanau` finds the stage up to date (DVC recorded what the stage left; a killed
+  `dvc repro`'s lock did not stay);
+- registered once (an upload cut): a failed register stage said why in one line; the run has one registered
+  version, READY, and it loads (`seqforge.tracking.model_code` checks its files' digests); DVC finds the register
+  stage up to date;
 - weights: the exported weights equal the fault-free run's, bit for bit (a resumed run redoes its updates exactly:
   the data loader's place is in the checkpoint, dropout's masks are a function of the batch, `StepSeed`); where
   they do not, the largest difference is printed.
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -35,7 +45,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +55,24 @@ import mlflow
 import torch
 import yaml
 
+from bench.relay import CuttingRelay
+from bench.servers import TrackingServer
+from seqforge.tracking.pyfunc import PACKAGE_DIR
 from seqforge.training.worker.fault_variable import VARIABLE
 from seqforge.training.worker.storage import torn
 
 LEFT_OUT = {".git", ".venv", "runs", "mlruns", "mlflow.db", "mlartifacts", "models", "reports"}  # a fresh store
-TRAIN = [sys.executable, "-m", "pipelines.train", "gru_bahdanau"]
-KINDS = ("worker before an update", "worker after a validation", "worker inside a checkpoint write", "driver")
+STAGE, EVALUATE, REGISTER = "train@gru_bahdanau", "evaluate@gru_bahdanau", "register@gru_bahdanau"
+DVC = str(Path(sys.executable).with_name("dvc"))
+TRAIN = [DVC, "repro", STAGE]  # as a user runs it: DVC resolves the changed profile first, and records the outputs
+KINDS = (
+    "worker before an update",
+    "worker after a validation",
+    "worker inside a checkpoint write",
+    "driver",
+    "tracking server down",
+    "model upload cut",
+)
 POINTS = {KINDS[0]: "update", KINDS[1]: "validation", KINDS[2]: "checkpoint"}
 VARYING = {"resumed_from_update"}  # logged by a resumed run only
 
@@ -58,6 +82,8 @@ class Outcome:
     runs: list[str]  # the MLflow runs the stage created, in order
     weights: dict[str, torch.Tensor]
     seconds: float
+    killed: bool = False  # the driver was killed, and the stage run again
+    faulted: bool = False  # the fault happened before the stage ended
 
 
 def scratch_copy(repo: Path) -> Path:
@@ -68,6 +94,7 @@ def scratch_copy(repo: Path) -> Path:
     shutil.copytree(repo, copy, symlinks=True, ignore=lambda d, names: LEFT_OUT & set(names) if d == str(repo) else [])
     profile = [sys.executable, "-m", "seqforge.cli", "profile", "smoke"]
     subprocess.run(profile, cwd=copy, check=True, capture_output=True)
+    subprocess.run([DVC, "config", "--local", "core.no_scm", "true"], cwd=copy, check=True, capture_output=True)
     return copy
 
 
@@ -89,12 +116,13 @@ def experiment_runs(client: mlflow.MlflowClient) -> list[str]:
     return [r.info.run_id for r in client.search_runs(experiments, order_by=["attributes.start_time ASC"])]
 
 
-def train(repo: Path, env: dict, client: mlflow.MlflowClient, kill_after: float | None = None) -> tuple[Outcome, bool]:
-    """Run the train stage (SIGKILL its driver after `kill_after` s, then run it again); the outcome, and whether
-    the driver was killed before it finished."""
-    before, start = set(experiment_runs(client)), time.monotonic()
-    log, killed = repo / "train.log", False  # a file, not a pipe nobody reads while the stage runs
-    with log.open("w") as out:
+def train(repo: Path, env: dict, client: mlflow.MlflowClient, kill_after: float | None = None, outage=None) -> Outcome:
+    """Run the train stage (SIGKILL its driver after `kill_after` s, then run it again; or, with `outage(ended)`,
+    run that beside it: a fault that ends once the stage has ended) and read what it did."""
+    before, start_at = set(experiment_runs(client)), time.monotonic()
+    log, killed, ended = repo / "train.log", False, threading.Event()  # a file: a pipe nobody reads could stall it
+    with ThreadPoolExecutor(1) as pool, log.open("w") as out:
+        fault = pool.submit(outage, ended) if outage else None
         proc = subprocess.Popen(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             proc.wait(timeout=kill_after)
@@ -108,11 +136,14 @@ def train(repo: Path, env: dict, client: mlflow.MlflowClient, kill_after: float 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             raise
+        finally:
+            ended.set()
+        faulted = killed or bool(fault and fault.result())  # the server is up again before anyone reads from it
     if proc.returncode:
         sys.exit(f"chaos: the train stage failed ({proc.returncode}):\n{log.read_text()[-3000:]}")
     runs = [r for r in experiment_runs(client) if r not in before]
     weights = torch.load(repo / "models" / "gru_bahdanau" / "model.pt", map_location="cpu")
-    return Outcome(runs, weights, time.monotonic() - start), killed
+    return Outcome(runs, weights, time.monotonic() - start_at, killed, faulted)
 
 
 def wait_for_workers_to_go(timeout: float = 60) -> None:
@@ -140,11 +171,11 @@ def steps(client: mlflow.MlflowClient, runs: list[str]) -> dict[str, list[int]]:
     return logged
 
 
-def broken(client, outcome: Outcome, killed: bool, reference: dict[str, list[int]], storage: Path) -> list[str]:
+def broken(client, outcome: Outcome, reference: dict[str, list[int]], repo: Path, storage: str) -> list[str]:
     """The invariants that do not hold after one faulted run."""
-    said = []
+    said = dvc_changed(repo, STAGE)
     final = client.get_run(outcome.runs[-1]).info.status
-    if final != "FINISHED" or len(outcome.runs) not in ((1, 2) if killed else (1,)):
+    if final != "FINISHED" or len(outcome.runs) not in ((1, 2) if outcome.killed else (1,)):
         said.append(f"finished: {len(outcome.runs)} runs, the last {final}")
     logged = {k: v for k, v in steps(client, outcome.runs).items() if k not in VARYING}
     if wrong := sorted(k for k in reference.keys() | logged.keys() if logged.get(k) != reference.get(k)):
@@ -152,12 +183,61 @@ def broken(client, outcome: Outcome, killed: bool, reference: dict[str, list[int
         said.append(
             f"metrics once: {len(wrong)} differ, e.g. {key} at steps {logged.get(key)}, not {reference.get(key)}"
         )
-    for snapshot in storage.glob("*/checkpoint_manager_snapshot.json"):
+    for snapshot in (repo / storage).glob("*/checkpoint_manager_snapshot.json"):
         for result in json.loads(snapshot.read_text())["checkpoint_results"]:
             folder = snapshot.parent / result["checkpoint_dir_name"]
             if folder.exists() and (why := torn(folder)):
                 said.append(f"checkpoints complete: {folder.name} {why}")
     return said
+
+
+def dvc_changed(repo: Path, stage: str) -> list[str]:
+    """Nothing when DVC finds `stage` up to date, else what `dvc status` says."""
+    status = subprocess.run([DVC, "status", stage], cwd=repo, capture_output=True, text=True)
+    if status.returncode == 0 and "up to date" in status.stdout:
+        return []
+    return [f"dvc status: {' '.join((status.stdout + status.stderr).split())[:200]}"]
+
+
+def register_bytes(repo: Path) -> int:
+    """About what the register stage sends: the model's files and the project's code the version carries (the
+    requests around them add a little)."""
+    code = (f for f in PACKAGE_DIR.rglob("*") if "__pycache__" not in f.parts)
+    return sum(f.stat().st_size for f in [*(repo / "models" / "gru_bahdanau").rglob("*"), *code] if f.is_file())
+
+
+def register_cut(repo: Path, env: dict, relay: CuttingRelay, at: int, run_id: str) -> tuple[str, list[str]]:
+    """Evaluate the run's model, then `dvc repro register@gru_bahdanau` with its requests to the tracking server cut
+    at byte `at` (through `relay`), and again without the cut if that failed: what was cut, and the invariants that do
+    not hold: a failure in one line, one registered version of the run, whole (it loads: its files' digests
+    match), the stage up to date for DVC."""
+    subprocess.run([DVC, "repro", EVALUATE], cwd=repo, env=env, check=True, capture_output=True)
+    relay.arm(at)
+    first = subprocess.run([DVC, "repro", REGISTER], cwd=repo, env=env | {"MLFLOW_TRACKING_URI": relay.url},
+                           capture_output=True, text=True)  # fmt: skip
+    cut, said = relay.was_cut(), []
+    relay.arm(None)
+    if first.returncode:
+        if "Traceback" in first.stdout + first.stderr:
+            said.append("register: a traceback, not one line")
+        again = subprocess.run([DVC, "repro", REGISTER], cwd=repo, env=env, capture_output=True, text=True)
+        if again.returncode:
+            said.append(f"register: the rerun failed too: {(again.stdout + again.stderr).strip().splitlines()[-1:]}")
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    versions = client.search_model_versions(f"run_id = '{run_id}'")
+    if [v.status for v in versions] != ["READY"]:
+        said.append(f"registered once: the run has {len(versions)} versions ({[v.status for v in versions]})")
+    for v in versions:
+        try:
+            mlflow.pyfunc.load_model(f"models:/{v.name}/{v.version}")
+        except Exception as err:  # noqa: BLE001 -- whatever refuses it, the version is not whole
+            said.append(f"whole: {v.name}/{v.version} does not load ({str(err).splitlines()[0][:150]})")
+    said += dvc_changed(repo, REGISTER)
+    if not cut:
+        return "", said
+    method, path, *_ = cut.split() + ["?"]
+    then = "the stage failed" if first.returncode else "the stage registered"
+    return f"cut in `{method} …/{'/'.join(path.split('/')[-3:])}`, {then}", said
 
 
 def difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -177,14 +257,22 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the campaign to this report")
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its store's creation, once per run
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("chaos: stopped (SIGTERM)"))  # the server and copy go too
     repo = scratch_copy(args.repo.resolve())
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != VARIABLE}
-    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    server = TrackingServer(repo, env)
+    relay = CuttingRelay(int(server.url.rsplit(":", 1)[1]))
+    env["MLFLOW_TRACKING_URI"] = server.url
+    mlflow.set_tracking_uri(server.url)  # where a registered version is loaded from
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    client = mlflow.MlflowClient(server.url)
     try:
+        server.start()
         set_storage(repo, "runs/chaos-0")
-        ref, _ = train(repo, env, client)
+        ref = train(repo, env, client)
         reference = {k: v for k, v in steps(client, ref.runs).items() if k not in VARYING}
         updates = max(max(v) for v in reference.values() if v)  # metrics of the last update are logged at its step
+        upload = register_bytes(repo)
         print(f"fault-free run: {updates} updates in {ref.seconds:.0f} s, {sum(map(len, reference.values()))} "
               "metric values", flush=True)  # fmt: skip
         injected = survived = 0
@@ -193,33 +281,48 @@ def main() -> None:
             rng = random.Random(f"{args.seed}-{i}")
             kind, storage = rng.choice(KINDS), f"runs/chaos-{i}"
             set_storage(repo, storage)
-            marker, run_env, kill_after = repo / f"fault-{i}", dict(env), None
+            marker, run_env, kill_after, outage = repo / f"fault-{i}", dict(env), None, None
             if kind == "driver":
                 kill_after = rng.uniform(5, 0.9 * ref.seconds)
                 moment = f"after {kill_after:.1f} s"
+            elif kind == "tracking server down":
+                at, seconds = rng.uniform(5, 0.9 * ref.seconds), rng.uniform(5, 60)
+                outage = functools.partial(server.outage, at, seconds)
+                moment = f"after {at:.1f} s, for {seconds:.1f} s"
+            elif kind == "model upload cut":
+                cut_at = 1 + int(rng.random() * upload)
+                moment = f"at byte {cut_at:,} of about {upload:,} the register stage sends"
             else:
                 rank, update = rng.randrange(2), rng.randrange(1, updates - 1)
                 run_env[VARIABLE] = f"{rank}:{update}:{POINTS[kind]}:{marker}"
                 moment = f"rank {rank}, update {update}"
-            outcome, killed = train(repo, run_env, client, kill_after)
-            if not (killed or marker.exists()):
+            outcome = train(repo, run_env, client, kill_after, outage)
+            said = broken(client, outcome, reference, repo, storage)  # before evaluate logs the test metrics
+            if kind == "model upload cut":
+                what, registering = register_cut(repo, env, relay, cut_at, outcome.runs[-1])
+                said += registering
+                if what:
+                    moment += f": {what}"
+                    outcome.faulted = True
+            if not (outcome.faulted or marker.exists()):
                 print(f"run {i}: {kind} ({moment}): the run ended before the fault; not counted", flush=True)
                 continue
             injected += 1
             moment += f", died at update {marker.read_text()}" if marker.exists() else ""
-            said = broken(client, outcome, killed, reference, repo / storage)
             if delta := difference(outcome.weights, ref.weights):
                 said.append(f"weights: differ from the fault-free run's by at most {delta:.2e}")
             survived += not said
             verdict = "invariants held, weights bit for bit equal" if not said else "BROKEN: " + "; ".join(said)
             print(f"run {i}: {kind} ({moment}): {verdict} ({outcome.seconds:.0f} s)", flush=True)
-            report["runs"].append({"kind": kind, "moment": moment, "broken": said, "weights_max_diff": delta})
+            report["runs"].append({"run": i, "kind": kind, "moment": moment, "broken": said, "weights_max_diff": delta})
         print(f"faults injected {injected}, survived {survived}, lost {injected - survived}")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             totals = {"injected": injected, "survived": survived, "lost": injected - survived}
             args.json.write_text(json.dumps(report | totals, indent=2) + "\n")
     finally:
+        relay.close()
+        server.stop()
         shutil.rmtree(repo.parent, ignore_errors=True)
 
 
