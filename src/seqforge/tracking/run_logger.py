@@ -49,13 +49,7 @@ class RunLogger(MLFlowLogger):
 
         super().__init__(tracking_uri=tracking_uri, run_id=run_id)
         client = MlflowClient(tracking_uri)
-        # one request may carry several queued batches: each (key, step, time, value) once, as MLflow requires
-        self.outbox = MetricOutbox(
-            lambda metrics: client.log_batch(
-                run_id, metrics=list({(m.key, m.step, m.timestamp, m.value): m for m in metrics}.values())
-            ),
-            notify,
-        )
+        self.outbox = MetricOutbox(lambda items: _send(client, run_id, items), notify)
         self.tracked_run, self.flush_timeout, self.register_timeout = run_id, flush_timeout, register_timeout
         self.lock = threading.Condition()
         self.held: list[list] = []  # metric batches logged since the last reported checkpoint
@@ -114,10 +108,21 @@ class RunLogger(MLFlowLogger):
                     self.outbox.put(batch)
             self.lock.notify_all()
 
+    def tag(self, key: str, value: str) -> None:
+        """Tag the run (any rank), through the outbox: a tracking-server outage neither stalls nor fails training,
+        and the tag arrives once the server answers (at the latest in the end of training's flush)."""
+        from mlflow.entities import RunTag
+
+        self.outbox.put([RunTag(key, value)])
+
     def unsent(self) -> dict:
-        """What MLflow may not hold yet (queued in the outbox, sealed, held), as plain lists for a checkpoint."""
+        """What MLflow may not hold yet (queued in the outbox, sealed, held), as plain lists for a checkpoint; not
+        the tags (a restarted worker tags again)."""
+        from mlflow.entities import Metric
+
         with self.lock:
-            batches = [*self.outbox.queued(), *(b for _, sealed in self.sealed for b in sealed), *self.held]
+            queued = [b for b in self.outbox.queued() if isinstance(b[0], Metric)]
+            batches = [*queued, *(b for _, sealed in self.sealed for b in sealed), *self.held]
         return {
             "run_id": self.tracked_run,
             "batches": [[[m.key, m.value, m.timestamp, m.step] for m in batch] for batch in batches],
@@ -169,3 +174,12 @@ class RunLogger(MLFlowLogger):
                 f"{unsent} metric batches not sent: the MLflow tracking server did not answer "
                 f"within {self.flush_timeout:.0f} s of the end of training"
             )
+
+
+def _send(client, run_id: str, items: list) -> None:
+    """The outbox's queued items in one request: the metrics, each (key, step, time, value) once as MLflow requires
+    (a backlog may hold one twice), and the tags."""
+    from mlflow.entities import Metric
+
+    metrics = {(m.key, m.step, m.timestamp, m.value): m for m in items if isinstance(m, Metric)}
+    client.log_batch(run_id, metrics=list(metrics.values()), tags=[t for t in items if not isinstance(t, Metric)])

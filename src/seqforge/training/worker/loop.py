@@ -15,7 +15,6 @@ import ray
 import ray.train
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
-from mlflow import MlflowClient
 from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
 from seqforge.config.shared import TrainCfg
@@ -57,6 +56,12 @@ def train_worker(config: dict) -> None:
         else []
     )  # a time budget: re-planned as the run goes
     notify = _notifier(config["progress"])
+    logger = RunLogger(
+        config["tracking_uri"],
+        config["run_id"],
+        notify=notify,
+        registered=config["registered"] if ctx.get_world_rank() == 0 else None,
+    )
     trainer = pl.Trainer(
         accelerator="auto",
         devices="auto",
@@ -79,12 +84,7 @@ def train_worker(config: dict) -> None:
             *([StepProgress(config["progress"])] if config["progress"] is not None else []),
             *injected(),
         ],
-        logger=RunLogger(
-            config["tracking_uri"],
-            config["run_id"],
-            notify=notify,
-            registered=config["registered"] if ctx.get_world_rank() == 0 else None,
-        ),
+        logger=logger,
         log_every_n_steps=train_cfg.log_every_n_steps,
         use_distributed_sampler=False,  # the token-budget sampler shards by rank itself
         enable_checkpointing=False,  # Ray owns checkpoints (RayCheckpoints)
@@ -92,9 +92,7 @@ def train_worker(config: dict) -> None:
         enable_model_summary=False,
     )
     trainer = prepare_trainer(trainer)
-    MlflowClient(config["tracking_uri"]).set_tag(  # which Ray node each worker ran on
-        config["run_id"], f"ray.worker{ctx.get_world_rank()}.node", ray.get_runtime_context().get_node_id()
-    )
+    logger.tag(f"ray.worker{ctx.get_world_rank()}.node", ray.get_runtime_context().get_node_id())  # where it ran
     datamodule = Seq2SeqDataModule(shipping.splits(config["data"]), train_cfg)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:  # resuming an interrupted run: its checkpoint comes from the storage
