@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -85,7 +86,7 @@ class Outcome:
     seconds: float
     killed: bool = False  # the driver was killed, and the stage run again
     faulted: bool = False  # the fault happened before the stage ended
-    failed: str | None = None  # how the stage failed before its rerun finished ("in one line", "with a traceback")
+    failed: str | None = None  # how the stage failed before its rerun finished: in one line or with a traceback, why
 
 
 def scratch_copy(repo: Path) -> Path:
@@ -143,7 +144,9 @@ def train(repo: Path, env: dict, client: mlflow.MlflowClient, kill_after: float 
         faulted = killed or bool(fault and fault.result())  # the server is up again before anyone reads from it
         failed = None
         if proc.returncode:  # a fault may fail the stage, if it says why in one line: then it must finish when rerun
-            failed = "with a traceback" if "Traceback" in log.read_text() else "in one line"
+            said = log.read_text()
+            errors = re.findall(r"^(?:[\w.]+(?:Error|Exception)|ERROR): .*$", said, re.MULTILINE) or ["?"]
+            failed = f"{'with a traceback' if 'Traceback' in said else 'in one line'} ({errors[-1][:300]})"
             proc = subprocess.run(TRAIN, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode:
         sys.exit(f"chaos: the train stage failed ({proc.returncode}):\n{log.read_text()[-3000:]}")
@@ -183,8 +186,8 @@ def broken(client, outcome: Outcome, reference: dict[str, list[int]], repo: Path
     final = client.get_run(outcome.runs[-1]).info.status
     if final != "FINISHED" or len(outcome.runs) not in ((1, 2) if outcome.killed or outcome.failed else (1,)):
         said.append(f"finished: {len(outcome.runs)} runs, the last {final}")
-    if outcome.failed == "with a traceback":
-        said.append("one line: the stage failed with a traceback, then finished when run again")
+    if outcome.failed and outcome.failed.startswith("with a traceback"):
+        said.append(f"one line: the stage failed {outcome.failed}, then finished when run again")
     logged = {k: v for k, v in steps(client, outcome.runs).items() if k not in VARYING}
     if wrong := sorted(k for k in reference.keys() | logged.keys() if logged.get(k) != reference.get(k)):
         key = wrong[0]
