@@ -4,6 +4,7 @@ worker group restarted from a checkpoint logs each metric once (a real SQLite ML
 from __future__ import annotations
 
 import queue
+import socket
 import time
 
 import mlflow
@@ -134,3 +135,25 @@ def test_a_curve_waits_for_the_checkpoint_of_its_update_not_of_its_steps(tmp_pat
     registered.put(23)
     second.finalize()
     assert [s for s, _ in history(client, run_id, "enc_grad_norm_epoch1")] == list(range(30))
+
+
+def test_a_worker_asks_the_server_nothing_at_the_start_and_its_tag_waits_in_the_outbox() -> None:
+    """With the tracking server down: Lightning's setup touches `experiment` without a request (so without MLflow's
+    retries), the node tag waits in the outbox, and a checkpoint's `unsent` carries metrics only."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens there
+    logger = RunLogger(down, "0" * 32, notify=print)
+    started = time.monotonic()
+    assert logger.experiment is not None and time.monotonic() - started < 1
+    logger.tag("ray.worker0.node", "node-a")
+    assert [item.key for batch in logger.outbox.queued() for item in batch] == ["ray.worker0.node"]
+    assert logger.unsent() == {"run_id": "0" * 32, "batches": []}
+
+
+def test_a_tag_reaches_the_run_through_the_outbox(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("runs")).info.run_id
+    RunLogger(uri, run_id, notify=print).tag("ray.worker1.node", "node-b")
+    wait_for(lambda: client.get_run(run_id).data.tags.get("ray.worker1.node") == "node-b")

@@ -48,6 +48,9 @@ class RunLogger(MLFlowLogger):
         from mlflow import MlflowClient
 
         super().__init__(tracking_uri=tracking_uri, run_id=run_id)
+        # the run exists (its driver started it): Lightning's setup, which touches `experiment`, would otherwise
+        # ask the server for it (`get_run`), and fail the worker when an outage covers the start of training
+        self._initialized = True
         client = MlflowClient(tracking_uri)
         self.outbox = MetricOutbox(lambda items: _send(client, run_id, items), notify)
         self.tracked_run, self.flush_timeout, self.register_timeout = run_id, flush_timeout, register_timeout
