@@ -83,7 +83,7 @@ def test_a_training_whose_last_checkpoint_is_never_registered_sends_only_what_re
 def test_a_restarted_worker_group_sends_what_its_checkpoint_carries_once(tmp_path) -> None:
     """Ray registered the checkpoint at update 20, but the worker died before it sent what that released: the
     checkpoint carries those metrics, and the worker group restarted from it sends them; sent twice, MLflow
-    keeps one copy. A killed driver's run gets nothing in the new one."""
+    keeps one copy. A stage rerun after its driver was killed sends them to the killed driver's run, not its own."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment("runs")
@@ -106,10 +106,13 @@ def test_a_restarted_worker_group_sends_what_its_checkpoint_carries_once(tmp_pat
     assert history(client, run_id, "train_loss_step") == [(4, 1.0), (24, 2.0)]
     assert history(client, run_id, "val_loss") == [(19, 5.0)]
 
+    killed_id = client.create_run(experiment).info.run_id  # a driver killed before its worker sent anything
+    killed = RunLogger(uri, killed_id, notify=print, registered=queue.Queue())
+    killed.log_metrics({"val_loss": 6.0}, step=19)
     rerun = RunLogger(uri, rerun_id, notify=print, registered=None)  # a stage rerun tracks a new run
-    rerun.resend(carried)
+    rerun.resend(killed.unsent())
     rerun.finalize()
-    assert history(client, rerun_id, "val_loss") == []
+    assert history(client, rerun_id, "val_loss") == [] and history(client, killed_id, "val_loss") == [(19, 6.0)]
 
 
 def test_a_curve_waits_for_the_checkpoint_of_its_update_not_of_its_steps(tmp_path) -> None:

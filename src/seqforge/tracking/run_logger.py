@@ -51,8 +51,9 @@ class RunLogger(MLFlowLogger):
         # the run exists (its driver started it): Lightning's setup, which touches `experiment`, would otherwise
         # ask the server for it (`get_run`), and fail the worker when an outage covers the start of training
         self._initialized = True
-        client = MlflowClient(tracking_uri)
-        self.outbox = MetricOutbox(lambda items: _send(client, run_id, items), notify)
+        self.client = MlflowClient(tracking_uri)
+        self.outbox = MetricOutbox(lambda items: _send(self.client, run_id, items), notify)
+        self.earlier: MetricOutbox | None = None  # to a killed driver's run, from the stage's rerun (`resend`)
         self.tracked_run, self.flush_timeout, self.register_timeout = run_id, flush_timeout, register_timeout
         self.lock = threading.Condition()
         self.held: list[list] = []  # metric batches logged since the last reported checkpoint
@@ -133,13 +134,18 @@ class RunLogger(MLFlowLogger):
 
     @rank_zero_only
     def resend(self, unsent: dict) -> None:
-        """Resumed from a checkpoint Ray registered, carrying `unsent`: send what it holds for this run (a stage
-        rerun after a killed driver tracks a new run, and leaves the old one's)."""
+        """Resumed from a checkpoint Ray registered, carrying `unsent`: send what it holds to the run it was logged
+        in. That is this run, or, when the stage was run again after its driver was killed (the rerun tracks a new
+        run), the killed driver's: each run ends with every metric of the work done in it (found by the fault
+        campaign: metrics of the first updates, queued in a worker when the driver died, were lost)."""
         from mlflow.entities import Metric
 
-        if unsent["run_id"] == self.tracked_run:
-            for batch in unsent["batches"]:
-                self.outbox.put([Metric(*metric) for metric in batch])
+        outbox = self.outbox
+        if unsent["run_id"] != self.tracked_run:
+            old_run = unsent["run_id"]
+            outbox = self.earlier = MetricOutbox(lambda items: _send(self.client, old_run, items), self.outbox.notify)
+        for batch in unsent["batches"]:
+            outbox.put([Metric(*metric) for metric in batch])
 
     def _release_registered(self, registered) -> None:
         """Release each checkpoint's metrics as Ray registers it, and send them at once (a Tune trial that
@@ -172,6 +178,8 @@ class RunLogger(MLFlowLogger):
                     self.outbox.put(batch)
                 self.sealed.clear()
                 self.held = []
+        if self.earlier is not None:
+            self.earlier.flush(self.flush_timeout)
         if unsent := self.outbox.flush(self.flush_timeout):
             self.outbox.notify(
                 f"{unsent} metric batches not sent: the MLflow tracking server did not answer "
