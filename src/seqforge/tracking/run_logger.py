@@ -26,8 +26,9 @@ class RunLogger(MLFlowLogger):
     redoes the work after it: its metrics reach MLflow once, from the attempt the run goes on from;
     those of a killed attempt die with it. Each checkpoint also carries what MLflow may not hold yet
     (`unsent`): a worker killed before it sent what a registered checkpoint released would lose it, so a
-    worker group restarted from that checkpoint sends it again (`resend`), with the same timestamps:
-    MLflow's SQL stores keep one copy of a metric logged twice. Released metrics go out through a `MetricOutbox`: a
+    worker group restarted from that checkpoint sends it again (`resend`, to the run it was logged in: a stage
+    rerun after a killed driver tracks a new run), with the same timestamps: MLflow's SQL stores keep one copy
+    of a metric logged twice. Released metrics go out through a `MetricOutbox`: a
     tracking-server outage neither stalls nor fails training, and what was logged meanwhile is sent
     once the server answers again (`notify` tells the person watching). It never ends the run: a
     worker of a Tune trial that ASHA stopped could otherwise mark the run finished or failed after
