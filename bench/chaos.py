@@ -281,6 +281,8 @@ def main() -> None:
         server.start()
         set_storage(repo, "runs/chaos-0")
         ref = train(repo, env, client)
+        if ref.failed:  # nothing to hold the faulted runs against
+            sys.exit(f"chaos: the fault-free run failed {ref.failed}")
         reference = {k: v for k, v in steps(client, ref.runs).items() if k not in VARYING}
         updates = max(max(v) for v in reference.values() if v)  # metrics of the last update are logged at its step
         upload = register_bytes(repo)
