@@ -32,16 +32,19 @@ from helpers import ROOT, copy_repo, run
 pytestmark = pytest.mark.slow
 
 EXPERIMENT, MODEL_NAME = "gru_bahdanau", "translation-en-de"
-# apart from conf/stack.yaml's (a developer's own stack may be up), gRPC's port + 10000 included
+# apart from conf/stack.yaml's (a developer's own stack may be up), below Linux's ephemeral ports (32768-)
 PORTS = {"postgres": 25433, "master": 29333, "volume": 28081, "filer": 28888, "s3": 28333, "mlflow": 25050}
+GRPC_PORTS = {"master_grpc_port": 29334, "volume_grpc_port": 28082, "filer_grpc_port": 28889, "s3_grpc_port": 28334}
 
 
 def stack_conf(stack_dir: Path) -> dict:
-    """conf/stack.yaml on the test's ports and folder (SeaweedFS also takes each port + 10000 for gRPC)."""
+    """conf/stack.yaml on the test's ports and folder."""
     conf = yaml.safe_load((ROOT / "conf" / "stack.yaml").read_text())
     conf["dir"] = str(stack_dir)
     conf["postgres"]["port"] = PORTS["postgres"]
-    conf["seaweedfs"].update(master_port=PORTS["master"], volume_port=PORTS["volume"], filer_port=PORTS["filer"])
+    conf["seaweedfs"].update(
+        master_port=PORTS["master"], volume_port=PORTS["volume"], filer_port=PORTS["filer"], **GRPC_PORTS
+    )
     conf["s3"]["port"], conf["mlflow"]["port"] = PORTS["s3"], PORTS["mlflow"]
     return conf
 
@@ -183,6 +186,45 @@ def stack(smoke_data, tmp_path_factory):
     finally:
         run(["seqforge", "stack", "down"], repo, env, check=False)
         shutil.rmtree(stack_dir, ignore_errors=True)
+
+
+def test_seaweedfs_listens_on_its_configured_ports_and_says_why_it_cannot(tmp_path) -> None:
+    """SeaweedFS's gRPC ports are the configured ones, not its HTTP ports + 10000: from ports above 22767
+    those land in Linux's ephemeral range, where any outgoing connection may hold one (CI once saw SeaweedFS
+    exit so, with status 255 and no reason). A configured port that is taken stops it with SeaweedFS's reason."""
+    from seqforge.stack.config import SeaweedCfg, StackCfg, credentials
+    from seqforge.stack.processes import StackError, stop
+    from seqforge.stack.services import s3_client, start_seaweedfs
+
+    sw = SeaweedCfg(
+        master_port=27333,
+        master_grpc_port=27334,
+        volume_port=27081,
+        volume_grpc_port=27082,
+        filer_port=27888,
+        filer_grpc_port=27889,
+        s3_grpc_port=27336,
+    )
+    cfg = StackCfg(dir=tmp_path, seaweedfs=sw, s3={"port": 27335, "bucket": "held"})
+    (tmp_path / "logs").mkdir()
+    creds = credentials(cfg)
+    held = []
+    for port in (sw.master_port, sw.volume_port, sw.filer_port, cfg.s3.port, sw.s3_grpc_port):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", port + 10000 if port != sw.s3_grpc_port else port))
+        sock.listen()
+        held.append(sock)
+    try:
+        why = rf"SeaweedFS exited with status \d+: .*127\.0\.0\.1:{sw.s3_grpc_port}: bind: address already in use"
+        with pytest.raises(StackError, match=why):
+            start_seaweedfs(cfg, creds)
+        held.pop().close()  # the gRPC port free, the ports SeaweedFS would have taken still held
+        start_seaweedfs(cfg, creds)
+        assert "held" in {b["Name"] for b in s3_client(cfg, creds).list_buckets()["Buckets"]}
+    finally:
+        stop(cfg, "seaweedfs")
+        for sock in held:
+            sock.close()
 
 
 def request(url: str, user: str | None = None, password: str | None = None) -> int:

@@ -19,9 +19,17 @@ class PostgresCfg(Strict):
 
 
 class SeaweedCfg(Strict):
+    """Every port SeaweedFS listens on, its gRPC ones too: left to SeaweedFS, each gRPC port is its HTTP
+    port + 10000, which lands in Ray's worker ports (10002-19999) or, from ports above 22767, in Linux's
+    ephemeral range (32768-60999), where any outgoing connection may hold it and SeaweedFS exits."""
+
     master_port: int = 9333  # SeaweedFS master
+    master_grpc_port: int = 9334  # the master's gRPC
     volume_port: int = 8081  # SeaweedFS volume server
+    volume_grpc_port: int = 8082  # the volume server's gRPC
     filer_port: int = 8888  # SeaweedFS filer (behind the S3 gateway)
+    filer_grpc_port: int = 8889  # the filer's gRPC
+    s3_grpc_port: int = 8334  # the S3 gateway's gRPC (its HTTP port is `s3.port`)
     volume_size_limit_mb: int = 1024  # the largest volume SeaweedFS grows before it opens another
 
 

@@ -4,6 +4,8 @@ answers, and stopping it (SIGTERM, then SIGKILL)."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -13,6 +15,9 @@ from glob import glob
 from pathlib import Path
 
 from seqforge.stack.config import StackCfg
+
+START_MARK = "--- seqforge started"  # the line `spawn` writes to a part's log before each start
+FATAL = re.compile(r"^F\d{4} |\bFATAL\b|^\w*(Error|Exception): ")
 
 
 class StackError(RuntimeError):
@@ -60,6 +65,8 @@ def spawn(cfg: StackCfg, name: str, cmd: list[str], extra_env: dict[str, str]) -
     """Start a long-running part in its own session (it outlives `make`), its pid in `<dir>/<name>.pid`."""
     log = cfg.dir / "logs" / f"{name}.log"
     with log.open("a") as out:
+        out.write(f"{START_MARK} {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}\n")
+        out.flush()
         proc = subprocess.Popen(
             cmd,
             stdout=out,
@@ -72,10 +79,18 @@ def spawn(cfg: StackCfg, name: str, cmd: list[str], extra_env: dict[str, str]) -
     return proc
 
 
+def failure(log: Path) -> str:
+    """The first line of `log` since the part's last start that reports a fatal error (SeaweedFS's `F1208 ...`,
+    PostgreSQL's `FATAL:`, a Python `...Error:`), or "" when none does."""
+    since_start = log.read_text(errors="replace").rpartition(START_MARK)[2].splitlines()
+    return next((line.strip()[:300] for line in since_start if FATAL.search(line)), "")
+
+
 def exited(proc: subprocess.Popen | None, what: str, log: Path) -> None:
-    """Fail at once when a part just started has exited (no point waiting for it)."""
+    """Fail at once when a part just started has exited (no point waiting for it), naming why."""
     if proc is not None and proc.poll() is not None:
-        raise StackError(f"{what} exited with status {proc.returncode}; see {log}")
+        why = failure(log)
+        raise StackError(f"{what} exited with status {proc.returncode}{': ' + why if why else ''}; see {log}")
 
 
 def alive(cfg: StackCfg, name: str) -> bool:

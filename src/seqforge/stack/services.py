@@ -98,7 +98,9 @@ def _start_postgres(cfg: StackCfg, creds: dict[str, str]) -> None:
                 conn.execute(f'CREATE DATABASE "{database}"')
 
 
-def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
+def start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
+    """Start (or keep) SeaweedFS with its S3 gateway on the configured ports, and return once the bucket
+    answers; `StackError` with SeaweedFS's own reason when it exits first."""
     sw = cfg.seaweedfs
     (cfg.dir / "seaweedfs").mkdir(parents=True, exist_ok=True)
     identity = {
@@ -127,12 +129,17 @@ def _start_seaweedfs(cfg: StackCfg, creds: dict[str, str]) -> None:
                 f"-ip={cfg.host}",
                 f"-ip.bind={cfg.host}",
                 f"-master.port={sw.master_port}",
+                f"-master.port.grpc={sw.master_grpc_port}",
                 f"-master.volumeSizeLimitMB={sw.volume_size_limit_mb}",
+                "-master.telemetry=false",  # no usage reports to seaweedfs.com from a team's store
                 f"-volume.port={sw.volume_port}",
+                f"-volume.port.grpc={sw.volume_grpc_port}",
                 f"-filer.port={sw.filer_port}",
+                f"-filer.port.grpc={sw.filer_grpc_port}",
                 "-volume.preStopSeconds=1",  # no load balancer to drain on one machine: stop in 1 s, not 10
                 "-s3",
                 f"-s3.port={cfg.s3.port}",
+                f"-s3.port.grpc={sw.s3_grpc_port}",
                 f"-s3.config={s3_config}",
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",  # catalogs not used; their fixed ports would collide
@@ -241,7 +248,7 @@ def up(cfg: StackCfg) -> dict[str, str]:
     (cfg.dir / "logs").mkdir(parents=True, exist_ok=True)
     creds = credentials(cfg)
     _start_postgres(cfg, creds)
-    _start_seaweedfs(cfg, creds)
+    start_seaweedfs(cfg, creds)
     _start_mlflow(cfg, creds)
     if Path(".dvc").is_dir():
         _configure_dvc(cfg)
