@@ -1,6 +1,6 @@
 """Benchmark tables from the JSON each bench writes and the repository keeps: `reports/recipes/` (bench.recipes),
-`reports/peer/` (bench.peer_opennmt), `reports/inference/` (bench.inference), `reports/serving/`
-(bench.serve_load), `reports/precision/` (bench.precision), `reports/placement/` (bench.placement),
+`reports/peer/` (bench.peer_opennmt), `reports/inference/` (bench.inference), `reports/serving/` and
+`reports/soak/` (bench.serve_load), `reports/precision/` (bench.precision), `reports/placement/` (bench.placement),
 `reports/gpu_check/` (bench.gpu_check). Each table
 is one file's figures; the file's name is in the table's caption."""
 
@@ -239,6 +239,35 @@ def serving() -> str:
                 f"{r['unexpected']} | {fmt(r['rss_start_mib'], 0)} → {fmt(r['rss_end_mib'], 0)} |"
             )
         lines.append("")
+    return "\n".join(lines)
+
+
+def soak() -> str:
+    """Each committed soak (`bench.serve_load --soak`): one row per request kind, the RSS samples after it."""
+    lines = []
+    for path in committed.files("reports/soak", "*.json"):
+        d = _json(path)
+        for r in d["runs"]:
+            layout = _serve_layout(d["serve"]) if r["engine"] == "ray" else f"{d['workers']} server workers"
+            lines += [
+                f"**`{d['model']}` on {r['engine']}** ({layout}): {r['clients']} clients for "
+                f"{fmt(d['seconds'], 0)} s, {d['invalid']:.0%} of the requests invalid; "
+                f"{r['requests']:,} requests ({fmt(r['requests_per_s'], 1)}/s), {r['unexpected']} unexpected, "
+                f"valid p50 / p99 {fmt(r['p50_valid_ms'], 0)} / {fmt(r['p99_valid_ms'], 0)} ms. {_caption(path)}",
+                "",
+                *header("request", "requests", "answered as expected", "expected status"),
+            ]
+            for name, n in r["by_request"].items():
+                lines.append(
+                    f"| {name} | {n['requests']:,} | {n['as_expected']:,} | {200 if name == 'valid' else 400} |"
+                )
+            lines += [
+                "",
+                f"The server's RSS (MiB, its processes and the replicas) through the soak: "
+                f"{' → '.join(fmt(m, 0) for m in r['rss_mib'])}; growth {100 * r['rss_growth']:.1f} % "
+                f"(max {fmt(r['rss_max_mib'], 0)}).",
+                "",
+            ]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "time-to-bleu": benchmarks.time_to_bleu,
     "inference": benchmarks.inference,
     "serving": benchmarks.serving,
+    "soak": benchmarks.soak,
     "chaos": benchmarks.chaos,
     "precision": benchmarks.precision,
     "placement": benchmarks.placement,
