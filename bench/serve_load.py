@@ -286,6 +286,7 @@ def main() -> None:
     out = args.json or Path("reports/soak" if args.soak else "reports/serving") / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"model": args.model, "seconds": args.seconds, "rows": args.rows, "invalid": args.invalid}
+    report |= {"rss_every": args.rss_every}
     report |= {"workers": args.workers, "serve": load_config().serve.model_dump() if "ray" in engines else None}
     out.write_text(json.dumps({**report, "runs": runs}, indent=2) + "\n")
     most = max(args.clients)

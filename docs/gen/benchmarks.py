@@ -243,7 +243,7 @@ def serving() -> str:
 
 
 def soak() -> str:
-    """Each committed soak (`bench.serve_load --soak`): one row per request kind, the RSS samples after it."""
+    """Each committed soak (`bench.serve_load --soak`): one row per request kind, then how its RSS went."""
     lines = []
     for path in committed.files("reports/soak", "*.json"):
         d = _json(path)
@@ -263,12 +263,18 @@ def soak() -> str:
                 )
             lines += [
                 "",
-                f"The server's RSS (MiB, its processes and the replicas) through the soak: "
-                f"{' → '.join(fmt(m, 0) for m in r['rss_mib'])}; growth {100 * r['rss_growth']:.1f} % "
-                f"(max {fmt(r['rss_max_mib'], 0)}).",
+                f"The server's RSS (its processes and the replicas): {_rss_course(r['rss_mib'], d['rss_every'])}; "
+                f"growth {100 * r['rss_growth']:.1f} %, the most {fmt(r['rss_max_mib'], 0)} MiB.",
                 "",
             ]
     return "\n".join(lines)
+
+
+def _rss_course(samples: list[float], every: float) -> str:
+    """RSS samples taken every `every` seconds, at the start, after a minute, after five and at the end."""
+    marks = {0: "at the start", round(60 / every): "after a minute", round(300 / every): "after five"}
+    said = [f"{fmt(samples[i], 0)} MiB {when}" for i, when in marks.items() if i < len(samples) - 1]
+    return ", ".join([*said, f"{fmt(samples[-1], 0)} MiB at the end"])
 
 
 def _serve_layout(serve: dict | None) -> str:
