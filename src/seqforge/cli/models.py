@@ -49,7 +49,8 @@ def _pinned(uri: str) -> str:
 
 
 def load_registered(model: str, kind: str):
-    """Load a registered pyfunc of task kind `kind` by name; an alias is resolved now, so alias moves are picked up."""
+    """Load a registered pyfunc of task kind `kind` by name, and the URI it was loaded from (`models:/NAME/VERSION`
+    for a registered one); an alias is resolved now, so alias moves are picked up."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -66,7 +67,7 @@ def load_registered(model: str, kind: str):
         found = "unknown"
     if found != kind:
         raise typer.BadParameter(f"{uri} is not a {kind} model (its kind: {found})", param_hint="--model")
-    return pyfunc
+    return pyfunc, uri
 
 
 @app.command()
@@ -85,7 +86,7 @@ def translate(
     texts = list(sentences) if sentences else [line.rstrip("\n") for line in sys.stdin]
     if not texts:
         raise typer.BadParameter("no input sentences (pass arguments or pipe lines on stdin)")
-    pyfunc = load_registered(model, "translation")
+    pyfunc, _ = load_registered(model, "translation")
     result = _predict(pyfunc, pd.DataFrame({"source": texts}))
     for line in result["translation"]:
         typer.echo(line)
@@ -118,6 +119,22 @@ def _chat_window(pyfunc, window: int | None) -> int:
     return window or trained
 
 
+def _chat_page(pyfunc, label: str, window: int, host: str, port: int, open_page: bool) -> None:
+    """Serve the chat page (`seqforge.serving.chat_page`) until Ctrl-C, opening it in a browser if asked."""
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from seqforge.serving.chat_page import chat_app
+
+    url = f"http://{host}:{port}/"
+    typer.echo(f"chat page for {label} on {url} (Ctrl-C stops it)", err=True)
+    if open_page:
+        threading.Timer(1.0, webbrowser.open, [url]).start()
+    uvicorn.run(chat_app(pyfunc, label, window), host=host, port=port, log_level="warning")
+
+
 @app.command()
 def chat(
     model: Annotated[
@@ -130,13 +147,22 @@ def chat(
         int | None,
         typer.Option(min=1, help="previous turns sent as context (default and most: what the model was trained with)"),
     ] = None,
+    web: Annotated[bool, typer.Option("--web", help="a chat page in the browser instead of the terminal")] = False,
+    host: Annotated[str, typer.Option(help="--web: the interface the page is served on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="--web: the page's port")] = 7860,
+    open_page: Annotated[bool, typer.Option("--open/--no-open", help="--web: open the page in a browser")] = True,
 ) -> None:
     """Chat with a registered chatbot. Interactive on a terminal (/reset, /quit, Ctrl-D);
-    with piped stdin, one reply per input line, the conversation carried across lines."""
+    with piped stdin, one reply per input line, the conversation carried across lines; with --web, on a page
+    served at http://HOST:PORT/ (a reset button; the version that answers named), until Ctrl-C."""
     import pandas as pd
 
-    pyfunc = load_registered(model, "chatbot")
+    pyfunc, uri = load_registered(model, "chatbot")
     window = _chat_window(pyfunc, window)
+    if web:
+        _chat_page(pyfunc, f"{model} (version {uri.rsplit('/', 1)[-1]})" if uri.startswith("models:/") else model,
+                   window, host, port, open_page)  # fmt: skip
+        return
     interactive = sys.stdin.isatty()
     if interactive:
         typer.echo(f"chatting with {model} (context: last {window} turns). /reset starts over, /quit or Ctrl-D ends.")
