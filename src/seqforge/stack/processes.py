@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 from seqforge.stack.config import StackCfg
 
 START_MARK = "--- seqforge started"  # the line `spawn` writes to a part's log before each start
-FATAL = re.compile(r"^F\d{4} |\bFATAL\b|^\w*(Error|Exception): ")
+FATAL = re.compile(r"^F\d{4} |\bFATAL\b|^[\w.]*(Error|Exception): |^panic: |^fatal error: ")
 
 
 class StackError(RuntimeError):
@@ -65,7 +64,7 @@ def spawn(cfg: StackCfg, name: str, cmd: list[str], extra_env: dict[str, str]) -
     """Start a long-running part in its own session (it outlives `make`), its pid in `<dir>/<name>.pid`."""
     log = cfg.dir / "logs" / f"{name}.log"
     with log.open("a") as out:
-        out.write(f"{START_MARK} {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}\n")
+        out.write(f"{START_MARK} {time.strftime('%Y-%m-%d %H:%M:%S')}: {Path(cmd[0]).name}\n")  # no arguments: secrets
         out.flush()
         proc = subprocess.Popen(
             cmd,
@@ -82,7 +81,11 @@ def spawn(cfg: StackCfg, name: str, cmd: list[str], extra_env: dict[str, str]) -
 def failure(log: Path) -> str:
     """The first line of `log` since the part's last start that reports a fatal error (SeaweedFS's `F1208 ...`,
     PostgreSQL's `FATAL:`, a Python `...Error:`), or "" when none does."""
-    since_start = log.read_text(errors="replace").rpartition(START_MARK)[2].splitlines()
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    since_start = text.rpartition(START_MARK)[2].partition("\n")[2].splitlines()
     return next((line.strip()[:300] for line in since_start if FATAL.search(line)), "")
 
 
