@@ -48,7 +48,7 @@ PAGE = """<!doctype html>
 </form>
 <script>
 const WINDOW = {{window}};
-let conversation = [];
+let conversation = [], generation = 0;  // a reset starts a new generation: a late reply to the old one is dropped
 const log = document.getElementById("log"), input = document.getElementById("message");
 function show(text, who) {
   const turn = document.createElement("div");
@@ -64,18 +64,19 @@ document.getElementById("send").addEventListener("submit", async (event) => {
   if (!text) return;
   input.value = "";
   input.disabled = true;
-  const mine = show(text, "you");
+  const mine = show(text, "you"), asked = generation;
   try {
     const response = await fetch("reply", {
       method: "POST",
       headers: {"Content-Type": "application/json"},
       body: JSON.stringify({conversation: conversation.concat([text]).slice(-WINDOW)}),
+      signal: AbortSignal.timeout(120000),
     });
-    const answer = await response.json();
-    if (response.ok) {
+    const answer = await response.json().catch(() => ({message: "HTTP " + response.status}));
+    if (asked === generation && response.ok) {  // not reset while it was on its way
       conversation.push(text, answer.reply);
       show(answer.reply, "bot");
-    } else {
+    } else if (asked === generation) {
       mine.classList.add("refused");  // not part of the conversation
       show(answer.message, "error");
     }
@@ -88,6 +89,7 @@ document.getElementById("send").addEventListener("submit", async (event) => {
 });
 document.getElementById("reset").addEventListener("click", () => {
   conversation = [];
+  generation += 1;
   log.replaceChildren();
   input.focus();
 });
@@ -119,8 +121,11 @@ def chat_app(pyfunc, label: str, window: int) -> FastAPI:
             return JSONResponse({"message": 'expected a JSON object {"conversation": [turn, ...]}'}, status_code=400)
         try:
             answer = await run_in_threadpool(pyfunc.predict, pd.DataFrame({"conversation": [turns]}))
-        except MlflowException as err:
+        except MlflowException as err:  # the request's fault: the API's 400 and its words
             return JSONResponse({"message": err.message}, status_code=400)
+        except (RuntimeError, ValueError, MemoryError) as err:  # as `seqforge chat` reports it
+            message = f"the model failed on this input: {type(err).__name__}: {err}"
+            return JSONResponse({"message": message}, status_code=500)
         return JSONResponse({"reply": str(answer["reply"][0])})
 
     return api
