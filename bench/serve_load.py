@@ -270,6 +270,8 @@ def main() -> None:
         sys.exit(f"serve_load: --engines: unknown {', '.join(sorted(unknown))} (ray, mlflow)")
     if args.soak and len(args.clients) != 1:
         sys.exit("serve_load: --soak runs one client count: give --clients one number")
+    if args.soak and args.url:
+        sys.exit("serve_load: --soak measures the server's memory: it starts the server (no --url)")
 
     test = Path("data/multi30k/test_2016_flickr.en.gz")
     sentences = SENTENCES

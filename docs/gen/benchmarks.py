@@ -272,8 +272,9 @@ def soak() -> str:
 
 def _rss_course(samples: list[float], every: float) -> str:
     """RSS samples taken every `every` seconds, at the start, after a minute, after five and at the end."""
-    marks = {0: "at the start", round(60 / every): "after a minute", round(300 / every): "after five"}
-    said = [f"{fmt(samples[i], 0)} MiB {when}" for i, when in marks.items() if i < len(samples) - 1]
+    marks = {round(60 / every): "after a minute", round(300 / every): "after five"}
+    marks = {0: "at the start"} | {i: when for i, when in marks.items() if 0 < i < len(samples) - 1}
+    said = [f"{fmt(samples[i], 0)} MiB {when}" for i, when in marks.items()]
     return ", ".join([*said, f"{fmt(samples[-1], 0)} MiB at the end"])
 
 
