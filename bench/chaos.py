@@ -10,7 +10,10 @@ validation after one, or inside the first checkpoint write after one (`seqforge.
 driver (`dvc repro` and the stage under it) SIGKILLed at a random moment, then `dvc repro` run again; the tracking
 server down at a random moment for 5 to 60 s; or, once the model is trained and evaluated, the connection that
 carries a random byte of what `dvc repro register@gru_bahdanau` sends to the server cut there (`bench.relay`), and
-the stage run again if it failed. The invariants, after each run:
+the stage run again if it failed; or the object store down: the run keeps its checkpoints in an S3 bucket (SeaweedFS,
+as the team stack runs it, started when first drawn: `bench.object_store`), which goes off the network once Ray has
+registered a random one of the checkpoints the fault-free run made, until the stage ends; then the stage is run
+again. `--kinds` draws from some kinds only. The invariants, after each run:
 
 - finished: the stage ended in one MLflow run, FINISHED (a killed driver's stage, or one that failed with one line
   saying why: its rerun finished);
@@ -38,7 +41,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import random
 import re
@@ -50,22 +52,22 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import torch
 import yaml
 
+from bench.chaos_checks import DVC, STAGE, VARYING, Outcome, broken, difference, dvc_changed, steps
+from bench.object_store import SNAPSHOT, ObjectStore
 from bench.relay import CuttingRelay
 from bench.servers import TrackingServer
+from seqforge.stack.processes import StackError
 from seqforge.tracking.pyfunc import PACKAGE_DIR
 from seqforge.training.worker.fault_variable import VARIABLE
-from seqforge.training.worker.storage import torn
 
 LEFT_OUT = {".git", ".venv", "runs", "mlruns", "mlflow.db", "mlartifacts", "models", "reports"}  # a fresh store
-STAGE, EVALUATE, REGISTER = "train@gru_bahdanau", "evaluate@gru_bahdanau", "register@gru_bahdanau"
-DVC = str(Path(sys.executable).with_name("dvc"))
+EVALUATE, REGISTER = "evaluate@gru_bahdanau", "register@gru_bahdanau"
 TRAIN = [DVC, "repro", STAGE]  # as a user runs it: DVC resolves the changed profile first, and records the outputs
 KINDS = (
     "worker before an update",
@@ -74,19 +76,10 @@ KINDS = (
     "driver",
     "tracking server down",
     "model upload cut",
+    "object store down",
 )
 POINTS = {KINDS[0]: "update", KINDS[1]: "validation", KINDS[2]: "checkpoint"}
-VARYING = {"resumed_from_update"}  # logged by a resumed run only
-
-
-@dataclass
-class Outcome:
-    runs: list[str]  # the MLflow runs the stage created, in order
-    weights: dict[str, torch.Tensor]
-    seconds: float
-    killed: bool = False  # the driver was killed, and the stage run again
-    faulted: bool = False  # the fault happened before the stage ended
-    failed: str | None = None  # how the stage failed before its rerun finished: in one line or with a traceback, why
+UNSET = {VARIABLE, "SEQFORGE_RAY_STORAGE"}  # a fault planted, a team stack's bucket: the campaign's runs have neither
 
 
 def scratch_copy(repo: Path) -> Path:
@@ -170,46 +163,6 @@ def wait_for_workers_to_go(timeout: float = 60) -> None:
     sys.exit(f"chaos: the killed driver's Ray Train workers were still alive after {timeout:.0f} s")
 
 
-def steps(client: mlflow.MlflowClient, runs: list[str]) -> dict[str, list[int]]:
-    """Each metric's steps as logged, across `runs` in order (a killed driver's run, then its rerun's)."""
-    logged: dict[str, list[int]] = {}
-    for run in runs:
-        for key in client.get_run(run).data.metrics:
-            history = sorted(client.get_metric_history(run, key), key=lambda m: (m.timestamp, m.step))
-            logged.setdefault(key, []).extend(m.step for m in history)
-    return logged
-
-
-def broken(client, outcome: Outcome, reference: dict[str, list[int]], repo: Path, storage: str) -> list[str]:
-    """The invariants that do not hold after one faulted run."""
-    said = dvc_changed(repo, STAGE)
-    final = client.get_run(outcome.runs[-1]).info.status
-    if final != "FINISHED" or len(outcome.runs) not in ((1, 2) if outcome.killed or outcome.failed else (1,)):
-        said.append(f"finished: {len(outcome.runs)} runs, the last {final}")
-    if outcome.failed and outcome.failed.startswith("with a traceback"):
-        said.append(f"one line: the stage failed {outcome.failed}, then finished when run again")
-    logged = {k: v for k, v in steps(client, outcome.runs).items() if k not in VARYING}
-    if wrong := sorted(k for k in reference.keys() | logged.keys() if logged.get(k) != reference.get(k)):
-        key = wrong[0]
-        said.append(
-            f"metrics once: {len(wrong)} differ, e.g. {key} at steps {logged.get(key)}, not {reference.get(key)}"
-        )
-    for snapshot in (repo / storage).glob("*/checkpoint_manager_snapshot.json"):
-        for result in json.loads(snapshot.read_text())["checkpoint_results"]:
-            folder = snapshot.parent / result["checkpoint_dir_name"]
-            if folder.exists() and (why := torn(folder)):
-                said.append(f"checkpoints complete: {folder.name} {why}")
-    return said
-
-
-def dvc_changed(repo: Path, stage: str) -> list[str]:
-    """Nothing when DVC finds `stage` up to date, else what `dvc status` says."""
-    status = subprocess.run([DVC, "status", stage], cwd=repo, capture_output=True, text=True)
-    if status.returncode == 0 and "up to date" in status.stdout:
-        return []
-    return [f"dvc status: {' '.join((status.stdout + status.stderr).split())[:200]}"]
-
-
 def register_bytes(repo: Path) -> int:
     """About what the register stage sends: the model's files and the project's code the version carries (the
     requests around them add a little)."""
@@ -251,32 +204,28 @@ def register_cut(repo: Path, env: dict, relay: CuttingRelay, at: int, run_id: st
     return f"cut in `{method} …/{'/'.join(path.split('/')[-3:])}`, {then}", said
 
 
-def difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    """0.0 when two state dicts are bit for bit equal, else the largest absolute difference of a tensor (inf: their
-    names or shapes differ)."""
-    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
-        return math.inf
-    unequal = [k for k in a if not torch.equal(a[k], b[k])]
-    return max(((a[k].double() - b[k].double()).abs().max().item() or math.inf for k in unequal), default=0.0)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10, help="faulted runs")
     parser.add_argument("--seed", type=int, default=0, help="draws the faults (the training's seed is the profile's)")
     parser.add_argument("--repo", type=Path, default=Path("."), help="the checkout to copy (default: here)")
     parser.add_argument("--json", type=Path, help="also write the campaign to this report")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="the kinds of fault drawn from, comma-separated")
     args = parser.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if unknown := set(kinds) - set(KINDS):
+        sys.exit(f"chaos: --kinds: no such kind {', '.join(sorted(unknown))} (kinds: {', '.join(KINDS)})")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its store's creation, once per run
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("chaos: stopped (SIGTERM)"))  # the server and copy go too
     repo = scratch_copy(args.repo.resolve())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != VARIABLE}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_")) and k not in UNSET}
     server = TrackingServer(repo, env)
     relay = CuttingRelay(int(server.url.rsplit(":", 1)[1]))
     env["MLFLOW_TRACKING_URI"] = server.url
     mlflow.set_tracking_uri(server.url)  # where a registered version is loaded from
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     client = mlflow.MlflowClient(server.url)
+    store: ObjectStore | None = None  # started when first drawn
     try:
         server.start()
         set_storage(repo, "runs/chaos-0")
@@ -286,13 +235,16 @@ def main() -> None:
         reference = {k: v for k, v in steps(client, ref.runs).items() if k not in VARYING}
         updates = max(max(v) for v in reference.values() if v)  # metrics of the last update are logged at its step
         upload = register_bytes(repo)
+        saved = json.loads(next((repo / "runs/chaos-0").glob(f"*/{SNAPSHOT}")).read_text())["current_report_index"]
         print(f"fault-free run: {updates} updates in {ref.seconds:.0f} s, {sum(map(len, reference.values()))} "
               "metric values", flush=True)  # fmt: skip
         injected = survived = 0
         report: dict = {"seed": args.seed, "updates": updates, "reference_s": round(ref.seconds, 1), "runs": []}
+        if set(kinds) != set(KINDS):  # `--kinds`: the report says which
+            report = {"seed": args.seed, "kinds": list(kinds)} | report
         for i in range(1, args.runs + 1):
             rng = random.Random(f"{args.seed}-{i}")
-            kind, storage = rng.choice(KINDS), f"runs/chaos-{i}"
+            kind, storage = rng.choice(kinds), f"runs/chaos-{i}"
             set_storage(repo, storage)
             marker, run_env, kill_after, outage = repo / f"fault-{i}", dict(env), None, None
             if kind == "driver":
@@ -305,11 +257,22 @@ def main() -> None:
             elif kind == "model upload cut":
                 cut_at = 1 + int(rng.random() * upload)
                 moment = f"at byte {cut_at:,} of about {upload:,} the register stage sends"
+            elif kind == "object store down":
+                try:
+                    store = store or ObjectStore(repo.parent / "store")
+                except (StackError, OSError) as err:
+                    sys.exit(f"chaos: the object store did not start: {err}")
+                after = rng.randint(1, max(1, saved - 1))  # a checkpoint is still to come
+                run_env |= store.env(f"chaos-{i}")
+                outage = functools.partial(store.outage, f"chaos-{i}", after)
+                moment = f"once Ray registered checkpoint {after} of {saved}"
             else:
                 rank, update = rng.randrange(2), rng.randrange(1, updates - 1)
                 run_env[VARIABLE] = f"{rank}:{update}:{POINTS[kind]}:{marker}"
                 moment = f"rank {rank}, update {update}"
             outcome = train(repo, run_env, client, kill_after, outage)
+            if store and kind == "object store down":
+                store.mirror(f"chaos-{i}/train", repo / storage)  # where the checks read checkpoints
             said = broken(client, outcome, reference, repo, storage)  # before evaluate logs the test metrics
             if kind == "model upload cut":
                 what, registering = register_cut(repo, env, relay, cut_at, outcome.runs[-1])
@@ -322,6 +285,7 @@ def main() -> None:
                 continue
             injected += 1
             moment += f", died at update {marker.read_text()}" if marker.exists() else ""
+            moment += f"; the stage failed {outcome.failed}, and finished when run again" if outcome.failed else ""
             if delta := difference(outcome.weights, ref.weights):
                 said.append(f"weights: differ from the fault-free run's by at most {delta:.2e}")
             survived += not said
@@ -334,6 +298,8 @@ def main() -> None:
             totals = {"injected": injected, "survived": survived, "lost": injected - survived}
             args.json.write_text(json.dumps(report | totals, indent=2) + "\n")
     finally:
+        if store:
+            store.close()
         relay.close()
         server.stop()
         shutil.rmtree(repo.parent, ignore_errors=True)

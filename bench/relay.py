@@ -1,4 +1,5 @@
-"""A TCP relay on loopback that cuts one connection at a chosen byte: a network that drops a request half-sent."""
+"""TCP relays on loopback that fail the way networks do: one that cuts one connection at a chosen byte (a request
+dropped half-sent), and a switch that takes a server off the network and back."""
 
 from __future__ import annotations
 
@@ -72,6 +73,61 @@ class CuttingRelay:
             while data := upstream.recv(65536):
                 client.sendall(data)
         _close(client, upstream)
+
+
+class Switch:
+    """Relays every connection to `127.0.0.1:target_port` while on; `cut()` drops the open ones and refuses new
+    ones (a server down, as its clients see it) until `restore()`."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.on = target_port, True
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="switch", daemon=True).start()
+
+    def cut(self) -> None:
+        with self.lock:
+            self.on = False
+            for sock in self.open:  # shut down, not closed: each pipe closes its own sockets as it ends
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self.open = []
+
+    def restore(self) -> None:
+        with self.lock:
+            self.on = True
+
+    def close(self) -> None:
+        self.cut()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # closed
+            while True:
+                client, _ = self.listener.accept()
+                with self.lock:
+                    try:
+                        upstream = socket.create_connection(("127.0.0.1", self.target_port), 10) if self.on else None
+                    except OSError:
+                        upstream = None
+                    if upstream is None:
+                        client.close()
+                        continue
+                    self.open += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    """One direction of a switched connection, as it comes."""
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    _close(src, dst)
 
 
 def _close(*sockets: socket.socket) -> None:

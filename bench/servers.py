@@ -18,9 +18,16 @@ from pathlib import Path
 
 def free_port() -> int:
     """A TCP port nobody listens on now, on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` different TCP ports nobody listens on now, on loopback (all held until each is chosen)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def start(cmd: list[str], ready_url: str, log: Path | None = None, timeout: float = 180, **popen) -> subprocess.Popen:

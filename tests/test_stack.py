@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.relay import Switch
 from helpers import ROOT, copy_repo, run
 
 pytestmark = pytest.mark.slow
@@ -60,51 +60,6 @@ def parse_exports(text: str) -> dict[str, str]:
             if line.startswith("export ")
         )
     }
-
-
-class Switch:
-    """A TCP relay in front of the S3 endpoint that can be cut: off, it refuses new connections and
-    drops open ones (the object store down, as seen from the training workers)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target, self.on = ("127.0.0.1", target_port), True
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            conn, _ = self.server.accept()
-            if not self.on:
-                conn.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.open += [conn, upstream]
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self.on = False
-        for s in self.open:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @dataclass(frozen=True)

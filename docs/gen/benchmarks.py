@@ -294,7 +294,8 @@ def chaos() -> str:
     for path in committed.files("reports/chaos", "*.json"):
         d = _json(path)
         lines += [
-            f"**seed {d['seed']}**: {d['updates']} updates per run, the fault-free run {fmt(d['reference_s'], 0)} s. "
+            f"**seed {d['seed']}**{_drawn_from(d)}: {d['updates']} updates per run, the fault-free run "
+            f"{fmt(d['reference_s'], 0)} s. "
             f"Faults injected {d['injected']}, survived {d['survived']}, lost {d['lost']}. {_caption(path)}",
             "",
             *header("run", "fault", "moment", "invariants", "weights against the fault-free run"),
@@ -306,6 +307,11 @@ def chaos() -> str:
             lines.append(f"| {r['run']} | {r['kind']} | {r['moment']} | {held} | {weights} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _drawn_from(campaign: dict) -> str:
+    """The kinds a campaign drew from, where `--kinds` chose them."""
+    return f" ({', '.join(campaign['kinds'])} only)" if "kinds" in campaign else ""
 
 
 def gpu_check() -> str:
