@@ -215,6 +215,8 @@ def main() -> None:
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if unknown := set(kinds) - set(KINDS):
         sys.exit(f"chaos: --kinds: no such kind {', '.join(sorted(unknown))} (kinds: {', '.join(KINDS)})")
+    if not kinds:
+        sys.exit(f"chaos: --kinds: none given (kinds: {', '.join(KINDS)})")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its store's creation, once per run
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("chaos: stopped (SIGTERM)"))  # the server and copy go too
     repo = scratch_copy(args.repo.resolve())
