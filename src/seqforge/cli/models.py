@@ -149,7 +149,7 @@ def chat(
     ] = None,
     web: Annotated[bool, typer.Option("--web", help="a chat page in the browser instead of the terminal")] = False,
     host: Annotated[str, typer.Option(help="--web: the interface the page is served on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="--web: the page's port")] = 7860,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="--web: the page's port")] = 7860,
     open_page: Annotated[bool, typer.Option("--open/--no-open", help="--web: open the page in a browser")] = True,
 ) -> None:
     """Chat with a registered chatbot. Interactive on a terminal (/reset, /quit, Ctrl-D);
